@@ -1,0 +1,49 @@
+//! Paths, ports, labels and names shared by the node (init, machined, apid)
+//! and the client (cairnctl). One name for one thing, everywhere.
+
+/// TCP port apid listens on, in maintenance mode and with mTLS alike.
+pub const APID_PORT: u16 = 50000;
+
+/// machined's internal API (the machine service over a unix socket).
+pub const MACHINED_SOCKET: &str = "/system/run/machined/machined.sock";
+
+/// tmpfs for runtime state that must never reach a disk.
+pub const SYSTEM_RUN_DIR: &str = "/system/run";
+/// tmpfs holding secrets (keys, certs, kubeconfigs), mode 0700, files 0600.
+pub const SECRETS_DIR: &str = "/system/secrets";
+/// Where the STATE partition is mounted.
+pub const STATE_MOUNT: &str = "/system/state";
+/// The machine config persisted on STATE.
+pub const STATE_CONFIG_PATH: &str = "/system/state/config.yaml";
+/// Where the EPHEMERAL partition (or a tmpfs on a live boot) is mounted.
+pub const EPHEMERAL_MOUNT: &str = "/var";
+
+/// GPT partition names, which are also the filesystem labels where the
+/// partition carries a filesystem.
+pub mod partition {
+    pub const EFI: &str = "EFI";
+    pub const BIOS: &str = "BIOS";
+    pub const BOOT: &str = "BOOT";
+    pub const META: &str = "META";
+    pub const STATE: &str = "STATE";
+    pub const EPHEMERAL: &str = "EPHEMERAL";
+}
+
+/// Label of a volume (e.g. a cloud-init style CD or USB stick) that carries
+/// a machine config as `config.yaml` at its root.
+pub const CONFIG_VOLUME_LABEL: &str = "CAIRNCFG";
+
+/// Kernel command-line keys Cairn reads.
+pub mod cmdline {
+    /// `cairn.config=<url>`: fetch the machine config from this URL.
+    pub const CONFIG: &str = "cairn.config";
+    /// `cairn.hostname=<name>`: hostname before any config is applied.
+    pub const HOSTNAME: &str = "cairn.hostname";
+}
+
+/// Organization values in client certificates that carry the API role.
+pub mod role {
+    pub const ADMIN: &str = "os:admin";
+    pub const OPERATOR: &str = "os:operator";
+    pub const READER: &str = "os:reader";
+}

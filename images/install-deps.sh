@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing Cairn needs.
+# Idempotent: a second run on a machine that has everything is a no-op.
+set -euo pipefail
+
+PACKAGES=(
+  # kernel build
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make
+  # images
+  squashfs-tools cpio zstd xorriso mtools dosfstools gdisk fdisk e2fsprogs
+  grub-pc-bin grub-efi-amd64-bin grub-common
+  # VMs and tests
+  qemu-system-x86 ovmf openssl
+  # etcd-client's build script
+  protobuf-compiler
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+
+# qemu-utils on these machines may come from bookworm-backports; qemu-system-x86
+# must then come from the same suite, or apt refuses the pair.
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+if [ ! -e /etc/apt/sources.list.d/cairn-backports.sources ]; then
+  $SUDO tee /etc/apt/sources.list.d/cairn-backports.sources >/dev/null <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: ${codename}-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+target=()
+if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
+  target=(-t "${codename}-backports")
+fi
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${target[@]}" "${missing[@]}"

@@ -1,0 +1,1 @@
+//! Helpers for tests that boot Cairn in QEMU.
