@@ -1,0 +1,34 @@
+//! Runs a service's health check periodically while it is Running.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::service::{Health, HealthCheck, ServiceHandle, State};
+
+/// Loops until `stop` turns true: waits for Running, checks, sleeps.
+pub async fn watch_health(handle: Arc<ServiceHandle>, check: HealthCheck, mut stop: watch::Receiver<bool>) {
+    let mut status = handle.status.subscribe();
+    loop {
+        // Wait for the service to be Running (again).
+        tokio::select! {
+            r = status.wait_for(|s| s.state == State::Running) => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let result = match tokio::time::timeout(check.timeout, (check.check)()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("health check timed out after {:?}", check.timeout)),
+        };
+        // A result that arrives after the service left Running is stale.
+        if handle.status.borrow().state == State::Running {
+            match result {
+                Ok(()) => handle.set_health(Health::Ok, String::new()),
+                Err(m) => handle.set_health(Health::Failing, m),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(check.interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
