@@ -1,6 +1,9 @@
-//! Flags every verb that talks to a node understands.
+//! Flags every verb that talks to a node understands, and how they turn
+//! into nodes and credentials.
 
 use std::path::PathBuf;
+
+use crate::client::{ClientError, Credentials, Node};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -20,4 +23,23 @@ pub struct GlobalArgs {
     /// (maintenance mode only).
     #[arg(short = 'i', long, global = true)]
     pub insecure: bool,
+}
+
+impl GlobalArgs {
+    /// The nodes to talk to, from `-n`.
+    pub fn nodes(&self) -> Result<Vec<Node>, ClientError> {
+        if self.nodes.is_empty() {
+            return Err(ClientError::NoNodes);
+        }
+        self.nodes.iter().map(|n| Node::parse(n)).collect()
+    }
+
+    /// The credentials for the chosen mode: none with `--insecure`, else
+    /// the current (or `--context`) context of the client config.
+    pub fn credentials(&self) -> Result<Credentials, ClientError> {
+        if self.insecure {
+            return Ok(Credentials::Insecure);
+        }
+        Err(ClientError::NoClientConfig)
+    }
 }

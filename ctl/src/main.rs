@@ -1,6 +1,7 @@
 //! cairnctl: the only way to manage a Cairn node. One file per verb under
 //! `commands/`.
 
+mod client;
 mod commands;
 mod global;
 

@@ -57,7 +57,10 @@ fn step<T>(doing: impl Into<String>, result: io::Result<T>) -> Result<T, Failure
 /// Applies a mount table entry unless its target is already a mount point.
 pub fn mount_once(sys: &mut impl Sys, m: &Mount) -> Result<(), Failure> {
     step(format!("creating {}", m.target), sys.mkdir(m.target))?;
-    let mounted = step(format!("checking {}", m.target), sys.is_mount_point(m.target))?;
+    let mounted = step(
+        format!("checking {}", m.target),
+        sys.is_mount_point(m.target),
+    )?;
     if !mounted {
         step(m.describe(), sys.mount(m))?;
     }
@@ -92,7 +95,10 @@ pub fn boot(sys: &mut impl Sys) -> Result<Infallible, Failure> {
         let to = format!("{NEW_ROOT}{from}");
         step(format!("moving {from} to {to}"), sys.move_mount(from, &to))?;
     }
-    step(format!("switching root to {NEW_ROOT}"), sys.switch_root(NEW_ROOT))?;
+    step(
+        format!("switching root to {NEW_ROOT}"),
+        sys.switch_root(NEW_ROOT),
+    )?;
 
     sys.log(Level::Info, &format!("starting {MACHINED}"));
     Err(Failure {
@@ -294,7 +300,10 @@ mod tests {
                 .starts_with("mounting /rootfs.sqsh on /newroot: No such device"),
             "{failure}"
         );
-        assert_eq!(sys.calls.last().unwrap(), "mount squashfs /dev/loop0 /newroot");
+        assert_eq!(
+            sys.calls.last().unwrap(),
+            "mount squashfs /dev/loop0 /newroot"
+        );
         assert!(!sys.calls.iter().any(|c| c.starts_with("switch_root")));
     }
 

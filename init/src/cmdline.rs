@@ -103,7 +103,11 @@ mod tests {
     #[test]
     fn keys_values_and_flags() {
         let c = Cmdline::parse("console=tty0 console=ttyS0,115200 slab_nomerge pti=on\n");
-        assert_eq!(c.get("console"), Some("ttyS0,115200"), "last duplicate wins");
+        assert_eq!(
+            c.get("console"),
+            Some("ttyS0,115200"),
+            "last duplicate wins"
+        );
         assert_eq!(c.get("slab_nomerge"), Some(""));
         assert_eq!(c.get("pti"), Some("on"));
         assert_eq!(c.get("quiet"), None);
@@ -120,7 +124,10 @@ mod tests {
     #[test]
     fn values_may_contain_equals() {
         let c = Cmdline::parse("cairn.config=http://10.0.2.2:8080/c.yaml?x=1");
-        assert_eq!(c.get("cairn.config"), Some("http://10.0.2.2:8080/c.yaml?x=1"));
+        assert_eq!(
+            c.get("cairn.config"),
+            Some("http://10.0.2.2:8080/c.yaml?x=1")
+        );
     }
 
     #[test]
@@ -133,8 +140,14 @@ mod tests {
     #[test]
     fn failure_policy_follows_panic_parameter() {
         assert_eq!(Cmdline::parse("panic=0").on_failure(), OnFailure::Hang);
-        assert_eq!(Cmdline::parse("panic=3").on_failure(), OnFailure::RebootAfterSecs(3));
-        assert_eq!(Cmdline::parse("panic=-1").on_failure(), OnFailure::RebootAfterSecs(0));
+        assert_eq!(
+            Cmdline::parse("panic=3").on_failure(),
+            OnFailure::RebootAfterSecs(3)
+        );
+        assert_eq!(
+            Cmdline::parse("panic=-1").on_failure(),
+            OnFailure::RebootAfterSecs(0)
+        );
         assert_eq!(
             Cmdline::parse("quiet").on_failure(),
             OnFailure::RebootAfterSecs(DEFAULT_REBOOT_DELAY_SECS)
@@ -143,6 +156,9 @@ mod tests {
             Cmdline::parse("panic=soon").on_failure(),
             OnFailure::RebootAfterSecs(DEFAULT_REBOOT_DELAY_SECS)
         );
-        assert_eq!(Cmdline::parse("").on_failure(), OnFailure::RebootAfterSecs(10));
+        assert_eq!(
+            Cmdline::parse("").on_failure(),
+            OnFailure::RebootAfterSecs(10)
+        );
     }
 }

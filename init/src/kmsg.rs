@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn records_carry_priority_and_prefix() {
         assert_eq!(
-            record(Level::Error, "mounting /rootfs.sqsh on /newroot: No such device"),
+            record(
+                Level::Error,
+                "mounting /rootfs.sqsh on /newroot: No such device"
+            ),
             "<3>cairn-init: mounting /rootfs.sqsh on /newroot: No such device\n"
         );
         assert_eq!(record(Level::Info, "hi"), "<6>cairn-init: hi\n");

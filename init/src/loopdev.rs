@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use linux_raw_sys::loop_device as uapi;
-use rustix::ioctl::{self, Ioctl, IoctlOutput, IntegerSetter, Opcode, Setter};
+use rustix::ioctl::{self, IntegerSetter, Ioctl, IoctlOutput, Opcode, Setter};
 
 const LOOP_CONTROL: &str = "/dev/loop-control";
 
@@ -27,7 +27,10 @@ pub struct LoopDevice {
 /// Attaches `image` read-only to the first free loop device.
 pub fn attach_read_only(image: &Path) -> io::Result<LoopDevice> {
     let backing = File::open(image)?;
-    let control = OpenOptions::new().read(true).write(true).open(LOOP_CONTROL)?;
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(LOOP_CONTROL)?;
     // Another process could take the free device between GET_FREE and
     // CONFIGURE (EBUSY); nothing else runs this early, but retry anyway.
     let mut last_err = None;
@@ -62,8 +65,12 @@ fn configure(device: &File, backing: &File, image: &Path) -> io::Result<()> {
     };
     // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which is the type
     // passed; the backing fd stays open for the duration of the call.
-    let configured =
-        unsafe { ioctl::ioctl(device, Setter::<{ uapi::LOOP_CONFIGURE as Opcode }, _>::new(config)) };
+    let configured = unsafe {
+        ioctl::ioctl(
+            device,
+            Setter::<{ uapi::LOOP_CONFIGURE as Opcode }, _>::new(config),
+        )
+    };
     match configured {
         Ok(()) => Ok(()),
         // Kernels before 5.8 lack LOOP_CONFIGURE: set the fd, then the status.

@@ -46,11 +46,16 @@ fn fail(sys: &mut RealSys, message: &str) -> ! {
     sys.log(Level::Error, message);
     let policy = std::fs::read_to_string("/proc/cmdline")
         .map(|text| Cmdline::parse(&text).on_failure())
-        .unwrap_or(OnFailure::RebootAfterSecs(cmdline::DEFAULT_REBOOT_DELAY_SECS));
+        .unwrap_or(OnFailure::RebootAfterSecs(
+            cmdline::DEFAULT_REBOOT_DELAY_SECS,
+        ));
     rustix::fs::sync();
     match policy {
         OnFailure::Hang => {
-            sys.log(Level::Error, "boot failed; halted (panic=0 on the kernel command line)");
+            sys.log(
+                Level::Error,
+                "boot failed; halted (panic=0 on the kernel command line)",
+            );
             hang()
         }
         OnFailure::RebootAfterSecs(secs) => {

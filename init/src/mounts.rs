@@ -36,14 +36,18 @@ pub const EARLY: &[Mount<'static>] = &[
         source: "proc",
         target: "/proc",
         fstype: "proc",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
         data: None,
     },
     Mount {
         source: "sysfs",
         target: "/sys",
         fstype: "sysfs",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
         data: None,
     },
 ];
@@ -84,7 +88,11 @@ mod tests {
     #[test]
     fn every_early_mount_is_nosuid_and_targets_are_unique() {
         for m in EARLY {
-            assert!(m.flags.contains(MountFlags::NOSUID), "{} must be nosuid", m.target);
+            assert!(
+                m.flags.contains(MountFlags::NOSUID),
+                "{} must be nosuid",
+                m.target
+            );
         }
         let mut targets: Vec<_> = EARLY.iter().map(|m| m.target).collect();
         targets.sort();
@@ -95,7 +103,11 @@ mod tests {
     #[test]
     fn proc_and_sys_cannot_hold_executables_or_devices() {
         for m in EARLY.iter().filter(|m| m.target != "/dev") {
-            assert!(m.flags.contains(MountFlags::NOEXEC | MountFlags::NODEV), "{}", m.target);
+            assert!(
+                m.flags.contains(MountFlags::NOEXEC | MountFlags::NODEV),
+                "{}",
+                m.target
+            );
         }
     }
 
