@@ -1,16 +1,12 @@
-//! machined: Cairn's PID 1 agent.
+//! machined's entry point; everything lives in the library.
 
-#[macro_use]
-mod logging;
-mod cmdline;
-mod disks;
-mod exec;
-mod mounts;
-mod partitions;
-mod probe;
-mod reaper;
-mod supervisor;
-mod syscall;
-mod sysctl;
-
-fn main() {}
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!(
+            "machined is the init process of a Cairn node and must run as PID 1 \
+             (it mounts filesystems, reaps orphans and reboots the machine)"
+        );
+        std::process::exit(2);
+    }
+    machined::pid1::main()
+}

@@ -84,9 +84,11 @@ impl LogRing {
         (r.lines.iter().skip(skip).cloned().collect(), r.next_seq)
     }
 
-    /// Waits until a line is pushed after this call starts.
-    pub async fn appended(&self) {
-        self.appended.notified().await
+    /// Resolves when a line is pushed after this call (not after the first
+    /// poll): create it, then check [`since`](Self::since), then await it,
+    /// and no line is missed.
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
     }
 
     /// Everything held, newline-terminated.

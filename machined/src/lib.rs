@@ -1,0 +1,29 @@
+//! machined: Cairn's PID 1 agent. `init` switches root and execs it; from
+//! then on it reaps orphans, mounts, supervises services (apid first),
+//! acquires the machine config and serves the internal API on a unix socket.
+//!
+//! A library (with a thin `main.rs`) so that the pieces later issues build
+//! on (supervisor, network, partitions) have a public surface and tests.
+
+#[macro_use]
+pub mod logging;
+pub mod acquire;
+pub mod api;
+pub mod cmdline;
+pub mod console;
+pub mod debug;
+pub mod disks;
+pub mod exec;
+pub mod http;
+pub mod maintenance;
+pub mod mounts;
+pub mod network;
+pub mod partitions;
+pub mod pid1;
+pub mod probe;
+pub mod reaper;
+pub mod shutdown;
+pub mod state;
+pub mod supervisor;
+pub mod syscall;
+pub mod sysctl;

@@ -1,0 +1,193 @@
+//! Links, addresses and routes over rtnetlink.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use super::NetworkError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+    pub is_ethernet: bool,
+    pub is_up: bool,
+    pub has_carrier: bool,
+}
+
+/// An address on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+    /// Global (universe) scope, as opposed to link- or host-local.
+    pub global: bool,
+}
+
+fn nl(what: &'static str) -> impl Fn(rtnetlink::Error) -> NetworkError {
+    move |source| NetworkError::Netlink { what, source }
+}
+
+pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
+    let msgs: Vec<_> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("list links"))?;
+    let mut out: Vec<Link> = msgs
+        .into_iter()
+        .map(|m| {
+            let mut name = String::new();
+            let mut mac = None;
+            for a in &m.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Address(a) if a.len() == 6 => {
+                        let mut b = [0u8; 6];
+                        b.copy_from_slice(a);
+                        mac = Some(b);
+                    }
+                    _ => {}
+                }
+            }
+            Link {
+                index: m.header.index,
+                name,
+                mac,
+                is_ethernet: m.header.link_layer_type == LinkLayerType::Ether,
+                is_up: m.header.flags.contains(LinkFlags::Up),
+                has_carrier: m.header.flags.contains(LinkFlags::LowerUp),
+            }
+        })
+        .collect();
+    out.sort_by_key(|l| l.index);
+    Ok(out)
+}
+
+pub async fn set_up(handle: &Handle, index: u32) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl("set link up"))
+}
+
+pub async fn addresses(handle: &Handle) -> Result<Vec<Address>, NetworkError> {
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("list addresses"))?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| {
+            // IFA_LOCAL is the interface's own address on point-to-point
+            // links; IFA_ADDRESS otherwise.
+            let ip = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                })
+                .or_else(|| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
+                })?;
+            Some(Address {
+                index: m.header.index,
+                ip,
+                prefix_len: m.header.prefix_len,
+                global: m.header.scope == AddressScope::Universe,
+            })
+        })
+        .collect())
+}
+
+pub async fn add_address(handle: &Handle, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<(), NetworkError> {
+    handle
+        .address()
+        .add(index, IpAddr::V4(ip), prefix_len)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("add address"))
+}
+
+pub async fn del_address(handle: &Handle, addr: &Address) -> Result<(), NetworkError> {
+    let mut msgs: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(addr.index)
+        .set_address_filter(addr.ip)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("find address"))?;
+    if let Some(m) = msgs.pop() {
+        handle.address().del(m).execute().await.map_err(nl("delete address"))?;
+    }
+    Ok(())
+}
+
+pub async fn set_default_route(handle: &Handle, index: u32, gateway: Ipv4Addr) -> Result<(), NetworkError> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .output_interface(index)
+        .gateway(gateway)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("add default route"))
+}
+
+/// The link machined configures for now: the first Ethernet link by index.
+pub fn first_ethernet(links: &[Link]) -> Option<&Link> {
+    links.iter().find(|l| l.is_ethernet && l.name != "lo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_first_ethernet() {
+        let l = |index, name: &str, eth| Link {
+            index,
+            name: name.into(),
+            mac: None,
+            is_ethernet: eth,
+            is_up: false,
+            has_carrier: false,
+        };
+        let links = vec![l(1, "lo", false), l(2, "sit0", false), l(3, "eth0", true), l(4, "eth1", true)];
+        assert_eq!(first_ethernet(&links).unwrap().name, "eth0");
+        assert!(first_ethernet(&links[..2]).is_none());
+    }
+
+    /// Reads the host's real links over netlink (no changes made).
+    #[tokio::test]
+    async fn lists_real_links_and_loopback() {
+        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+        tokio::spawn(conn);
+        let links = links(&handle).await.unwrap();
+        assert!(links.iter().any(|l| l.name == "lo"), "{links:?}");
+        let addrs = addresses(&handle).await.unwrap();
+        assert!(addrs.iter().any(|a| a.ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && !a.global));
+    }
+}

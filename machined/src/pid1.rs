@@ -1,0 +1,245 @@
+//! The boot sequence machined runs as PID 1, in order, and the panic
+//! policy. Everything before the controllers is this short linear
+//! sequence; shutdown is the other end of it (`shutdown`).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cmdline::{Cmdline, PanicAction};
+use crate::network::Network;
+use crate::shutdown::PowerAction;
+use crate::state::Node;
+use crate::supervisor::logbuf::LogRing;
+use crate::supervisor::Supervisor;
+use crate::syscall::{Real, Syscalls};
+use crate::{acquire, api, console, debug, disks, maintenance, mounts, network, partitions, reaper, sysctl};
+
+/// Writes straight to /dev/kmsg (for use where tracing may not work).
+fn kmsg(line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = f.write_all(format!("<2>cairn: {line}\n").as_bytes());
+    }
+    let _ = writeln!(std::io::stderr(), "cairn: {line}");
+}
+
+/// A panic in PID 1 logs to /dev/kmsg, syncs, and reboots; or hangs when
+/// the kernel command line says `panic=0`, so the message can be read.
+pub fn install_panic_hook(action: PanicAction) {
+    std::panic::set_hook(Box::new(move |info| {
+        kmsg(&format!("machined panicked: {info}"));
+        nix::unistd::sync();
+        match action {
+            PanicAction::Hang => {
+                kmsg("panic=0 on the kernel command line: halting here");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            PanicAction::Reboot(delay) => {
+                kmsg(&format!("rebooting in {}s", delay.as_secs()));
+                std::thread::sleep(delay);
+                let e = Real.reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+                kmsg(&format!("reboot failed: {e}; halting"));
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+        }
+    }));
+}
+
+/// Entry point when running as PID 1. Never returns: PID 1 exiting panics
+/// the kernel.
+pub fn main() -> ! {
+    install_panic_hook(PanicAction::Reboot(Duration::ZERO));
+    reaper::start();
+    let sys = Real;
+    // /proc and /dev come first: the command line and kmsg need them.
+    let mount_result = mounts::apply(&sys, &mounts::early_table());
+    let cmdline = Cmdline::read().unwrap_or_else(|e| {
+        kmsg(&format!("cannot read /proc/cmdline: {e}"));
+        Cmdline::default()
+    });
+    install_panic_hook(cmdline.panic_action());
+    let _ = crate::logging::allow_kmsg_bursts();
+    let ring = Arc::new(LogRing::new(256 * 1024));
+    crate::logging::init(ring.clone(), cmdline.debug_logging());
+    console!(
+        "machined {} (build {}) starting as PID 1",
+        config::version::VERSION,
+        config::version::BUILD_ID
+    );
+    match mount_result {
+        Ok(outcomes) => {
+            for (m, o) in mounts::early_table().iter().zip(outcomes) {
+                if let mounts::Outcome::Skipped(why) = o {
+                    tracing::warn!(target = %m.target.display(), "optional mount skipped: {why}");
+                }
+            }
+        }
+        Err(e) => panic!("early mounts failed: {e}"),
+    }
+    // One or two threads are plenty for an agent that mostly waits; a
+    // current-thread runtime keeps RSS small.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot build the tokio runtime");
+    rt.block_on(boot(cmdline, ring))
+}
+
+fn early_system_setup(sys: &dyn Syscalls) {
+    if let Err(e) = mounts::make_root_rshared(sys) {
+        tracing::warn!(error = %e, "cannot make / rshared");
+    }
+    for (c, e) in mounts::enable_cgroup_controllers(Path::new("/sys/fs/cgroup")) {
+        console!("cgroups: cannot enable the {c} controller: {e}");
+    }
+    for (s, r) in sysctl::apply(Path::new("/"), sysctl::KSPP) {
+        match r {
+            sysctl::Applied::Set => {}
+            sysctl::Applied::Missing => tracing::debug!(key = s.key, "sysctl not in this kernel"),
+            sysctl::Applied::Failed(e) => tracing::warn!(key = s.key, error = %e, "cannot set sysctl"),
+        }
+    }
+    // Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once, so
+    // it becomes an orderly reboot.
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        tracing::warn!(error = %e, "cannot disable Ctrl-Alt-Del");
+    }
+}
+
+/// SIGTERM and SIGPWR power off, SIGINT (Ctrl-Alt-Del) reboots.
+fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
+    for (kind, action, name) in [
+        (SignalKind::terminate(), PowerAction::PowerOff, "SIGTERM"),
+        (SignalKind::interrupt(), PowerAction::Reboot, "SIGINT (Ctrl-Alt-Del)"),
+        (SignalKind::from_raw(libc::SIGPWR), PowerAction::PowerOff, "SIGPWR"),
+    ] {
+        let power = power.clone();
+        match signal(kind) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        console!("received {name}");
+                        let _ = power.send(action).await;
+                    }
+                });
+            }
+            Err(e) => tracing::error!(signal = name, error = %e, "cannot handle signal"),
+        }
+    }
+}
+
+async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
+    let sys = Real;
+    early_system_setup(&sys);
+    let (power_tx, mut power_rx) = mpsc::channel(4);
+    spawn_signal_handlers(power_tx.clone());
+    let supervisor = Supervisor::new();
+    let node = Arc::new(Node::new(cmdline.clone(), supervisor.clone(), ring, power_tx));
+
+    // The internal API first, so apid can reach machined as soon as it runs.
+    let sock = Path::new(config::constants::MACHINED_SOCKET);
+    match api::bind(sock, Some(maintenance::APID_GID)) {
+        Ok(listener) => {
+            let n = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api::serve(n, listener, sock).await {
+                    console!("api: {e}");
+                }
+            });
+        }
+        Err(e) => console!("api: {e}"),
+    }
+
+    // Disks: STATE and EPHEMERAL (or a tmpfs /var).
+    let devices = disks::list();
+    let (var, state) = partitions::mount_system(&sys, &devices).await;
+    match &var {
+        partitions::VarBacking::Ephemeral(dev) => console!("disk: /var on EPHEMERAL ({})", dev.display()),
+        partitions::VarBacking::Tmpfs => console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)"),
+    }
+    if let Err(e) = state {
+        console!("disk: STATE: {e}");
+    }
+
+    // Network, hostname.
+    let net = match Network::connect() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            console!("network: {e}");
+            None
+        }
+    };
+    let link = match &net {
+        Some(n) => n.bring_up_links().await.unwrap_or_else(|e| {
+            console!("network: {e}");
+            None
+        }),
+        None => None,
+    };
+    let hostname = cmdline
+        .hostname()
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::state::default_hostname(link.as_ref().and_then(|l| l.mac)));
+    if let Err(e) = nix::unistd::sethostname(&hostname) {
+        console!("cannot set the hostname: {e}");
+    }
+    node.set_hostname(&hostname);
+    let etc = Path::new(network::resolv::SYSTEM_ETC);
+    let _ = network::resolv::write_atomic(etc, "hosts", &network::resolv::hosts(&hostname, None));
+    if !etc.join("resolv.conf").exists() {
+        let _ = network::resolv::write_atomic(etc, "resolv.conf", &network::resolv::resolv_conf(&[], None));
+    }
+    match (&net, &link) {
+        (Some(n), Some(l)) => n.configure(l, cmdline.kernel_ip_autoconfig(), &hostname).await,
+        (_, None) => console!("network: no Ethernet link found"),
+        _ => {}
+    }
+    let addresses = match &net {
+        Some(n) => n.node_addresses().await,
+        None => Vec::new(),
+    };
+
+    // The machine config.
+    match acquire::acquire(&sys, &cmdline, &devices).await {
+        Some(a) => console!(
+            "config: found {} bytes from {}; applying a config comes with a later release, staying in maintenance mode",
+            a.bytes.len(),
+            a.source
+        ),
+        None => console!("config: none on STATE, the kernel command line or a CAIRNCFG volume"),
+    }
+
+    // Maintenance mode.
+    node.set_maintenance(true);
+    match maintenance::generate_certificate(&hostname, &addresses)
+        .and_then(|c| maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds)))
+    {
+        Ok((cert, (cert_fd, key_fd))) => match supervisor.start(maintenance::apid_service(cert_fd, key_fd)) {
+            Ok(apid) => {
+                let sup = supervisor.clone();
+                tokio::spawn(async move {
+                    maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint).await;
+                    console::status_loop("maintenance", sup).await;
+                });
+            }
+            Err(e) => console!("maintenance: {e}"),
+        },
+        Err(e) => console!("maintenance: {e}"),
+    }
+    debug::spawn_hooks(&cmdline, supervisor.clone());
+
+    let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);
+    let e = crate::shutdown::run(&sys, &supervisor, action).await;
+    console!("shutdown: reboot(2) failed: {e}; halting");
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
