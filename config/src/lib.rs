@@ -3,4 +3,6 @@
 //! internals live here, so the CLI stays light.
 
 pub mod constants;
+pub mod pki;
+pub mod types;
 pub mod version;
