@@ -29,6 +29,8 @@ pub trait Sys {
     /// Attaches an image file read-only to a loop device; returns its path.
     fn attach_loop(&mut self, image: &str) -> io::Result<String>;
     fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()>;
+    /// The text of `/proc/self/mountinfo`.
+    fn mountinfo(&mut self) -> io::Result<String>;
     fn switch_root(&mut self, new_root: &str) -> io::Result<()>;
     /// Replaces this process with `program`; returns only on failure.
     fn exec(&mut self, program: &str) -> io::Error;
@@ -86,11 +88,6 @@ pub fn boot(sys: &mut impl Sys) -> Result<Infallible, Failure> {
         format!("mounting {ROOTFS_IMAGE} on {NEW_ROOT}"),
         sys.mount(&mounts::rootfs(&device)),
     )?;
-    sys.log(
-        Level::Info,
-        &format!("mounted {ROOTFS_IMAGE} ({device}) read-only on {NEW_ROOT}"),
-    );
-
     for from in mounts::moved_into_new_root() {
         let to = format!("{NEW_ROOT}{from}");
         step(format!("moving {from} to {to}"), sys.move_mount(from, &to))?;
@@ -99,6 +96,24 @@ pub fn boot(sys: &mut impl Sys) -> Result<Infallible, Failure> {
         format!("switching root to {NEW_ROOT}"),
         sys.switch_root(NEW_ROOT),
     )?;
+
+    // Report the root machined will run on, as the kernel's mount table
+    // has it (tests read this line to check the booted root is read-only).
+    let message = match sys.mountinfo().map(|t| mounts::find_mount(&t, "/")) {
+        Ok(Some(m)) => format!(
+            "root filesystem: {} on / type {} ({}): {}",
+            m.source,
+            m.fstype,
+            m.options,
+            if m.is_read_only() {
+                "read-only"
+            } else {
+                "WRITABLE"
+            }
+        ),
+        _ => "root filesystem: / is not in /proc/self/mountinfo".to_string(),
+    };
+    sys.log(Level::Info, &message);
 
     sys.log(Level::Info, &format!("starting {MACHINED}"));
     Err(Failure {
@@ -171,6 +186,10 @@ impl Sys for RealSys {
         Ok(())
     }
 
+    fn mountinfo(&mut self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+    }
+
     fn switch_root(&mut self, new_root: &str) -> io::Result<()> {
         switch_root::switch_root(Path::new(new_root))
     }
@@ -229,6 +248,9 @@ mod tests {
         fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
             self.call(format!("move {from} {to}"))
         }
+        fn mountinfo(&mut self) -> io::Result<String> {
+            Ok("1 0 0:2 / / rw - rootfs rootfs rw\n25 1 7:0 / / ro,relatime - squashfs /dev/loop0 ro\n".into())
+        }
         fn switch_root(&mut self, new_root: &str) -> io::Result<()> {
             self.call(format!("switch_root {new_root}"))
         }
@@ -272,6 +294,16 @@ mod tests {
         );
         // exec only returns on failure, and the failure names it.
         assert!(failure.to_string().starts_with("starting /sbin/machined: "));
+    }
+
+    #[test]
+    fn the_root_is_reported_as_the_kernel_mounted_it() {
+        let mut sys = Recording::default();
+        let _ = boot(&mut sys);
+        assert!(sys.calls.contains(
+            &"log root filesystem: /dev/loop0 on / type squashfs (ro,relatime): read-only"
+                .to_string()
+        ));
     }
 
     #[test]

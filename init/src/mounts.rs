@@ -75,9 +75,93 @@ pub fn rootfs(loop_device: &str) -> Mount<'_> {
     }
 }
 
+/// One line of `/proc/self/mountinfo`: what the kernel says is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub mount_point: String,
+    /// Per-mount options, e.g. `ro,relatime`.
+    pub options: String,
+    pub fstype: String,
+    pub source: String,
+}
+
+impl MountInfo {
+    /// Parses `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let (left, right) = line.split_once(" - ")?;
+        let left: Vec<&str> = left.split(' ').collect();
+        let mut right = right.split(' ');
+        Some(MountInfo {
+            mount_point: unescape(left.get(4)?),
+            options: left.get(5)?.to_string(),
+            fstype: right.next()?.to_string(),
+            source: unescape(right.next()?),
+        })
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.options.split(',').any(|o| o == "ro")
+    }
+}
+
+/// The last mount on `mount_point` (the one visible there) in a mountinfo
+/// text.
+pub fn find_mount(mountinfo: &str, mount_point: &str) -> Option<MountInfo> {
+    mountinfo
+        .lines()
+        .rev()
+        .filter_map(MountInfo::parse)
+        .find(|m| m.mount_point == mount_point)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if let (b'\\', Some(d)) = (bytes[i], octal) {
+            let v = (d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 0:5 / /dev rw,nosuid relatime - devtmpfs devtmpfs rw,size=1002836k,mode=755
+23 1 0:20 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+25 1 7:0 / /newroot ro,relatime - squashfs /dev/loop0 ro,errors=continue
+26 1 0:22 / /with\\040space rw - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn finds_the_new_root_as_the_kernel_reports_it() {
+        let root = find_mount(MOUNTINFO, NEW_ROOT).unwrap();
+        assert_eq!(root.fstype, "squashfs");
+        assert_eq!(root.source, "/dev/loop0");
+        assert_eq!(root.options, "ro,relatime");
+        assert!(root.is_read_only());
+        assert!(!find_mount(MOUNTINFO, "/proc").unwrap().is_read_only());
+        assert_eq!(find_mount(MOUNTINFO, "/sys"), None);
+    }
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert!(find_mount(MOUNTINFO, "/with space").is_some());
+        assert_eq!(MountInfo::parse("garbage"), None);
+    }
 
     #[test]
     fn devtmpfs_comes_first_so_kmsg_and_the_console_exist() {

@@ -16,7 +16,10 @@ fn machined_panic_reboots_the_vm() {
     vm.expect(MAINTENANCE_BANNER, boot)
         .unwrap_or_else(|e| panic!("{e}"));
     let panicked = vm
-        .expect(r"cairn: .*panic", Duration::from_secs(60))
+        .expect(
+            r"cairn: machined panicked: .*cairn\.debug\.panic",
+            Duration::from_secs(60),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let status = vm
         .wait_exit(Duration::from_secs(60))

@@ -16,6 +16,8 @@ fn killed_apid_is_restarted_with_backoff() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     let wait = Duration::from_secs(60);
+    vm.expect(r"cairn: debug: sending SIGKILL to service apid", wait)
+        .unwrap_or_else(|e| panic!("{e}"));
     vm.expect(r"cairn: service apid: Failed", wait)
         .unwrap_or_else(|e| panic!("{e}"));
     let waiting = vm
