@@ -47,3 +47,10 @@ pub mod role {
     pub const OPERATOR: &str = "os:operator";
     pub const READER: &str = "os:reader";
 }
+
+/// Registry name of the images built into Cairn (imported into containerd
+/// at boot, never pulled): `cairn.local/kube-apiserver:v1.20.2`, ...
+pub const IMAGE_REGISTRY: &str = "cairn.local";
+
+/// apiVersion of every Cairn config document.
+pub const CONFIG_API_VERSION: &str = "cairn.dev/v1alpha1";

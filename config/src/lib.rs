@@ -2,7 +2,19 @@
 //! secrets and PKI. Also the constants every binary shares. No daemon
 //! internals live here, so the CLI stays light.
 
+pub mod client;
 pub mod constants;
+pub mod document;
+pub mod error;
+pub mod fsutil;
+pub mod generate;
 pub mod pki;
+pub mod secrets;
+pub mod spec;
 pub mod types;
+pub mod validate;
 pub mod version;
+
+pub use document::MachineConfig;
+pub use error::{ParseError, ParseErrors};
+pub use secrets::SecretsBundle;

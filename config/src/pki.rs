@@ -82,9 +82,12 @@ impl Role {
 }
 
 /// A certificate with its private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CertifiedKey {
+    /// The certificate, PEM.
     pub crt: PemCertificate,
+    /// Its private key, PEM (PKCS#8).
     pub key: PemPrivateKey,
 }
 

@@ -12,3 +12,9 @@ pub const BUILD_ID: &str = match option_env!("CAIRN_BUILD_ID") {
     Some(v) => v,
     None => "dev",
 };
+
+/// The Kubernetes version a generated config uses and the image carries.
+pub const KUBERNETES_VERSION: &str = "v1.20.2";
+
+/// The etcd version the image carries (Debian bookworm's etcd-server).
+pub const ETCD_VERSION: &str = "v3.4.23";

@@ -22,7 +22,12 @@ impl StrScalar for Duration {
     fn parse_text(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s)
             .map(Duration)
-            .map_err(|e| format!("{} is not a duration (expected e.g. 30s, 2m or 1h30m): {e}", quote(s)))
+            .map_err(|e| {
+                // humantime appends a long list of units; the example says enough.
+                let e = e.to_string();
+                let why = e.split(", supported units").next().unwrap_or(&e);
+                format!("{} is not a duration (expected e.g. 30s, 2m or 1h30m): {why}", quote(s))
+            })
     }
     fn text(&self) -> Cow<'_, str> {
         humantime::format_duration(self.0).to_string().into()
@@ -33,8 +38,9 @@ str_scalar!(Duration, {
     "examples": ["2m"]
 });
 
-/// Unix permission bits written as an octal string, e.g. `"0644"`. A YAML
-/// integer is refused because `0644` unquoted is the decimal number 644.
+/// Unix permission bits written as an octal string, e.g. `"0644"` (YAML
+/// reads an unquoted `0644` as that string too). A plain integer such as
+/// `420` is refused: it is too easy to mean octal and write decimal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileMode(u32);
 
@@ -59,7 +65,7 @@ impl Default for FileMode {
 
 impl StrScalar for FileMode {
     const EXPECTING: &'static str =
-        "an octal mode string such as \"0644\" (quote it: an unquoted 0644 is the decimal number 644)";
+        "an octal mode string such as \"0644\" (a plain number like 420 is refused as ambiguous)";
     fn parse_text(s: &str) -> Result<Self, String> {
         let digits = s.strip_prefix("0o").unwrap_or(s);
         u32::from_str_radix(digits, 8)
