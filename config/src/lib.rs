@@ -9,6 +9,7 @@ pub mod error;
 pub mod fsutil;
 pub mod generate;
 pub mod pki;
+pub mod schema;
 pub mod secrets;
 pub mod spec;
 pub mod types;

@@ -23,3 +23,28 @@ fn golden_files_parse_back() {
         assert_eq!(MachineConfig::parse(&bytes).unwrap(), expected, "{name}");
     }
 }
+
+#[test]
+fn committed_schema_matches_the_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/machineconfig.schema.json");
+    check_golden(&path, &config::schema::machine_config_schema_text());
+}
+
+#[test]
+fn every_schema_property_is_documented() {
+    // Walk the schema: every object property must carry a description
+    // (from the field's doc comment), directly or through its $ref.
+    let schema = config::schema::machine_config_schema();
+    let defs = schema["$defs"].as_object().unwrap();
+    let mut missing = Vec::new();
+    for (name, def) in defs {
+        if let Some(props) = def.get("properties").and_then(|p| p.as_object()) {
+            for (prop, body) in props {
+                if body.get("description").is_none() {
+                    missing.push(format!("{name}.{prop}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented fields: {missing:?}");
+}
