@@ -8,6 +8,7 @@ pub mod document;
 pub mod error;
 pub mod fsutil;
 pub mod generate;
+pub mod patch;
 pub mod pki;
 pub mod schema;
 pub mod secrets;
