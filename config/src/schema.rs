@@ -14,8 +14,8 @@ use crate::document::{ClusterDocument, MachineDocument};
 #[serde(untagged)]
 #[allow(dead_code)] // only its schema is used
 enum CairnConfigDocument {
-    Machine(MachineDocument),
-    Cluster(ClusterDocument),
+    Machine(Box<MachineDocument>),
+    Cluster(Box<ClusterDocument>),
 }
 
 /// The schema as JSON with keys sorted at every level, so the output does
