@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cairn_tests::{Images, Vm, VmConfig, MAINTENANCE_BANNER};
+use cairn_tests::{Images, Vm, VmConfig};
 
 #[test]
 fn machined_panic_reboots_the_vm() {
@@ -13,13 +13,10 @@ fn machined_panic_reboots_the_vm() {
     config.no_reboot = true;
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let boot = config.boot_timeout();
-    vm.expect(MAINTENANCE_BANNER, boot)
+    vm.expect(r"cairn: machined \S+ \(build \S+\) starting as PID 1", boot)
         .unwrap_or_else(|e| panic!("{e}"));
     let panicked = vm
-        .expect(
-            r"cairn: machined panicked: .*cairn\.debug\.panic",
-            Duration::from_secs(60),
-        )
+        .expect(r"cairn: machined panicked: .*cairn\.debug\.panic", boot)
         .unwrap_or_else(|e| panic!("{e}"));
     let status = vm
         .wait_exit(Duration::from_secs(60))

@@ -7,17 +7,16 @@ use cairn_tests::{checks, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 
 #[test]
 fn killed_apid_is_restarted_with_backoff() {
-    // Test hook in machined: SIGKILL apid once, 5 s after it started.
+    // Test hook in machined: SIGKILL apid once, 5 s after it started (which
+    // may be before or after the maintenance banner).
     let config = VmConfig::direct("restart-apid", &Images::locate(), "cairn.debug.kill=apid@5")
         .unwrap_or_else(|e| panic!("{e}"));
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let boot = config.boot_timeout();
-    vm.expect(MAINTENANCE_BANNER, boot)
+    vm.expect(r"cairn: debug: sending SIGKILL to service apid", boot)
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let wait = Duration::from_secs(60);
-    vm.expect(r"cairn: debug: sending SIGKILL to service apid", wait)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wait = Duration::from_secs(30);
     vm.expect(r"cairn: service apid: Failed", wait)
         .unwrap_or_else(|e| panic!("{e}"));
     let waiting = vm
@@ -35,5 +34,18 @@ fn killed_apid_is_restarted_with_backoff() {
     vm.expect(r"cairn: service apid: Running", wait)
         .unwrap_or_else(|e| panic!("{e}"));
 
+    // The restarted apid serves the API again, and stays up.
+    vm.wait_for_version(boot).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        vm.console().contains(MAINTENANCE_BANNER),
+        "no maintenance banner on the console"
+    );
     checks::maintenance_version_through_cairnctl(&mut vm, "");
+    let console = vm.console();
+    let after_restart = &console[console.find("Waiting (restart 1 in").unwrap_or(0)..];
+    assert!(
+        !after_restart.contains("Waiting (restart 2 in"),
+        "apid failed again after its restart:\n{}",
+        vm.console_tail(30)
+    );
 }
