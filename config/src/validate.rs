@@ -263,14 +263,17 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
     let net = &c.network;
     check_subnets("cluster.network.podSubnets", &net.pod_subnets, p);
     check_subnets("cluster.network.serviceSubnets", &net.service_subnets, p);
+    // kube-apiserver 1.20 refuses service ranges with more than 20 host
+    // bits (IPv4 /12, IPv6 /108).
+    const MAX_SERVICE_HOST_BITS: u8 = 20;
     for (i, s) in net.service_subnets.iter().enumerate() {
-        let (max_host_bits, family) = if s.is_ipv4() { (20, "IPv4") } else { (20, "IPv6") };
-        if s.net().max_prefix_len() - s.net().prefix_len() > max_host_bits {
+        let max = s.net().max_prefix_len();
+        if max - s.net().prefix_len() > MAX_SERVICE_HOST_BITS {
             p.cluster(
                 format!("cluster.network.serviceSubnets[{i}]"),
                 format!(
-                    "{s} is too large: kube-apiserver allows at most {max_host_bits} host bits (a /{} for {family})",
-                    s.net().max_prefix_len() - max_host_bits
+                    "{s} is too large: kube-apiserver allows at most {MAX_SERVICE_HOST_BITS} host bits (a /{})",
+                    max - MAX_SERVICE_HOST_BITS
                 ),
             );
         }
