@@ -1,5 +1,6 @@
 //! `cairnctl version`: the client's version, and each node's.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -32,7 +33,7 @@ pub enum Format {
 pub struct Report {
     pub client: ClientVersion,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub servers: Option<Vec<ServerVersion>>,
+    pub servers: Option<Vec<ServerEntry>>,
 }
 
 #[derive(Serialize, Debug)]
@@ -41,11 +42,18 @@ pub struct ClientVersion {
     pub build: String,
 }
 
-#[derive(Serialize, Debug, Default)]
-pub struct ServerVersion {
+/// One node: its version, or why it could not be read.
+#[derive(Serialize, Debug)]
+pub struct ServerEntry {
     pub node: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ServerVersion>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct ServerVersion {
     pub tag: String,
     pub build: String,
     pub kernel: String,
@@ -55,6 +63,7 @@ pub struct ServerVersion {
     pub slot: String,
     /// "maintenance" or "configured".
     pub mode: String,
+    /// `sha256:<hex>` of the certificate the node presented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
 }
@@ -75,104 +84,95 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         report.servers = Some(futures::future::join_all(queries).await);
     }
 
-    let failed: Vec<&ServerVersion> = report
+    let errors: Vec<&str> = report
         .servers
         .iter()
         .flatten()
-        .filter(|s| s.error.is_some())
+        .filter_map(|s| s.error.as_deref())
         .collect();
     match args.output {
         Format::Text => print!("{}", render_text(&report, args.verbose)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Yaml => print!("{}", serde_yaml::to_string(&report)?),
     }
+    std::io::stdout().flush()?;
     if args.output == Format::Text {
-        for s in &failed {
-            eprintln!("error: {}", s.error.as_deref().unwrap_or_default());
+        for e in &errors {
+            eprintln!("error: {e}");
         }
     }
-    Ok(if failed.is_empty() {
+    Ok(if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-async fn query(node: &Node, credentials: &client::Credentials) -> ServerVersion {
-    let mut server = ServerVersion {
+async fn query(node: &Node, credentials: &client::Credentials) -> ServerEntry {
+    let mut entry = ServerEntry {
         node: node.to_string(),
-        ..Default::default()
+        version: None,
+        error: None,
     };
     let mut conn = match client::connect(node, credentials).await {
         Ok(conn) => conn,
         Err(e) => {
-            server.error = Some(e.to_string());
-            return server;
+            entry.error = Some(e.to_string());
+            return entry;
         }
     };
-    server.certificate = conn.server_fingerprint.clone();
     match conn.machine.version(()).await {
         Ok(resp) => {
             let v = resp.into_inner();
-            server.tag = v.version;
-            server.build = v.build_id;
-            server.kernel = v.kernel;
-            server.arch = v.arch;
-            server.hostname = v.hostname;
-            server.slot = v.booted_slot;
-            server.mode = if v.maintenance {
-                "maintenance"
-            } else {
-                "configured"
-            }
-            .into();
+            entry.version = Some(ServerVersion {
+                tag: v.version,
+                build: v.build_id,
+                kernel: v.kernel,
+                arch: v.arch,
+                hostname: v.hostname,
+                slot: v.booted_slot,
+                mode: if v.maintenance {
+                    "maintenance"
+                } else {
+                    "configured"
+                }
+                .into(),
+                certificate: conn.server_fingerprint.clone(),
+            });
         }
-        Err(status) => server.error = Some(client::explain(&status, node)),
+        Err(status) => entry.error = Some(client::explain(&status, node)),
     }
-    server
+    entry
 }
 
-/// The human form: two aligned sections, one block per server.
+/// The human form: aligned sections, one per server that answered (the
+/// others are reported on stderr).
 pub fn render_text(report: &Report, verbose: bool) -> String {
-    let mut out = String::new();
-    let mut line = |label: &str, value: &str| {
-        out.push_str(&format!("  {:<11}{}\n", format!("{label}:"), value));
-    };
-    line("Tag", &report.client.tag);
-    line("Build", &report.client.build);
-    let mut text = format!("Client:\n{out}");
-    for s in report
-        .servers
-        .iter()
-        .flatten()
-        .filter(|s| s.error.is_none())
-    {
-        let mut block = String::new();
-        let mut line = |label: &str, value: &str| {
-            block.push_str(&format!("  {:<11}{}\n", format!("{label}:"), value));
-        };
-        line("NODE", &s.node);
-        line("Tag", &s.tag);
-        line("Build", &s.build);
-        line("Kernel", &s.kernel);
-        line(
-            "Slot",
-            if s.slot.is_empty() {
-                "none (live boot)"
-            } else {
-                &s.slot
-            },
-        );
-        line("Mode", &s.mode);
-        if verbose {
-            if let Some(cert) = &s.certificate {
-                line("Cert", cert);
-            }
-        }
-        text.push_str("Server:\n");
-        text.push_str(&block);
+    fn line(out: &mut String, label: &str, value: &str) {
+        out.push_str(&format!("  {:<11}{value}\n", format!("{label}:")));
     }
-    text
+    let mut out = String::from("Client:\n");
+    line(&mut out, "Tag", &report.client.tag);
+    line(&mut out, "Build", &report.client.build);
+    for s in report.servers.iter().flatten() {
+        let Some(v) = &s.version else { continue };
+        out.push_str("Server:\n");
+        line(&mut out, "NODE", &s.node);
+        line(&mut out, "Tag", &v.tag);
+        line(&mut out, "Build", &v.build);
+        line(&mut out, "Kernel", &v.kernel);
+        let slot = if v.slot.is_empty() {
+            "none (live boot)"
+        } else {
+            &v.slot
+        };
+        line(&mut out, "Slot", slot);
+        line(&mut out, "Mode", &v.mode);
+        if let (true, Some(cert)) = (verbose, &v.certificate) {
+            line(&mut out, "Cert", cert);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -186,20 +186,23 @@ mod tests {
                 build: "dev".into(),
             },
             servers: Some(vec![
-                ServerVersion {
+                ServerEntry {
                     node: "127.0.0.1:50000".into(),
-                    tag: "v0.1.0".into(),
-                    build: "abc123".into(),
-                    kernel: "6.1.192".into(),
-                    slot: "A".into(),
-                    mode: "maintenance".into(),
-                    certificate: Some("sha256:00ff".into()),
-                    ..Default::default()
+                    version: Some(ServerVersion {
+                        tag: "v0.1.0".into(),
+                        build: "abc123".into(),
+                        kernel: "6.1.192".into(),
+                        slot: "A".into(),
+                        mode: "maintenance".into(),
+                        certificate: Some("sha256:00ff".into()),
+                        ..Default::default()
+                    }),
+                    error: None,
                 },
-                ServerVersion {
+                ServerEntry {
                     node: "10.0.0.9:50000".into(),
+                    version: None,
                     error: Some("connection refused".into()),
-                    ..Default::default()
                 },
             ]),
         }
@@ -221,6 +224,18 @@ mod tests {
     }
 
     #[test]
+    fn live_boots_have_no_slot() {
+        let mut r = report();
+        r.servers.as_mut().unwrap()[0]
+            .version
+            .as_mut()
+            .unwrap()
+            .slot
+            .clear();
+        assert!(render_text(&r, false).contains("  Slot:      none (live boot)\n"));
+    }
+
+    #[test]
     fn client_only_has_no_server_section() {
         let r = Report {
             servers: None,
@@ -235,10 +250,12 @@ mod tests {
     }
 
     #[test]
-    fn json_carries_errors_per_node() {
+    fn json_has_flat_versions_and_errors_per_node() {
         let json = serde_json::to_value(report()).unwrap();
         assert_eq!(json["servers"][0]["mode"], "maintenance");
+        assert_eq!(json["servers"][0]["slot"], "A");
         assert!(json["servers"][0].get("error").is_none());
         assert_eq!(json["servers"][1]["error"], "connection refused");
+        assert!(json["servers"][1].get("tag").is_none());
     }
 }
