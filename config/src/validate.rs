@@ -11,7 +11,7 @@ use crate::document::{CLUSTER_KIND, MACHINE_KIND};
 use crate::pki;
 use crate::spec::{CertAndKey, CniName, Interface, MachineType, Route};
 use crate::types::Cidr;
-use crate::MachineConfig;
+use crate::{MachineConfig, ParseError};
 
 /// Where the config will run, which changes what it must contain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,6 +84,27 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
+
+impl ValidationErrors {
+    /// The problems placed in the file the config was parsed from: each
+    /// gets its document number and the line and column of its field (or
+    /// of the closest present parent), printed like parse errors.
+    pub fn locate(&self, source: &[u8]) -> Vec<ParseError> {
+        self.0
+            .iter()
+            .map(|e| {
+                let (document, location) = crate::document::locate_field(source, e.kind, &e.path);
+                ParseError {
+                    document,
+                    kind: Some(e.kind.to_string()),
+                    path: e.path.clone(),
+                    location,
+                    message: e.message.clone(),
+                }
+            })
+            .collect()
+    }
+}
 
 #[derive(Default)]
 struct Problems(Vec<ValidationError>);

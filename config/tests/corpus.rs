@@ -17,7 +17,7 @@ fn problems(bytes: &[u8], mode: Mode) -> Vec<String> {
     match MachineConfig::parse(bytes) {
         Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
         Ok(config) => match validate(&config, mode) {
-            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+            Err(errors) => errors.locate(bytes).iter().map(ToString::to_string).collect(),
             Ok(()) => Vec::new(),
         },
     }

@@ -43,7 +43,9 @@ fn gen_config_then_validate() {
     // No install disk was given: metal mode must reject it.
     let v = cairnctl(&["validate", "-f", "out/worker.yaml", "--mode", "metal"], d);
     assert_eq!(v.status.code(), Some(1));
-    assert!(stderr(&v).contains("out/worker.yaml: MachineConfig: machine.install.disk: required in metal mode"));
+    let err = stderr(&v);
+    assert!(err.starts_with("out/worker.yaml: document 1 (MachineConfig), line "), "{err}");
+    assert!(err.contains(": machine.install.disk: required in metal mode"), "{err}");
 
     // The client config is loadable and points at the endpoint.
     let client = config::client::ClientConfig::load(&d.join("out/cairnconfig")).unwrap();

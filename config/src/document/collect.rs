@@ -46,6 +46,33 @@ impl fmt::Display for FieldPath {
 }
 
 impl FieldPath {
+    /// Parse the display form back (`a.b[0]["x.y"]`); `None` when malformed.
+    pub(crate) fn parse(s: &str) -> Option<FieldPath> {
+        let mut segs = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("[\"") {
+                // A quoted key, as Debug wrote it; keys with escapes are not located.
+                let end = r.find("\"]")?;
+                segs.push(Seg::Key(r[..end].to_string()));
+                rest = &r[end + 2..];
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let end = r.find(']')?;
+                segs.push(Seg::Index(r[..end].parse().ok()?));
+                rest = &r[end + 1..];
+            } else {
+                let r = rest.strip_prefix('.').unwrap_or(rest);
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                if end == 0 {
+                    return None;
+                }
+                segs.push(Seg::Key(r[..end].to_string()));
+                rest = &r[end..];
+            }
+        }
+        Some(FieldPath(segs))
+    }
+
     fn from_serde(p: &serde_path_to_error::Path) -> Option<FieldPath> {
         use serde_path_to_error::Segment;
         p.iter()
@@ -127,8 +154,8 @@ pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value, text: &str, doc: u
         removed.push(path);
     }
 
-    if let Some(first) = errors.first_mut() {
-        first.location = locate::<T>(text, doc, &first.path);
+    for e in &mut errors {
+        e.location = super::locate::locate(text, doc, &e.path.0);
     }
     Err(errors)
 }
@@ -209,14 +236,31 @@ fn remove_step<'v>(value: &'v mut Value, seg: &Seg) -> Option<&'v mut Value> {
     }
 }
 
-/// Deserialize document `doc` straight from the text to learn where the
-/// first error is (the value-based pass above has no positions).
-fn locate<T: DeserializeOwned>(text: &str, doc: usize, path: &FieldPath) -> Option<Location> {
-    let de = serde_yaml::Deserializer::from_str(text).nth(doc)?;
-    let err = serde_path_to_error::deserialize::<_, T>(de).err()?;
-    let found = FieldPath::from_serde(err.path())?;
-    // A missing field is reported at its parent mapping.
-    let same = found == *path || (!path.0.is_empty() && found.0 == path.0[..path.0.len() - 1]);
-    let loc = err.inner().location()?;
-    same.then_some(Location { line: loc.line(), column: loc.column() })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_display_and_parse_back() {
+        let p = FieldPath(vec![
+            Seg::Key("machine".into()),
+            Seg::Key("sysctls".into()),
+            Seg::Key("net.ipv4.ip_forward".into()),
+        ]);
+        assert_eq!(p.to_string(), r#"machine.sysctls["net.ipv4.ip_forward"]"#);
+        assert_eq!(FieldPath::parse(&p.to_string()), Some(p));
+        let q = FieldPath::parse("cluster.network.podSubnets[0]").unwrap();
+        assert_eq!(q.0.last(), Some(&Seg::Index(0)));
+        assert_eq!(q.to_string(), "cluster.network.podSubnets[0]");
+        assert_eq!(FieldPath::parse("a..b"), None);
+    }
+
+    #[test]
+    fn translate_skips_removed_items() {
+        let list = FieldPath(vec![Seg::Key("l".into())]);
+        let removed = HashMap::from([(list, vec![1, 3])]);
+        let cur = FieldPath(vec![Seg::Key("l".into()), Seg::Index(2)]);
+        // Original [0, 1, 2, 3, 4] minus 1 and 3 leaves [0, 2, 4]: index 2 is 4.
+        assert_eq!(translate(&cur, &removed).0[1], Seg::Index(4));
+    }
 }

@@ -20,6 +20,7 @@
 //! `cluster.network.podSubnets[0]`.
 
 mod collect;
+mod locate;
 pub(crate) mod read;
 
 use schemars::JsonSchema;
@@ -120,6 +121,19 @@ impl MachineConfig {
         };
         format!("{}---\n{}", to_yaml(&machine), to_yaml(&cluster))
     }
+}
+
+/// Where the field `path` (as errors print it, e.g.
+/// `cluster.network.podSubnets[0]`) of the `kind` document sits in
+/// `source`: the 1-based document number and the line and column of the
+/// field, or of its closest present parent when it is missing.
+pub fn locate_field(source: &[u8], kind: &str, path: &str) -> (Option<usize>, Option<crate::error::Location>) {
+    let Ok((text, docs)) = read::read_documents(source, &[MACHINE_KIND, CLUSTER_KIND], &[]) else {
+        return (None, None);
+    };
+    let Some(doc) = docs.iter().find(|d| d.kind == kind) else { return (None, None) };
+    let location = collect::FieldPath::parse(path).and_then(|p| locate::locate(text, doc.index - 1, &p.0));
+    (Some(doc.index), location)
 }
 
 /// Serialize a config type. Our types hold only strings, numbers, lists and

@@ -73,7 +73,7 @@ pub(crate) fn load_valid(label: &str, bytes: &[u8], mode: Mode) -> Option<Machin
         }
     };
     if let Err(errors) = validate(&config, mode) {
-        report(label, errors.0);
+        report(label, errors.locate(bytes));
         return None;
     }
     Some(config)
