@@ -75,10 +75,10 @@ impl MaintenanceApi {
 
 #[tonic::async_trait]
 impl MachineService for MaintenanceApi {
-    async fn version(&self, req: Request<()>) -> Result<Response<VersionResponse>, Status> {
+    async fn version(&self, _: Request<()>) -> Result<Response<VersionResponse>, Status> {
         Self::gate(Rpc::Version)?;
         let mut c = self.machined.clone();
-        c.version(Request::new(req.into_inner()))
+        c.version(())
             .await
             .map_err(|s| to_status(from_machined(s)))
     }

@@ -2,10 +2,8 @@
 //! command line's `cairn.config=<url>`, a volume labelled CAIRNCFG; none
 //! of them means maintenance mode.
 //!
-//! This returns the raw bytes and where they came from; parsing and
-//! validation belong to the config crate.
-// TODO(integration): validate with `config::MachineConfig::parse(&bytes)`
-// once the config crate provides it; until then the bytes are only read.
+//! This returns the raw bytes and where they came from; the boot sequence
+//! validates them with `config::MachineConfig::parse`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ pub mod cmdline;
 pub mod console;
 pub mod debug;
 pub mod disks;
+pub mod entropy;
 pub mod exec;
 pub mod http;
 pub mod maintenance;

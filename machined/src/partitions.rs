@@ -122,7 +122,7 @@ pub fn grow_to_end(disk: &Path, partn: u32, lba_size: u64) -> Result<Option<Grow
         .writable(true)
         .logical_block_size(lb_size(lba_size))
         .open(disk)
-        .map_err(|e| read_err(e))?;
+        .map_err(&read_err)?;
     let header = gpt.primary_header().map_err(|e| read_err(e.into()))?.clone();
     let mut parts: BTreeMap<u32, gpt::partition::Partition> = gpt.partitions().clone();
     let last_end = parts.values().map(|p| p.last_lba).max().unwrap_or(0);
@@ -283,7 +283,7 @@ async fn ensure_filesystem(part: &BlockDevice, label: &str, grow: bool) -> Resul
                             "disk: grew {} to the end of {} ({} MiB)",
                             label,
                             disk_node.display(),
-                            (g.new_last_lba - g.first_lba + 1) * g.lba_size >> 20
+                            ((g.new_last_lba - g.first_lba + 1) * g.lba_size) >> 20
                         );
                     }
                     None => tracing::info!(partition = label, "already fills the disk"),

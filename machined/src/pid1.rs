@@ -19,19 +19,38 @@ use crate::supervisor::Supervisor;
 use crate::syscall::{Real, Syscalls};
 use crate::{acquire, api, console, debug, disks, maintenance, mounts, network, partitions, reaper, sysctl};
 
-/// Writes straight to /dev/kmsg (for use where tracing may not work).
+/// Writes straight to /dev/kmsg (for use where tracing may not work), or
+/// to stderr (the console) when kmsg cannot be opened.
 fn kmsg(line: &str) {
-    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-        let _ = f.write_all(format!("<2>cairn: {line}\n").as_bytes());
+    let line = line.replace('\n', " ");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut f| f.write_all(format!("<2>cairn: {line}\n").as_bytes()));
+    if written.is_err() {
+        let _ = writeln!(std::io::stderr(), "cairn: {line}");
     }
-    let _ = writeln!(std::io::stderr(), "cairn: {line}");
+}
+
+/// `machined panicked at <file>:<line>: <message>`, on one line.
+fn describe_panic(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string());
+    match info.location() {
+        Some(l) => format!("machined panicked: {payload} (at {}:{})", l.file(), l.line()),
+        None => format!("machined panicked: {payload}"),
+    }
 }
 
 /// A panic in PID 1 logs to /dev/kmsg, syncs, and reboots; or hangs when
 /// the kernel command line says `panic=0`, so the message can be read.
 pub fn install_panic_hook(action: PanicAction) {
     std::panic::set_hook(Box::new(move |info| {
-        kmsg(&format!("machined panicked: {info}"));
+        kmsg(&describe_panic(info));
         nix::unistd::sync();
         match action {
             PanicAction::Hang => {
@@ -184,6 +203,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }),
         None => None,
     };
+    if let Some(l) = &link {
+        tracing::debug!(link = %l.name, index = l.index, "primary link is up");
+    }
     let hostname = cmdline
         .hostname()
         .map(str::to_string)
@@ -209,16 +231,24 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
 
     // The machine config.
     match acquire::acquire(&sys, &cmdline, &devices).await {
-        Some(a) => console!(
-            "config: found {} bytes from {}; applying a config comes with a later release, staying in maintenance mode",
-            a.bytes.len(),
-            a.source
-        ),
+        Some(a) => match config::MachineConfig::parse(&a.bytes) {
+            Ok(_) => console!(
+                "config: valid machine config from {}; applying it comes with a later release, staying in maintenance mode",
+                a.source
+            ),
+            Err(errors) => {
+                console!("config: {} does not hold a valid machine config ({} problems):", a.source, errors.len());
+                for e in errors.errors() {
+                    console!("config:   {e}");
+                }
+            }
+        },
         None => console!("config: none on STATE, the kernel command line or a CAIRNCFG volume"),
     }
 
     // Maintenance mode.
     node.set_maintenance(true);
+    crate::entropy::ready().await;
     match maintenance::generate_certificate(&hostname, &addresses)
         .and_then(|c| maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds)))
     {

@@ -135,6 +135,7 @@ impl Client {
         while Instant::now() < deadline {
             let xid: u32 = rand_xid();
             send(&sock, &self.discover(xid), broadcast).await?;
+            tracing::debug!(interface = %self.ifname, xid, "DHCP discover sent");
             let offer = match recv_reply(&sock, xid, &self.mac, &[MessageType::Offer], wait.min(deadline - Instant::now())).await? {
                 Some(o) => o,
                 None => {

@@ -17,6 +17,9 @@ pub struct Link {
     pub is_ethernet: bool,
     pub is_up: bool,
     pub has_carrier: bool,
+    /// Backed by hardware (a `device` in sysfs), unlike bond0, dummy0 and
+    /// other virtual links the kernel may create at boot.
+    pub is_physical: bool,
 }
 
 /// An address on a link.
@@ -58,6 +61,7 @@ pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
                 }
             }
             Link {
+                is_physical: std::path::Path::new("/sys/class/net").join(&name).join("device").exists(),
                 index: m.header.index,
                 name,
                 mac,
@@ -156,9 +160,10 @@ pub async fn set_default_route(handle: &Handle, index: u32, gateway: Ipv4Addr) -
         .map_err(nl("add default route"))
 }
 
-/// The link machined configures for now: the first Ethernet link by index.
+/// The link machined configures for now: the first physical Ethernet link
+/// by index.
 pub fn first_ethernet(links: &[Link]) -> Option<&Link> {
-    links.iter().find(|l| l.is_ethernet && l.name != "lo")
+    links.iter().find(|l| l.is_ethernet && l.is_physical)
 }
 
 #[cfg(test)]
@@ -167,17 +172,24 @@ mod tests {
 
     #[test]
     fn picks_first_ethernet() {
-        let l = |index, name: &str, eth| Link {
+        let l = |index, name: &str, eth, physical| Link {
             index,
             name: name.into(),
             mac: None,
             is_ethernet: eth,
             is_up: false,
             has_carrier: false,
+            is_physical: physical,
         };
-        let links = vec![l(1, "lo", false), l(2, "sit0", false), l(3, "eth0", true), l(4, "eth1", true)];
+        let links = vec![
+            l(1, "lo", false, false),
+            l(2, "bond0", true, false),
+            l(3, "sit0", false, false),
+            l(4, "eth0", true, true),
+            l(5, "eth1", true, true),
+        ];
         assert_eq!(first_ethernet(&links).unwrap().name, "eth0");
-        assert!(first_ethernet(&links[..2]).is_none());
+        assert!(first_ethernet(&links[..3]).is_none());
     }
 
     /// Reads the host's real links over netlink (no changes made).

@@ -95,6 +95,7 @@ impl Network {
             crate::console!("network: {} has no MAC address; no DHCP", link.name);
             return;
         };
+        crate::console!("network: asking for a DHCP lease on {}", link.name);
         let client = dhcp::Client {
             ifname: link.name.clone(),
             mac,
@@ -137,6 +138,8 @@ impl Network {
         first: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut first = Some(first);
+        // dhcproto draws transaction ids from the blocking system RNG.
+        crate::entropy::ready().await;
         let mut retry = crate::supervisor::backoff::Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
         loop {
             let lease = match client.acquire(FIRST_LEASE_TIMEOUT).await {

@@ -166,6 +166,14 @@ impl ServiceHandle {
         self.status.send_modify(|s| s.restarts += 1);
     }
 
+    /// Records a health result without a console line (startup phase).
+    pub fn set_health_quietly(&self, health: Health, message: String) {
+        self.status.send_modify(|s| {
+            s.health = health;
+            s.health_message = message;
+        });
+    }
+
     /// Records a health result; prints a console line when it changes.
     pub fn set_health(&self, health: Health, message: String) {
         let changed = {
@@ -268,10 +276,17 @@ impl Condition {
 }
 
 /// A periodic health check while the service runs.
+///
+/// Until the first success of a run the check is repeated every
+/// `startup_interval` and failures are not reported as Failing (health
+/// stays Unknown, message "starting: ...") unless `startup_grace` passes:
+/// a daemon that is still binding its socket is not unhealthy.
 #[derive(Clone)]
 pub struct HealthCheck {
     pub interval: Duration,
     pub timeout: Duration,
+    pub startup_interval: Duration,
+    pub startup_grace: Duration,
     pub check: CheckFn,
 }
 
@@ -284,8 +299,16 @@ impl HealthCheck {
         Self {
             interval,
             timeout,
+            startup_interval: Duration::from_millis(250).min(interval),
+            startup_grace: Duration::from_secs(30),
             check: Arc::new(move || Box::pin(f())),
         }
+    }
+
+    /// How long failures may go unreported after the service starts.
+    pub fn startup_grace(mut self, grace: Duration) -> Self {
+        self.startup_grace = grace;
+        self
     }
 
     /// Healthy when a TCP connection to `addr` succeeds.

@@ -70,14 +70,18 @@ async fn dependents_wait_for_a_healthy_dependency() {
         } else {
             Err("not yet".to_string())
         }
-    });
+    })
+    .startup_grace(Duration::from_millis(300));
     let a = sup
         .start(Service::new("a", sh("exec sleep 1000")).health(check))
         .unwrap();
 
-    let s = wait_state(&a, |s| s.state == State::Running && s.health == Health::Failing).await;
+    // Within the startup grace a failure is "starting", not Failing.
+    let s = wait_state(&a, |s| s.state == State::Running && s.health_message.starts_with("starting")).await;
+    assert_eq!(s.health, Health::Unknown);
+    assert_eq!(s.health_message, "starting: not yet");
+    let s = wait_state(&a, |s| s.health == Health::Failing).await;
     assert_eq!(s.health_message, "not yet");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.snapshot().state, State::Waiting, "b started before a was healthy");
 
     HEALTHY.store(true, Ordering::SeqCst);
