@@ -166,7 +166,7 @@ fn running(state: &Path) -> anyhow::Result<Option<Node>> {
     let pid: i32 = pid.trim().parse().context("qemu.pid")?;
     // The pid may have been reused by something else since: check it is QEMU.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if !comm.starts_with("qemu-system") {
+    if !comm.starts_with("qemu-system") || is_zombie(pid) {
         return Ok(None);
     }
     let ports = std::fs::read_to_string(state.join("ports")).unwrap_or_default();
@@ -181,6 +181,15 @@ fn running(state: &Path) -> anyhow::Result<Option<Node>> {
         apid_port: port("apid", config::constants::APID_PORT),
         kubernetes_port: port("kubernetes", KUBERNETES_PORT),
     }))
+}
+
+/// A process that has exited but was not reaped yet (a daemonized QEMU's
+/// parent is whatever init this machine runs).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 fn down(state: &Path) -> anyhow::Result<()> {
