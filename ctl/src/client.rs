@@ -40,8 +40,12 @@ pub enum ClientError {
     BadNode(String),
     #[error("no nodes given: pass -n <host>[:port]")]
     NoNodes,
-    #[error("no client config; use --insecure for nodes in maintenance mode")]
+    #[error("no client config (~/.cairn/config, or pass --cairnconfig); use --insecure for nodes in maintenance mode")]
     NoClientConfig,
+    #[error(transparent)]
+    Config(#[from] config::client::ClientConfigError),
+    #[error("the client key in the cairnconfig: {0}")]
+    BadKey(String),
     #[error("TLS settings: {0}")]
     Tls(#[from] rustls::Error),
     #[error("{0}")]

@@ -90,9 +90,15 @@ impl Pki {
 /// certificate it presents.
 async fn serve(pki: &Pki, require_client_ca: Option<&Pki>) -> (Node, Vec<u8>) {
     let (cert_pem, key_pem, cert_der, _) = pki.leaf();
+    let client_ca = require_client_ca.map(|p| p.ca.pem());
+    let node = serve_pem(cert_pem, key_pem, client_ca).await;
+    (node, cert_der.to_vec())
+}
+
+async fn serve_pem(cert_pem: String, key_pem: String, client_ca_pem: Option<String>) -> Node {
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-    if let Some(client_pki) = require_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(client_pki.ca.pem()));
+    if let Some(ca) = client_ca_pem {
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -102,13 +108,64 @@ async fn serve(pki: &Pki, require_client_ca: Option<&Pki>) -> (Node, Vec<u8>) {
         .unwrap()
         .add_service(VersionOnly);
     tokio::spawn(server.serve_with_incoming(incoming));
-    (
-        Node {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        cert_der.to_vec(),
+    Node {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+/// The whole path a user takes: `gen config` writes a cairnconfig whose
+/// admin certificate comes from the OS CA; a node serves with a server
+/// certificate from the same CA; cairnctl connects with mutual TLS.
+#[tokio::test]
+async fn a_generated_cairnconfig_connects_with_mutual_tls() {
+    use config::generate::{generate_configs, generate_secrets, GenerateInput};
+    use config::types::SubjectAltName;
+
+    let secrets = generate_secrets().unwrap();
+    let os_ca = secrets.certs.os.clone();
+    let server = config::pki::issue_server_cert(
+        &os_ca,
+        "node",
+        &[SubjectAltName::Ip("127.0.0.1".parse().unwrap())],
+        config::pki::LEAF_VALIDITY,
     )
+    .unwrap();
+    let input = GenerateInput::new(
+        "lab".parse().unwrap(),
+        "https://127.0.0.1:6443".parse().unwrap(),
+        secrets,
+    );
+    let (_, _, client_config) = generate_configs(&input).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cairnconfig");
+    client_config.save(&path, false).unwrap();
+
+    let node = serve_pem(
+        server.crt.pem().to_string(),
+        server.key.pem().to_string(),
+        Some(os_ca.crt.pem().to_string()),
+    )
+    .await;
+    let global = <crate::global::GlobalArgs as clap::FromArgMatches>::from_arg_matches(
+        &<crate::global::GlobalArgs as clap::Args>::augment_args(clap::Command::new("t"))
+            .get_matches_from([
+                "t",
+                "--cairnconfig",
+                path.to_str().unwrap(),
+                "-n",
+                &node.to_string(),
+            ]),
+    )
+    .unwrap();
+    let target = global.target().unwrap();
+    let mut conn = connect(&target.nodes[0], &target.credentials)
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.machine.version(()).await.unwrap().into_inner().version,
+        "v9.9.9"
+    );
 }
 
 #[tokio::test]

@@ -78,9 +78,11 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         servers: None,
     };
     if !args.client {
-        let nodes = global.nodes()?;
-        let credentials = global.credentials()?;
-        let queries = nodes.iter().map(|node| query(node, &credentials));
+        let target = global.target()?;
+        let queries = target
+            .nodes
+            .iter()
+            .map(|node| query(node, &target.credentials));
         report.servers = Some(futures::future::join_all(queries).await);
     }
 
