@@ -4,7 +4,6 @@
 //! with the node's addresses and the certificate's fingerprint.
 
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,10 +86,16 @@ fn write_private(path: &Path, contents: &str) -> Result<(), MaintenanceError> {
     f.write_all(contents.as_bytes()).map_err(err)
 }
 
+/// Paths of apid's certificate and key.
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Writes the certificate and key (0600, root) under
-/// /system/secrets/apid and opens them for handing to apid: apid never
-/// needs to be able to open them itself.
-pub fn install_certificate(cert: &Certificate, dir: &Path) -> Result<(OwnedFd, OwnedFd), MaintenanceError> {
+/// /system/secrets/apid. machined opens them for apid at each start (see
+/// [`apid_service`]): apid never needs to be able to open them itself.
+pub fn install_certificate(cert: &Certificate, dir: &Path) -> Result<CertificateFiles, MaintenanceError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MaintenanceError::Write { path, source }
@@ -104,14 +109,15 @@ pub fn install_certificate(cert: &Certificate, dir: &Path) -> Result<(OwnedFd, O
     let key_path = dir.join("key.pem");
     write_private(&cert_path, &cert.cert_pem)?;
     write_private(&key_path, &cert.key_pem)?;
-    let c = std::fs::File::open(&cert_path).map_err(err(&cert_path))?;
-    let k = std::fs::File::open(&key_path).map_err(err(&key_path))?;
-    Ok((c.into(), k.into()))
+    Ok(CertificateFiles {
+        cert: cert_path,
+        key: key_path,
+    })
 }
 
 /// The apid service for maintenance mode: restarted with backoff, healthy
 /// once it accepts TCP connections on its port.
-pub fn apid_service(cert_fd: OwnedFd, key_fd: OwnedFd) -> Service {
+pub fn apid_service(files: &CertificateFiles) -> Service {
     let mut runner = ProcessRunner::new(APID_BIN).args([
         "--maintenance".to_string(),
         "--listen".to_string(),
@@ -126,7 +132,7 @@ pub fn apid_service(cert_fd: OwnedFd, key_fd: OwnedFd) -> Service {
     runner.uid = Some(APID_UID);
     runner.gid = Some(APID_GID);
     runner.no_new_privs = true;
-    runner.pass_fds = vec![(Arc::new(cert_fd), CERT_FD), (Arc::new(key_fd), KEY_FD)];
+    runner.pass_files = vec![(files.cert.clone(), CERT_FD), (files.key.clone(), KEY_FD)];
     runner.stop_timeout = Duration::from_secs(5);
     Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(HealthCheck::tcp_connect(
         ([127, 0, 0, 1], APID_PORT).into(),
@@ -182,22 +188,22 @@ mod tests {
     }
 
     #[test]
-    fn installs_private_files_and_hands_out_descriptors() {
+    fn installs_private_files() {
         use std::io::Read;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let c = generate_certificate("n", &[]).unwrap();
         let d = dir.path().join("apid");
-        let (cf, kf) = install_certificate(&c, &d).unwrap();
+        let files = install_certificate(&c, &d).unwrap();
         for f in ["cert.pem", "key.pem"] {
             let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
         assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
         let mut s = String::new();
-        std::fs::File::from(kf).read_to_string(&mut s).unwrap();
+        std::fs::File::open(&files.key).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, c.key_pem);
-        drop(cf);
+        assert_eq!(std::fs::read_to_string(&files.cert).unwrap(), c.cert_pem);
         // A second boot-time install (apid restart path) replaces the files.
         let c2 = generate_certificate("n", &[]).unwrap();
         install_certificate(&c2, &d).unwrap();

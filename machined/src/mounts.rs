@@ -242,7 +242,10 @@ pub fn unmount_all(sys: &dyn Syscalls) -> Vec<(PathBuf, String)> {
                 Ok(()) => "remounted read-only and detached",
                 Err(_) => "detached",
             };
-            problems.push((m.target.clone(), format!("{e}; {how}")));
+            // A busy tmpfs has nothing to flush; only report real filesystems.
+            if m.fstype != "tmpfs" {
+                problems.push((m.target.clone(), format!("{e}; {how}")));
+            }
         }
     }
     problems

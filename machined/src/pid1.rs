@@ -252,7 +252,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     match maintenance::generate_certificate(&hostname, &addresses)
         .and_then(|c| maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds)))
     {
-        Ok((cert, (cert_fd, key_fd))) => match supervisor.start(maintenance::apid_service(cert_fd, key_fd)) {
+        Ok((cert, files)) => match supervisor.start(maintenance::apid_service(&files)) {
             Ok(apid) => {
                 let sup = supervisor.clone();
                 tokio::spawn(async move {

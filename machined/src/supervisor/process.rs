@@ -26,9 +26,11 @@ pub struct ProcessRunner {
     pub env: Vec<(String, String)>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Files handed to the child at fixed descriptor numbers (>= 3), e.g. a
-    /// key the child may not open itself.
-    pub pass_fds: Vec<(Arc<OwnedFd>, RawFd)>,
+    /// Files machined opens (read-only) for each start and hands to the
+    /// child at fixed descriptor numbers (>= 3), e.g. a key the child may not
+    /// open itself. Opened afresh every run, so a restarted child reads from
+    /// the start again.
+    pub pass_files: Vec<(PathBuf, RawFd)>,
     /// Set `no_new_privs` so the child can never gain privileges (setuid
     /// binaries, file capabilities).
     pub no_new_privs: bool,
@@ -44,7 +46,7 @@ impl ProcessRunner {
             env: vec![("PATH".into(), "/sbin:/bin:/usr/sbin:/usr/bin".into())],
             uid: None,
             gid: None,
-            pass_fds: Vec::new(),
+            pass_files: Vec::new(),
             no_new_privs: false,
             stop_timeout: Duration::from_secs(10),
         }
@@ -55,7 +57,7 @@ impl ProcessRunner {
         self
     }
 
-    fn command(&self) -> Command {
+    fn command(&self, files: &[(OwnedFd, RawFd)]) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -70,11 +72,7 @@ impl ProcessRunner {
             // std also drops supplementary groups when root sets a uid.
             cmd.uid(uid);
         }
-        let fds: Vec<(RawFd, RawFd)> = self
-            .pass_fds
-            .iter()
-            .map(|(f, target)| (f.as_raw_fd(), *target))
-            .collect();
+        let fds: Vec<(RawFd, RawFd)> = files.iter().map(|(f, target)| (f.as_raw_fd(), *target)).collect();
         let no_new_privs = self.no_new_privs;
         if !fds.is_empty() || no_new_privs {
             // SAFETY: the closure runs in the forked child before exec and
@@ -135,7 +133,15 @@ impl Runner for ProcessRunner {
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, RunOutcome> {
         Box::pin(async move {
             let id = ctx.handle.id.clone();
-            let mut spawned = match reaper::spawn(&mut self.command()) {
+            let mut files = Vec::with_capacity(self.pass_files.len());
+            for (path, target) in &self.pass_files {
+                match std::fs::File::open(path) {
+                    Ok(f) => files.push((OwnedFd::from(f), *target)),
+                    Err(e) => return RunOutcome::Failed(format!("cannot open {}: {e}", path.display())),
+                }
+            }
+            // The parent's copies close when `files` drops, after the spawn.
+            let mut spawned = match reaper::spawn(&mut self.command(&files)) {
                 Ok(s) => s,
                 Err(e) => {
                     return RunOutcome::Failed(format!(

@@ -204,20 +204,35 @@ async fn pre_and_post_hooks_run_around_the_service() {
 }
 
 #[tokio::test]
-async fn passes_files_at_fixed_descriptors() {
-    use std::os::fd::OwnedFd;
+async fn passes_files_at_fixed_descriptors_on_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     std::fs::write(&a, "first").unwrap();
     std::fs::write(&b, "second").unwrap();
-    let fa: OwnedFd = std::fs::File::open(&a).unwrap().into();
-    let fb: OwnedFd = std::fs::File::open(&b).unwrap().into();
-    let mut runner = sh("cat <&3; echo; cat <&4");
-    runner.pass_fds = vec![(std::sync::Arc::new(fb), 4), (std::sync::Arc::new(fa), 3)];
+    let marker = dir.path().join("ran");
+    // Reads both descriptors; fails on the first run so it is restarted,
+    // and the second run must read the files from the start again.
+    let mut runner = sh(&format!(
+        "cat <&3; echo; cat <&4; echo; if [ -e {m} ]; then exit 0; fi; touch {m}; exit 1",
+        m = marker.display()
+    ));
+    runner.pass_files = vec![(b, 4), (a, 3)];
     runner.no_new_privs = true;
+    let runner = RestartRunner::new(runner, RestartPolicy::OnFailure)
+        .backoff(Backoff::new(Duration::from_millis(20), Duration::from_secs(1)), Duration::from_secs(60));
     let sup = Supervisor::new();
     let h = sup.start(Service::new("fds", runner)).unwrap();
     wait_state(&h, |s| s.state == State::Finished).await;
-    assert_eq!(h.logs.contents(), "first\nsecond\n");
+    assert_eq!(h.logs.contents(), "first\nsecond\nfirst\nsecond\n");
+}
+
+#[tokio::test]
+async fn missing_passed_file_fails_the_run() {
+    let mut runner = sh("true");
+    runner.pass_files = vec![("/nonexistent/key.pem".into(), 3)];
+    let sup = Supervisor::new();
+    let h = sup.start(Service::new("nofile", runner)).unwrap();
+    let s = wait_state(&h, |s| s.state == State::Failed).await;
+    assert!(s.message.contains("cannot open /nonexistent/key.pem"), "{}", s.message);
 }
