@@ -401,26 +401,45 @@ impl Vm {
     }
 
     /// Polls Version through apid in maintenance mode until it answers.
+    ///
+    /// A new attempt starts every 200 ms while earlier ones may still be
+    /// waiting: before the guest has its address, QEMU's user network
+    /// holds a connection while it retries the SYN with backoff, and a
+    /// single attempt at a time would see the API seconds late.
     pub fn wait_for_version(
         &mut self,
         timeout: Duration,
     ) -> Result<api::machine::VersionResponse, VmError> {
+        const MAX_IN_FLIGHT: usize = 16;
         let what = format!("Version to answer on {}", self.apid_node());
         let deadline = Instant::now() + timeout;
+        let port = self.apid_port;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(io_err("starting a tokio runtime"))?;
-        loop {
-            if let Ok(v) = runtime.block_on(crate::api::version_insecure(self.apid_port)) {
-                return Ok(v);
+        runtime.block_on(async {
+            let mut attempts = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    Some(done) = attempts.join_next(), if !attempts.is_empty() => {
+                        if let Ok(Ok(version)) = done {
+                            return Ok(version);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        self.check_running(&what)?;
+                        if Instant::now() >= deadline {
+                            return Err(self.timeout(&what, timeout));
+                        }
+                        if attempts.len() < MAX_IN_FLIGHT {
+                            attempts.spawn(crate::api::version_insecure(port));
+                        }
+                    }
+                }
             }
-            self.check_running(&what)?;
-            if Instant::now() >= deadline {
-                return Err(self.timeout(&what, timeout));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn check_running(&mut self, what: &str) -> Result<(), VmError> {

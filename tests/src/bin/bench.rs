@@ -23,6 +23,17 @@ const MIB: f64 = 1024.0 * 1024.0;
 const MB: f64 = 1_000_000.0;
 
 fn main() -> anyhow::Result<()> {
+    // `--runs N`: boot the floor and the direct boot N times each and show
+    // the median (TCG timings vary with the host's load).
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .context("--runs takes a positive number")?,
+        None => 1,
+    };
     let images = Images::locate();
     for f in [
         images.kernel()?,
@@ -37,11 +48,19 @@ fn main() -> anyhow::Result<()> {
         images.dir.display()
     );
 
-    eprintln!("bench: floor (same kernel, /init that reboots at once)…");
-    let floor = floor_boot(&images).context("floor boot")?;
-
-    eprintln!("bench: direct kernel boot to API, then idle RSS…");
-    let (direct, rss) = direct_boot(&images).context("direct kernel boot")?;
+    let mut floors = Vec::new();
+    let mut directs = Vec::new();
+    let mut rss = None;
+    for run in 1..=runs {
+        eprintln!("bench: run {run}/{runs}: floor (same kernel, /init that reboots at once)…");
+        floors.push(floor_boot(&images).context("floor boot")?);
+        eprintln!("bench: run {run}/{runs}: direct kernel boot to API, then idle RSS…");
+        let (direct, r) = direct_boot(&images).context("direct kernel boot")?;
+        directs.push(direct);
+        rss = Some(r);
+    }
+    let (floor, direct) = (median(floors), median(directs));
+    let rss = rss.expect("at least one run");
 
     eprintln!("bench: ISO (SeaBIOS) boot to API…");
     let iso = iso_boot(&images).context("ISO boot")?;
@@ -59,7 +78,12 @@ fn main() -> anyhow::Result<()> {
 
     let mut t = Table::default();
     println!();
-    println!("Cairn boot benchmark: QEMU TCG, 2 vCPUs, 2048 MiB, one run");
+    let runs_text = if runs == 1 {
+        "one run".to_string()
+    } else {
+        format!("median of {runs} runs")
+    };
+    println!("Cairn boot benchmark: QEMU TCG, 2 vCPUs, 2048 MiB, {runs_text}");
     let ratio = direct.as_secs_f64() / floor.as_secs_f64();
     let boot_ok = ratio <= 1.5;
     t.row(
@@ -178,6 +202,11 @@ fn iso_boot(images: &Images) -> anyhow::Result<Duration> {
     let mut vm = Vm::start(&config)?;
     vm.wait_for_version(config.boot_timeout())?;
     Ok(vm.started.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn allocated(p: &Path) -> anyhow::Result<u64> {
