@@ -13,6 +13,8 @@ PACKAGES=(
   qemu-system-x86 ovmf openssl
   # etcd-client's build script
   protobuf-compiler
+  # images: qemu-img (qcow2), lz4 (initramfs experiments), readelf (static check)
+  qemu-utils lz4 binutils
 )
 
 missing=()

@@ -9,6 +9,8 @@ case "$OUT" in /*) ;; *) OUT="$ROOT/$OUT" ;; esac
 
 _step_name=""
 _step_start=0
+# Name the step that failed (set -e stops the script right after).
+trap '[ -n "$_step_name" ] && echo "FAILED: $_step_name" >&2' ERR
 
 # step NAME: start a named step (ends the previous one).
 step() {
@@ -24,7 +26,7 @@ step_done() {
   local secs
   secs=$(awk -v s="$_step_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   if [ -t 1 ]; then printf '\r\033[K'; fi
-  printf '  ok %-48s %6ss\n' "$_step_name" "$secs"
+  printf '  ok %-62s %6ss\n' "$_step_name" "$secs"
   _step_name=""
 }
 
