@@ -46,7 +46,7 @@ if [ -z "${CAIRN_VERSION:-}" ]; then
 fi
 # The build id is the hash of every source file (tracked or new, not ignored),
 # so identical trees give identical ids and identical images.
-CAIRN_BUILD_ID=$(git ls-files -z --cached --others --exclude-standard |
+[ -n "${CAIRN_BUILD_ID:-}" ] || CAIRN_BUILD_ID=$(git ls-files -z --cached --others --exclude-standard |
   LC_ALL=C sort -zu | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done |
   xargs -0 sha256sum | sha256sum | cut -c1-12)
 export CAIRN_VERSION CAIRN_BUILD_ID
