@@ -11,11 +11,15 @@ use tonic::transport::{Channel, Endpoint};
 pub fn client(socket: PathBuf) -> MachineServiceClient<Channel> {
     // The URI is required by the API but unused: the connector below
     // decides where to connect.
-    let channel = Endpoint::from_static("http://machined.invalid").connect_with_connector_lazy(tower::service_fn(
-        move |_| {
+    let channel = Endpoint::from_static("http://machined.invalid").connect_with_connector_lazy(
+        tower::service_fn(move |_| {
             let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
-        },
-    ));
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }),
+    );
     MachineServiceClient::new(channel)
 }

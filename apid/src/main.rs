@@ -52,7 +52,8 @@ fn read_pem(fd: Option<RawFd>, file: Option<&PathBuf>, what: &str) -> anyhow::Re
                 .with_context(|| format!("reading the {what} from descriptor {fd}"))?;
         }
         (None, Some(path)) => {
-            buf = std::fs::read(path).with_context(|| format!("reading the {what} from {}", path.display()))?;
+            buf = std::fs::read(path)
+                .with_context(|| format!("reading the {what} from {}", path.display()))?;
         }
         (None, None) => bail!("no {what}: pass --{what}-fd or --{what}-file"),
     }
@@ -68,14 +69,18 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if !args.maintenance {
-        bail!("only --maintenance is implemented: serving with mutual TLS comes with the PKI release");
+        bail!(
+            "only --maintenance is implemented: serving with mutual TLS comes with the PKI release"
+        );
     }
     let cert = read_pem(args.cert_fd, args.cert_file.as_ref(), "cert")?;
     let key = read_pem(args.key_fd, args.key_file.as_ref(), "key")?;
     apid::privileges::drop_all().context("dropping privileges")?;
     tracing::info!("running as {}", apid::privileges::describe());
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = apid::listen(args.listen)
             .await

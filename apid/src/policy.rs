@@ -53,10 +53,12 @@ pub fn maintenance(rpc: Rpc) -> Access {
     match rpc {
         Version => Access::Forward,
         ApplyConfiguration => Access::NotYet,
-        ConfirmConfiguration | Bootstrap | Kubeconfig | ServiceList | ServiceStart | ServiceStop
-        | ServiceRestart | Logs | Dmesg | Reboot | Shutdown | Reset | Upgrade | Rollback | ResourceGet
-        | ResourceList | ResourceWatch | ListFiles | ReadFile | Processes | Memory | Mounts | Disks
-        | Events | EtcdMemberList | EtcdSnapshot => Access::NotInMaintenance,
+        ConfirmConfiguration | Bootstrap | Kubeconfig | ServiceList | ServiceStart
+        | ServiceStop | ServiceRestart | Logs | Dmesg | Reboot | Shutdown | Reset | Upgrade
+        | Rollback | ResourceGet | ResourceList | ResourceWatch | ListFiles | ReadFile
+        | Processes | Memory | Mounts | Disks | Events | EtcdMemberList | EtcdSnapshot => {
+            Access::NotInMaintenance
+        }
     }
 }
 
@@ -68,7 +70,14 @@ mod tests {
     fn only_version_is_forwarded_in_maintenance_mode() {
         assert_eq!(maintenance(Rpc::Version), Access::Forward);
         assert_eq!(maintenance(Rpc::ApplyConfiguration), Access::NotYet);
-        for rpc in [Rpc::Bootstrap, Rpc::Reboot, Rpc::Logs, Rpc::ReadFile, Rpc::Reset, Rpc::Kubeconfig] {
+        for rpc in [
+            Rpc::Bootstrap,
+            Rpc::Reboot,
+            Rpc::Logs,
+            Rpc::ReadFile,
+            Rpc::Reset,
+            Rpc::Kubeconfig,
+        ] {
             assert_eq!(maintenance(rpc), Access::NotInMaintenance, "{rpc:?}");
         }
     }

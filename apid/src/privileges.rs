@@ -23,7 +23,12 @@ pub fn drop_all() -> Result<(), PrivilegeError> {
     if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)? {
         caps::clear(None, CapSet::Bounding)?;
     }
-    for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
         caps::clear(None, set)?;
     }
     Ok(())
@@ -33,7 +38,9 @@ pub fn drop_all() -> Result<(), PrivilegeError> {
 pub fn describe() -> String {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let permitted = caps::read(None, CapSet::Permitted).map(|c| c.len()).unwrap_or(usize::MAX);
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map(|c| c.len())
+        .unwrap_or(usize::MAX);
     format!("uid {uid} gid {gid}, {permitted} permitted capabilities")
 }
 

@@ -39,7 +39,9 @@ pub fn to_status(e: ApidError) -> Status {
 
 /// Distinguishes "machined never answered" from machined's own errors.
 fn from_machined(s: Status) -> ApidError {
-    if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown && s.message().contains("transport") {
+    if s.code() == tonic::Code::Unavailable
+        || s.code() == tonic::Code::Unknown && s.message().contains("transport")
+    {
         ApidError::MachinedUnreachable(s.message().to_string())
     } else {
         ApidError::Machined(s)
@@ -69,7 +71,9 @@ impl MaintenanceApi {
     fn refuse<T>(rpc: Rpc) -> Result<T, Status> {
         Self::gate(rpc)?;
         // The table forwards an RPC this server does not: a bug here.
-        Err(Status::internal(format!("{rpc:?} is allowed but apid has no forwarding for it")))
+        Err(Status::internal(format!(
+            "{rpc:?} is allowed but apid has no forwarding for it"
+        )))
     }
 }
 
@@ -78,9 +82,7 @@ impl MachineService for MaintenanceApi {
     async fn version(&self, _: Request<()>) -> Result<Response<VersionResponse>, Status> {
         Self::gate(Rpc::Version)?;
         let mut c = self.machined.clone();
-        c.version(())
-            .await
-            .map_err(|s| to_status(from_machined(s)))
+        c.version(()).await.map_err(|s| to_status(from_machined(s)))
     }
 
     async fn apply_configuration(
@@ -107,15 +109,24 @@ impl MachineService for MaintenanceApi {
         Self::refuse(Rpc::ServiceList)
     }
 
-    async fn service_start(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_start(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         Self::refuse(Rpc::ServiceStart)
     }
 
-    async fn service_stop(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_stop(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         Self::refuse(Rpc::ServiceStop)
     }
 
-    async fn service_restart(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_restart(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         Self::refuse(Rpc::ServiceRestart)
     }
 
@@ -141,7 +152,10 @@ impl MachineService for MaintenanceApi {
         Self::refuse(Rpc::Reset)
     }
 
-    async fn upgrade(&self, _: Request<Streaming<UpgradeRequest>>) -> Result<Response<UpgradeResponse>, Status> {
+    async fn upgrade(
+        &self,
+        _: Request<Streaming<UpgradeRequest>>,
+    ) -> Result<Response<UpgradeResponse>, Status> {
         Self::refuse(Rpc::Upgrade)
     }
 
@@ -149,26 +163,41 @@ impl MachineService for MaintenanceApi {
         Self::refuse(Rpc::Rollback)
     }
 
-    async fn resource_get(&self, _: Request<ResourceGetRequest>) -> Result<Response<Resource>, Status> {
+    async fn resource_get(
+        &self,
+        _: Request<ResourceGetRequest>,
+    ) -> Result<Response<Resource>, Status> {
         Self::refuse(Rpc::ResourceGet)
     }
 
-    async fn resource_list(&self, _: Request<ResourceListRequest>) -> Result<Response<ResourceListResponse>, Status> {
+    async fn resource_list(
+        &self,
+        _: Request<ResourceListRequest>,
+    ) -> Result<Response<ResourceListResponse>, Status> {
         Self::refuse(Rpc::ResourceList)
     }
 
     type ResourceWatchStream = Stream_<ResourceEvent>;
-    async fn resource_watch(&self, _: Request<ResourceWatchRequest>) -> Result<Response<Self::ResourceWatchStream>, Status> {
+    async fn resource_watch(
+        &self,
+        _: Request<ResourceWatchRequest>,
+    ) -> Result<Response<Self::ResourceWatchStream>, Status> {
         Self::refuse(Rpc::ResourceWatch)
     }
 
     type ListFilesStream = Stream_<FileInfo>;
-    async fn list_files(&self, _: Request<ListFilesRequest>) -> Result<Response<Self::ListFilesStream>, Status> {
+    async fn list_files(
+        &self,
+        _: Request<ListFilesRequest>,
+    ) -> Result<Response<Self::ListFilesStream>, Status> {
         Self::refuse(Rpc::ListFiles)
     }
 
     type ReadFileStream = Stream_<Data>;
-    async fn read_file(&self, _: Request<ReadFileRequest>) -> Result<Response<Self::ReadFileStream>, Status> {
+    async fn read_file(
+        &self,
+        _: Request<ReadFileRequest>,
+    ) -> Result<Response<Self::ReadFileStream>, Status> {
         Self::refuse(Rpc::ReadFile)
     }
 
@@ -189,16 +218,25 @@ impl MachineService for MaintenanceApi {
     }
 
     type EventsStream = Stream_<Event>;
-    async fn events(&self, _: Request<EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+    async fn events(
+        &self,
+        _: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
         Self::refuse(Rpc::Events)
     }
 
-    async fn etcd_member_list(&self, _: Request<()>) -> Result<Response<EtcdMemberListResponse>, Status> {
+    async fn etcd_member_list(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<EtcdMemberListResponse>, Status> {
         Self::refuse(Rpc::EtcdMemberList)
     }
 
     type EtcdSnapshotStream = Stream_<Data>;
-    async fn etcd_snapshot(&self, _: Request<()>) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
+    async fn etcd_snapshot(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
         Self::refuse(Rpc::EtcdSnapshot)
     }
 }

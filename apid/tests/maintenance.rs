@@ -71,7 +71,9 @@ async fn forwards_version_and_refuses_the_rest() {
     let tcp = apid::listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let port = tcp.local_addr().unwrap().port();
     let (c, k) = (cert.cert_pem.clone(), cert.key_pem.clone());
-    tokio::spawn(async move { apid::serve_maintenance(tcp, c.as_bytes(), k.as_bytes(), sock).await });
+    tokio::spawn(
+        async move { apid::serve_maintenance(tcp, c.as_bytes(), k.as_bytes(), sock).await },
+    );
 
     let mut client = tls_client(port, &cert.cert_pem).await;
     let v = client.version(()).await.unwrap().into_inner();
@@ -82,7 +84,11 @@ async fn forwards_version_and_refuses_the_rest() {
 
     let e = client.bootstrap(BootstrapRequest {}).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    assert!(e.message().contains("not available in maintenance mode"), "{}", e.message());
+    assert!(
+        e.message().contains("not available in maintenance mode"),
+        "{}",
+        e.message()
+    );
     let e = client.reboot(RebootRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
 
@@ -91,7 +97,11 @@ async fn forwards_version_and_refuses_the_rest() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("ApplyConfiguration"), "{}", e.message());
+    assert!(
+        e.message().contains("ApplyConfiguration"),
+        "{}",
+        e.message()
+    );
 }
 
 /// The real binary: certificate and key from inherited descriptors,
@@ -109,7 +119,11 @@ async fn binary_reads_descriptors_and_reports_missing_machined() {
     let cf = std::fs::File::open(dir.path().join("cert.pem")).unwrap();
     let kf = std::fs::File::open(dir.path().join("key.pem")).unwrap();
     let (cfd, kfd) = (cf.as_raw_fd(), kf.as_raw_fd());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_apid"));
     cmd.args([
@@ -137,13 +151,20 @@ async fn binary_reads_descriptors_and_reports_missing_machined() {
     let mut client = tls_client(port, &cert.cert_pem).await;
     let e = client.version(()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
-    assert!(e.message().contains("apid cannot reach machined"), "{}", e.message());
+    assert!(
+        e.message().contains("apid cannot reach machined"),
+        "{}",
+        e.message()
+    );
 
     // It dropped every capability although started as root.
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
     assert!(cap_eff.ends_with("0000000000000000"), "{cap_eff}");
-    let nnp = status.lines().find(|l| l.starts_with("NoNewPrivs:")).unwrap();
+    let nnp = status
+        .lines()
+        .find(|l| l.starts_with("NoNewPrivs:"))
+        .unwrap();
     assert!(nnp.ends_with('1'), "{nnp}");
 
     child.kill().unwrap();

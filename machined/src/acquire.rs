@@ -46,12 +46,22 @@ pub struct Acquired {
 const URL_ATTEMPTS: u32 = 4;
 
 /// Tries each source in order; `None` means maintenance mode.
-pub async fn acquire(sys: &dyn Syscalls, cmdline: &Cmdline, devices: &[BlockDevice]) -> Option<Acquired> {
+pub async fn acquire(
+    sys: &dyn Syscalls,
+    cmdline: &Cmdline,
+    devices: &[BlockDevice],
+) -> Option<Acquired> {
     if let Some(a) = from_state(Path::new(STATE_CONFIG_PATH)) {
         return Some(a);
     }
     if let Some(url) = cmdline.config_url() {
-        if let Some(a) = from_url(url, URL_ATTEMPTS, Backoff::new(Duration::from_secs(2), Duration::from_secs(8))).await {
+        if let Some(a) = from_url(
+            url,
+            URL_ATTEMPTS,
+            Backoff::new(Duration::from_secs(2), Duration::from_secs(8)),
+        )
+        .await
+        {
             return Some(a);
         }
     }
@@ -94,9 +104,15 @@ pub async fn from_url(url: &str, attempts: u32, mut backoff: Backoff) -> Option<
 
 /// Finds a filesystem labelled CAIRNCFG, mounts it read-only at
 /// `mount_point`, reads `config.yaml` from its root, and unmounts it.
-pub fn from_volume(sys: &dyn Syscalls, devices: &[BlockDevice], mount_point: &Path) -> Option<Acquired> {
+pub fn from_volume(
+    sys: &dyn Syscalls,
+    devices: &[BlockDevice],
+    mount_point: &Path,
+) -> Option<Acquired> {
     let (device, fstype) = devices.iter().find_map(|d| match probe::probe(&d.node) {
-        Ok(Contents::Filesystem(fs)) if fs.label() == CONFIG_VOLUME_LABEL => Some((d.node.clone(), fs.fstype())),
+        Ok(Contents::Filesystem(fs)) if fs.label() == CONFIG_VOLUME_LABEL => {
+            Some((d.node.clone(), fs.fstype()))
+        }
         _ => None,
     })?;
     if let Err(e) = sys.create_dir_all(mount_point, 0o700) {
@@ -104,7 +120,13 @@ pub fn from_volume(sys: &dyn Syscalls, devices: &[BlockDevice], mount_point: &Pa
         return None;
     }
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if let Err(e) = sys.mount(Some(&device.to_string_lossy()), mount_point, Some(fstype), flags, None) {
+    if let Err(e) = sys.mount(
+        Some(&device.to_string_lossy()),
+        mount_point,
+        Some(fstype),
+        flags,
+        None,
+    ) {
         crate::console!("config: cannot mount {} ({fstype}): {e}", device.display());
         return None;
     }
@@ -119,7 +141,10 @@ pub fn from_volume(sys: &dyn Syscalls, devices: &[BlockDevice], mount_point: &Pa
             bytes,
         }),
         Err(e) => {
-            crate::console!("config: {} has no readable config.yaml: {e}", device.display());
+            crate::console!(
+                "config: {} has no readable config.yaml: {e}",
+                device.display()
+            );
             None
         }
     }
@@ -143,10 +168,19 @@ mod tests {
 
     #[tokio::test]
     async fn url_is_retried_then_given_up() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("http://127.0.0.1:{port}/c.yaml");
         let t = std::time::Instant::now();
-        let got = from_url(&url, 3, Backoff::new(Duration::from_millis(50), Duration::from_millis(100))).await;
+        let got = from_url(
+            &url,
+            3,
+            Backoff::new(Duration::from_millis(50), Duration::from_millis(100)),
+        )
+        .await;
         assert_eq!(got, None);
         assert!(t.elapsed() >= Duration::from_millis(150));
     }

@@ -88,7 +88,11 @@ pub fn log_stream(ring: Arc<LogRing>, tail: Option<usize>, follow: bool) -> Stre
     if !first.is_empty() {
         first.push('\n');
     }
-    let head = futures::stream::once(async move { Ok(Data { bytes: first.into_bytes() }) });
+    let head = futures::stream::once(async move {
+        Ok(Data {
+            bytes: first.into_bytes(),
+        })
+    });
     if !follow {
         return Box::pin(head);
     }
@@ -135,19 +139,34 @@ impl MachineService for MachineApi {
     }
 
     async fn service_list(&self, _: Request<()>) -> Result<Response<ServiceListResponse>, Status> {
-        let services = self.node.supervisor.list().iter().map(|h| service_info(h)).collect();
+        let services = self
+            .node
+            .supervisor
+            .list()
+            .iter()
+            .map(|h| service_info(h))
+            .collect();
         Ok(Response::new(ServiceListResponse { services }))
     }
 
-    async fn service_start(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_start(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         unimplemented("ServiceStart")
     }
 
-    async fn service_stop(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_stop(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         unimplemented("ServiceStop")
     }
 
-    async fn service_restart(&self, _: Request<ServiceRequest>) -> Result<Response<ServiceActionResponse>, Status> {
+    async fn service_restart(
+        &self,
+        _: Request<ServiceRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
         unimplemented("ServiceRestart")
     }
 
@@ -188,7 +207,10 @@ impl MachineService for MachineApi {
         unimplemented("Reset")
     }
 
-    async fn upgrade(&self, _: Request<Streaming<UpgradeRequest>>) -> Result<Response<UpgradeResponse>, Status> {
+    async fn upgrade(
+        &self,
+        _: Request<Streaming<UpgradeRequest>>,
+    ) -> Result<Response<UpgradeResponse>, Status> {
         unimplemented("Upgrade")
     }
 
@@ -196,26 +218,41 @@ impl MachineService for MachineApi {
         unimplemented("Rollback")
     }
 
-    async fn resource_get(&self, _: Request<ResourceGetRequest>) -> Result<Response<Resource>, Status> {
+    async fn resource_get(
+        &self,
+        _: Request<ResourceGetRequest>,
+    ) -> Result<Response<Resource>, Status> {
         unimplemented("ResourceGet")
     }
 
-    async fn resource_list(&self, _: Request<ResourceListRequest>) -> Result<Response<ResourceListResponse>, Status> {
+    async fn resource_list(
+        &self,
+        _: Request<ResourceListRequest>,
+    ) -> Result<Response<ResourceListResponse>, Status> {
         unimplemented("ResourceList")
     }
 
     type ResourceWatchStream = Stream_<ResourceEvent>;
-    async fn resource_watch(&self, _: Request<ResourceWatchRequest>) -> Result<Response<Self::ResourceWatchStream>, Status> {
+    async fn resource_watch(
+        &self,
+        _: Request<ResourceWatchRequest>,
+    ) -> Result<Response<Self::ResourceWatchStream>, Status> {
         unimplemented("ResourceWatch")
     }
 
     type ListFilesStream = Stream_<FileInfo>;
-    async fn list_files(&self, _: Request<ListFilesRequest>) -> Result<Response<Self::ListFilesStream>, Status> {
+    async fn list_files(
+        &self,
+        _: Request<ListFilesRequest>,
+    ) -> Result<Response<Self::ListFilesStream>, Status> {
         unimplemented("ListFiles")
     }
 
     type ReadFileStream = Stream_<Data>;
-    async fn read_file(&self, _: Request<ReadFileRequest>) -> Result<Response<Self::ReadFileStream>, Status> {
+    async fn read_file(
+        &self,
+        _: Request<ReadFileRequest>,
+    ) -> Result<Response<Self::ReadFileStream>, Status> {
         unimplemented("ReadFile")
     }
 
@@ -236,16 +273,25 @@ impl MachineService for MachineApi {
     }
 
     type EventsStream = Stream_<Event>;
-    async fn events(&self, _: Request<EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+    async fn events(
+        &self,
+        _: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
         unimplemented("Events")
     }
 
-    async fn etcd_member_list(&self, _: Request<()>) -> Result<Response<EtcdMemberListResponse>, Status> {
+    async fn etcd_member_list(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<EtcdMemberListResponse>, Status> {
         unimplemented("EtcdMemberList")
     }
 
     type EtcdSnapshotStream = Stream_<Data>;
-    async fn etcd_snapshot(&self, _: Request<()>) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
+    async fn etcd_snapshot(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
         unimplemented("EtcdSnapshot")
     }
 }
@@ -298,13 +344,18 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<tokio::net::UnixListener, S
     if let Some(gid) = gid {
         let g = Some(nix::unistd::Gid::from_raw(gid));
         for p in [dir, path] {
-            nix::unistd::chown(p, None, g).map_err(|e| prep(std::io::Error::from_raw_os_error(e as i32)))?;
+            nix::unistd::chown(p, None, g)
+                .map_err(|e| prep(std::io::Error::from_raw_os_error(e as i32)))?;
         }
     }
     Ok(listener)
 }
 
-pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener, path: &Path) -> Result<(), ServeError> {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: tokio::net::UnixListener,
+    path: &Path,
+) -> Result<(), ServeError> {
     tonic::transport::Server::builder()
         .add_service(MachineServiceServer::new(MachineApi { node }))
         .serve_with_incoming(UnixListenerStream::new(listener))
@@ -328,7 +379,11 @@ mod tests {
             .unwrap()
             .connect_with_connector(tower::service_fn(move |_| {
                 let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
             }))
             .await
             .unwrap();
@@ -343,7 +398,12 @@ mod tests {
         let sup = Supervisor::new();
         let ring = Arc::new(LogRing::new(4096));
         ring.push("machined: hello");
-        let node = Arc::new(Node::new(Cmdline::parse("cairn.slot=A"), sup.clone(), ring.clone(), tx));
+        let node = Arc::new(Node::new(
+            Cmdline::parse("cairn.slot=A"),
+            sup.clone(),
+            ring.clone(),
+            tx,
+        ));
         node.set_hostname("test-node");
         node.set_maintenance(true);
         let listener = bind(&sock, None).unwrap();
@@ -361,17 +421,25 @@ mod tests {
         let h = sup
             .start(crate::supervisor::Service::new(
                 "echoer",
-                crate::supervisor::process::ProcessRunner::new("/bin/sh").args(["-c", "echo from-echoer"]),
+                crate::supervisor::process::ProcessRunner::new("/bin/sh")
+                    .args(["-c", "echo from-echoer"]),
             ))
             .unwrap();
         let mut st = h.status.subscribe();
-        st.wait_for(|s| s.state == crate::supervisor::State::Finished).await.unwrap();
+        st.wait_for(|s| s.state == crate::supervisor::State::Finished)
+            .await
+            .unwrap();
         let list = c.service_list(()).await.unwrap().into_inner();
         assert_eq!(list.services[0].id, "echoer");
         assert_eq!(list.services[0].state, "Finished");
 
         let mut logs = c
-            .logs(LogsRequest { id: "echoer".into(), follow: false, tail_lines: -1, kubernetes: false })
+            .logs(LogsRequest {
+                id: "echoer".into(),
+                follow: false,
+                tail_lines: -1,
+                kubernetes: false,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -380,16 +448,30 @@ mod tests {
 
         // Following machined's own ring sees new lines.
         let mut follow = c
-            .logs(LogsRequest { id: "machined".into(), follow: true, tail_lines: 1, kubernetes: false })
+            .logs(LogsRequest {
+                id: "machined".into(),
+                follow: true,
+                tail_lines: 1,
+                kubernetes: false,
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(follow.message().await.unwrap().unwrap().bytes, b"machined: hello\n");
+        assert_eq!(
+            follow.message().await.unwrap().unwrap().bytes,
+            b"machined: hello\n"
+        );
         ring.push("machined: later");
-        assert_eq!(follow.message().await.unwrap().unwrap().bytes, b"machined: later\n");
+        assert_eq!(
+            follow.message().await.unwrap().unwrap().bytes,
+            b"machined: later\n"
+        );
 
         let err = c
-            .logs(LogsRequest { id: "nope".into(), ..Default::default() })
+            .logs(LogsRequest {
+                id: "nope".into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);

@@ -29,7 +29,12 @@ pub fn find_process(comm: &str) -> Option<u32> {
     })
 }
 
-pub fn status_line(stage: &str, machined: Option<u64>, apid: Option<u64>, init: Option<u64>) -> String {
+pub fn status_line(
+    stage: &str,
+    machined: Option<u64>,
+    apid: Option<u64>,
+    init: Option<u64>,
+) -> String {
     let kib = |v: Option<u64>, none: &str| v.map_or(none.to_string(), |k| format!("{k}KiB"));
     format!(
         "status: stage={stage} rss machined={} apid={} init={}",

@@ -13,22 +13,35 @@ use crate::supervisor::Supervisor;
 
 pub fn spawn_hooks(cmdline: &Cmdline, supervisor: Arc<Supervisor>) {
     if let Some(k) = cmdline.debug_kill() {
-        crate::console!("debug: will SIGKILL service {} in {}s (cairn.debug.kill)", k.service, k.after.as_secs());
+        crate::console!(
+            "debug: will SIGKILL service {} in {}s (cairn.debug.kill)",
+            k.service,
+            k.after.as_secs()
+        );
         tokio::spawn(async move {
             tokio::time::sleep(k.after).await;
             match supervisor.handle(&k.service).and_then(|h| h.snapshot().pid) {
                 Some(pid) => {
-                    crate::console!("debug: sending SIGKILL to service {} (pid {pid})", k.service);
+                    crate::console!(
+                        "debug: sending SIGKILL to service {} (pid {pid})",
+                        k.service
+                    );
                     if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
                         crate::console!("debug: kill failed: {e}");
                     }
                 }
-                None => crate::console!("debug: service {} has no running process to kill", k.service),
+                None => crate::console!(
+                    "debug: service {} has no running process to kill",
+                    k.service
+                ),
             }
         });
     }
     if let Some(after) = cmdline.debug_panic() {
-        crate::console!("debug: machined will panic in {}s (cairn.debug.panic)", after.as_secs());
+        crate::console!(
+            "debug: machined will panic in {}s (cairn.debug.panic)",
+            after.as_secs()
+        );
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             panic!("deliberate panic requested by cairn.debug.panic");

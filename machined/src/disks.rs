@@ -40,7 +40,11 @@ pub fn read_device(sys_dir: &Path, dev_root: &Path) -> Option<BlockDevice> {
     let parent = is_partition
         .then(|| std::fs::canonicalize(sys_dir).ok())
         .flatten()
-        .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()));
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        });
     Some(BlockDevice {
         node: dev_root.join(&name),
         partn: uevent_value(&uevent, "PARTN").and_then(|v| v.parse().ok()),
@@ -67,7 +71,11 @@ pub fn list_in(sys_class_block: &Path, dev_root: &Path) -> Vec<BlockDevice> {
         .flatten()
         .filter_map(|e| read_device(&e.path(), dev_root))
         .filter(|d| d.size_bytes > 0)
-        .filter(|d| !["loop", "ram", "zram"].iter().any(|p| d.name.starts_with(p)))
+        .filter(|d| {
+            !["loop", "ram", "zram"]
+                .iter()
+                .any(|p| d.name.starts_with(p))
+        })
         .collect();
     devices.sort_by(|a, b| a.name.cmp(&b.name));
     devices
@@ -89,19 +97,33 @@ mod tests {
     fn reads_disks_partitions_and_names() {
         let root = tempfile::tempdir().unwrap();
         let devices = root.path().join("devices/pci0/virtio1/block");
-        fake_dev(&devices, "vda", "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n", 4194304);
+        fake_dev(
+            &devices,
+            "vda",
+            "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
+            4194304,
+        );
         fake_dev(
             &devices,
             "vda/vda6",
             "MAJOR=254\nMINOR=6\nDEVNAME=vda6\nDEVTYPE=partition\nPARTN=6\nPARTNAME=EPHEMERAL\n",
             1000,
         );
-        fake_dev(&root.path().join("devices/virtual/block"), "loop0", "DEVNAME=loop0\nDEVTYPE=disk\n", 100);
+        fake_dev(
+            &root.path().join("devices/virtual/block"),
+            "loop0",
+            "DEVNAME=loop0\nDEVTYPE=disk\n",
+            100,
+        );
         let class = root.path().join("class/block");
         std::fs::create_dir_all(&class).unwrap();
         std::os::unix::fs::symlink(devices.join("vda"), class.join("vda")).unwrap();
         std::os::unix::fs::symlink(devices.join("vda/vda6"), class.join("vda6")).unwrap();
-        std::os::unix::fs::symlink(root.path().join("devices/virtual/block/loop0"), class.join("loop0")).unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("devices/virtual/block/loop0"),
+            class.join("loop0"),
+        )
+        .unwrap();
 
         let list = list_in(&class, Path::new("/dev"));
         assert_eq!(list.len(), 2, "{list:?}");

@@ -33,7 +33,10 @@ pub async fn ready() {
                 unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, 0) };
             });
             tokio::pin!(wait);
-            if tokio::time::timeout(Duration::from_secs(2), &mut wait).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut wait)
+                .await
+                .is_err()
+            {
                 crate::console!(
                     "entropy: waiting for the kernel's random number generator \
                      (a VM needs an RNG device, e.g. QEMU -device virtio-rng-pci)"

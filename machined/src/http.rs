@@ -43,7 +43,9 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, HttpError> {
 }
 
 async fn get_inner(url: &str) -> Result<Vec<u8>, HttpError> {
-    let uri: hyper::Uri = url.parse().map_err(|_| HttpError::BadUrl(url.to_string()))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| HttpError::BadUrl(url.to_string()))?;
     if uri.scheme_str() != Some("http") {
         return Err(HttpError::UnsupportedScheme(url.to_string()));
     }
@@ -52,7 +54,10 @@ async fn get_inner(url: &str) -> Result<Vec<u8>, HttpError> {
         .ok_or_else(|| HttpError::BadUrl(url.to_string()))?
         .clone();
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|source| HttpError::Connect {
@@ -115,26 +120,51 @@ mod tests {
 
     #[tokio::test]
     async fn fetches_a_body() {
-        let (port, t) = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nversion: v1\n\n");
-        let body = get(&format!("http://127.0.0.1:{port}/cfg/node.yaml?x=1"), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (port, t) = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nversion: v1\n\n",
+        );
+        let body = get(
+            &format!("http://127.0.0.1:{port}/cfg/node.yaml?x=1"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(body, b"version: v1\n\n");
         let req = t.join().unwrap();
-        assert!(req.starts_with("GET /cfg/node.yaml?x=1 HTTP/1.1\r\n"), "{req}");
-        assert!(req.to_lowercase().contains(&format!("host: 127.0.0.1:{port}")), "{req}");
+        assert!(
+            req.starts_with("GET /cfg/node.yaml?x=1 HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(
+            req.to_lowercase()
+                .contains(&format!("host: 127.0.0.1:{port}")),
+            "{req}"
+        );
     }
 
     #[tokio::test]
     async fn reports_status_scheme_and_connect_errors() {
         let (port, _t) = serve_once("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-        let e = get(&format!("http://127.0.0.1:{port}/x"), Duration::from_secs(5)).await.unwrap_err();
+        let e = get(
+            &format!("http://127.0.0.1:{port}/x"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, HttpError::Status { status: 404, .. }), "{e}");
-        let e = get("https://127.0.0.1/x", Duration::from_secs(5)).await.unwrap_err();
+        let e = get("https://127.0.0.1/x", Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(e, HttpError::UnsupportedScheme(_)));
         // A port nothing listens on (bound then dropped).
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let e = get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5)).await.unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(e, HttpError::Connect { .. }), "{e}");
     }
 }

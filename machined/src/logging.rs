@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn console_and_regular_lines() {
-        assert_eq!(format_line(CONSOLE, "service apid: Running", ""), "cairn: service apid: Running");
+        assert_eq!(
+            format_line(CONSOLE, "service apid: Running", ""),
+            "cairn: service apid: Running"
+        );
         assert_eq!(
             format_line("machined::mounts", "mounted", " target=\"/run\""),
             "machined: mounted target=\"/run\""

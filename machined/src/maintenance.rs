@@ -48,7 +48,10 @@ pub struct Certificate {
 }
 
 /// A fresh self-signed certificate for `hostname` and `addresses`.
-pub fn generate_certificate(hostname: &str, addresses: &[IpAddr]) -> Result<Certificate, MaintenanceError> {
+pub fn generate_certificate(
+    hostname: &str,
+    addresses: &[IpAddr],
+) -> Result<Certificate, MaintenanceError> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])?;
     params
@@ -95,7 +98,10 @@ pub struct CertificateFiles {
 /// Writes the certificate and key (0600, root) under
 /// /system/secrets/apid. machined opens them for apid at each start (see
 /// [`apid_service`]): apid never needs to be able to open them itself.
-pub fn install_certificate(cert: &Certificate, dir: &Path) -> Result<CertificateFiles, MaintenanceError> {
+pub fn install_certificate(
+    cert: &Certificate,
+    dir: &Path,
+) -> Result<CertificateFiles, MaintenanceError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MaintenanceError::Write { path, source }
@@ -134,10 +140,9 @@ pub fn apid_service(files: &CertificateFiles) -> Service {
     runner.no_new_privs = true;
     runner.pass_files = vec![(files.cert.clone(), CERT_FD), (files.key.clone(), KEY_FD)];
     runner.stop_timeout = Duration::from_secs(5);
-    Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(HealthCheck::tcp_connect(
-        ([127, 0, 0, 1], APID_PORT).into(),
-        Duration::from_secs(5),
-    ))
+    Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(
+        HealthCheck::tcp_connect(([127, 0, 0, 1], APID_PORT).into(), Duration::from_secs(5)),
+    )
 }
 
 /// Where the certificate and key are written.
@@ -148,13 +153,24 @@ pub fn secrets_dir() -> PathBuf {
 /// Prints the maintenance banner once apid is healthy for the first time.
 /// The last line is the one tests wait for, so everything else is on the
 /// console by then.
-pub async fn banner_when_ready(apid: Arc<ServiceHandle>, hostname: String, addresses: Vec<IpAddr>, fingerprint: String) {
+pub async fn banner_when_ready(
+    apid: Arc<ServiceHandle>,
+    hostname: String,
+    addresses: Vec<IpAddr>,
+    fingerprint: String,
+) {
     let mut rx = apid.status.subscribe();
-    let _ = rx.wait_for(|s| s.health == crate::supervisor::Health::Ok).await;
+    let _ = rx
+        .wait_for(|s| s.health == crate::supervisor::Health::Ok)
+        .await;
     let addrs = if addresses.is_empty() {
         "none yet".to_string()
     } else {
-        addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let rule = "=".repeat(64);
     crate::console!("{rule}");
@@ -172,7 +188,10 @@ mod tests {
 
     #[test]
     fn certificate_has_sans_and_matching_fingerprint() {
-        let addrs: Vec<IpAddr> = vec!["10.0.2.15".parse().unwrap(), "fec0::5054:ff:fe12:3456".parse().unwrap()];
+        let addrs: Vec<IpAddr> = vec![
+            "10.0.2.15".parse().unwrap(),
+            "fec0::5054:ff:fe12:3456".parse().unwrap(),
+        ];
         let c = generate_certificate("cairn-123456", &addrs).unwrap();
         assert_eq!(c.fingerprint.len(), 64);
         // Decode the PEM and check SANs and the fingerprint independently.
@@ -181,9 +200,20 @@ mod tests {
         assert_eq!(hex::encode(Sha256::digest(&der)), c.fingerprint);
         let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
         let san = x509.subject_alternative_name().unwrap().unwrap();
-        let names: Vec<String> = san.value.general_names.iter().map(|n| n.to_string()).collect();
-        assert!(names.iter().any(|n| n.contains("cairn-123456")), "{names:?}");
-        assert!(names.iter().any(|n| n == "IPAddress(0a:00:02:0f)"), "{names:?}");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("cairn-123456")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "IPAddress(0a:00:02:0f)"),
+            "{names:?}"
+        );
         assert!(c.key_pem.contains("PRIVATE KEY"));
     }
 
@@ -199,14 +229,23 @@ mod tests {
             let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
-        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let mut s = String::new();
-        std::fs::File::open(&files.key).unwrap().read_to_string(&mut s).unwrap();
+        std::fs::File::open(&files.key)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         assert_eq!(s, c.key_pem);
         assert_eq!(std::fs::read_to_string(&files.cert).unwrap(), c.cert_pem);
         // A second boot-time install (apid restart path) replaces the files.
         let c2 = generate_certificate("n", &[]).unwrap();
         install_certificate(&c2, &d).unwrap();
-        assert_eq!(std::fs::read_to_string(d.join("cert.pem")).unwrap(), c2.cert_pem);
+        assert_eq!(
+            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
+            c2.cert_pem
+        );
     }
 }

@@ -43,7 +43,13 @@ pub struct MountPoint {
 }
 
 impl MountPoint {
-    pub fn new(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> Self {
+    pub fn new(
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Self {
         Self {
             source: source.into(),
             target: target.into(),
@@ -87,17 +93,39 @@ pub fn early_table() -> Vec<MountPoint> {
     vec![
         MountPoint::new("proc", "/proc", "proc", nse, None),
         MountPoint::new("sysfs", "/sys", "sysfs", nse, None),
-        MountPoint::new("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755")),
-        MountPoint::new("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=0620,ptmxmode=0666"))
-            .optional(),
+        MountPoint::new(
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        MountPoint::new(
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("gid=5,mode=0620,ptmxmode=0666"),
+        )
+        .optional(),
         MountPoint::tmpfs("/dev/shm", nse, "mode=1777").optional(),
         MountPoint::tmpfs("/run", nosuid_nodev(), "mode=0755"),
         MountPoint::tmpfs("/system", nosuid_nodev(), "mode=0755"),
-        MountPoint::tmpfs(config::constants::SYSTEM_RUN_DIR, nosuid_nodev(), "mode=0755"),
+        MountPoint::tmpfs(
+            config::constants::SYSTEM_RUN_DIR,
+            nosuid_nodev(),
+            "mode=0755",
+        ),
         MountPoint::tmpfs(config::constants::SECRETS_DIR, nse, "mode=0700"),
         MountPoint::tmpfs("/system/etc", nse, "mode=0755"),
         MountPoint::tmpfs("/tmp", nosuid_nodev(), "mode=1777"),
-        MountPoint::new("cgroup2", "/sys/fs/cgroup", "cgroup2", nse, Some("nsdelegate")),
+        MountPoint::new(
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            nse,
+            Some("nsdelegate"),
+        ),
     ]
 }
 
@@ -139,7 +167,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -169,12 +200,18 @@ pub fn apply_one(sys: &dyn Syscalls, m: &MountPoint) -> Result<Outcome, MountErr
             source,
         })
         .and_then(|()| {
-            sys.mount(Some(&m.source), &m.target, Some(&m.fstype), m.flags, m.data.as_deref())
-                .map_err(|source| MountError::Mount {
-                    fstype: m.fstype.clone(),
-                    target: m.target.clone(),
-                    source,
-                })
+            sys.mount(
+                Some(&m.source),
+                &m.target,
+                Some(&m.fstype),
+                m.flags,
+                m.data.as_deref(),
+            )
+            .map_err(|source| MountError::Mount {
+                fstype: m.fstype.clone(),
+                target: m.target.clone(),
+                source,
+            })
         });
     match result {
         Ok(()) => Ok(Outcome::Mounted),
@@ -191,7 +228,13 @@ pub fn apply(sys: &dyn Syscalls, table: &[MountPoint]) -> Result<Vec<Outcome>, M
 /// Makes the whole tree shared, as container runtimes need
 /// (`mount --make-rshared /`).
 pub fn make_root_rshared(sys: &dyn Syscalls) -> std::io::Result<()> {
-    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SHARED, None)
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SHARED,
+        None,
+    )
 }
 
 /// Enables each controller in the root `cgroup.subtree_control`, one at a
@@ -228,7 +271,11 @@ pub fn unmount_all(sys: &dyn Syscalls) -> Vec<(PathBuf, String)> {
         Err(e) => return vec![(PathBuf::from("/"), format!("cannot read mountinfo: {e}"))],
     };
     let mut problems = Vec::new();
-    for m in entries.iter().rev().filter(|m| !keep_at_shutdown(&m.target)) {
+    for m in entries
+        .iter()
+        .rev()
+        .filter(|m| !keep_at_shutdown(&m.target))
+    {
         if let Err(e) = sys.umount(&m.target, MntFlags::empty()) {
             let ro = sys.mount(
                 None,
@@ -265,7 +312,9 @@ mod tests {
 
     #[test]
     fn parses_mountinfo_with_escapes() {
-        let e = mount_points("36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext4 /dev/vda6 rw\n");
+        let e = mount_points(
+            "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext4 /dev/vda6 rw\n",
+        );
         assert_eq!(e[0].target, PathBuf::from("/mnt with space"));
         assert_eq!(e[0].fstype, "ext4");
         assert_eq!(e[0].source, "/dev/vda6");
@@ -283,7 +332,11 @@ mod tests {
         let mounts_after_first = sys.calls().len();
         let second = apply(&sys, &table).unwrap();
         assert!(second.iter().all(|o| *o == Outcome::AlreadyMounted));
-        assert_eq!(sys.calls().len(), mounts_after_first, "second apply made calls");
+        assert_eq!(
+            sys.calls().len(),
+            mounts_after_first,
+            "second apply made calls"
+        );
         // Mounted in table order, /system before its children.
         let targets: Vec<PathBuf> = sys
             .calls()
@@ -301,7 +354,10 @@ mod tests {
     #[test]
     fn secrets_tmpfs_is_private() {
         let t = early_table();
-        let s = t.iter().find(|m| m.target == Path::new(config::constants::SECRETS_DIR)).unwrap();
+        let s = t
+            .iter()
+            .find(|m| m.target == Path::new(config::constants::SECRETS_DIR))
+            .unwrap();
         assert_eq!(s.data.as_deref(), Some("mode=0700"));
     }
 
@@ -322,8 +378,14 @@ mod tests {
     fn unmount_all_goes_children_first_and_keeps_pseudo_filesystems() {
         let sys = Recording::with_mountinfo(INIT_MOUNTS);
         apply(&sys, &early_table()).unwrap();
-        sys.mount(Some("/dev/vda5"), Path::new("/system/state"), Some("ext4"), MsFlags::empty(), None)
-            .unwrap();
+        sys.mount(
+            Some("/dev/vda5"),
+            Path::new("/system/state"),
+            Some("ext4"),
+            MsFlags::empty(),
+            None,
+        )
+        .unwrap();
         let problems = unmount_all(&sys);
         assert!(problems.is_empty());
         let unmounted: Vec<PathBuf> = sys
@@ -337,6 +399,9 @@ mod tests {
         assert_eq!(unmounted[0], PathBuf::from("/system/state"));
         let pos = |p: &str| unmounted.iter().position(|t| t == Path::new(p)).unwrap();
         assert!(pos("/system/secrets") < pos("/system"));
-        assert!(!unmounted.iter().any(|t| keep_at_shutdown(t)), "{unmounted:?}");
+        assert!(
+            !unmounted.iter().any(|t| keep_at_shutdown(t)),
+            "{unmounted:?}"
+        );
     }
 }

@@ -111,7 +111,11 @@ fn lb_size(bytes: u64) -> gpt::disk::LogicalBlockSize {
 /// Grows partition `partn` (which must end last on the disk) to the end of
 /// the disk, moving the backup GPT header and partition array to the new
 /// end. Returns `None` when there is no room to grow.
-pub fn grow_to_end(disk: &Path, partn: u32, lba_size: u64) -> Result<Option<Grown>, PartitionError> {
+pub fn grow_to_end(
+    disk: &Path,
+    partn: u32,
+    lba_size: u64,
+) -> Result<Option<Grown>, PartitionError> {
     let read_err = |source| PartitionError::ReadGpt {
         disk: disk.to_path_buf(),
         source,
@@ -123,7 +127,10 @@ pub fn grow_to_end(disk: &Path, partn: u32, lba_size: u64) -> Result<Option<Grow
         .logical_block_size(lb_size(lba_size))
         .open(disk)
         .map_err(&read_err)?;
-    let header = gpt.primary_header().map_err(|e| read_err(e.into()))?.clone();
+    let header = gpt
+        .primary_header()
+        .map_err(|e| read_err(e.into()))?
+        .clone();
     let mut parts: BTreeMap<u32, gpt::partition::Partition> = gpt.partitions().clone();
     let last_end = parts.values().map(|p| p.last_lba).max().unwrap_or(0);
     let Some(part) = parts.get_mut(&partn) else {
@@ -240,7 +247,17 @@ pub async fn format_ext4(device: &Path, label: &str) -> Result<(), PartitionErro
     let dev = device.to_string_lossy();
     let out = crate::exec::run(
         "/sbin/mke2fs",
-        &["-q", "-F", "-t", "ext4", "-L", label, "-E", "lazy_itable_init=1,lazy_journal_init=1", &dev],
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            label,
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+            &dev,
+        ],
     )
     .await
     .map_err(|e| PartitionError::Format {
@@ -258,7 +275,11 @@ pub async fn format_ext4(device: &Path, label: &str) -> Result<(), PartitionErro
 
 /// Makes sure `part` carries a filesystem: formats it when blank, growing
 /// it first when `grow` (EPHEMERAL on first boot).
-async fn ensure_filesystem(part: &BlockDevice, label: &str, grow: bool) -> Result<&'static str, PartitionError> {
+async fn ensure_filesystem(
+    part: &BlockDevice,
+    label: &str,
+    grow: bool,
+) -> Result<&'static str, PartitionError> {
     let contents = probe::probe(&part.node).map_err(|source| PartitionError::Probe {
         device: part.node.clone(),
         source,
@@ -272,10 +293,12 @@ async fn ensure_filesystem(part: &BlockDevice, label: &str, grow: bool) -> Resul
         Contents::Blank => {
             if let (true, Some(disk), Some(partn)) = (grow, &part.parent, part.partn) {
                 let disk_node = part.node.with_file_name(disk);
-                let lba = std::fs::read_to_string(format!("/sys/class/block/{disk}/queue/logical_block_size"))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(512);
+                let lba = std::fs::read_to_string(format!(
+                    "/sys/class/block/{disk}/queue/logical_block_size"
+                ))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(512);
                 match grow_to_end(&disk_node, partn, lba)? {
                     Some(g) => {
                         resize_in_kernel(&disk_node, partn, &g)?;
@@ -289,7 +312,11 @@ async fn ensure_filesystem(part: &BlockDevice, label: &str, grow: bool) -> Resul
                     None => tracing::info!(partition = label, "already fills the disk"),
                 }
             }
-            crate::console!("disk: formatting {} ({}) as ext4", label, part.node.display());
+            crate::console!(
+                "disk: formatting {} ({}) as ext4",
+                label,
+                part.node.display()
+            );
             format_ext4(&part.node, label).await?;
             Ok("ext4")
         }
@@ -305,7 +332,10 @@ pub enum VarBacking {
 
 /// Mounts STATE and EPHEMERAL (or a tmpfs /var). A failure with STATE is
 /// returned after /var is mounted, so the node still boots to maintenance.
-pub async fn mount_system(sys: &dyn Syscalls, devices: &[BlockDevice]) -> (VarBacking, Result<(), PartitionError>) {
+pub async fn mount_system(
+    sys: &dyn Syscalls,
+    devices: &[BlockDevice],
+) -> (VarBacking, Result<(), PartitionError>) {
     let found = find(devices);
     let mut state_result = Ok(());
     if let Some(state) = found.as_ref().and_then(|f| f.state.as_ref()) {
@@ -350,7 +380,11 @@ pub async fn mount_system(sys: &dyn Syscalls, devices: &[BlockDevice]) -> (VarBa
         None => VarBacking::Tmpfs,
     };
     if var == VarBacking::Tmpfs {
-        let m = MountPoint::tmpfs(EPHEMERAL_MOUNT, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755");
+        let m = MountPoint::tmpfs(
+            EPHEMERAL_MOUNT,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0755",
+        );
         if let Err(e) = mounts::apply_one(sys, &m) {
             tracing::error!(error = %e, "cannot mount a tmpfs on /var");
         }
@@ -370,17 +404,23 @@ mod tests {
         let f = std::fs::File::create(path).unwrap();
         f.set_len(size).unwrap();
         drop(f);
-        let mut disk = gpt::GptConfig::new()
-            .writable(true)
-            .create(path)
-            .unwrap();
+        let mut disk = gpt::GptConfig::new().writable(true).create(path).unwrap();
         // A protective MBR is what real tools write; the gpt crate reads
         // without it, but write it for realism.
         let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(((size / 512) - 1) as u32);
         mbr.overwrite_lba0(disk.device_mut()).unwrap();
-        disk.add_partition("EFI", 4 * MIB, gpt::partition_types::EFI, 0, None).unwrap();
-        disk.add_partition("STATE", 4 * MIB, gpt::partition_types::LINUX_FS, 0, None).unwrap();
-        disk.add_partition("EPHEMERAL", 4 * MIB, gpt::partition_types::LINUX_FS, 0, None).unwrap();
+        disk.add_partition("EFI", 4 * MIB, gpt::partition_types::EFI, 0, None)
+            .unwrap();
+        disk.add_partition("STATE", 4 * MIB, gpt::partition_types::LINUX_FS, 0, None)
+            .unwrap();
+        disk.add_partition(
+            "EPHEMERAL",
+            4 * MIB,
+            gpt::partition_types::LINUX_FS,
+            0,
+            None,
+        )
+        .unwrap();
         disk.write().unwrap();
     }
 
@@ -389,7 +429,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.raw");
         make_image(&img, 16 * MIB);
-        std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(64 * MIB).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .set_len(64 * MIB)
+            .unwrap();
 
         let g = grow_to_end(&img, 3, 512).unwrap().expect("should grow");
         let total = 64 * MIB / 512;
@@ -397,19 +442,28 @@ mod tests {
         assert!(g.old_last_lba < g.new_last_lba);
 
         // Both headers valid again, backup at the very end.
-        let disk = gpt::GptConfig::new().only_valid_headers(true).open(&img).unwrap();
+        let disk = gpt::GptConfig::new()
+            .only_valid_headers(true)
+            .open(&img)
+            .unwrap();
         assert_eq!(disk.primary_header().unwrap().backup_lba, total - 1);
         assert_eq!(disk.backup_header().unwrap().current_lba, total - 1);
         assert_eq!(disk.partitions()[&3].last_lba, total - 34);
         assert_eq!(disk.partitions()[&3].name, "EPHEMERAL");
         assert_eq!(disk.partitions()[&2].name, "STATE");
-        assert_eq!(disk.partitions()[&2].last_lba, disk.partitions()[&2].last_lba);
+        assert_eq!(
+            disk.partitions()[&2].last_lba,
+            disk.partitions()[&2].last_lba
+        );
 
         // Second boot: nothing to do.
         assert_eq!(grow_to_end(&img, 3, 512).unwrap(), None);
         // Not the last partition: never grown.
         assert_eq!(grow_to_end(&img, 2, 512).unwrap(), None);
-        assert!(matches!(grow_to_end(&img, 9, 512), Err(PartitionError::NoSuchPartition { .. })));
+        assert!(matches!(
+            grow_to_end(&img, 9, 512),
+            Err(PartitionError::NoSuchPartition { .. })
+        ));
     }
 
     /// sgdisk (gdisk) agrees that the grown table is sound.
@@ -422,9 +476,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.raw");
         make_image(&img, 16 * MIB);
-        std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(48 * MIB).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .set_len(48 * MIB)
+            .unwrap();
         grow_to_end(&img, 3, 512).unwrap().unwrap();
-        let out = crate::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()]).await.unwrap();
+        let out = crate::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()])
+            .await
+            .unwrap();
         assert!(out.status.success(), "{}", out.output);
         assert!(out.output.contains("No problems found"), "{}", out.output);
     }
@@ -441,7 +502,11 @@ mod tests {
             size_bytes: 1,
             read_only: false,
         };
-        let devices = vec![dev("vda", None), dev("vda5", Some("STATE")), dev("vda6", Some("EPHEMERAL"))];
+        let devices = vec![
+            dev("vda", None),
+            dev("vda5", Some("STATE")),
+            dev("vda6", Some("EPHEMERAL")),
+        ];
         let found = find(&devices).unwrap();
         assert_eq!(found.disk.as_deref(), Some("vda"));
         assert_eq!(found.state.unwrap().name, "vda5");

@@ -17,7 +17,9 @@ use crate::state::Node;
 use crate::supervisor::logbuf::LogRing;
 use crate::supervisor::Supervisor;
 use crate::syscall::{Real, Syscalls};
-use crate::{acquire, api, console, debug, disks, maintenance, mounts, network, partitions, reaper, sysctl};
+use crate::{
+    acquire, api, console, debug, disks, maintenance, mounts, network, partitions, reaper, sysctl,
+};
 
 /// Writes straight to /dev/kmsg (for use where tracing may not work), or
 /// to stderr (the console) when kmsg cannot be opened.
@@ -41,7 +43,11 @@ fn describe_panic(info: &std::panic::PanicHookInfo<'_>) -> String {
         .or_else(|| info.payload().downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_string());
     match info.location() {
-        Some(l) => format!("machined panicked: {payload} (at {}:{})", l.file(), l.line()),
+        Some(l) => format!(
+            "machined panicked: {payload} (at {}:{})",
+            l.file(),
+            l.line()
+        ),
         None => format!("machined panicked: {payload}"),
     }
 }
@@ -123,7 +129,9 @@ fn early_system_setup(sys: &dyn Syscalls) {
         match r {
             sysctl::Applied::Set => {}
             sysctl::Applied::Missing => tracing::debug!(key = s.key, "sysctl not in this kernel"),
-            sysctl::Applied::Failed(e) => tracing::warn!(key = s.key, error = %e, "cannot set sysctl"),
+            sysctl::Applied::Failed(e) => {
+                tracing::warn!(key = s.key, error = %e, "cannot set sysctl")
+            }
         }
     }
     // Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once, so
@@ -137,8 +145,16 @@ fn early_system_setup(sys: &dyn Syscalls) {
 fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
     for (kind, action, name) in [
         (SignalKind::terminate(), PowerAction::PowerOff, "SIGTERM"),
-        (SignalKind::interrupt(), PowerAction::Reboot, "SIGINT (Ctrl-Alt-Del)"),
-        (SignalKind::from_raw(libc::SIGPWR), PowerAction::PowerOff, "SIGPWR"),
+        (
+            SignalKind::interrupt(),
+            PowerAction::Reboot,
+            "SIGINT (Ctrl-Alt-Del)",
+        ),
+        (
+            SignalKind::from_raw(libc::SIGPWR),
+            PowerAction::PowerOff,
+            "SIGPWR",
+        ),
     ] {
         let power = power.clone();
         match signal(kind) {
@@ -161,7 +177,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let (power_tx, mut power_rx) = mpsc::channel(4);
     spawn_signal_handlers(power_tx.clone());
     let supervisor = Supervisor::new();
-    let node = Arc::new(Node::new(cmdline.clone(), supervisor.clone(), ring, power_tx));
+    let node = Arc::new(Node::new(
+        cmdline.clone(),
+        supervisor.clone(),
+        ring,
+        power_tx,
+    ));
 
     // The internal API first, so apid can reach machined as soon as it runs.
     let sock = Path::new(config::constants::MACHINED_SOCKET);
@@ -181,8 +202,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let devices = disks::list();
     let (var, state) = partitions::mount_system(&sys, &devices).await;
     match &var {
-        partitions::VarBacking::Ephemeral(dev) => console!("disk: /var on EPHEMERAL ({})", dev.display()),
-        partitions::VarBacking::Tmpfs => console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)"),
+        partitions::VarBacking::Ephemeral(dev) => {
+            console!("disk: /var on EPHEMERAL ({})", dev.display())
+        }
+        partitions::VarBacking::Tmpfs => {
+            console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
+        }
     }
     if let Err(e) = state {
         console!("disk: STATE: {e}");
@@ -217,10 +242,17 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let etc = Path::new(network::resolv::SYSTEM_ETC);
     let _ = network::resolv::write_atomic(etc, "hosts", &network::resolv::hosts(&hostname, None));
     if !etc.join("resolv.conf").exists() {
-        let _ = network::resolv::write_atomic(etc, "resolv.conf", &network::resolv::resolv_conf(&[], None));
+        let _ = network::resolv::write_atomic(
+            etc,
+            "resolv.conf",
+            &network::resolv::resolv_conf(&[], None),
+        );
     }
     match (&net, &link) {
-        (Some(n), Some(l)) => n.configure(l, cmdline.kernel_ip_autoconfig(), &hostname).await,
+        (Some(n), Some(l)) => {
+            n.configure(l, cmdline.kernel_ip_autoconfig(), &hostname)
+                .await
+        }
         (_, None) => console!("network: no Ethernet link found"),
         _ => {}
     }
@@ -249,14 +281,15 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     // Maintenance mode.
     node.set_maintenance(true);
     crate::entropy::ready().await;
-    match maintenance::generate_certificate(&hostname, &addresses)
-        .and_then(|c| maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds)))
-    {
+    match maintenance::generate_certificate(&hostname, &addresses).and_then(|c| {
+        maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds))
+    }) {
         Ok((cert, files)) => match supervisor.start(maintenance::apid_service(&files)) {
             Ok(apid) => {
                 let sup = supervisor.clone();
                 tokio::spawn(async move {
-                    maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint).await;
+                    maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint)
+                        .await;
                     console::status_loop("maintenance", sup).await;
                 });
             }

@@ -25,7 +25,9 @@ impl Filesystem {
 
     pub fn label(&self) -> &str {
         match self {
-            Filesystem::Ext4 { label } | Filesystem::Vfat { label } | Filesystem::Iso9660 { label } => label,
+            Filesystem::Ext4 { label }
+            | Filesystem::Vfat { label }
+            | Filesystem::Iso9660 { label } => label,
         }
     }
 }
@@ -68,7 +70,11 @@ pub fn identify(head: &[u8]) -> Option<Filesystem> {
             None
         };
         if let Some(label) = label {
-            let label = if label == "NO NAME" { String::new() } else { label };
+            let label = if label == "NO NAME" {
+                String::new()
+            } else {
+                label
+            };
             return Some(Filesystem::Vfat { label });
         }
     }
@@ -121,14 +127,24 @@ mod tests {
         ext[1080] = 0x53;
         ext[1081] = 0xEF;
         ext[1144..1149].copy_from_slice(b"STATE");
-        assert_eq!(classify(&ext), Contents::Filesystem(Filesystem::Ext4 { label: "STATE".into() }));
+        assert_eq!(
+            classify(&ext),
+            Contents::Filesystem(Filesystem::Ext4 {
+                label: "STATE".into()
+            })
+        );
 
         let mut fat = vec![0u8; 4096];
         fat[510] = 0x55;
         fat[511] = 0xAA;
         fat[82..87].copy_from_slice(b"FAT32");
         fat[71..82].copy_from_slice(b"CAIRNCFG   ");
-        assert_eq!(identify(&fat).unwrap(), Filesystem::Vfat { label: "CAIRNCFG".into() });
+        assert_eq!(
+            identify(&fat).unwrap(),
+            Filesystem::Vfat {
+                label: "CAIRNCFG".into()
+            }
+        );
 
         let mut iso = vec![0u8; PROBE_LEN];
         iso[0x8000] = 1;
@@ -137,7 +153,12 @@ mod tests {
         for b in &mut iso[0x8030..0x8048] {
             *b = b' ';
         }
-        assert_eq!(identify(&iso).unwrap(), Filesystem::Iso9660 { label: "CAIRNCFG".into() });
+        assert_eq!(
+            identify(&iso).unwrap(),
+            Filesystem::Iso9660 {
+                label: "CAIRNCFG".into()
+            }
+        );
         assert_eq!(identify(&iso).unwrap().fstype(), "iso9660");
 
         assert_eq!(classify(&vec![0u8; BLANK_LEN]), Contents::Blank);
@@ -151,28 +172,54 @@ mod tests {
     async fn probes_real_mkfs_output() {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("fs.img");
-        std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
         assert_eq!(probe(&img).unwrap(), Contents::Blank);
         if !Path::new("/sbin/mke2fs").exists() {
             eprintln!("skipping the mke2fs part: /sbin/mke2fs is not installed");
             return;
         }
-        let out = crate::exec::run("/sbin/mke2fs", &["-q", "-F", "-t", "ext4", "-L", "EPHEMERAL", img.to_str().unwrap()])
-            .await
-            .unwrap();
+        let out = crate::exec::run(
+            "/sbin/mke2fs",
+            &[
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-L",
+                "EPHEMERAL",
+                img.to_str().unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
         assert!(out.status.success(), "{}", out.output);
         assert_eq!(
             probe(&img).unwrap(),
-            Contents::Filesystem(Filesystem::Ext4 { label: "EPHEMERAL".into() })
+            Contents::Filesystem(Filesystem::Ext4 {
+                label: "EPHEMERAL".into()
+            })
         );
         if Path::new("/sbin/mkfs.vfat").exists() {
             let fat = dir.path().join("fat.img");
-            std::fs::File::create(&fat).unwrap().set_len(8 << 20).unwrap();
-            let out = crate::exec::run("/sbin/mkfs.vfat", &["-n", "CAIRNCFG", fat.to_str().unwrap()]).await.unwrap();
+            std::fs::File::create(&fat)
+                .unwrap()
+                .set_len(8 << 20)
+                .unwrap();
+            let out = crate::exec::run(
+                "/sbin/mkfs.vfat",
+                &["-n", "CAIRNCFG", fat.to_str().unwrap()],
+            )
+            .await
+            .unwrap();
             assert!(out.status.success(), "{}", out.output);
             assert_eq!(
                 probe(&fat).unwrap(),
-                Contents::Filesystem(Filesystem::Vfat { label: "CAIRNCFG".into() })
+                Contents::Filesystem(Filesystem::Vfat {
+                    label: "CAIRNCFG".into()
+                })
             );
         }
     }

@@ -129,9 +129,7 @@ impl Reaper {
                         // The timeout covers orphans handed to us by the
                         // kernel (only possible while we have children, but
                         // cheap insurance).
-                        let _ = self
-                            .spawned
-                            .wait_timeout(inner, Duration::from_secs(1));
+                        let _ = self.spawned.wait_timeout(inner, Duration::from_secs(1));
                     }
                     continue;
                 }
@@ -192,7 +190,9 @@ mod tests {
     #[tokio::test]
     async fn exec_failure_is_an_error_not_a_panic() {
         for _ in 0..20 {
-            let err = spawn(&mut Command::new("/nonexistent/binary")).err().unwrap();
+            let err = spawn(&mut Command::new("/nonexistent/binary"))
+                .err()
+                .unwrap();
             assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         }
         // The reaper still works afterwards.
@@ -203,7 +203,9 @@ mod tests {
     #[tokio::test]
     async fn many_short_children_all_report() {
         let children: Vec<_> = (0..50)
-            .map(|i| spawn(Command::new("/bin/sh").args(["-c", &format!("exit {}", i % 5)])).unwrap())
+            .map(|i| {
+                spawn(Command::new("/bin/sh").args(["-c", &format!("exit {}", i % 5)])).unwrap()
+            })
             .collect();
         for (i, c) in children.into_iter().enumerate() {
             assert_eq!(c.exit.await.unwrap(), ExitStatus::Exited((i % 5) as i32));

@@ -37,7 +37,9 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// Number of processes other than PID 1 and kernel threads.
 pub fn user_processes() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != 1 && *pid != std::process::id())
@@ -53,7 +55,9 @@ fn is_kernel_thread(pid: u32) -> bool {
         return true;
     };
     // The command name (field 2) is in parentheses and may contain spaces.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return true };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return true;
+    };
     rest.split_whitespace()
         .nth(6)
         .and_then(|f| f.parse::<u64>().ok())
@@ -94,7 +98,11 @@ pub async fn terminate_and_power(
 }
 
 /// The whole sequence, as PID 1 runs it.
-pub async fn run(sys: &dyn Syscalls, supervisor: &Supervisor, action: PowerAction) -> std::io::Error {
+pub async fn run(
+    sys: &dyn Syscalls,
+    supervisor: &Supervisor,
+    action: PowerAction,
+) -> std::io::Error {
     crate::console!("shutdown: stopping services ({})", action.verb());
     supervisor.stop_all().await;
     terminate_and_power(sys, action, TERM_GRACE, user_processes).await
@@ -112,7 +120,13 @@ mod tests {
             "20 1 0:18 / / ro - squashfs /dev/loop0 ro\n30 20 0:40 / /var rw - ext4 /dev/vda6 rw\n",
         );
         // Two processes that never exit: SIGKILL must follow.
-        let err = terminate_and_power(&sys, PowerAction::PowerOff, Duration::from_millis(200), || 2).await;
+        let err = terminate_and_power(
+            &sys,
+            PowerAction::PowerOff,
+            Duration::from_millis(200),
+            || 2,
+        )
+        .await;
         assert_eq!(err.to_string(), "recorded reboot");
         let calls = sys.calls();
         assert_eq!(
@@ -134,7 +148,11 @@ mod tests {
         let polls = AtomicUsize::new(0);
         terminate_and_power(&sys, PowerAction::Reboot, Duration::from_secs(5), || {
             // Gone after the second look.
-            if polls.fetch_add(1, Ordering::SeqCst) < 1 { 1 } else { 0 }
+            if polls.fetch_add(1, Ordering::SeqCst) < 1 {
+                1
+            } else {
+                0
+            }
         })
         .await;
         let calls = sys.calls();

@@ -41,7 +41,12 @@ pub fn kernel_release() -> String {
 }
 
 impl Node {
-    pub fn new(cmdline: Cmdline, supervisor: Arc<Supervisor>, logs: Arc<LogRing>, power: mpsc::Sender<PowerAction>) -> Self {
+    pub fn new(
+        cmdline: Cmdline,
+        supervisor: Arc<Supervisor>,
+        logs: Arc<LogRing>,
+        power: mpsc::Sender<PowerAction>,
+    ) -> Self {
         Self {
             cmdline,
             hostname: Mutex::new(String::new()),
@@ -53,7 +58,10 @@ impl Node {
     }
 
     pub fn hostname(&self) -> String {
-        self.hostname.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.hostname
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_hostname(&self, name: &str) {
@@ -117,7 +125,10 @@ mod tests {
 
     #[test]
     fn default_hostname_from_mac() {
-        assert_eq!(default_hostname(Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])), "cairn-123456");
+        assert_eq!(
+            default_hostname(Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])),
+            "cairn-123456"
+        );
         assert_eq!(default_hostname(None), "cairn");
     }
 }

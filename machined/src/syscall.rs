@@ -137,8 +137,13 @@ impl Recording {
         for c in self.calls.lock().unwrap().iter() {
             match c {
                 Call::Mount {
-                    target, fstype, flags, ..
-                } if !flags.intersects(MsFlags::MS_REMOUNT | MsFlags::MS_SHARED | MsFlags::MS_BIND) => {
+                    target,
+                    fstype,
+                    flags,
+                    ..
+                } if !flags
+                    .intersects(MsFlags::MS_REMOUNT | MsFlags::MS_SHARED | MsFlags::MS_BIND) =>
+                {
                     out.push((target.clone(), fstype.clone().unwrap_or_default()))
                 }
                 Call::Umount(t) => {

@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn key_to_path() {
-        assert_eq!(path("kernel.yama.ptrace_scope"), PathBuf::from("/proc/sys/kernel/yama/ptrace_scope"));
+        assert_eq!(
+            path("kernel.yama.ptrace_scope"),
+            PathBuf::from("/proc/sys/kernel/yama/ptrace_scope")
+        );
     }
 
     #[test]
@@ -90,7 +93,10 @@ mod tests {
         std::fs::write(dir.join("kptr_restrict"), "0").unwrap();
         let out = apply(root.path(), &KSPP[..2]);
         assert!(matches!(out[0].1, Applied::Set));
-        assert_eq!(std::fs::read_to_string(dir.join("kptr_restrict")).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("kptr_restrict")).unwrap(),
+            "1"
+        );
         // dmesg_restrict does not exist under the fake root: reported
         // missing, and not created.
         assert!(matches!(out[1].1, Applied::Missing));

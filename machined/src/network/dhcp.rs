@@ -68,10 +68,14 @@ fn open_socket(ifname: &str) -> Result<UdpSocket, NetworkError> {
         )
     };
     if rc != 0 {
-        return Err(dhcp_err("bind the DHCP socket to the interface")(std::io::Error::last_os_error()));
+        return Err(dhcp_err("bind the DHCP socket to the interface")(
+            std::io::Error::last_os_error(),
+        ));
     }
-    sock.set_broadcast(true).map_err(dhcp_err("enable broadcast"))?;
-    sock.set_nonblocking(true).map_err(dhcp_err("set non-blocking"))?;
+    sock.set_broadcast(true)
+        .map_err(dhcp_err("enable broadcast"))?;
+    sock.set_nonblocking(true)
+        .map_err(dhcp_err("set non-blocking"))?;
     UdpSocket::from_std(sock).map_err(dhcp_err("register the socket"))
 }
 
@@ -113,8 +117,11 @@ impl Client {
     /// REQUEST in the SELECTING state: for an offered address.
     pub fn request_offer(&self, xid: u32, offer: &Message) -> Message {
         let mut m = self.base(xid, MessageType::Request, Ipv4Addr::UNSPECIFIED);
-        m.opts_mut().insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-        if let Some(DhcpOption::ServerIdentifier(s)) = offer.opts().get(OptionCode::ServerIdentifier) {
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+        if let Some(DhcpOption::ServerIdentifier(s)) =
+            offer.opts().get(OptionCode::ServerIdentifier)
+        {
             m.opts_mut().insert(DhcpOption::ServerIdentifier(*s));
         }
         m
@@ -136,7 +143,15 @@ impl Client {
             let xid: u32 = rand_xid();
             send(&sock, &self.discover(xid), broadcast).await?;
             tracing::debug!(interface = %self.ifname, xid, "DHCP discover sent");
-            let offer = match recv_reply(&sock, xid, &self.mac, &[MessageType::Offer], wait.min(deadline - Instant::now())).await? {
+            let offer = match recv_reply(
+                &sock,
+                xid,
+                &self.mac,
+                &[MessageType::Offer],
+                wait.min(deadline - Instant::now()),
+            )
+            .await?
+            {
                 Some(o) => o,
                 None => {
                     wait = (wait * 2).min(Duration::from_secs(16));
@@ -145,20 +160,39 @@ impl Client {
             };
             tracing::debug!(offered = %offer.yiaddr(), "DHCP offer");
             send(&sock, &self.request_offer(xid, &offer), broadcast).await?;
-            match recv_reply(&sock, xid, &self.mac, &[MessageType::Ack, MessageType::Nak], Duration::from_secs(4)).await? {
-                Some(reply) if reply.opts().has_msg_type(MessageType::Ack) => return parse_lease(&reply),
-                Some(_) => tracing::info!(interface = %self.ifname, "DHCP server declined (NAK); starting over"),
+            match recv_reply(
+                &sock,
+                xid,
+                &self.mac,
+                &[MessageType::Ack, MessageType::Nak],
+                Duration::from_secs(4),
+            )
+            .await?
+            {
+                Some(reply) if reply.opts().has_msg_type(MessageType::Ack) => {
+                    return parse_lease(&reply)
+                }
+                Some(_) => {
+                    tracing::info!(interface = %self.ifname, "DHCP server declined (NAK); starting over")
+                }
                 None => tracing::info!(interface = %self.ifname, "no DHCP ACK; starting over"),
             }
         }
         Err(NetworkError::Dhcp {
             what: "acquire a lease",
-            message: format!("no usable answer from a DHCP server on {} within {timeout:?}", self.ifname),
+            message: format!(
+                "no usable answer from a DHCP server on {} within {timeout:?}",
+                self.ifname
+            ),
         })
     }
 
     /// Renews (unicast to the lease's server) or rebinds (broadcast).
-    pub async fn renew(&self, lease: &Lease, rebinding: bool) -> Result<Option<Lease>, NetworkError> {
+    pub async fn renew(
+        &self,
+        lease: &Lease,
+        rebinding: bool,
+    ) -> Result<Option<Lease>, NetworkError> {
         let sock = open_socket(&self.ifname)?;
         let to = if rebinding {
             SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT)
@@ -167,7 +201,15 @@ impl Client {
         };
         let xid = rand_xid();
         send(&sock, &self.request_renew(xid, lease), to).await?;
-        match recv_reply(&sock, xid, &self.mac, &[MessageType::Ack, MessageType::Nak], Duration::from_secs(5)).await? {
+        match recv_reply(
+            &sock,
+            xid,
+            &self.mac,
+            &[MessageType::Ack, MessageType::Nak],
+            Duration::from_secs(5),
+        )
+        .await?
+        {
             Some(r) if r.opts().has_msg_type(MessageType::Ack) => parse_lease(&r).map(Some),
             Some(_) => Err(NetworkError::Dhcp {
                 what: "renew the lease",
@@ -191,7 +233,9 @@ async fn send(sock: &UdpSocket, m: &Message, to: SocketAddrV4) -> Result<(), Net
         what: "encode a DHCP message",
         message: e.to_string(),
     })?;
-    sock.send_to(&bytes, to).await.map_err(dhcp_err("send a DHCP message"))?;
+    sock.send_to(&bytes, to)
+        .await
+        .map_err(dhcp_err("send a DHCP message"))?;
     Ok(())
 }
 
@@ -211,7 +255,9 @@ async fn recv_reply(
             Err(_) => return Ok(None),
             Ok(r) => r.map_err(dhcp_err("receive a DHCP message"))?.0,
         };
-        let Ok(m) = Message::from_bytes(&buf[..n]) else { continue };
+        let Ok(m) = Message::from_bytes(&buf[..n]) else {
+            continue;
+        };
         if m.opcode() == Opcode::BootReply
             && m.xid() == xid
             && m.chaddr().get(..6) == Some(&mac[..])
@@ -257,9 +303,9 @@ pub fn parse_lease(ack: &Message) -> Result<Lease, NetworkError> {
         _ => ack.siaddr(),
     };
     let secs = |code| match o.get(code) {
-        Some(DhcpOption::AddressLeaseTime(t)) | Some(DhcpOption::Renewal(t)) | Some(DhcpOption::Rebinding(t)) => {
-            Some(Duration::from_secs(u64::from(*t)))
-        }
+        Some(DhcpOption::AddressLeaseTime(t))
+        | Some(DhcpOption::Renewal(t))
+        | Some(DhcpOption::Rebinding(t)) => Some(Duration::from_secs(u64::from(*t))),
         _ => None,
     };
     let lease_time = secs(OptionCode::AddressLeaseTime).unwrap_or(Duration::from_secs(3600));
@@ -306,7 +352,9 @@ mod tests {
         o.insert(DhcpOption::MessageType(kind));
         o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
         o.insert(DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 2, 2)]));
-        o.insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 0, 2, 3)]));
+        o.insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
+            10, 0, 2, 3,
+        )]));
         o.insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)));
         o.insert(DhcpOption::AddressLeaseTime(86400));
         m
@@ -322,7 +370,9 @@ mod tests {
         assert_eq!(&m.chaddr()[..6], &client().mac);
         match m.opts().get(OptionCode::ParameterRequestList) {
             Some(DhcpOption::ParameterRequestList(p)) => {
-                assert!(p.contains(&OptionCode::Router) && p.contains(&OptionCode::DomainNameServer))
+                assert!(
+                    p.contains(&OptionCode::Router) && p.contains(&OptionCode::DomainNameServer)
+                )
             }
             other => panic!("no parameter request list: {other:?}"),
         }

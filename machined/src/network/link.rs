@@ -61,7 +61,10 @@ pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
                 }
             }
             Link {
-                is_physical: std::path::Path::new("/sys/class/net").join(&name).join("device").exists(),
+                is_physical: std::path::Path::new("/sys/class/net")
+                    .join(&name)
+                    .join("device")
+                    .exists(),
                 index: m.header.index,
                 name,
                 mac,
@@ -120,7 +123,12 @@ pub async fn addresses(handle: &Handle) -> Result<Vec<Address>, NetworkError> {
         .collect())
 }
 
-pub async fn add_address(handle: &Handle, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<(), NetworkError> {
+pub async fn add_address(
+    handle: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<(), NetworkError> {
     handle
         .address()
         .add(index, IpAddr::V4(ip), prefix_len)
@@ -141,12 +149,21 @@ pub async fn del_address(handle: &Handle, addr: &Address) -> Result<(), NetworkE
         .await
         .map_err(nl("find address"))?;
     if let Some(m) = msgs.pop() {
-        handle.address().del(m).execute().await.map_err(nl("delete address"))?;
+        handle
+            .address()
+            .del(m)
+            .execute()
+            .await
+            .map_err(nl("delete address"))?;
     }
     Ok(())
 }
 
-pub async fn set_default_route(handle: &Handle, index: u32, gateway: Ipv4Addr) -> Result<(), NetworkError> {
+pub async fn set_default_route(
+    handle: &Handle,
+    index: u32,
+    gateway: Ipv4Addr,
+) -> Result<(), NetworkError> {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(index)
         .gateway(gateway)
@@ -200,6 +217,8 @@ mod tests {
         let links = links(&handle).await.unwrap();
         assert!(links.iter().any(|l| l.name == "lo"), "{links:?}");
         let addrs = addresses(&handle).await.unwrap();
-        assert!(addrs.iter().any(|a| a.ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && !a.global));
+        assert!(addrs
+            .iter()
+            .any(|a| a.ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && !a.global));
     }
 }

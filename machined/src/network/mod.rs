@@ -85,10 +85,16 @@ impl Network {
     pub async fn configure(&self, link: &Link, kernel_autoconfig: bool, hostname: &str) {
         let has_v4 = link::addresses(&self.handle)
             .await
-            .map(|a| a.iter().any(|a| a.index == link.index && a.ip.is_ipv4() && a.global))
+            .map(|a| {
+                a.iter()
+                    .any(|a| a.index == link.index && a.ip.is_ipv4() && a.global)
+            })
             .unwrap_or(false);
         if kernel_autoconfig || has_v4 {
-            crate::console!("network: {} was configured by the kernel (ip=); no DHCP", link.name);
+            crate::console!(
+                "network: {} was configured by the kernel (ip=); no DHCP",
+                link.name
+            );
             return;
         }
         let Some(mac) = link.mac else {
@@ -106,7 +112,10 @@ impl Network {
         let hostname = hostname.to_string();
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move { this.dhcp_loop(client, index, hostname, first_tx).await });
-        if tokio::time::timeout(FIRST_LEASE_TIMEOUT, first_rx).await.is_err() {
+        if tokio::time::timeout(FIRST_LEASE_TIMEOUT, first_rx)
+            .await
+            .is_err()
+        {
             crate::console!(
                 "network: no DHCP lease on {} yet; continuing, still trying in the background",
                 link.name
@@ -114,16 +123,29 @@ impl Network {
         }
     }
 
-    async fn apply_lease(&self, index: u32, lease: &dhcp::Lease, hostname: &str) -> Result<(), NetworkError> {
+    async fn apply_lease(
+        &self,
+        index: u32,
+        lease: &dhcp::Lease,
+        hostname: &str,
+    ) -> Result<(), NetworkError> {
         link::add_address(&self.handle, index, lease.address, lease.prefix_len).await?;
         if let Some(gw) = lease.router {
             link::set_default_route(&self.handle, index, gw).await?;
         }
         let etc = Path::new(resolv::SYSTEM_ETC);
-        if let Err(e) = resolv::write_atomic(etc, "resolv.conf", &resolv::resolv_conf(&lease.dns, lease.domain.as_deref())) {
+        if let Err(e) = resolv::write_atomic(
+            etc,
+            "resolv.conf",
+            &resolv::resolv_conf(&lease.dns, lease.domain.as_deref()),
+        ) {
             tracing::warn!(error = %e, "cannot write resolv.conf");
         }
-        if let Err(e) = resolv::write_atomic(etc, "hosts", &resolv::hosts(hostname, Some(IpAddr::V4(lease.address)))) {
+        if let Err(e) = resolv::write_atomic(
+            etc,
+            "hosts",
+            &resolv::hosts(hostname, Some(IpAddr::V4(lease.address))),
+        ) {
             tracing::warn!(error = %e, "cannot write hosts");
         }
         Ok(())
@@ -140,7 +162,10 @@ impl Network {
         let mut first = Some(first);
         // dhcproto draws transaction ids from the blocking system RNG.
         crate::entropy::ready().await;
-        let mut retry = crate::supervisor::backoff::Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let mut retry = crate::supervisor::backoff::Backoff::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        );
         loop {
             let lease = match client.acquire(FIRST_LEASE_TIMEOUT).await {
                 Ok(l) => l,
@@ -177,7 +202,10 @@ impl Network {
                 let t2 = acquired + lease.rebind_after;
                 let expiry = acquired + lease.lease_time;
                 if now >= expiry {
-                    crate::console!("network: DHCP lease for {} expired; starting over", lease.address);
+                    crate::console!(
+                        "network: DHCP lease for {} expired; starting over",
+                        lease.address
+                    );
                     let addr = link::Address {
                         index,
                         ip: IpAddr::V4(lease.address),
@@ -187,7 +215,11 @@ impl Network {
                     let _ = link::del_address(&self.handle, &addr).await;
                     break;
                 }
-                let next = if now < t1 { t1 } else { now + retry_interval(now, if now < t2 { t2 } else { expiry }) };
+                let next = if now < t1 {
+                    t1
+                } else {
+                    now + retry_interval(now, if now < t2 { t2 } else { expiry })
+                };
                 tokio::time::sleep_until(next).await;
                 let rebinding = tokio::time::Instant::now() >= t2;
                 match client.renew(&lease, rebinding).await {
@@ -214,8 +246,13 @@ impl Network {
 /// least a minute apart (or sooner if less than that is left).
 fn retry_interval(now: tokio::time::Instant, until: tokio::time::Instant) -> Duration {
     let left = until.saturating_duration_since(now);
-    (left / 2).max(Duration::from_secs(60)).min(left.max(Duration::from_secs(1)))
+    (left / 2)
+        .max(Duration::from_secs(60))
+        .min(left.max(Duration::from_secs(1)))
 }
+
+#[cfg(test)]
+mod netns_tests;
 
 #[cfg(test)]
 mod tests {
@@ -224,9 +261,18 @@ mod tests {
     #[test]
     fn retry_interval_halves_with_a_floor() {
         let now = tokio::time::Instant::now();
-        assert_eq!(retry_interval(now, now + Duration::from_secs(1000)), Duration::from_secs(500));
-        assert_eq!(retry_interval(now, now + Duration::from_secs(100)), Duration::from_secs(60));
-        assert_eq!(retry_interval(now, now + Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(
+            retry_interval(now, now + Duration::from_secs(1000)),
+            Duration::from_secs(500)
+        );
+        assert_eq!(
+            retry_interval(now, now + Duration::from_secs(100)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_interval(now, now + Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
         assert_eq!(retry_interval(now, now), Duration::from_secs(1));
     }
 }

@@ -48,6 +48,9 @@ mod tests {
         assert!(h.contains("10.0.2.15 node1\n"));
         let dir = tempfile::tempdir().unwrap();
         write_atomic(dir.path(), "hosts", &h).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("hosts")).unwrap(), h);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("hosts")).unwrap(),
+            h
+        );
     }
 }

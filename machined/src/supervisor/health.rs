@@ -8,7 +8,11 @@ use tokio::time::Instant;
 use super::service::{Health, HealthCheck, ServiceHandle, State};
 
 /// Loops until `stop` turns true: waits for Running, checks, sleeps.
-pub async fn watch_health(handle: Arc<ServiceHandle>, check: HealthCheck, mut stop: watch::Receiver<bool>) {
+pub async fn watch_health(
+    handle: Arc<ServiceHandle>,
+    check: HealthCheck,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut status = handle.status.subscribe();
     loop {
         // Wait for the service to be Running (again): a new run starts
@@ -41,7 +45,11 @@ pub async fn watch_health(handle: Arc<ServiceHandle>, check: HealthCheck, mut st
                     handle.set_health(Health::Failing, m);
                 }
             }
-            let pause = if starting { check.startup_interval } else { check.interval };
+            let pause = if starting {
+                check.startup_interval
+            } else {
+                check.interval
+            };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 _ = stop.wait_for(|s| *s) => return,

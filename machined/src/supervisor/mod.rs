@@ -20,7 +20,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use service::{Condition, Health, HealthCheck, Hook, RunContext, RunOutcome, Runner, Service, ServiceHandle, State, Status};
+pub use service::{
+    Condition, Health, HealthCheck, Hook, RunContext, RunOutcome, Runner, Service, ServiceHandle,
+    State, Status,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -62,7 +65,10 @@ impl Supervisor {
     }
 
     /// Registers and starts a service.
-    pub fn start(self: &Arc<Self>, service: Service) -> Result<Arc<ServiceHandle>, SupervisorError> {
+    pub fn start(
+        self: &Arc<Self>,
+        service: Service,
+    ) -> Result<Arc<ServiceHandle>, SupervisorError> {
         let mut services = self.lock();
         if services.contains_key(&service.id) {
             return Err(SupervisorError::AlreadyRegistered(service.id));
@@ -73,7 +79,12 @@ impl Supervisor {
             service.health.is_some(),
         ));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run_service(Arc::downgrade(self), handle.clone(), service, stop_rx));
+        let task = tokio::spawn(run_service(
+            Arc::downgrade(self),
+            handle.clone(),
+            service,
+            stop_rx,
+        ));
         services.insert(
             handle.id.clone(),
             Entry {
@@ -122,7 +133,12 @@ impl Supervisor {
             .values()
             .map(|e| (e.handle.id.clone(), e.handle.depends_on.clone()))
             .collect();
-        fn visit(id: &str, deps: &BTreeMap<String, Vec<String>>, seen: &mut BTreeSet<String>, out: &mut Vec<String>) {
+        fn visit(
+            id: &str,
+            deps: &BTreeMap<String, Vec<String>>,
+            seen: &mut BTreeSet<String>,
+            out: &mut Vec<String>,
+        ) {
             if !seen.insert(id.to_string()) {
                 return;
             }
@@ -180,7 +196,10 @@ async fn run_service(
         stop: stop.clone(),
     };
     if !service.depends_on.is_empty() {
-        handle.set_state(State::Waiting, format!("for {}", service.depends_on.join(", ")));
+        handle.set_state(
+            State::Waiting,
+            format!("for {}", service.depends_on.join(", ")),
+        );
         let all = async {
             for d in &service.depends_on {
                 wait_for_dependency(&sup, d).await;

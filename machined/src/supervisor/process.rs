@@ -72,7 +72,10 @@ impl ProcessRunner {
             // std also drops supplementary groups when root sets a uid.
             cmd.uid(uid);
         }
-        let fds: Vec<(RawFd, RawFd)> = files.iter().map(|(f, target)| (f.as_raw_fd(), *target)).collect();
+        let fds: Vec<(RawFd, RawFd)> = files
+            .iter()
+            .map(|(f, target)| (f.as_raw_fd(), *target))
+            .collect();
         let no_new_privs = self.no_new_privs;
         if !fds.is_empty() || no_new_privs {
             // SAFETY: the closure runs in the forked child before exec and
@@ -137,7 +140,9 @@ impl Runner for ProcessRunner {
             for (path, target) in &self.pass_files {
                 match std::fs::File::open(path) {
                     Ok(f) => files.push((OwnedFd::from(f), *target)),
-                    Err(e) => return RunOutcome::Failed(format!("cannot open {}: {e}", path.display())),
+                    Err(e) => {
+                        return RunOutcome::Failed(format!("cannot open {}: {e}", path.display()))
+                    }
                 }
             }
             // The parent's copies close when `files` drops, after the spawn.
@@ -162,7 +167,9 @@ impl Runner for ProcessRunner {
             for fd in outputs {
                 match pipe_reader(fd) {
                     Ok(r) => pumps.push(tokio::spawn(pump(id.clone(), r, ctx.handle.logs.clone()))),
-                    Err(e) => tracing::warn!(service = %id, error = %e, "cannot read service output"),
+                    Err(e) => {
+                        tracing::warn!(service = %id, error = %e, "cannot read service output")
+                    }
                 }
             }
             ctx.handle.set_pid(Some(pid));

@@ -264,7 +264,10 @@ impl Condition {
                     let deadline = tokio::time::Instant::now() + timeout;
                     while !path.exists() {
                         if tokio::time::Instant::now() >= deadline {
-                            return Err(format!("{} did not appear within {timeout:?}", path.display()));
+                            return Err(format!(
+                                "{} did not appear within {timeout:?}",
+                                path.display()
+                            ));
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }

@@ -28,24 +28,35 @@ async fn wait_state(h: &ServiceHandle, f: impl Fn(&Status) -> bool) -> Status {
 #[tokio::test]
 async fn killed_service_restarts_with_growing_backoff() {
     let sup = Supervisor::new();
-    let runner = RestartRunner::new(sh("exec sleep 1000"), RestartPolicy::Always)
-        .backoff(Backoff::new(Duration::from_millis(200), Duration::from_secs(5)), Duration::from_secs(60));
+    let runner = RestartRunner::new(sh("exec sleep 1000"), RestartPolicy::Always).backoff(
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+        Duration::from_secs(60),
+    );
     let h = sup.start(Service::new("crashy", runner)).unwrap();
 
-    let mut pid = wait_state(&h, |s| s.state == State::Running && s.pid.is_some()).await.pid.unwrap();
+    let mut pid = wait_state(&h, |s| s.state == State::Running && s.pid.is_some())
+        .await
+        .pid
+        .unwrap();
     let mut gaps = Vec::new();
     for _ in 0..3 {
         let killed_at = Instant::now();
         kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
         let old = pid;
-        let s = wait_state(&h, |s| s.state == State::Running && s.pid.is_some_and(|p| p != old)).await;
+        let s = wait_state(&h, |s| {
+            s.state == State::Running && s.pid.is_some_and(|p| p != old)
+        })
+        .await;
         gaps.push(killed_at.elapsed());
         pid = s.pid.unwrap();
     }
     assert!(gaps[0] >= Duration::from_millis(200), "{gaps:?}");
     assert!(gaps[1] >= Duration::from_millis(400), "{gaps:?}");
     assert!(gaps[2] >= Duration::from_millis(800), "{gaps:?}");
-    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "intervals must grow: {gaps:?}");
+    assert!(
+        gaps[0] < gaps[1] && gaps[1] < gaps[2],
+        "intervals must grow: {gaps:?}"
+    );
     let status = h.snapshot();
     assert_eq!(status.restarts, 3);
     assert!(status
@@ -64,25 +75,36 @@ async fn dependents_wait_for_a_healthy_dependency() {
     let b = sup
         .start(Service::new("b", sh("exec sleep 1000")).depends_on("a"))
         .unwrap();
-    let check = HealthCheck::new(Duration::from_millis(50), Duration::from_secs(1), || async {
-        if HEALTHY.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
-    })
+    let check = HealthCheck::new(
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        || async {
+            if HEALTHY.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    )
     .startup_grace(Duration::from_millis(300));
     let a = sup
         .start(Service::new("a", sh("exec sleep 1000")).health(check))
         .unwrap();
 
     // Within the startup grace a failure is "starting", not Failing.
-    let s = wait_state(&a, |s| s.state == State::Running && s.health_message.starts_with("starting")).await;
+    let s = wait_state(&a, |s| {
+        s.state == State::Running && s.health_message.starts_with("starting")
+    })
+    .await;
     assert_eq!(s.health, Health::Unknown);
     assert_eq!(s.health_message, "starting: not yet");
     let s = wait_state(&a, |s| s.health == Health::Failing).await;
     assert_eq!(s.health_message, "not yet");
-    assert_eq!(b.snapshot().state, State::Waiting, "b started before a was healthy");
+    assert_eq!(
+        b.snapshot().state,
+        State::Waiting,
+        "b started before a was healthy"
+    );
 
     HEALTHY.store(true, Ordering::SeqCst);
     wait_state(&a, |s| s.health == Health::Ok).await;
@@ -107,7 +129,10 @@ async fn dependents_wait_for_a_healthy_dependency() {
 async fn log_ring_captures_stdout_and_stderr() {
     let sup = Supervisor::new();
     let h = sup
-        .start(Service::new("talker", sh("echo to-stdout; echo to-stderr >&2; printf 'no-newline'")))
+        .start(Service::new(
+            "talker",
+            sh("echo to-stdout; echo to-stderr >&2; printf 'no-newline'"),
+        ))
         .unwrap();
     let s = wait_state(&h, |s| s.state == State::Finished).await;
     assert!(s.pid.is_none());
@@ -127,9 +152,14 @@ async fn failing_exit_is_reported_and_on_failure_policy_retries() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran-once");
     // Fails the first time, succeeds the second.
-    let script = format!("if [ -e {m} ]; then exit 0; else touch {m}; exit 1; fi", m = marker.display());
-    let runner = RestartRunner::new(sh(&script), RestartPolicy::OnFailure)
-        .backoff(Backoff::new(Duration::from_millis(50), Duration::from_secs(1)), Duration::from_secs(60));
+    let script = format!(
+        "if [ -e {m} ]; then exit 0; else touch {m}; exit 1; fi",
+        m = marker.display()
+    );
+    let runner = RestartRunner::new(sh(&script), RestartPolicy::OnFailure).backoff(
+        Backoff::new(Duration::from_millis(50), Duration::from_secs(1)),
+        Duration::from_secs(60),
+    );
     let h = sup.start(Service::new("flaky", runner)).unwrap();
     let s = wait_state(&h, |s| s.state == State::Finished).await;
     assert_eq!(s.restarts, 1);
@@ -158,18 +188,27 @@ async fn condition_and_spawn_failures() {
     let sup = Supervisor::new();
     let h = sup
         .start(
-            Service::new("never", sh("exit 0"))
-                .condition(Condition::file_exists("/nonexistent/cairn-marker", Duration::from_millis(200))),
+            Service::new("never", sh("exit 0")).condition(Condition::file_exists(
+                "/nonexistent/cairn-marker",
+                Duration::from_millis(200),
+            )),
         )
         .unwrap();
     let s = wait_state(&h, |s| s.state == State::Skipped).await;
     assert!(s.message.contains("did not appear"), "{}", s.message);
 
     let h = sup
-        .start(Service::new("missing", ProcessRunner::new("/nonexistent/bin")))
+        .start(Service::new(
+            "missing",
+            ProcessRunner::new("/nonexistent/bin"),
+        ))
         .unwrap();
     let s = wait_state(&h, |s| s.state == State::Failed).await;
-    assert!(s.message.contains("cannot start /nonexistent/bin"), "{}", s.message);
+    assert!(
+        s.message.contains("cannot start /nonexistent/bin"),
+        "{}",
+        s.message
+    );
 
     assert!(matches!(
         sup.start(Service::new("missing", sh("true"))),
@@ -219,8 +258,10 @@ async fn passes_files_at_fixed_descriptors_on_every_run() {
     ));
     runner.pass_files = vec![(b, 4), (a, 3)];
     runner.no_new_privs = true;
-    let runner = RestartRunner::new(runner, RestartPolicy::OnFailure)
-        .backoff(Backoff::new(Duration::from_millis(20), Duration::from_secs(1)), Duration::from_secs(60));
+    let runner = RestartRunner::new(runner, RestartPolicy::OnFailure).backoff(
+        Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
+        Duration::from_secs(60),
+    );
     let sup = Supervisor::new();
     let h = sup.start(Service::new("fds", runner)).unwrap();
     wait_state(&h, |s| s.state == State::Finished).await;
@@ -234,5 +275,9 @@ async fn missing_passed_file_fails_the_run() {
     let sup = Supervisor::new();
     let h = sup.start(Service::new("nofile", runner)).unwrap();
     let s = wait_state(&h, |s| s.state == State::Failed).await;
-    assert!(s.message.contains("cannot open /nonexistent/key.pem"), "{}", s.message);
+    assert!(
+        s.message.contains("cannot open /nonexistent/key.pem"),
+        "{}",
+        s.message
+    );
 }
