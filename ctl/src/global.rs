@@ -18,12 +18,14 @@ pub struct GlobalArgs {
     /// Context from the client config to use instead of its current one.
     #[arg(long, global = true)]
     pub context: Option<String>,
-    /// Endpoints to connect to (host or host:port), comma separated. Until
-    /// apid forwards requests between nodes, they are used as the nodes
-    /// when no nodes are given.
+    /// apid endpoints to connect to (host or host:port), comma separated;
+    /// default: the context's. Requests for other nodes go through the
+    /// first endpoint that answers, which forwards them.
     #[arg(short = 'e', long, global = true, value_delimiter = ',')]
     pub endpoints: Vec<String>,
-    /// Nodes to act on (host or host:port), comma separated.
+    /// Nodes to act on (host or host:port), comma separated; one call per
+    /// node. Default: the context's nodes, else the endpoints themselves.
+    /// Without endpoints each node is its own endpoint.
     #[arg(short = 'n', long, global = true, value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Connect without client certificates and without verifying the server
@@ -34,14 +36,18 @@ pub struct GlobalArgs {
 
 /// Where to connect and how to authenticate.
 pub struct Target {
+    /// The nodes to act on.
     pub nodes: Vec<Node>,
+    /// Where to connect; empty means each node is its own endpoint.
+    pub endpoints: Vec<Node>,
     pub credentials: Credentials,
 }
 
 impl GlobalArgs {
-    /// Nodes from `-n` (else `-e`, else the context's nodes, else its
-    /// endpoints) and credentials: none with `--insecure`, else the current
-    /// (or `--context`) context of the client config.
+    /// Endpoints from `-e` (else the context's), nodes from `-n` (else the
+    /// context's nodes, else the endpoints themselves), and credentials:
+    /// none with `--insecure`, else the current (or `--context`) context of
+    /// the client config.
     pub fn target(&self) -> Result<Target, ClientError> {
         let context = if self.insecure {
             None
@@ -50,24 +56,24 @@ impl GlobalArgs {
             let (_, context) = config.context(self.context.as_deref())?;
             Some(context.clone())
         };
-        let from_flags = if self.nodes.is_empty() {
-            &self.endpoints
-        } else {
-            &self.nodes
-        };
-        let names: Vec<String> = match &context {
-            _ if !from_flags.is_empty() => from_flags.clone(),
-            Some(c) if !c.nodes.is_empty() => c.nodes.clone(),
+        let endpoint_names: Vec<String> = match &context {
+            _ if !self.endpoints.is_empty() => self.endpoints.clone(),
             Some(c) => c.endpoints.clone(),
             None => Vec::new(),
         };
-        if names.is_empty() {
+        let node_names: Vec<String> = match &context {
+            _ if !self.nodes.is_empty() => self.nodes.clone(),
+            Some(c) if !c.nodes.is_empty() => c.nodes.clone(),
+            _ => endpoint_names.clone(),
+        };
+        if node_names.is_empty() {
             return Err(ClientError::NoNodes);
         }
-        let nodes = names
-            .iter()
-            .map(|n| Node::parse(n))
-            .collect::<Result<_, _>>()?;
+        let parse = |names: &[String]| -> Result<Vec<Node>, ClientError> {
+            names.iter().map(|n| Node::parse(n)).collect()
+        };
+        let nodes = parse(&node_names)?;
+        let endpoints = parse(&endpoint_names)?;
         let credentials = match context {
             None => Credentials::Insecure,
             Some(c) => Credentials::Mutual {
@@ -77,7 +83,20 @@ impl GlobalArgs {
                     .map_err(|e| ClientError::BadKey(e.to_string()))?,
             },
         };
-        Ok(Target { nodes, credentials })
+        Ok(Target {
+            nodes,
+            endpoints,
+            credentials,
+        })
+    }
+
+    /// The client config file to read or edit: `--cairnconfig`,
+    /// `$CAIRNCONFIG`, or `~/.cairn/config` (which may not exist yet).
+    pub fn client_config_path(&self) -> Result<PathBuf, ClientError> {
+        match &self.cairnconfig {
+            Some(p) => Ok(p.clone()),
+            None => ClientConfig::default_path().ok_or(ClientError::NoClientConfig),
+        }
     }
 
     /// `--cairnconfig`, `$CAIRNCONFIG`, or `~/.cairn/config`.
@@ -116,10 +135,21 @@ mod tests {
         assert!(matches!(t.credentials, Credentials::Insecure));
         let nodes: Vec<String> = t.nodes.iter().map(|n| n.to_string()).collect();
         assert_eq!(nodes, ["10.5.0.2:50000", "10.5.0.3:7"]);
+        assert!(t.endpoints.is_empty(), "each node is its own endpoint");
         assert!(matches!(
             args(&["--insecure"]).target(),
             Err(ClientError::NoNodes)
         ));
+    }
+
+    #[test]
+    fn endpoints_alone_are_the_nodes() {
+        let t = args(&["--insecure", "-e", "10.5.0.2,10.5.0.3"])
+            .target()
+            .unwrap();
+        let nodes: Vec<String> = t.nodes.iter().map(ToString::to_string).collect();
+        assert_eq!(nodes, ["10.5.0.2:50000", "10.5.0.3:50000"]);
+        assert_eq!(t.endpoints.len(), 2);
     }
 
     #[test]
@@ -157,6 +187,25 @@ mod tests {
             t.nodes[0].to_string(),
             "10.0.0.9:50000",
             "-n wins over the context"
+        );
+
+        assert!(
+            t.endpoints
+                .iter()
+                .map(ToString::to_string)
+                .eq(["10.0.0.1:50000"]),
+            "the context's endpoint stays the endpoint"
+        );
+
+        let t = args(&["--cairnconfig", path, "-e", "127.0.0.1:4000", "-n", "a,b:7"])
+            .target()
+            .unwrap();
+        let nodes: Vec<String> = t.nodes.iter().map(ToString::to_string).collect();
+        assert_eq!(nodes, ["a:50000", "b:7"]);
+        assert_eq!(
+            t.endpoints[0].to_string(),
+            "127.0.0.1:4000",
+            "-e wins over the context"
         );
 
         let err = args(&["--cairnconfig", path, "--context", "nope"])

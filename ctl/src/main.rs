@@ -4,6 +4,10 @@
 mod client;
 mod commands;
 mod global;
+mod output;
+mod session;
+mod streams;
+mod wait;
 
 use clap::Parser;
 
@@ -34,5 +38,43 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every verb and sub-verb, by its full path.
+    fn verbs(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let name = format!("{path} {}", sub.get_name());
+            out.push((name.clone(), sub.clone()));
+            verbs(sub, &name, out);
+        }
+    }
+
+    #[test]
+    fn every_verb_has_help_with_an_example() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut all = Vec::new();
+        verbs(&cli, "cairnctl", &mut all);
+        assert!(all.len() > 25, "{} verbs", all.len());
+        for (name, mut cmd) in all {
+            if name.split(' ').any(|w| w == "help") {
+                continue;
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(
+                help.contains("Examples:\n  cairnctl "),
+                "{name} has no example in --help:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

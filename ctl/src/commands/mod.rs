@@ -4,9 +4,26 @@ use std::process::ExitCode;
 
 use crate::global::GlobalArgs;
 
+pub mod apply_config;
+pub mod cairnconfig;
 pub mod completion;
+pub mod confirm;
+pub mod disks;
+pub mod dmesg;
+pub mod events;
 pub mod gen;
+pub mod get;
+pub mod logs;
+pub mod ls;
 pub mod machineconfig;
+pub mod memory;
+pub mod mounts;
+pub mod processes;
+pub mod read;
+pub mod reboot;
+pub mod service;
+pub mod services;
+pub mod shutdown;
 pub mod validate;
 pub mod version;
 
@@ -24,6 +41,41 @@ pub enum Command {
     Completion(completion::Args),
     /// Print client and server versions.
     Version(version::Args),
+    /// Send a machine config to nodes (validated here first).
+    ApplyConfig(apply_config::Args),
+    /// Keep a config applied with `apply-config --mode try`.
+    Confirm(confirm::Args),
+    /// List the services on nodes.
+    Services(services::Args),
+    /// Show, start, stop or restart one service.
+    Service(service::Args),
+    /// Print a service's log.
+    Logs(logs::Args),
+    /// Print the kernel log.
+    Dmesg(dmesg::Args),
+    /// List or watch resources (machineconfig, services, addresses, ...).
+    Get(get::Args),
+    /// List files on a node.
+    Ls(ls::Args),
+    /// Print a file from a node.
+    Read(read::Args),
+    /// List processes.
+    Processes(processes::Args),
+    /// Show memory use.
+    Memory(memory::Args),
+    /// List mounted filesystems.
+    Mounts(mounts::Args),
+    /// List block devices.
+    Disks(disks::Args),
+    /// Print events (config, services, boot phases).
+    Events(events::Args),
+    /// Reboot nodes.
+    Reboot(reboot::Args),
+    /// Power nodes off.
+    Shutdown(shutdown::Args),
+    /// Edit the client config: endpoints, nodes, contexts.
+    #[command(subcommand)]
+    Config(cairnconfig::ConfigCommand),
 }
 
 pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -33,5 +85,22 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Machineconfig(c) => machineconfig::run(c, &global).await,
         Command::Completion(a) => completion::run(a),
         Command::Version(a) => version::run(a, &global).await,
+        Command::ApplyConfig(a) => apply_config::run(a, &global).await,
+        Command::Confirm(a) => confirm::run(a, &global).await,
+        Command::Services(a) => services::run(a, &global).await,
+        Command::Service(a) => service::run(a, &global).await,
+        Command::Logs(a) => logs::run(a, &global).await,
+        Command::Dmesg(a) => dmesg::run(a, &global).await,
+        Command::Get(a) => get::run(a, &global).await,
+        Command::Ls(a) => ls::run(a, &global).await,
+        Command::Read(a) => read::run(a, &global).await,
+        Command::Processes(a) => processes::run(a, &global).await,
+        Command::Memory(a) => memory::run(a, &global).await,
+        Command::Mounts(a) => mounts::run(a, &global).await,
+        Command::Disks(a) => disks::run(a, &global).await,
+        Command::Events(a) => events::run(a, &global).await,
+        Command::Reboot(a) => reboot::run(a, &global).await,
+        Command::Shutdown(a) => shutdown::run(a, &global).await,
+        Command::Config(c) => cairnconfig::run(c, &global).await,
     }
 }

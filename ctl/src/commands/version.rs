@@ -5,10 +5,18 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::client::{self, Node};
 use crate::global::GlobalArgs;
+use crate::session::Session;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  cairnctl version --client
+  cairnctl -n 10.5.0.2 --insecure version -v
+  cairnctl --cairnconfig out/cairnconfig -n 10.5.0.2,10.5.0.3 version -o json
+
+With -v the SHA-256 of each node's certificate is shown: in maintenance mode,
+compare it with the one on the node's console before trusting the node.")]
 pub struct Args {
     /// Print only the client version, without connecting.
     #[arg(long)]
@@ -78,12 +86,28 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         servers: None,
     };
     if !args.client {
-        let target = global.target()?;
-        let queries = target
-            .nodes
-            .iter()
-            .map(|node| query(node, &target.credentials));
-        report.servers = Some(futures::future::join_all(queries).await);
+        let session = Session::open(global).await?;
+        let results = session
+            .each(|c| async move {
+                let v = c
+                    .call("Version", (), |mut m, r| async move { m.version(r).await })
+                    .await?;
+                Ok(server_version(v, c.fingerprint.clone()))
+            })
+            .await;
+        let entries = results.into_iter().map(|r| match r.result {
+            Ok(v) => ServerEntry {
+                node: r.node,
+                version: Some(v),
+                error: None,
+            },
+            Err(e) => ServerEntry {
+                node: r.node,
+                version: None,
+                error: Some(e),
+            },
+        });
+        report.servers = Some(entries.collect());
     }
 
     let errors: Vec<&str> = report
@@ -110,41 +134,23 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn query(node: &Node, credentials: &client::Credentials) -> ServerEntry {
-    let mut entry = ServerEntry {
-        node: node.to_string(),
-        version: None,
-        error: None,
-    };
-    let mut conn = match client::connect(node, credentials).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            entry.error = Some(e.to_string());
-            return entry;
+/// A node's answer, in the report's form.
+fn server_version(v: api::machine::VersionResponse, certificate: Option<String>) -> ServerVersion {
+    ServerVersion {
+        tag: v.version,
+        build: v.build_id,
+        kernel: v.kernel,
+        arch: v.arch,
+        hostname: v.hostname,
+        slot: v.booted_slot,
+        mode: if v.maintenance {
+            "maintenance"
+        } else {
+            "configured"
         }
-    };
-    match conn.machine.version(()).await {
-        Ok(resp) => {
-            let v = resp.into_inner();
-            entry.version = Some(ServerVersion {
-                tag: v.version,
-                build: v.build_id,
-                kernel: v.kernel,
-                arch: v.arch,
-                hostname: v.hostname,
-                slot: v.booted_slot,
-                mode: if v.maintenance {
-                    "maintenance"
-                } else {
-                    "configured"
-                }
-                .into(),
-                certificate: conn.server_fingerprint.clone(),
-            });
-        }
-        Err(status) => entry.error = Some(client::explain(&status, node)),
+        .into(),
+        certificate,
     }
-    entry
 }
 
 /// The human form: aligned sections, one per server that answered (the
