@@ -15,10 +15,13 @@ use crate::session::{self, NodeClient, Session};
 /// Resource types and the other names they answer to.
 pub const TYPES: &[(&str, &[&str])] = &[
     ("machineconfig", &["mc", "machineconfigs", "config"]),
+    ("machinestatus", &["ms", "status"]),
     ("services", &["service", "svc"]),
     ("addresses", &["address", "addr", "addrs"]),
     ("links", &["link"]),
     ("routes", &["route"]),
+    ("resolvers", &["resolver", "dns"]),
+    ("hostname", &["hostnames"]),
     ("mounts", &["mount"]),
     ("disks", &["disk"]),
     ("staticpods", &["staticpod", "sp"]),
@@ -34,9 +37,9 @@ Examples:
   cairnctl -n 10.5.0.2 get links eth0 -o yaml
   cairnctl -n 10.5.0.2 get routes -w
 
-Types (and aliases): machineconfig (mc), services (svc), addresses (addr),
-links, routes, mounts, disks, staticpods (sp), events (ev). Other names are
-sent as given. Secrets in the machine config are shown only to admins.
+Types (and aliases): machineconfig (mc), machinestatus (ms), services (svc),
+addresses (addr), links, routes, resolvers, hostname, mounts, disks,
+staticpods (sp), events (ev). Other names are sent as given. Secrets in the machine config are shown only to admins.
 With -w the current resources are printed first, then every change.")]
 pub struct Args {
     /// The resource type.

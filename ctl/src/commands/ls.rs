@@ -16,7 +16,8 @@ Examples:
   cairnctl -n 10.5.0.2 ls /system/state -l
   cairnctl -n 10.5.0.2 ls /var/log -r -d 2
 
-Needs an admin certificate. Entries the node could not read are reported on
+Shows names, sizes and modes, never contents (`cairnctl read` needs an admin
+certificate for that). Entries the node could not read are reported on
 standard error and the exit status is 1.")]
 pub struct Args {
     /// The directory (or file) to list.
