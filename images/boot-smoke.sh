@@ -3,7 +3,10 @@
 # kernel runs /init: proof that firmware -> GRUB -> kernel + initramfs works.
 # Prints the wall time and the guest's kernel timestamp at that point.
 #
-# usage: boot-smoke.sh [raw-bios] [raw-uefi] [iso-bios] [iso-uefi]   (default: all)
+# usage: boot-smoke.sh [CASE...]   (default: all)
+#   raw-bios raw-uefi   the raw disk as a virtio disk
+#   iso-bios iso-uefi   the ISO as a CD-ROM
+#   usb-bios usb-uefi   the ISO as a plain disk (what `dd` to a USB stick gives)
 # env:   SMOKE_MARKER  console text to wait for (default "Run /init as init process")
 #        SMOKE_TIMEOUT seconds per boot (default 300)
 set -euo pipefail
@@ -14,7 +17,7 @@ TIMEOUT=${SMOKE_TIMEOUT:-300}
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(raw-bios raw-uefi iso-bios iso-uefi)
+[ ${#cases[@]} -gt 0 ] || cases=(raw-bios raw-uefi iso-bios iso-uefi usb-bios usb-uefi)
 
 logdir=$OUT/smoke
 mkdir -p "$logdir"
@@ -28,7 +31,8 @@ for c in "${cases[@]}"; do
   case "$c" in
     raw-*) args+=(-drive "file=$OUT/metal-amd64.raw,format=raw,if=virtio,snapshot=on") ;;
     iso-*) args+=(-cdrom "$OUT/metal-amd64.iso") ;;
-    *) die "unknown case $c (raw-bios raw-uefi iso-bios iso-uefi)" ;;
+    usb-*) args+=(-drive "file=$OUT/metal-amd64.iso,format=raw,if=ide,snapshot=on") ;;
+    *) die "unknown case $c (raw-bios raw-uefi iso-bios iso-uefi usb-bios usb-uefi)" ;;
   esac
   if [[ "$c" == *-uefi ]]; then
     cp "$OVMF_VARS" "$logdir/$c.vars.fd"

@@ -2,8 +2,8 @@
 # Builds the Cairn kernel: Debian's linux-source-6.1, `make tinyconfig`, the
 # fragments in kernel-config/ merged on top, everything built in.
 # The bzImage is cached in $CAIRN_CACHE/kernel/<hash>/ where the hash covers
-# the fragments, this script, the config check and the linux-source package
-# version; it is copied to $OUT/vmlinuz.
+# the fragments, this script, the config check, the linux-source package
+# version and the compiler; it is copied to $OUT/vmlinuz.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -15,6 +15,7 @@ pkg_version=$(dpkg-query -W -f='${Version}' "$PKG")
 cd "$ROOT"
 hash=$( {
   echo "$PKG $pkg_version"
+  gcc --version | head -n 1
   sha256sum kernel-config/* images/build-kernel.sh images/check-kernel-config.sh
 } | sha256sum | cut -c1-16)
 cache=$CAIRN_CACHE/kernel/$hash
@@ -47,15 +48,15 @@ kmake=(make -C "$src" O="$obj" ARCH=x86_64)
 
 step "configure (tinyconfig + kernel-config/*.config)"
 mkdir -p "$obj"
-"${kmake[@]}" -s tinyconfig >"$log" 2>&1
-"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" kernel-config/*.config >>"$log" 2>&1
-"${kmake[@]}" -s olddefconfig >>"$log" 2>&1
+"${kmake[@]}" -s tinyconfig >"$log.config" 2>&1
+"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" kernel-config/*.config >>"$log.config" 2>&1
+"${kmake[@]}" -s olddefconfig >>"$log.config" 2>&1
 
 step "check requested options survived olddefconfig"
 images/check-kernel-config.sh "$obj/.config" kernel-config/*.config
 
 step "compile bzImage (make -j$(nproc); log $log)"
-run_logged "$log.make" "${kmake[@]}" -j"$(nproc)" bzImage
+run_logged "$log" "${kmake[@]}" -j"$(nproc)" bzImage
 step_done
 
 mkdir -p "$cache"
