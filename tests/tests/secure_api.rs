@@ -6,7 +6,7 @@
 //! so one run tells which of them hold.
 //!
 //! The node is reached through QEMU's forwarded port on 127.0.0.1, so the
-//! generated config adds 127.0.0.1 to apid's certificate (`machine.certSANs`)
+//! generated config adds 127.0.0.1 to apid's certificate (`machine.certSans`)
 //! and the cairnconfig's endpoint is set to the forwarded port with
 //! `cairnctl config endpoint`, as a user behind a NAT would.
 
@@ -185,7 +185,7 @@ fn configured_node(name: &str) -> Node {
         "--with-secrets",
         &secrets_path,
         "--config-patch-control-plane",
-        "machine: {certSANs: [127.0.0.1]}",
+        "machine: {certSans: [127.0.0.1]}",
         "-o",
         &d,
     ]);
@@ -361,7 +361,7 @@ fn apply_config_then_mtls_and_the_config_survives_a_reboot() {
         "patch",
         node.config.to_str().unwrap(),
         "-p",
-        "machine: {certSANs: [127.0.0.1, second-insecure.test]}",
+        "machine: {certSans: [127.0.0.1, second-insecure.test]}",
         "-o",
         marked.to_str().unwrap(),
     ]);
@@ -937,7 +937,7 @@ fn try_mode_reverts_unless_confirmed() {
             "patch",
             node.config.to_str().unwrap(),
             "-p",
-            &format!("machine: {{certSANs: [127.0.0.1, {name}.test]}}"),
+            &format!("machine: {{certSans: [127.0.0.1, {name}.test]}}"),
             "-o",
             out.to_str().unwrap(),
         ]);
