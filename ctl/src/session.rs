@@ -170,8 +170,12 @@ async fn connect_route(
             Err(e) => failures.push((endpoint, advise(endpoint, credentials, e.to_string()).await)),
         }
     }
-    Err(match failures.as_slice() {
-        [(_, message)] => message.clone(),
+    Err(match (route, failures.as_slice()) {
+        (Route::Direct, [(_, message)]) => message.clone(),
+        // Say which endpoint failed: the user named only the node.
+        (Route::Via(_), [(endpoint, message)]) => {
+            format!("through endpoint {endpoint}: {message}")
+        }
         _ => {
             let each: Vec<String> = failures.iter().map(|(e, m)| format!("{e}: {m}")).collect();
             format!("no endpoint answered: {}", each.join("; "))

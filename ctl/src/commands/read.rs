@@ -22,8 +22,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let session = Session::open(global).await?;
     // One node: bytes from several files cannot be told apart.
+    if global.target()?.nodes.len() != 1 {
+        anyhow::bail!("read works on one node at a time; pass a single node with -n");
+    }
+    let session = Session::open(global).await?;
     session.single("read")?;
     let request = ReadFileRequest { path: args.path };
     let results = streams::copy_to_stdout(&session, "ReadFile", |c| {
