@@ -145,7 +145,10 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
     if !args.dry_run {
         let insecure = session.clients.iter().flatten().any(|c| c.insecure());
-        if insecure && results.iter().any(|r| r.result.is_ok()) {
+        // A staged config takes effect at the next boot: until then the
+        // node stays in maintenance mode.
+        if insecure && args.mode != ApplyModeArg::Staged && results.iter().any(|r| r.result.is_ok())
+        {
             eprintln!(
                 "the node now requires client certificates: use its cairnconfig \
                  (--cairnconfig) from here on; --insecure is refused"
