@@ -56,7 +56,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 Ok(_) => Ok(()),
                 // The node may close the connection before the answer
                 // arrives: it is going down, which is what was asked.
-                Err(s) if s.code() == Code::Unavailable => Ok(()),
+                Err(s) if went_down(&s) => Ok(()),
                 Err(s) => Err(c.explain(&s, "Reboot")),
             }
         })
@@ -84,4 +84,29 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         code = ExitCode::FAILURE;
     }
     Ok(code)
+}
+
+/// Whether a failed power call means the node dropped the connection on its
+/// way down (the transport failed) rather than refusing.
+pub fn went_down(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled => status.source().is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transport_failures_count_as_going_down() {
+        assert!(went_down(&tonic::Status::unavailable("connection reset")));
+        assert!(!went_down(&tonic::Status::unknown("machined said no")));
+        assert!(!went_down(&tonic::Status::permission_denied("no")));
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(went_down(&tonic::Status::from_error(Box::new(io))));
+    }
 }

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use api::machine::ShutdownRequest;
-use tonic::Code;
 
+use super::reboot::went_down;
 use crate::global::GlobalArgs;
 use crate::session::{self, Session};
 
@@ -30,7 +30,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             match c.machine().shutdown(c.request(request)).await {
                 Ok(_) => Ok(()),
                 // Going down before answering is what was asked.
-                Err(s) if s.code() == Code::Unavailable => Ok(()),
+                Err(s) if went_down(&s) => Ok(()),
                 Err(s) => Err(c.explain(&s, "Shutdown")),
             }
         })
