@@ -59,10 +59,9 @@ mkdir -p "$work" "$OUT"
 stamp() { find "$@" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; }
 
 # --- kernel -------------------------------------------------------------------
-step "kernel (images/build-kernel.sh)"
-images/build-kernel.sh >"$work/kernel.log" 2>&1 || { cat "$work/kernel.log" >&2; exit 1; }
-step_done
-tail -n 1 "$work/kernel.log" | sed 's/^/     /'
+# Cached after the first build (make kernel); its own progress lines show
+# when it has to compile.
+images/build-kernel.sh
 
 # --- Rust binaries --------------------------------------------------------------
 TARGET=x86_64-unknown-linux-gnu
