@@ -1,38 +1,54 @@
-//! apid: Cairn's external gRPC endpoint on :50000. In maintenance mode it
-//! serves TLS without client certificates and answers only what an
-//! unconfigured node must, forwarding to machined (the only place node
-//! state lives) over its unix socket.
+//! apid: Cairn's external gRPC endpoint on :50000. It terminates TLS
+//! (mutual TLS once the node has a machine config), authorizes every call
+//! with one role table, and forwards it to machined (the only place node
+//! state lives) over its unix socket, or to the node the caller named.
+//! machined hands apid its certificates and mode in a settings file that
+//! apid reloads when it changes.
 
+pub mod authz;
+pub mod limit;
+pub mod listener;
 pub mod machined;
-pub mod policy;
+pub mod peers;
 pub mod privileges;
-pub mod server;
+pub mod proxy;
+pub mod settings;
+pub mod tls;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use api::machine::machine_service_server::MachineServiceServer;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
-/// Serves the maintenance-mode API with TLS on `listener` until the
-/// process ends.
-pub async fn serve_maintenance(
-    listener: tokio::net::TcpListener,
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    machined_socket: PathBuf,
-) -> anyhow::Result<()> {
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-    let api = server::MaintenanceApi::new(machined::client(machined_socket));
-    Server::builder()
-        .tls_config(tls)?
-        .add_service(MachineServiceServer::new(api))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await?;
-    Ok(())
+/// How often apid looks for new settings.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
 }
 
-/// Binds the listening socket.
-pub async fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+/// Serves on `listener` until the process ends, with the settings in
+/// `source` (reloaded every `reload` when they change).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    source: settings::Source,
+    machined_socket: PathBuf,
+    reload: Duration,
+) -> Result<(), ServeError> {
+    let first = source.load()?;
+    tracing::info!(mode = ?first.mode, "serving");
+    let current = settings::Current::new(&first)?;
+    tokio::spawn(source.watch(current.clone(), reload));
+    let proxy = proxy::Proxy::new(current.clone(), machined::channel(machined_socket));
+    Server::builder()
+        // Idle clients are noticed and their connections closed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .serve_with_incoming(proxy, listener::incoming(listener, current))
+        .await?;
+    Ok(())
 }

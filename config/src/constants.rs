@@ -46,7 +46,26 @@ pub mod role {
     pub const ADMIN: &str = "os:admin";
     pub const OPERATOR: &str = "os:operator";
     pub const READER: &str = "os:reader";
+    /// apid's own client certificate for forwarding to another node's apid.
+    /// A peer presenting it may name the caller's role in the
+    /// [`super::metadata::ROLE`] metadata; nobody else may.
+    pub const IMPERSONATOR: &str = "os:impersonator";
 }
+
+/// gRPC metadata keys of the machine API.
+pub mod metadata {
+    /// The node a request is for (`host` or `host:port`); apid forwards the
+    /// call one to one to that node's apid.
+    pub const NODES: &str = "nodes";
+    /// The caller's role (`os:admin`, ...), set by apid on everything it
+    /// forwards (to machined, or to another node's apid).
+    pub const ROLE: &str = "x-cairn-role";
+}
+
+/// apid's settings (certificates, mode) as machined writes them: a
+/// [`crate::apid::ApidSettings`] YAML file in this directory (0700, owned by
+/// apid's user), which apid watches and reloads.
+pub const APID_SECRETS_DIR: &str = "/system/secrets/apid";
 
 /// Registry name of the images built into Cairn (imported into containerd
 /// at boot, never pulled): `cairn.local/kube-apiserver:v1.20.2`, ...

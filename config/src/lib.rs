@@ -2,6 +2,7 @@
 //! secrets and PKI. Also the constants every binary shares. No daemon
 //! internals live here, so the CLI stays light.
 
+pub mod apid;
 pub mod client;
 pub mod constants;
 pub mod document;
