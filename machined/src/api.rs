@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::machine::machine_service_server::{MachineService, MachineServiceServer};
 use api::machine::*;
@@ -13,37 +14,155 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::dmesg::{DmesgError, Kmsg};
+use crate::files::FilesError;
+use crate::procfs::ProcError;
+use crate::resources::specs::EventType;
+use crate::resources::{kind, proto, Filter, Kind, Secrets, Watch, WatchKind};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
 use crate::supervisor::logbuf::LogRing;
-use crate::supervisor::{Health, ServiceHandle};
+use crate::supervisor::{Health, ServiceHandle, SupervisorError};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Request metadata carrying the caller's role; apid sets it from the
+/// client certificate (and drops whatever the client sent).
+pub const ROLE_METADATA: &str = "x-cairn-role";
+
+/// What RPCs that are not built yet arrive with.
+const WITH_INSTALL: &str = "arrives with install/upgrade support";
+const WITH_KUBERNETES: &str = "arrives with Kubernetes support (etcd, kubelet, control plane)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0} is not implemented by machined yet")]
     NotImplemented(&'static str),
+    #[error("{rpc} {arrives}")]
+    NotYet {
+        rpc: &'static str,
+        arrives: &'static str,
+    },
     #[error("no service named {0:?}; `cairnctl services` lists them")]
     NoSuchService(String),
     #[error("Kubernetes container logs are not available yet")]
     NoKubernetesLogs,
     #[error("machined is already shutting down")]
     ShuttingDown,
+    #[error(
+        "stopping apid would cut the node off from the API; `cairnctl service apid restart` restarts it"
+    )]
+    WouldCutOffApi,
+    #[error("service {0} is already running; `cairnctl service {0} restart` restarts it")]
+    AlreadyRunning(String),
+    #[error("service {0} did not stop within {1:?}")]
+    StopTimeout(String, Duration),
+    #[error("unknown resource type {0:?}; the types are: {types}", types = Kind::names())]
+    UnknownResourceType(String),
+    #[error("{kind} live in namespace {expected:?}, not {namespace:?}")]
+    WrongNamespace {
+        kind: &'static str,
+        namespace: String,
+        expected: &'static str,
+    },
+    #[error("no {kind} with id {id:?}; `cairnctl get {kind}` lists them")]
+    NoSuchResource { kind: &'static str, id: String },
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    #[error(transparent)]
+    Dmesg(#[from] DmesgError),
+    #[error("machined could not finish the request: {0}")]
+    Task(String),
+}
+
+impl From<SupervisorError> for ApiError {
+    fn from(e: SupervisorError) -> Self {
+        match e {
+            SupervisorError::NotFound(id) => ApiError::NoSuchService(id),
+            SupervisorError::AlreadyRunning(id) => ApiError::AlreadyRunning(id),
+            SupervisorError::StopTimeout(id, d) => ApiError::StopTimeout(id, d),
+            // Only registration says this; the API never registers.
+            SupervisorError::AlreadyRegistered(id) => ApiError::AlreadyRunning(id),
+        }
+    }
 }
 
 /// The one place machined's API errors become gRPC statuses.
-fn to_status(e: ApiError) -> Status {
+/// PermissionDenied is left to apid's role checks: cairnctl reads it as
+/// "your role may not do this".
+pub fn to_status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
-        ApiError::NotImplemented(_) | ApiError::NoKubernetesLogs => Status::unimplemented(msg),
-        ApiError::NoSuchService(_) => Status::not_found(msg),
+        ApiError::NotImplemented(_) | ApiError::NotYet { .. } | ApiError::NoKubernetesLogs => {
+            Status::unimplemented(msg)
+        }
+        ApiError::NoSuchService(_)
+        | ApiError::NoSuchResource { .. }
+        | ApiError::WrongNamespace { .. } => Status::not_found(msg),
         ApiError::ShuttingDown => Status::unavailable(msg),
+        ApiError::WouldCutOffApi | ApiError::AlreadyRunning(_) => Status::failed_precondition(msg),
+        ApiError::StopTimeout(..) => Status::deadline_exceeded(msg),
+        ApiError::UnknownResourceType(_) => Status::invalid_argument(msg),
+        ApiError::Files(f) => match f {
+            FilesError::NotAbsolute(_)
+            | FilesError::IsDirectory(_)
+            | FilesError::NotRegular { .. } => Status::invalid_argument(msg),
+            FilesError::NotFound(_) => Status::not_found(msg),
+            FilesError::Refused { .. } | FilesError::PermissionDenied(_) => {
+                Status::failed_precondition(msg)
+            }
+            FilesError::Io { .. } => Status::internal(msg),
+        },
+        ApiError::Proc(ProcError::Read { .. }) => Status::internal(msg),
+        ApiError::Dmesg(d) => match d {
+            DmesgError::Open { .. } | DmesgError::Read(_) => Status::internal(msg),
+        },
+        ApiError::Task(_) => Status::internal(msg),
     }
 }
 
 fn unimplemented<T>(rpc: &'static str) -> Result<T, Status> {
     Err(to_status(ApiError::NotImplemented(rpc)))
+}
+
+fn not_yet<T>(rpc: &'static str, arrives: &'static str) -> Result<T, Status> {
+    Err(to_status(ApiError::NotYet { rpc, arrives }))
+}
+
+/// Whether the caller may see secrets: only `os:admin`, as apid says.
+pub fn secrets_for<T>(req: &Request<T>) -> Secrets {
+    match req
+        .metadata()
+        .get(ROLE_METADATA)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(config::constants::role::ADMIN) => Secrets::Show,
+        _ => Secrets::Redact,
+    }
+}
+
+/// The type named in a request, checked against the namespace if given.
+fn resource_kind(namespace: &str, name: &str) -> Result<&'static Kind, ApiError> {
+    let k = Kind::named(name).ok_or_else(|| ApiError::UnknownResourceType(name.to_string()))?;
+    if !namespace.is_empty() && namespace != k.namespace {
+        return Err(ApiError::WrongNamespace {
+            kind: k.name,
+            namespace: namespace.to_string(),
+            expected: k.namespace,
+        });
+    }
+    Ok(k)
+}
+
+/// Runs blocking work (reading /proc, probing disks) off the runtime thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Task(e.to_string()))?
 }
 
 pub struct MachineApi {
@@ -112,6 +231,60 @@ pub fn log_stream(ring: Arc<LogRing>, tail: Option<usize>, follow: bool) -> Stre
     Box::pin(head.chain(rest))
 }
 
+/// A watch as a stream of API events.
+fn watch_stream(watch: Watch, secrets: Secrets) -> Stream_<ResourceEvent> {
+    Box::pin(futures::stream::unfold(watch, move |mut w| async move {
+        let e = w.next().await;
+        Some((Ok(proto::watch_event(&e, secrets)), w))
+    }))
+}
+
+/// The event log's last `tail` events (all for a negative `tail`), then
+/// (when following) each new one.
+fn events_stream(node: &Arc<Node>, tail: i32, follow: bool) -> Stream_<Event> {
+    let mut watch = Watch::new(&node.store, Filter::kind(kind::EVENTS), true);
+    let mut current = Vec::new();
+    // The listing is queued in the watch already: take it without waiting.
+    while let Some(e) = futures::FutureExt::now_or_never(watch.next()) {
+        match (e.kind, e.resource) {
+            (WatchKind::Bootstrapped, _) => break,
+            (_, Some(r)) => current.push(r),
+            (_, None) => {}
+        }
+    }
+    let skip = usize::try_from(tail).map_or(0, |n| current.len().saturating_sub(n));
+    let hostname = node.hostname();
+    let head: Vec<Result<Event, Status>> = current
+        .iter()
+        .skip(skip)
+        .filter_map(|r| proto::event(r, &hostname).map(Ok))
+        .collect();
+    let head = futures::stream::iter(head);
+    if !follow {
+        return Box::pin(head);
+    }
+    let node = node.clone();
+    let rest = futures::stream::unfold(watch, move |mut w| {
+        let node = node.clone();
+        async move {
+            loop {
+                let e = w.next().await;
+                if e.kind != WatchKind::Created {
+                    continue;
+                }
+                if let Some(ev) = e
+                    .resource
+                    .as_ref()
+                    .and_then(|r| proto::event(r, &node.hostname()))
+                {
+                    return Some((Ok(ev), w));
+                }
+            }
+        }
+    });
+    Box::pin(head.chain(rest))
+}
+
 #[tonic::async_trait]
 impl MachineService for MachineApi {
     async fn version(&self, _: Request<()>) -> Result<Response<VersionResponse>, Status> {
@@ -120,9 +293,12 @@ impl MachineService for MachineApi {
 
     async fn apply_configuration(
         &self,
-        _: Request<ApplyConfigurationRequest>,
+        req: Request<ApplyConfigurationRequest>,
     ) -> Result<Response<ApplyConfigurationResponse>, Status> {
-        unimplemented("ApplyConfiguration")
+        {
+            let _ = req;
+            unimplemented("ApplyConfiguration")
+        }
     }
 
     async fn confirm_configuration(&self, _: Request<()>) -> Result<Response<()>, Status> {
@@ -130,12 +306,12 @@ impl MachineService for MachineApi {
     }
 
     async fn bootstrap(&self, _: Request<BootstrapRequest>) -> Result<Response<()>, Status> {
-        unimplemented("Bootstrap")
+        not_yet("Bootstrap", WITH_KUBERNETES)
     }
 
     type KubeconfigStream = Stream_<Data>;
     async fn kubeconfig(&self, _: Request<()>) -> Result<Response<Self::KubeconfigStream>, Status> {
-        unimplemented("Kubeconfig")
+        not_yet("Kubeconfig", WITH_KUBERNETES)
     }
 
     async fn service_list(&self, _: Request<()>) -> Result<Response<ServiceListResponse>, Status> {
@@ -151,23 +327,57 @@ impl MachineService for MachineApi {
 
     async fn service_start(
         &self,
-        _: Request<ServiceRequest>,
+        req: Request<ServiceRequest>,
     ) -> Result<Response<ServiceActionResponse>, Status> {
-        unimplemented("ServiceStart")
+        let id = req.into_inner().id;
+        self.node
+            .supervisor
+            .start_again(&id)
+            .map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(ServiceActionResponse {
+            message: format!("service {id} starting"),
+        }))
     }
 
     async fn service_stop(
         &self,
-        _: Request<ServiceRequest>,
+        req: Request<ServiceRequest>,
     ) -> Result<Response<ServiceActionResponse>, Status> {
-        unimplemented("ServiceStop")
+        let id = req.into_inner().id;
+        if id == "apid" {
+            return Err(to_status(ApiError::WouldCutOffApi));
+        }
+        self.node
+            .supervisor
+            .stop(&id)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(ServiceActionResponse {
+            message: format!("service {id} stopped"),
+        }))
     }
 
     async fn service_restart(
         &self,
-        _: Request<ServiceRequest>,
+        req: Request<ServiceRequest>,
     ) -> Result<Response<ServiceActionResponse>, Status> {
-        unimplemented("ServiceRestart")
+        let id = req.into_inner().id;
+        if self.node.supervisor.handle(&id).is_none() {
+            return Err(to_status(ApiError::NoSuchService(id)));
+        }
+        // In the background: restarting apid ends the connection this
+        // reply travels on.
+        let supervisor = self.node.supervisor.clone();
+        let service = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLY_FIRST).await;
+            if let Err(e) = supervisor.restart(&service).await {
+                crate::console!("service {service}: restart failed: {e}");
+            }
+        });
+        Ok(Response::new(ServiceActionResponse {
+            message: format!("service {id} restarting"),
+        }))
     }
 
     type LogsStream = Stream_<Data>;
@@ -191,8 +401,21 @@ impl MachineService for MachineApi {
     }
 
     type DmesgStream = Stream_<Data>;
-    async fn dmesg(&self, _: Request<DmesgRequest>) -> Result<Response<Self::DmesgStream>, Status> {
-        unimplemented("Dmesg")
+    async fn dmesg(
+        &self,
+        req: Request<DmesgRequest>,
+    ) -> Result<Response<Self::DmesgStream>, Status> {
+        let req = req.into_inner();
+        let kmsg = Kmsg::open(Path::new("/dev/kmsg"), req.follow, req.tail)
+            .map_err(|e| to_status(e.into()))?;
+        let stream = kmsg.into_stream().map(|chunk| {
+            chunk
+                .map(|text| Data {
+                    bytes: text.into_bytes(),
+                })
+                .map_err(|e| to_status(e.into()))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn reboot(&self, _: Request<RebootRequest>) -> Result<Response<()>, Status> {
@@ -204,87 +427,149 @@ impl MachineService for MachineApi {
     }
 
     async fn reset(&self, _: Request<ResetRequest>) -> Result<Response<()>, Status> {
-        unimplemented("Reset")
+        not_yet("Reset", WITH_INSTALL)
     }
 
     async fn upgrade(
         &self,
         _: Request<Streaming<UpgradeRequest>>,
     ) -> Result<Response<UpgradeResponse>, Status> {
-        unimplemented("Upgrade")
+        not_yet("Upgrade", WITH_INSTALL)
     }
 
     async fn rollback(&self, _: Request<()>) -> Result<Response<()>, Status> {
-        unimplemented("Rollback")
+        not_yet("Rollback", WITH_INSTALL)
     }
 
     async fn resource_get(
         &self,
-        _: Request<ResourceGetRequest>,
+        req: Request<ResourceGetRequest>,
     ) -> Result<Response<Resource>, Status> {
-        unimplemented("ResourceGet")
+        let secrets = secrets_for(&req);
+        let req = req.into_inner();
+        let k = resource_kind(&req.namespace, &req.r#type).map_err(to_status)?;
+        let r = self.node.store.get(k, &req.id).ok_or_else(|| {
+            to_status(ApiError::NoSuchResource {
+                kind: k.name,
+                id: req.id.clone(),
+            })
+        })?;
+        Ok(Response::new(proto::resource(&r, secrets)))
     }
 
     async fn resource_list(
         &self,
-        _: Request<ResourceListRequest>,
+        req: Request<ResourceListRequest>,
     ) -> Result<Response<ResourceListResponse>, Status> {
-        unimplemented("ResourceList")
+        let secrets = secrets_for(&req);
+        let req = req.into_inner();
+        let k = resource_kind(&req.namespace, &req.r#type).map_err(to_status)?;
+        let resources = self
+            .node
+            .store
+            .list(k)
+            .iter()
+            .map(|r| proto::resource(r, secrets))
+            .collect();
+        Ok(Response::new(ResourceListResponse { resources }))
     }
 
     type ResourceWatchStream = Stream_<ResourceEvent>;
     async fn resource_watch(
         &self,
-        _: Request<ResourceWatchRequest>,
+        req: Request<ResourceWatchRequest>,
     ) -> Result<Response<Self::ResourceWatchStream>, Status> {
-        unimplemented("ResourceWatch")
+        let secrets = secrets_for(&req);
+        let req = req.into_inner();
+        let k = resource_kind(&req.namespace, &req.r#type).map_err(to_status)?;
+        let filter = Filter {
+            kinds: vec![k],
+            id: (!req.id.is_empty()).then_some(req.id),
+        };
+        let watch = Watch::new(&self.node.store, filter, req.bootstrap);
+        Ok(Response::new(watch_stream(watch, secrets)))
     }
 
     type ListFilesStream = Stream_<FileInfo>;
     async fn list_files(
         &self,
-        _: Request<ListFilesRequest>,
+        req: Request<ListFilesRequest>,
     ) -> Result<Response<Self::ListFilesStream>, Status> {
-        unimplemented("ListFiles")
+        let req = req.into_inner();
+        let depth = crate::files::max_depth(req.recurse, req.recursion_depth);
+        let stream = crate::files::list(&req.root, depth).map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(Box::pin(stream.map(Ok))))
     }
 
     type ReadFileStream = Stream_<Data>;
     async fn read_file(
         &self,
-        _: Request<ReadFileRequest>,
+        req: Request<ReadFileRequest>,
     ) -> Result<Response<Self::ReadFileStream>, Status> {
-        unimplemented("ReadFile")
+        let path = req.into_inner().path;
+        let stream = crate::files::read(&path).map_err(|e| to_status(e.into()))?;
+        let stream = stream.map(|chunk| {
+            chunk
+                .map(|bytes| Data { bytes })
+                .map_err(|e| to_status(e.into()))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn processes(&self, _: Request<()>) -> Result<Response<ProcessesResponse>, Status> {
-        unimplemented("Processes")
+        let processes = blocking(|| Ok(crate::procfs::processes(Path::new("/proc"))?))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ProcessesResponse { processes }))
     }
 
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {
-        unimplemented("Memory")
+        crate::procfs::memory(Path::new("/proc"))
+            .map(Response::new)
+            .map_err(|e| to_status(e.into()))
     }
 
     async fn mounts(&self, _: Request<()>) -> Result<Response<MountsResponse>, Status> {
-        unimplemented("Mounts")
+        let mounts = blocking(|| Ok(crate::procfs::mounts(Path::new("/proc/self/mountinfo"))?))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(MountsResponse { mounts }))
     }
 
     async fn disks(&self, _: Request<()>) -> Result<Response<DisksResponse>, Status> {
-        unimplemented("Disks")
+        let disks = blocking(|| {
+            let all = crate::resources::disks::inventory(
+                Path::new("/sys/class/block"),
+                Path::new("/dev"),
+            );
+            Ok(all
+                .iter()
+                .map(|(_, d)| crate::resources::disks::to_proto(d))
+                .collect())
+        })
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(DisksResponse { disks }))
     }
 
     type EventsStream = Stream_<Event>;
     async fn events(
         &self,
-        _: Request<EventsRequest>,
+        req: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        unimplemented("Events")
+        let req = req.into_inner();
+        Ok(Response::new(events_stream(
+            &self.node,
+            req.tail_events,
+            req.follow,
+        )))
     }
 
     async fn etcd_member_list(
         &self,
         _: Request<()>,
     ) -> Result<Response<EtcdMemberListResponse>, Status> {
-        unimplemented("EtcdMemberList")
+        not_yet("EtcdMemberList", WITH_KUBERNETES)
     }
 
     type EtcdSnapshotStream = Stream_<Data>;
@@ -292,17 +577,34 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
-        unimplemented("EtcdSnapshot")
+        not_yet("EtcdSnapshot", WITH_KUBERNETES)
     }
 }
 
+/// How long a power action or apid restart waits, so that its reply
+/// leaves first.
+const REPLY_FIRST: Duration = Duration::from_millis(250);
+
 impl MachineApi {
+    /// Replies, then asks the boot sequence for an orderly reboot or
+    /// shutdown.
     async fn power(&self, action: PowerAction) -> Result<Response<()>, Status> {
+        use std::sync::atomic::Ordering;
+        if self.node.power_requested.swap(true, Ordering::SeqCst) {
+            return Err(to_status(ApiError::ShuttingDown));
+        }
+        let what = match action {
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "shutdown",
+        };
         self.node
-            .power
-            .send(action)
-            .await
-            .map_err(|_| to_status(ApiError::ShuttingDown))?;
+            .events
+            .record(EventType::Power, format!("{what} requested over the API"));
+        let power = self.node.power.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLY_FIRST).await;
+            let _ = power.send(action).await;
+        });
         Ok(Response::new(()))
     }
 }
@@ -357,129 +659,15 @@ pub async fn serve(
     path: &Path,
 ) -> Result<(), ServeError> {
     tonic::transport::Server::builder()
-        .add_service(MachineServiceServer::new(MachineApi { node }))
+        // apid limits each RPC's messages before forwarding (32 MiB for
+        // ApplyConfiguration, whose size machined's validation then reports).
+        .add_service(
+            MachineServiceServer::new(MachineApi { node }).max_decoding_message_size(32 << 20),
+        )
         .serve_with_incoming(UnixListenerStream::new(listener))
         .await
         .map_err(|source| ServeError::Serve {
             path: path.to_path_buf(),
             source,
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cmdline::Cmdline;
-    use crate::supervisor::Supervisor;
-    use api::machine::machine_service_client::MachineServiceClient;
-    use hyper_util::rt::TokioIo;
-
-    async fn client(path: std::path::PathBuf) -> MachineServiceClient<tonic::transport::Channel> {
-        let channel = tonic::transport::Endpoint::try_from("http://machined.invalid")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .unwrap();
-        MachineServiceClient::new(channel)
-    }
-
-    #[tokio::test]
-    async fn serves_version_services_and_logs_over_the_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("run/machined.sock");
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let sup = Supervisor::new();
-        let ring = Arc::new(LogRing::new(4096));
-        ring.push("machined: hello");
-        let node = Arc::new(Node::new(
-            Cmdline::parse("cairn.slot=A"),
-            sup.clone(),
-            ring.clone(),
-            tx,
-        ));
-        node.set_hostname("test-node");
-        node.set_maintenance(true);
-        let listener = bind(&sock, None).unwrap();
-        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o660);
-        let p = sock.clone();
-        tokio::spawn(async move { serve(node, listener, &p).await });
-
-        let mut c = client(sock.clone()).await;
-        let v = c.version(()).await.unwrap().into_inner();
-        assert_eq!(v.hostname, "test-node");
-        assert_eq!(v.booted_slot, "A");
-        assert!(v.maintenance);
-
-        let h = sup
-            .start(crate::supervisor::Service::new(
-                "echoer",
-                crate::supervisor::process::ProcessRunner::new("/bin/sh")
-                    .args(["-c", "echo from-echoer"]),
-            ))
-            .unwrap();
-        let mut st = h.status.subscribe();
-        st.wait_for(|s| s.state == crate::supervisor::State::Finished)
-            .await
-            .unwrap();
-        let list = c.service_list(()).await.unwrap().into_inner();
-        assert_eq!(list.services[0].id, "echoer");
-        assert_eq!(list.services[0].state, "Finished");
-
-        let mut logs = c
-            .logs(LogsRequest {
-                id: "echoer".into(),
-                follow: false,
-                tail_lines: -1,
-                kubernetes: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let first = logs.message().await.unwrap().unwrap();
-        assert_eq!(String::from_utf8(first.bytes).unwrap(), "from-echoer\n");
-
-        // Following machined's own ring sees new lines.
-        let mut follow = c
-            .logs(LogsRequest {
-                id: "machined".into(),
-                follow: true,
-                tail_lines: 1,
-                kubernetes: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            follow.message().await.unwrap().unwrap().bytes,
-            b"machined: hello\n"
-        );
-        ring.push("machined: later");
-        assert_eq!(
-            follow.message().await.unwrap().unwrap().bytes,
-            b"machined: later\n"
-        );
-
-        let err = c
-            .logs(LogsRequest {
-                id: "nope".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        let err = c.bootstrap(BootstrapRequest {}).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unimplemented);
-        assert!(err.message().contains("Bootstrap"));
-
-        c.reboot(RebootRequest::default()).await.unwrap();
-        assert_eq!(rx.recv().await, Some(PowerAction::Reboot));
-    }
 }

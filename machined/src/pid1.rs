@@ -197,6 +197,10 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }
         Err(e) => console!("api: {e}"),
     }
+    // The controllers that keep the resource store current, and the
+    // console's status block that follows it.
+    crate::resources::start_controllers(&node);
+    tokio::spawn(console::block_loop(node.store.clone()));
 
     // Disks: STATE and EPHEMERAL (or a tmpfs /var).
     let devices = disks::list();
@@ -286,11 +290,11 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     }) {
         Ok((cert, files)) => match supervisor.start(maintenance::apid_service(&files)) {
             Ok(apid) => {
-                let sup = supervisor.clone();
+                let n = node.clone();
                 tokio::spawn(async move {
                     maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint)
                         .await;
-                    console::status_loop("maintenance", sup).await;
+                    console::status_loop(n).await;
                 });
             }
             Err(e) => console!("maintenance: {e}"),
@@ -300,6 +304,10 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);
+    node.set_stage(match action {
+        PowerAction::Reboot => crate::resources::specs::Stage::Rebooting,
+        PowerAction::PowerOff => crate::resources::specs::Stage::ShuttingDown,
+    });
     let e = crate::shutdown::run(&sys, &supervisor, action).await;
     console!("shutdown: reboot(2) failed: {e}; halting");
     loop {

@@ -9,6 +9,10 @@ use api::machine::VersionResponse;
 use tokio::sync::mpsc;
 
 use crate::cmdline::Cmdline;
+use crate::resources::events::EventLog;
+use crate::resources::machineconfig::MachineConfigSpec;
+use crate::resources::specs::{ApidMode, EventType, HostnameSpec, MachineStatusSpec, Stage};
+use crate::resources::{kind, Store, Writer};
 use crate::shutdown::PowerAction;
 use crate::supervisor::logbuf::LogRing;
 use crate::supervisor::Supervisor;
@@ -22,6 +26,16 @@ pub struct Node {
     pub logs: Arc<LogRing>,
     /// Asks the boot sequence to shut down or reboot.
     pub power: mpsc::Sender<PowerAction>,
+    /// Set once a reboot or shutdown has been asked for over the API.
+    pub power_requested: AtomicBool,
+    /// The resource store: everything the API lists and watches.
+    pub store: Arc<Store>,
+    /// The event log (`cairnctl events`).
+    pub events: Arc<EventLog>,
+    /// Writes the resources the boot sequence owns: hostname, machine
+    /// status and machine config.
+    writer: Writer,
+    status: Mutex<MachineStatusSpec>,
 }
 
 /// The architecture as Go and image names spell it (`amd64`, `arm64`).
@@ -47,6 +61,17 @@ impl Node {
         logs: Arc<LogRing>,
         power: mpsc::Sender<PowerAction>,
     ) -> Self {
+        let store = Store::new();
+        let fresh = "a fresh store has no writers yet";
+        let events = Arc::new(EventLog::new(&store).expect(fresh));
+        let writer = store
+            .writer(
+                "node",
+                &[kind::HOSTNAME, kind::MACHINE_STATUS, kind::MACHINE_CONFIG],
+            )
+            .expect(fresh);
+        let status = MachineStatusSpec::default();
+        let _ = writer.put(MachineStatusSpec::ID, status.clone());
         Self {
             cmdline,
             hostname: Mutex::new(String::new()),
@@ -54,7 +79,54 @@ impl Node {
             supervisor,
             logs,
             power,
+            power_requested: AtomicBool::new(false),
+            store,
+            events,
+            writer,
+            status: Mutex::new(status),
         }
+    }
+
+    /// Changes the machine status resource; records a stage event when
+    /// the stage changes.
+    pub fn update_status(&self, change: impl FnOnce(&mut MachineStatusSpec)) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let before = status.stage;
+        change(&mut status);
+        if status.stage != before {
+            self.events
+                .record(EventType::Stage, format!("stage {}", status.stage.as_str()));
+        }
+        let _ = self.writer.put(MachineStatusSpec::ID, status.clone());
+    }
+
+    pub fn status(&self) -> MachineStatusSpec {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_stage(&self, stage: Stage) {
+        self.update_status(|s| s.stage = stage);
+    }
+
+    /// Makes `config` the running machine config (resource
+    /// `machineconfig/running`), read from `source`.
+    pub fn set_running_config(&self, config: config::MachineConfig, source: &str) {
+        let _ = self
+            .writer
+            .put(MachineConfigSpec::RUNNING, MachineConfigSpec(config));
+        self.events
+            .record(EventType::Config, format!("running config from {source}"));
+        self.update_status(|s| s.config_source = source.to_string());
+    }
+
+    /// The running machine config, if the node has one.
+    pub fn running_config(&self) -> Option<config::MachineConfig> {
+        self.store
+            .spec::<MachineConfigSpec>(MachineConfigSpec::RUNNING)
+            .map(|s| s.0)
     }
 
     pub fn hostname(&self) -> String {
@@ -66,14 +138,27 @@ impl Node {
 
     pub fn set_hostname(&self, name: &str) {
         *self.hostname.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
+        let _ = self.writer.put(HostnameSpec::ID, HostnameSpec::new(name));
     }
 
     pub fn maintenance(&self) -> bool {
         self.maintenance.load(Ordering::SeqCst)
     }
 
+    /// Enters or leaves maintenance mode: the stage and apid's mode follow.
     pub fn set_maintenance(&self, on: bool) {
         self.maintenance.store(on, Ordering::SeqCst);
+        self.update_status(|s| {
+            if on {
+                s.stage = Stage::Maintenance;
+                s.apid = ApidMode::Maintenance;
+            } else {
+                if s.stage == Stage::Maintenance {
+                    s.stage = Stage::Running;
+                }
+                s.apid = ApidMode::Mtls;
+            }
+        });
     }
 
     pub fn version(&self) -> VersionResponse {
@@ -121,6 +206,41 @@ mod tests {
         assert!(v.maintenance);
         assert_eq!(v.arch, "amd64");
         assert!(!v.kernel.is_empty());
+    }
+
+    #[test]
+    fn node_state_is_in_the_store() {
+        let (tx, _rx) = mpsc::channel(1);
+        let node = Node::new(
+            Cmdline::default(),
+            crate::supervisor::Supervisor::new(),
+            Arc::new(LogRing::new(1024)),
+            tx,
+        );
+        assert_eq!(node.status().stage, Stage::Booting);
+        node.set_hostname("n1");
+        node.set_maintenance(true);
+        let h = node.store.spec::<HostnameSpec>(HostnameSpec::ID).unwrap();
+        assert_eq!(h.hostname, "n1");
+        let s = node
+            .store
+            .spec::<MachineStatusSpec>(MachineStatusSpec::ID)
+            .unwrap();
+        assert_eq!(
+            (s.stage, s.apid),
+            (Stage::Maintenance, ApidMode::Maintenance)
+        );
+        node.set_maintenance(false);
+        assert_eq!(node.status().stage, Stage::Running);
+        assert_eq!(node.status().apid, ApidMode::Mtls);
+        let events: Vec<String> = node
+            .store
+            .specs::<crate::resources::specs::EventSpec>()
+            .into_iter()
+            .map(|(_, e)| e.message)
+            .collect();
+        assert_eq!(events, vec!["stage maintenance", "stage running"]);
+        assert!(node.running_config().is_none());
     }
 
     #[test]

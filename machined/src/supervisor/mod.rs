@@ -33,10 +33,14 @@ pub enum SupervisorError {
     NotFound(String),
     #[error("service {0} did not stop within {1:?}")]
     StopTimeout(String, Duration),
+    #[error("service {0} is already running")]
+    AlreadyRunning(String),
 }
 
 struct Entry {
     handle: Arc<ServiceHandle>,
+    /// Kept so that a stopped service can be started again.
+    service: Arc<Service>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -78,17 +82,19 @@ impl Supervisor {
             service.depends_on.clone(),
             service.health.is_some(),
         ));
+        let service = Arc::new(service);
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run_service(
             Arc::downgrade(self),
             handle.clone(),
-            service,
+            service.clone(),
             stop_rx,
         ));
         services.insert(
             handle.id.clone(),
             Entry {
                 handle: handle.clone(),
+                service,
                 stop: stop_tx,
                 task: Some(task),
             },
@@ -96,6 +102,38 @@ impl Supervisor {
         drop(services);
         self.registered.send_modify(|n| *n += 1);
         Ok(handle)
+    }
+
+    /// Changes whenever a service is registered.
+    pub fn subscribe_registered(&self) -> watch::Receiver<u64> {
+        self.registered.subscribe()
+    }
+
+    /// Starts a registered service again after it stopped, finished or
+    /// failed; the same handle (state, log ring, restart count) carries on.
+    pub fn start_again(self: &Arc<Self>, id: &str) -> Result<(), SupervisorError> {
+        let mut services = self.lock();
+        let entry = services
+            .get_mut(id)
+            .ok_or_else(|| SupervisorError::NotFound(id.to_string()))?;
+        if entry.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Err(SupervisorError::AlreadyRunning(id.to_string()));
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        entry.stop = stop_tx;
+        entry.task = Some(tokio::spawn(run_service(
+            Arc::downgrade(self),
+            entry.handle.clone(),
+            entry.service.clone(),
+            stop_rx,
+        )));
+        Ok(())
+    }
+
+    /// Stops a service (if it runs) and starts it again.
+    pub async fn restart(self: &Arc<Self>, id: &str) -> Result<(), SupervisorError> {
+        self.stop(id).await?;
+        self.start_again(id)
     }
 
     pub fn handle(&self, id: &str) -> Option<Arc<ServiceHandle>> {
@@ -188,7 +226,7 @@ async fn wait_for_dependency(sup: &std::sync::Weak<Supervisor>, id: &str) {
 async fn run_service(
     sup: std::sync::Weak<Supervisor>,
     handle: Arc<ServiceHandle>,
-    service: Service,
+    service: Arc<Service>,
     stop: watch::Receiver<bool>,
 ) {
     let ctx = RunContext {

@@ -85,6 +85,8 @@ pub struct Status {
     pub health_message: String,
     pub events: VecDeque<Event>,
     pub has_health_check: bool,
+    /// State changes so far; tells watchers how many of `events` are new.
+    pub transitions: u64,
 }
 
 impl Status {
@@ -118,6 +120,7 @@ impl ServiceHandle {
             health_message: String::new(),
             events: VecDeque::new(),
             has_health_check,
+            transitions: 0,
         };
         Self {
             id: id.to_string(),
@@ -155,6 +158,7 @@ impl ServiceHandle {
                 message,
                 time: SystemTime::now(),
             });
+            s.transitions += 1;
         });
     }
 
