@@ -20,8 +20,8 @@ use tonic::{Code, Request, Status};
 use crate::client::{self, Credentials, Node};
 use crate::global::GlobalArgs;
 
-/// The metadata key naming the node a request is for.
-pub const NODES_METADATA: &str = "nodes";
+/// The metadata key naming the node a request is for (apid's contract).
+pub const NODES_METADATA: &str = config::constants::metadata::NODES;
 
 /// How a node is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
