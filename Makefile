@@ -33,6 +33,8 @@ test: deps image ## Run every test: crate tests, then QEMU tests
 
 bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin bench
+	cargo build --release -p apid
+	cargo run --release -p cairn-tests --bin api_bench
 
 cluster: image ## Boot a local node in QEMU (Kubernetes arrives with the payload issue)
 	@echo "make cluster: boots the image into maintenance mode; Kubernetes bring-up arrives with the Kubernetes issue"

@@ -213,8 +213,8 @@ impl Inner {
         let path = req.uri().path();
         let rpc = Rpc::from_path(path).ok_or_else(|| ProxyError::UnknownMethod(path.to_string()))?;
         let settings = self.current.get();
-        let conn = req.extensions().get::<ConnInfo>().cloned().ok_or(ProxyError::NoCertificate)?;
-        let route = decide(rpc, &conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
+        let conn = req.extensions().get::<ConnInfo>().ok_or(ProxyError::NoCertificate)?;
+        let route = decide(rpc, conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
             tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
         })?;
         let (mut parts, body) = req.into_parts();

@@ -295,14 +295,11 @@ impl MachineService for MachineApi {
         &self,
         req: Request<ApplyConfigurationRequest>,
     ) -> Result<Response<ApplyConfigurationResponse>, Status> {
-        {
-            let _ = req;
-            unimplemented("ApplyConfiguration")
-        }
+        crate::apply::handle_apply(&self.node, req.into_inner()).await
     }
 
     async fn confirm_configuration(&self, _: Request<()>) -> Result<Response<()>, Status> {
-        unimplemented("ConfirmConfiguration")
+        crate::apply::handle_confirm(&self.node).await
     }
 
     async fn bootstrap(&self, _: Request<BootstrapRequest>) -> Result<Response<()>, Status> {

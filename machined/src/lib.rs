@@ -9,6 +9,7 @@
 pub mod logging;
 pub mod acquire;
 pub mod api;
+pub mod apply;
 pub mod cmdline;
 pub mod console;
 pub mod debug;
@@ -27,6 +28,7 @@ pub mod probe;
 pub mod procfs;
 pub mod reaper;
 pub mod resources;
+pub mod secure;
 pub mod shutdown;
 pub mod state;
 pub mod supervisor;

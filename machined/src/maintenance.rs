@@ -4,17 +4,13 @@
 //! with the node's addresses and the certificate's fingerprint.
 
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use config::constants::{APID_PORT, MACHINED_SOCKET, SECRETS_DIR};
+use config::constants::APID_PORT;
 use sha2::{Digest, Sha256};
 
-use crate::supervisor::process::ProcessRunner;
-use crate::supervisor::restart::{RestartPolicy, RestartRunner};
-use crate::supervisor::{HealthCheck, Service, ServiceHandle};
+use crate::supervisor::ServiceHandle;
 
 /// apid runs as this unprivileged uid/gid; the machined socket is group
 /// accessible to it.
@@ -22,20 +18,13 @@ pub const APID_UID: u32 = 50;
 pub const APID_GID: u32 = 50;
 /// Where apid's binary lives in the rootfs.
 pub const APID_BIN: &str = "/sbin/apid";
-/// Descriptor numbers apid finds its certificate and key on.
-pub const CERT_FD: i32 = 3;
-pub const KEY_FD: i32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
     #[error("cannot generate apid's certificate: {0}")]
     Certificate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Settings(crate::secure::SecureError),
 }
 
 /// A certificate and key in PEM, and the certificate's SHA-256.
@@ -73,81 +62,11 @@ pub fn generate_certificate(
     })
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), MaintenanceError> {
-    use std::io::Write;
-    let err = |source| MaintenanceError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(contents.as_bytes()).map_err(err)
-}
-
-/// Paths of apid's certificate and key.
-pub struct CertificateFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// Writes the certificate and key (0600, root) under
-/// /system/secrets/apid. machined opens them for apid at each start (see
-/// [`apid_service`]): apid never needs to be able to open them itself.
-pub fn install_certificate(
-    cert: &Certificate,
-    dir: &Path,
-) -> Result<CertificateFiles, MaintenanceError> {
-    let err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MaintenanceError::Write { path, source }
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err(dir))?;
-    let cert_path = dir.join("cert.pem");
-    let key_path = dir.join("key.pem");
-    write_private(&cert_path, &cert.cert_pem)?;
-    write_private(&key_path, &cert.key_pem)?;
-    Ok(CertificateFiles {
-        cert: cert_path,
-        key: key_path,
-    })
-}
-
-/// The apid service for maintenance mode: restarted with backoff, healthy
-/// once it accepts TCP connections on its port.
-pub fn apid_service(files: &CertificateFiles) -> Service {
-    let mut runner = ProcessRunner::new(APID_BIN).args([
-        "--maintenance".to_string(),
-        "--listen".to_string(),
-        format!("0.0.0.0:{APID_PORT}"),
-        "--machined-socket".to_string(),
-        MACHINED_SOCKET.to_string(),
-        "--cert-fd".to_string(),
-        CERT_FD.to_string(),
-        "--key-fd".to_string(),
-        KEY_FD.to_string(),
-    ]);
-    runner.uid = Some(APID_UID);
-    runner.gid = Some(APID_GID);
-    runner.no_new_privs = true;
-    runner.pass_files = vec![(files.cert.clone(), CERT_FD), (files.key.clone(), KEY_FD)];
-    runner.stop_timeout = Duration::from_secs(5);
-    Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(
-        HealthCheck::tcp_connect(([127, 0, 0, 1], APID_PORT).into(), Duration::from_secs(5)),
-    )
-}
-
-/// Where the certificate and key are written.
-pub fn secrets_dir() -> PathBuf {
-    Path::new(SECRETS_DIR).join("apid")
+/// Writes apid's maintenance-mode settings (the self-signed certificate,
+/// no client certificates) to `dir`, owned by apid's user.
+pub fn install_settings(cert: &Certificate, dir: &Path, owner: Option<(u32, u32)>) -> Result<(), MaintenanceError> {
+    let settings = crate::secure::maintenance_settings(cert).map_err(MaintenanceError::Settings)?;
+    crate::secure::write_settings(dir, &settings, owner).map_err(MaintenanceError::Settings)
 }
 
 /// Prints the maintenance banner once apid is healthy for the first time.
@@ -218,34 +137,15 @@ mod tests {
     }
 
     #[test]
-    fn installs_private_files() {
-        use std::io::Read;
-        use std::os::unix::fs::PermissionsExt;
+    fn maintenance_settings_hold_the_certificate() {
         let dir = tempfile::tempdir().unwrap();
         let c = generate_certificate("n", &[]).unwrap();
         let d = dir.path().join("apid");
-        let files = install_certificate(&c, &d).unwrap();
-        for f in ["cert.pem", "key.pem"] {
-            let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "{f}");
-        }
-        assert_eq!(
-            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
-        let mut s = String::new();
-        std::fs::File::open(&files.key)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        assert_eq!(s, c.key_pem);
-        assert_eq!(std::fs::read_to_string(&files.cert).unwrap(), c.cert_pem);
-        // A second boot-time install (apid restart path) replaces the files.
-        let c2 = generate_certificate("n", &[]).unwrap();
-        install_certificate(&c2, &d).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
-            c2.cert_pem
-        );
+        install_settings(&c, &d, None).unwrap();
+        let s = config::apid::ApidSettings::parse(&std::fs::read(d.join(config::apid::SETTINGS_FILE)).unwrap()).unwrap();
+        assert_eq!(s.mode, config::apid::ApidMode::Maintenance);
+        assert_eq!(s.server.crt.pem(), c.cert_pem);
+        assert_eq!(s.server.key.pem(), c.key_pem);
+        assert!(s.ca.is_none() && s.forwarding.is_none());
     }
 }

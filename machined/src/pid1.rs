@@ -18,7 +18,8 @@ use crate::supervisor::logbuf::LogRing;
 use crate::supervisor::Supervisor;
 use crate::syscall::{Real, Syscalls};
 use crate::{
-    acquire, api, console, debug, disks, maintenance, mounts, network, partitions, reaper, sysctl,
+    acquire, api, apply, console, debug, disks, maintenance, mounts, network, partitions, reaper,
+    secure, sysctl,
 };
 
 /// Writes straight to /dev/kmsg (for use where tracing may not work), or
@@ -141,6 +142,28 @@ fn early_system_setup(sys: &dyn Syscalls) {
     }
 }
 
+/// Tells the console what boot did with STATE's config files.
+fn report_state_cleanup(done: &apply::store::BootCleanup) {
+    if done.staged_applied {
+        console!("config: the staged config is applied from this boot on");
+    }
+    if !done.staged_rejected.is_empty() {
+        console!(
+            "config: the staged config is invalid and was not applied (kept as {}):",
+            apply::store::REJECTED
+        );
+        for p in &done.staged_rejected {
+            console!("config:   {p}");
+        }
+    }
+    if done.try_discarded {
+        console!("config: a tried config was never confirmed; the previous config is used");
+    }
+    if done.temp_removed > 0 {
+        console!("config: removed {} file(s) of an interrupted write", done.temp_removed);
+    }
+}
+
 /// SIGTERM and SIGPWR power off, SIGINT (Ctrl-Alt-Del) reboots.
 fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
     for (kind, action, name) in [
@@ -213,7 +236,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
         }
     }
-    if let Err(e) = state {
+    if let Err(e) = &state {
         console!("disk: STATE: {e}");
     }
 
@@ -265,41 +288,75 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         None => Vec::new(),
     };
 
-    // The machine config.
-    match acquire::acquire(&sys, &cmdline, &devices).await {
-        Some(a) => match config::MachineConfig::parse(&a.bytes) {
-            Ok(_) => console!(
-                "config: valid machine config from {}; applying it comes with a later release, staying in maintenance mode",
-                a.source
-            ),
-            Err(errors) => {
-                console!("config: {} does not hold a valid machine config ({} problems):", a.source, errors.len());
-                for e in errors.errors() {
-                    console!("config:   {e}");
-                }
-            }
-        },
-        None => console!("config: none on STATE, the kernel command line or a CAIRNCFG volume"),
+    // The machine config: STATE's files first (a staged config, an
+    // unconfirmed try), then the sources in order.
+    let state_mounted = state.is_ok() && partitions::find(&devices).is_some_and(|f| f.state.is_some());
+    let files = state_mounted.then(|| apply::store::StateFiles::new(config::constants::STATE_MOUNT));
+    // A node booted from its disk is installed; a live boot needs an
+    // install disk in its config.
+    let validation = if state_mounted {
+        config::validate::Mode::Cloud
+    } else {
+        config::validate::Mode::Metal
+    };
+    if let Some(f) = &files {
+        report_state_cleanup(&f.prepare_boot(|b| apply::validate_bytes(b, validation).map(|_| ())));
     }
-
-    // Maintenance mode.
-    node.set_maintenance(true);
-    crate::entropy::ready().await;
-    match maintenance::generate_certificate(&hostname, &addresses).and_then(|c| {
-        maintenance::install_certificate(&c, &maintenance::secrets_dir()).map(|fds| (c, fds))
-    }) {
-        Ok((cert, files)) => match supervisor.start(maintenance::apid_service(&files)) {
-            Ok(apid) => {
-                let n = node.clone();
-                tokio::spawn(async move {
-                    maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint)
-                        .await;
-                    console::status_loop(n).await;
-                });
+    let configurator =
+        apply::Configurator::new(files, validation, apply::node::NodeEffects::new(&node, net.clone()));
+    let _ = node.configurator.set(configurator.clone());
+    let config = match acquire::acquire(&sys, &cmdline, &devices).await {
+        Some(a) => match configurator.validate(&a.bytes).and_then(|c| Ok(secure::check(&c).map(|()| c)?)) {
+            Ok(c) => Some((a, c)),
+            Err(e) => {
+                console!("config: {} cannot be used, staying in maintenance mode: {e}", a.source);
+                None
             }
-            Err(e) => console!("maintenance: {e}"),
         },
-        Err(e) => console!("maintenance: {e}"),
+        None => {
+            console!("config: none on STATE, the kernel command line or a CAIRNCFG volume");
+            None
+        }
+    };
+    crate::entropy::ready().await;
+
+    match config {
+        // Configured: apid serves mutual TLS from the start.
+        Some((acquired, cfg)) => {
+            let from_state = matches!(acquired.source, acquire::Source::State(_));
+            console!("config: using the machine config from {}", acquired.source);
+            configurator
+                .boot(&acquired.bytes, &cfg, &acquired.source.to_string(), from_state)
+                .await;
+            let n = node.clone();
+            tokio::spawn(async move {
+                if let Some(apid) = n.supervisor.handle("apid") {
+                    secure::banner_when_ready(apid).await;
+                }
+                console::status_loop(n).await;
+            });
+        }
+        // Maintenance mode.
+        None => {
+            node.set_maintenance(true);
+            let dir = secure::settings_dir();
+            let owner = Some((maintenance::APID_UID, maintenance::APID_GID));
+            match maintenance::generate_certificate(&hostname, &addresses)
+                .and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c))
+            {
+                Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
+                    Ok(apid) => {
+                        let n = node.clone();
+                        tokio::spawn(async move {
+                            maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint).await;
+                            console::status_loop(n).await;
+                        });
+                    }
+                    Err(e) => console!("maintenance: {e}"),
+                },
+                Err(e) => console!("maintenance: {e}"),
+            }
+        }
     }
     debug::spawn_hooks(&cmdline, supervisor.clone());
 

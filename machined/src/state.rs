@@ -28,6 +28,9 @@ pub struct Node {
     pub power: mpsc::Sender<PowerAction>,
     /// Set once a reboot or shutdown has been asked for over the API.
     pub power_requested: AtomicBool,
+    /// Applies machine configs (ApplyConfiguration, ConfirmConfiguration);
+    /// set by the boot sequence once STATE is known.
+    pub configurator: std::sync::OnceLock<Arc<crate::apply::Configurator>>,
     /// The resource store: everything the API lists and watches.
     pub store: Arc<Store>,
     /// The event log (`cairnctl events`).
@@ -47,11 +50,17 @@ pub fn arch() -> &'static str {
     }
 }
 
-/// The running kernel's release (`uname -r`).
+/// The running kernel's release (`uname -r`), read once: it cannot change
+/// while the system runs, and Version is the API's most frequent call.
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 impl Node {
@@ -80,6 +89,7 @@ impl Node {
             logs,
             power,
             power_requested: AtomicBool::new(false),
+            configurator: std::sync::OnceLock::new(),
             store,
             events,
             writer,

@@ -1,0 +1,131 @@
+//! The real [`Effects`]: a config goes into effect on this node through
+//! `live` (hostname, sysctls, files), apid's settings (certificates for
+//! mutual TLS), the supervisor (restarts) and the node's state (the
+//! running config resource, maintenance mode).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+
+use config::MachineConfig;
+use futures::future::BoxFuture;
+
+use super::{live, Effects, REBOOT_DELAY};
+use crate::maintenance::{APID_GID, APID_UID};
+use crate::network::Network;
+use crate::shutdown::PowerAction;
+use crate::state::Node;
+
+pub struct NodeEffects {
+    node: Weak<Node>,
+    network: Option<Network>,
+    roots: live::Roots,
+    apid_dir: PathBuf,
+    /// Owner of apid's settings (apid's uid/gid); `None` in tests.
+    apid_owner: Option<(u32, u32)>,
+    /// Start apid when it is not supervised yet (tests run their own).
+    start_apid: bool,
+}
+
+impl NodeEffects {
+    /// For the node machined runs on.
+    pub fn new(node: &Arc<Node>, network: Option<Network>) -> Arc<NodeEffects> {
+        Arc::new(NodeEffects {
+            node: Arc::downgrade(node),
+            network,
+            roots: live::Roots::node(),
+            apid_dir: crate::secure::settings_dir(),
+            apid_owner: Some((APID_UID, APID_GID)),
+            start_apid: true,
+        })
+    }
+
+    /// For tests: files under `roots`, apid's settings in `apid_dir`.
+    pub fn for_test(node: &Arc<Node>, roots: live::Roots, apid_dir: PathBuf) -> Arc<NodeEffects> {
+        Arc::new(NodeEffects {
+            node: Arc::downgrade(node),
+            network: None,
+            roots,
+            apid_dir,
+            apid_owner: None,
+            start_apid: false,
+        })
+    }
+
+    /// Issues apid's mutual-TLS certificates for the node as it is now and
+    /// writes them for apid; starts apid if it does not run yet (a boot
+    /// with a config), else apid reloads them by itself.
+    async fn secure_apid(&self, node: &Arc<Node>, config: &MachineConfig) -> Result<(), String> {
+        let addresses = match &self.network {
+            Some(n) => n.node_addresses().await,
+            None => Vec::new(),
+        };
+        let settings = crate::secure::secure_settings(config, &node.hostname(), &addresses).map_err(|e| e.to_string())?;
+        crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner).map_err(|e| e.to_string())?;
+        if self.start_apid && node.supervisor.handle("apid").is_none() {
+            node.supervisor
+                .start(crate::secure::apid_service(&self.apid_dir))
+                .map_err(|e| format!("cannot start apid: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Effects for NodeEffects {
+    fn running(&self) -> Option<MachineConfig> {
+        self.node.upgrade()?.running_config()
+    }
+
+    fn activate<'a>(
+        &'a self,
+        previous: Option<&'a MachineConfig>,
+        config: &'a MachineConfig,
+        services: &'a BTreeSet<&'static str>,
+        source: &'a str,
+    ) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let Some(node) = self.node.upgrade() else { return vec!["machined is shutting down".into()] };
+            let (hostname, mut problems) = live::apply(config, &self.roots);
+            if let Some(h) = hostname.filter(|h| *h != node.hostname()) {
+                node.set_hostname(&h);
+                let etc = std::path::Path::new(crate::network::resolv::SYSTEM_ETC);
+                if self.roots.set_hostname {
+                    let _ = crate::network::resolv::write_atomic(etc, "hosts", &crate::network::resolv::hosts(&h, None));
+                }
+            }
+            if previous.is_none() || services.contains("apid") {
+                if let Err(e) = self.secure_apid(&node, config).await {
+                    problems.push(format!("apid: {e}"));
+                }
+            }
+            for id in services.iter().filter(|s| **s != "apid") {
+                if node.supervisor.handle(id).is_some() {
+                    if let Err(e) = node.supervisor.restart(id).await {
+                        problems.push(format!("restarting {id}: {e}"));
+                    }
+                }
+            }
+            node.set_running_config(config.clone(), source);
+            if previous.is_none() {
+                let was = node.maintenance();
+                node.set_maintenance(false);
+                if was {
+                    crate::console!("config: applied ({source}); the node left maintenance mode");
+                }
+            }
+            for p in &problems {
+                crate::console!("config: {p}");
+            }
+            problems
+        })
+    }
+
+    fn reboot(&self) {
+        let Some(node) = self.node.upgrade() else { return };
+        let power = node.power.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REBOOT_DELAY).await;
+            let _ = power.send(PowerAction::Reboot).await;
+        });
+    }
+}
