@@ -36,8 +36,6 @@ const WITH_KUBERNETES: &str = "arrives with Kubernetes support (etcd, kubelet, c
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0} is not implemented by machined yet")]
-    NotImplemented(&'static str),
     #[error("{rpc} {arrives}")]
     NotYet {
         rpc: &'static str,
@@ -45,7 +43,7 @@ pub enum ApiError {
     },
     #[error("no service named {0:?}; `cairnctl services` lists them")]
     NoSuchService(String),
-    #[error("Kubernetes container logs are not available yet")]
+    #[error("Kubernetes container logs {WITH_KUBERNETES}")]
     NoKubernetesLogs,
     #[error("machined is already shutting down")]
     ShuttingDown,
@@ -95,9 +93,7 @@ impl From<SupervisorError> for ApiError {
 pub fn to_status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
-        ApiError::NotImplemented(_) | ApiError::NotYet { .. } | ApiError::NoKubernetesLogs => {
-            Status::unimplemented(msg)
-        }
+        ApiError::NotYet { .. } | ApiError::NoKubernetesLogs => Status::unimplemented(msg),
         ApiError::NoSuchService(_)
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
@@ -121,10 +117,6 @@ pub fn to_status(e: ApiError) -> Status {
         },
         ApiError::Task(_) => Status::internal(msg),
     }
-}
-
-fn unimplemented<T>(rpc: &'static str) -> Result<T, Status> {
-    Err(to_status(ApiError::NotImplemented(rpc)))
 }
 
 fn not_yet<T>(rpc: &'static str, arrives: &'static str) -> Result<T, Status> {

@@ -163,7 +163,7 @@ impl Node {
                 s.stage = Stage::Maintenance;
                 s.apid = ApidMode::Maintenance;
             } else {
-                if s.stage == Stage::Maintenance {
+                if matches!(s.stage, Stage::Booting | Stage::Maintenance) {
                     s.stage = Stage::Running;
                 }
                 s.apid = ApidMode::Mtls;
@@ -242,6 +242,16 @@ mod tests {
         );
         node.set_maintenance(false);
         assert_eq!(node.status().stage, Stage::Running);
+        // A node that boots with a config goes from booting to running.
+        let (tx, _rx) = mpsc::channel(1);
+        let configured = Node::new(
+            Cmdline::default(),
+            crate::supervisor::Supervisor::new(),
+            Arc::new(LogRing::new(1024)),
+            tx,
+        );
+        configured.set_maintenance(false);
+        assert_eq!(configured.status().stage, Stage::Running);
         assert_eq!(node.status().apid, ApidMode::Mtls);
         let events: Vec<String> = node
             .store

@@ -281,3 +281,40 @@ async fn missing_passed_file_fails_the_run() {
         s.message
     );
 }
+
+#[tokio::test]
+async fn stopped_services_start_again_and_restart_keeps_the_handle() {
+    let sup = Supervisor::new();
+    let h = sup
+        .start(Service::new("again", sh("exec sleep 1000")))
+        .unwrap();
+    let first = wait_state(&h, |s| s.state == State::Running && s.pid.is_some())
+        .await
+        .pid
+        .unwrap();
+    assert!(matches!(
+        sup.start_again("again"),
+        Err(SupervisorError::AlreadyRunning(_))
+    ));
+    sup.restart("again").await.unwrap();
+    let second = wait_state(&h, |s| {
+        s.state == State::Running && s.pid.is_some_and(|p| p != first)
+    })
+    .await
+    .pid
+    .unwrap();
+    assert_ne!(first, second);
+    sup.stop("again").await.unwrap();
+    assert_eq!(h.snapshot().state, State::Stopped);
+    sup.start_again("again").unwrap();
+    wait_state(&h, |s| s.state == State::Running).await;
+    // Same handle throughout: one entry, the log ring and history kept.
+    assert_eq!(sup.list().len(), 1);
+    assert!(std::sync::Arc::ptr_eq(&sup.handle("again").unwrap(), &h));
+    assert!(h.snapshot().transitions >= 5);
+    assert!(matches!(
+        sup.start_again("ghost"),
+        Err(SupervisorError::NotFound(_))
+    ));
+    sup.stop_all().await;
+}
