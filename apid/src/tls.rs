@@ -13,9 +13,14 @@ use config::constants::role;
 use config::pki::{CertifiedKey, Role};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -57,7 +62,9 @@ pub fn server_config(settings: &ApidSettings) -> Result<ServerConfig, TlsError> 
     let mut config = match (settings.mode, &settings.ca) {
         (ApidMode::Secure, Some(ca)) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider).build()?;
-            builder.with_client_cert_verifier(verifier).with_single_cert(chain, key)?
+            builder
+                .with_client_cert_verifier(Arc::new(OsCaVerifier(verifier)))
+                .with_single_cert(chain, key)?
         }
         (ApidMode::Secure, None) => return Err(TlsError::Ca("secure mode without a CA".into())),
         (ApidMode::Maintenance, _) => builder.with_no_client_auth().with_single_cert(chain, key)?,
@@ -80,6 +87,58 @@ pub fn forwarding_config(settings: &ApidSettings) -> Result<Option<ClientConfig>
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Some(config))
+}
+
+/// The webpki client verifier, with one change in what the client is
+/// told: every OS CA is named `cairn`, so a certificate from another
+/// cluster's CA names our CA as its issuer and fails on its signature,
+/// which TLS reports as `decrypt_error`. It is refused as what it is, a
+/// certificate from an unknown CA (`unknown_ca`), so clients can say so.
+#[derive(Debug)]
+struct OsCaVerifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for OsCaVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now).map_err(|e| match e {
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+            }
+            other => other,
+        })
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Who is calling, as the TLS handshake established it.

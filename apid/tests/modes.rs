@@ -163,6 +163,9 @@ async fn roles_decide_every_call_and_certificates_are_checked_at_the_handshake()
         .await;
         let e = r.unwrap_err();
         assert!(!e.contains("PermissionDenied"), "{e}");
+        // The TLS alert says why (TLS 1.3 delivers it with the first call).
+        let alert = if cert.is_some() { "UnknownCA" } else { "CertificateRequired" };
+        assert!(e.contains(alert), "{e}");
     }
     // apid still serves after the refused handshakes.
     admin.version(()).await.unwrap();
@@ -206,4 +209,33 @@ async fn oversized_messages_are_refused_and_apid_keeps_serving() {
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.version(()).await.unwrap().into_inner().hostname, "node-a");
+}
+
+#[tokio::test]
+async fn new_certificates_apply_to_new_connections_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let apid_dir = dir.path().join("apid");
+    let cfg = generated("demo");
+    write_secure(&apid_dir, &cfg, "node-a");
+    let m = start_machined(dir.path(), "node-a", Some(&cfg));
+    let port = start_apid(&apid_dir, &m.socket).await;
+    let ca = os_ca(&cfg);
+    let admin = pki::issue_client_cert(&ca, "a", Role::Admin, pki::LEAF_VALIDITY).unwrap();
+    let first = served_certificate(port, &admin).await;
+    let mut kept = client(port, Verify::Ca(ca.clone()), Some(&admin)).await.unwrap();
+    kept.version(()).await.unwrap();
+
+    // machined issues a new server certificate from the same CA (e.g.
+    // new certSans): new connections get it, open ones carry on.
+    write_secure(&apid_dir, &cfg, "node-a-renamed");
+    assert!(
+        eventually(5, || {
+            let admin = admin.clone();
+            let first = first.clone();
+            async move { served_certificate(port, &admin).await != first }
+        })
+        .await,
+        "apid still presents the old certificate"
+    );
+    kept.version(()).await.unwrap();
 }

@@ -8,7 +8,7 @@
 //! temp file that boot removes), after it the new one; never a mix.
 //! Promoting a file is a single rename plus a directory fsync.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use config::fsutil::{self, WriteError};
 
@@ -119,11 +119,6 @@ impl StateFiles {
         }
         done
     }
-}
-
-/// STATE's files, when the node has a STATE partition mounted at `mount`.
-pub fn on_state(mount: &Path, mounted: bool) -> Option<StateFiles> {
-    mounted.then(|| StateFiles::new(mount))
 }
 
 #[cfg(test)]
