@@ -289,7 +289,9 @@ fn explain_tls(err: &rustls::Error) -> String {
             | AlertDescription::HandshakeFailure
             | AlertDescription::BadCertificate,
         ) => "the node requires a client certificate: it is not in maintenance mode, so use a cairnconfig instead of --insecure".into(),
-        rustls::Error::AlertReceived(AlertDescription::UnknownCA) => {
+        // DecryptError: the client certificate names the node's CA as its
+        // issuer (all Cairn OS CAs share a name) but another CA signed it.
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA | AlertDescription::DecryptError) => {
             "the node does not trust this client certificate: is this the right cairnconfig for this cluster?".into()
         }
         other => format!("TLS handshake failed: {other}"),
@@ -307,6 +309,7 @@ fn alert_in_message(message: &str) -> Option<rustls::AlertDescription> {
         A::BadCertificate,
         A::HandshakeFailure,
         A::UnknownCA,
+        A::DecryptError,
     ]
     .into_iter()
     .find(|a| format!("{a:?}") == name)
@@ -477,6 +480,18 @@ mod tests {
         let tls = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
         let err = Wrapped(Box::new(io::Error::new(io::ErrorKind::InvalidData, tls)));
         assert!(explain(&err, &node()).contains("not in maintenance mode"));
+    }
+
+    #[test]
+    fn a_client_cert_from_another_ca_is_not_trusted() {
+        for alert in ["UnknownCA", "DecryptError"] {
+            let err = Wrapped(Box::new(io::Error::other(format!("received fatal alert: {alert}"))));
+            assert_eq!(
+                explain(&err, &node()),
+                "the node does not trust this client certificate: is this the right cairnconfig for this cluster?",
+                "{alert}"
+            );
+        }
     }
 
     #[test]
