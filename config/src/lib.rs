@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod spec;
 pub mod types;
 pub mod validate;
+pub mod tls;
 pub mod version;
 
 pub use document::MachineConfig;

@@ -174,7 +174,7 @@ pub async fn client(port: u16, verify: Verify, cert: Option<&CertifiedKey>) -> R
             roots.add(CertificateDer::from(ca.crt.der().to_vec())).unwrap();
             builder.with_root_certificates(roots)
         }
-        Verify::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
+        Verify::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(config::tls::AcceptAnyServerCert::new(provider))),
     };
     let mut tls = match cert {
         Some(c) => builder
@@ -241,40 +241,6 @@ where
     false
 }
 
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// The certificate apid presents on a new connection (SHA-256, hex).
 pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
