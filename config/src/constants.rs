@@ -73,3 +73,110 @@ pub const IMAGE_REGISTRY: &str = "cairn.local";
 
 /// apiVersion of every Cairn config document.
 pub const CONFIG_API_VERSION: &str = "cairn.dev/v1alpha1";
+
+/// Kubernetes on the node: secrets issued by machined's PKI module, etcd's
+/// files, and the runtime directories of containerd, the kubelet and CNI.
+/// Secrets live on the [`super::SECRETS_DIR`] tmpfs (directories 0700, files
+/// 0600) and are re-issued from the machine config at every boot.
+pub mod k8s {
+    /// Kubernetes secrets: certificates, keys, kubeconfigs, encryption config.
+    pub const SECRETS_DIR: &str = "/system/secrets/kubernetes";
+    /// Kubernetes CA certificate and key (from `cluster.ca`).
+    pub const CA_CERT: &str = "/system/secrets/kubernetes/ca.crt";
+    pub const CA_KEY: &str = "/system/secrets/kubernetes/ca.key";
+    /// kube-apiserver serving certificate.
+    pub const APISERVER_CERT: &str = "/system/secrets/kubernetes/apiserver.crt";
+    pub const APISERVER_KEY: &str = "/system/secrets/kubernetes/apiserver.key";
+    /// kube-apiserver's client certificate towards kubelets.
+    pub const APISERVER_KUBELET_CLIENT_CERT: &str = "/system/secrets/kubernetes/apiserver-kubelet-client.crt";
+    pub const APISERVER_KUBELET_CLIENT_KEY: &str = "/system/secrets/kubernetes/apiserver-kubelet-client.key";
+    /// Front-proxy (aggregation layer) CA certificate (from `cluster.aggregatorCa`).
+    pub const FRONT_PROXY_CA_CERT: &str = "/system/secrets/kubernetes/front-proxy-ca.crt";
+    /// kube-apiserver's front-proxy client certificate.
+    pub const FRONT_PROXY_CLIENT_CERT: &str = "/system/secrets/kubernetes/front-proxy-client.crt";
+    pub const FRONT_PROXY_CLIENT_KEY: &str = "/system/secrets/kubernetes/front-proxy-client.key";
+    /// Service-account signing key (private, PKCS#8) and its public key.
+    pub const SA_KEY: &str = "/system/secrets/kubernetes/sa.key";
+    pub const SA_PUB: &str = "/system/secrets/kubernetes/sa.pub";
+    /// kube-apiserver's client certificate towards etcd.
+    pub const APISERVER_ETCD_CLIENT_CERT: &str = "/system/secrets/kubernetes/apiserver-etcd-client.crt";
+    pub const APISERVER_ETCD_CLIENT_KEY: &str = "/system/secrets/kubernetes/apiserver-etcd-client.key";
+    /// The etcd CA certificate, for kube-apiserver's `--etcd-cafile`.
+    pub const ETCD_CA_CERT: &str = "/system/secrets/kubernetes/etcd-ca.crt";
+    /// `EncryptionConfiguration` for secrets at rest (secretbox).
+    pub const ENCRYPTION_CONFIG: &str = "/system/secrets/kubernetes/encryption-config.yaml";
+    /// Kubeconfigs (all pointing at the local apiserver except admin's,
+    /// which names the cluster endpoint).
+    pub const ADMIN_KUBECONFIG: &str = "/system/secrets/kubernetes/admin.kubeconfig";
+    pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "/system/secrets/kubernetes/controller-manager.kubeconfig";
+    pub const SCHEDULER_KUBECONFIG: &str = "/system/secrets/kubernetes/scheduler.kubeconfig";
+    /// The kubelet's kubeconfig: on control planes a client certificate
+    /// `system:node:<hostname>` (O `system:nodes`) issued by machined.
+    pub const KUBELET_KUBECONFIG: &str = "/system/secrets/kubernetes/kubelet.kubeconfig";
+    /// On workers: the bootstrap-token kubeconfig the kubelet starts with.
+    pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/system/secrets/kubernetes/bootstrap-kubelet.kubeconfig";
+
+    /// kube-apiserver's secure port.
+    pub const APISERVER_PORT: u16 = 6443;
+
+    /// etcd's secrets and runtime paths.
+    pub mod etcd {
+        pub const SECRETS_DIR: &str = "/system/secrets/etcd";
+        pub const CA_CERT: &str = "/system/secrets/etcd/ca.crt";
+        /// Serving certificate for clients (port 2379).
+        pub const SERVER_CERT: &str = "/system/secrets/etcd/server.crt";
+        pub const SERVER_KEY: &str = "/system/secrets/etcd/server.key";
+        /// Peer certificate (port 2380), server and client usage.
+        pub const PEER_CERT: &str = "/system/secrets/etcd/peer.crt";
+        pub const PEER_KEY: &str = "/system/secrets/etcd/peer.key";
+        /// machined's own client certificate (health, members, snapshots).
+        pub const CLIENT_CERT: &str = "/system/secrets/etcd/client.crt";
+        pub const CLIENT_KEY: &str = "/system/secrets/etcd/client.key";
+        /// etcd's data directory (on EPHEMERAL, survives reboots).
+        pub const DATA_DIR: &str = "/var/lib/etcd";
+        /// Exists once this node has been bootstrapped (or joined): etcd
+        /// then starts by itself at boot.
+        pub const MEMBER_DIR: &str = "/var/lib/etcd/member";
+        pub const CLIENT_PORT: u16 = 2379;
+        pub const PEER_PORT: u16 = 2380;
+    }
+
+    /// containerd's generated config.
+    pub const CONTAINERD_CONFIG: &str = "/system/containerd/config.toml";
+    /// containerd's gRPC socket (CRI and the containerd API).
+    pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+    /// containerd's root (images, snapshots).
+    pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+    /// containerd namespace of the Kubernetes (CRI) containers and images.
+    pub const CONTAINERD_NAMESPACE: &str = "k8s.io";
+    /// Static pod manifests (re-rendered every boot).
+    pub const MANIFESTS_DIR: &str = "/system/kubernetes/manifests";
+    /// The generated KubeletConfiguration.
+    pub const KUBELET_CONFIG: &str = "/system/kubernetes/kubelet.yaml";
+    /// The kubelet's root directory.
+    pub const KUBELET_DIR: &str = "/var/lib/kubelet";
+    /// Pod logs written by the kubelet.
+    pub const POD_LOGS_DIR: &str = "/var/log/pods";
+    /// CNI network configuration directory.
+    pub const CNI_CONF_DIR: &str = "/system/cni/net.d";
+    /// CNI plugin binaries, from the payload.
+    pub const CNI_BIN_DIR: &str = "/system/payload/cni/bin";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::k8s;
+
+    #[test]
+    fn k8s_secrets_live_in_their_directories() {
+        use k8s::etcd as e;
+        for p in [k8s::CA_CERT, k8s::APISERVER_KEY, k8s::SA_PUB, k8s::ETCD_CA_CERT, k8s::ENCRYPTION_CONFIG, k8s::ADMIN_KUBECONFIG, k8s::KUBELET_KUBECONFIG] {
+            assert_eq!(std::path::Path::new(p).parent().unwrap().to_str(), Some(k8s::SECRETS_DIR), "{p}");
+        }
+        for p in [e::CA_CERT, e::SERVER_KEY, e::PEER_CERT, e::CLIENT_KEY] {
+            assert_eq!(std::path::Path::new(p).parent().unwrap().to_str(), Some(e::SECRETS_DIR), "{p}");
+        }
+        assert!(k8s::SECRETS_DIR.starts_with(super::SECRETS_DIR));
+        assert!(e::MEMBER_DIR.starts_with(e::DATA_DIR));
+    }
+}
