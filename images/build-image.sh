@@ -79,6 +79,11 @@ for b in init machined apid; do
   fi
 done
 
+# --- GRUB -------------------------------------------------------------------------
+# Before the rootfs: it carries the images machined's installer writes.
+step "GRUB images (UEFI BOOTX64.EFI, BIOS core.img, El Torito)"
+grub_build_images "$work/grub"
+
 # --- rootfs.sqsh ----------------------------------------------------------------
 step "rootfs ($ROOTFS_COMPRESSION squashfs: machined, apid, mke2fs)"
 rootfs=$work/rootfs
@@ -92,6 +97,11 @@ install -m 0755 "$bin/apid" "$rootfs/sbin/apid"
 # shared libraries and the loader ldd names, at the paths ldd names.
 copy_with_libs "$(readlink -f "$(command -v mke2fs)")" /sbin/mke2fs "$rootfs"
 ln -s mke2fs "$rootfs/sbin/mkfs.ext4"
+# The installer formats the EFI system partition with Debian's mkfs.fat and
+# writes GRUB from these files (machined/src/install/).
+copy_with_libs "$(readlink -f "$(command -v mkfs.fat)")" /sbin/mkfs.fat "$rootfs"
+ln -s mkfs.fat "$rootfs/sbin/mkfs.vfat"
+grub_boot_assets "$rootfs/usr/share/cairn/boot"
 install -m 0644 /etc/mke2fs.conf "$rootfs/etc/mke2fs.conf"
 cat >"$rootfs/etc/os-release" <<EOF
 NAME="Cairn"
@@ -139,10 +149,6 @@ case "$INITRAMFS_COMPRESSION" in
   lz4) lz4 -q -l -9 -f "$work/initramfs.cpio" "$OUT/initramfs.img" ;;
   *) die "CAIRN_INITRAMFS_COMPRESSION must be none, zstd or lz4, not $INITRAMFS_COMPRESSION" ;;
 esac
-
-# --- GRUB -------------------------------------------------------------------------
-step "GRUB images (UEFI BOOTX64.EFI, BIOS core.img, El Torito)"
-grub_build_images "$work/grub"
 
 # --- raw disk ------------------------------------------------------------------------
 step "raw disk (GPT, 6 partitions, ESP + BOOT + STATE filesystems)"

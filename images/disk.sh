@@ -104,12 +104,15 @@ disk_build_raw() {
   set -- ${DISK_LAYOUT[0]}
   fat_image "$dir/efi.img" $(($2 * 1024)) CA1B0001 EFI "$esp"
 
-  # BOOT: slot A's kernel and initramfs, and the boot menu.
+  # BOOT: slot A's kernel and initramfs (and the payload when the build
+  # has one), the A/B boot menu and its environment (slot A, nothing to try).
   local boot=$dir/boot
   mkdir -p "$boot/A" "$boot/grub"
   cp "$OUT/vmlinuz" "$boot/A/vmlinuz"
   cp "$OUT/initramfs.img" "$boot/A/initramfs.img"
-  grub_menu /A "Cairn $CAIRN_VERSION (slot A)" "cairn.slot=A" >"$boot/grub/grub.cfg"
+  if [ -f "$OUT/payload.sqsh" ]; then cp "$OUT/payload.sqsh" "$boot/A/payload.sqsh"; fi
+  grub_menu_ab >"$boot/grub/grub.cfg"
+  grub_env cairn_default=A cairn_next= >"$boot/grub/grubenv"
   chmod -R u=rwX,go=rX "$boot"
   stamp "$boot"
   set -- ${DISK_LAYOUT[2]}

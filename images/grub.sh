@@ -37,6 +37,68 @@ menuentry "$title" --id cairn {
 EOF
 }
 
+# grub_menu_ab: the installed system's boot menu on BOOT, slots A and B.
+# /grub/grubenv (1024 bytes, written by machined) holds cairn_default, the
+# slot that boots, and cairn_next, a one-shot slot to try: GRUB clears it
+# with save_env before booting it, so a new slot that fails (its kernel
+# panics, or machined reboots before marking it good) is never tried twice
+# and the next boot is cairn_default again. machined makes a tried slot the
+# default once it reaches steady state (machined/src/upgrade/). A slot whose
+# files are missing falls back to the other one.
+grub_menu_ab() {
+  cat <<EOF
+# Cairn $CAIRN_VERSION ($CAIRN_BUILD_ID) A/B boot menu, written by images/grub.sh.
+serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output console serial
+set timeout=0
+load_env --file /grub/grubenv cairn_default cairn_next
+if [ "\$cairn_default" != B ]; then set cairn_default=A; fi
+set cairn_boot=\$cairn_default
+if [ "\$cairn_next" = A -o "\$cairn_next" = B ]; then
+  set cairn_boot=\$cairn_next
+  set cairn_next=
+  save_env --file /grub/grubenv cairn_next
+fi
+if [ "\$cairn_boot" = B ]; then set fallback=A; else set fallback=B; fi
+set default=\$cairn_boot
+
+menuentry "Cairn (slot A)" --id A {
+  echo "cairn: booting slot A"
+  linux /A/vmlinuz $CMDLINE cairn.slot=A
+  initrd /A/initramfs.img
+}
+menuentry "Cairn (slot B)" --id B {
+  echo "cairn: booting slot B"
+  linux /B/vmlinuz $CMDLINE cairn.slot=B
+  initrd /B/initramfs.img
+}
+EOF
+}
+
+# grub_env NAME=VALUE...: a 1024-byte GRUB environment block on stdout
+# (the format grub-editenv writes; machined writes the same).
+grub_env() {
+  local block="# GRUB Environment Block"$'\n' kv
+  for kv in "$@"; do block+="$kv"$'\n'; done
+  printf '%s' "$block"
+  printf '%*s' $((1024 - ${#block})) '' | tr ' ' '#'
+}
+
+# grub_boot_assets DIR: what machined's installer writes to a disk, carried
+# in the rootfs (grub-install is not in the image): BIOS boot.img and
+# core.img, UEFI BOOTX64.EFI, the ESP's hand-over grub.cfg and the A/B menu.
+grub_boot_assets() {
+  local dir=$1 grub=$OUT/.build/grub
+  mkdir -p "$dir"
+  install -m 0644 /usr/lib/grub/i386-pc/boot.img "$dir/boot.img"
+  install -m 0644 "$grub/core.img" "$dir/core.img"
+  install -m 0644 "$grub/BOOTX64.EFI" "$dir/BOOTX64.EFI"
+  grub_esp_cfg_disk >"$dir/esp-grub.cfg"
+  grub_menu_ab >"$dir/grub.cfg"
+  chmod 0644 "$dir/esp-grub.cfg" "$dir/grub.cfg"
+}
+
 # The ESP's grub.cfg on the raw disk: BOOT is partition 3 of the disk this
 # GRUB was loaded from; fall back to the BOOT label if that disk has none.
 grub_esp_cfg_disk() {
