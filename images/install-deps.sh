@@ -11,8 +11,10 @@ PACKAGES=(
   grub-pc-bin grub-efi-amd64-bin grub-common
   # VMs and tests
   qemu-system-x86 ovmf openssl
-  # etcd-client's build script
-  protobuf-compiler
+  # etcd-client's build script (libprotobuf-dev: google/protobuf/*.proto it imports)
+  protobuf-compiler libprotobuf-dev
+  # machined's etcd tests run the real etcd on the host
+  etcd-server
   # images: qemu-img (qcow2), lz4 (initramfs experiments), readelf (static check)
   qemu-utils lz4 binutils
 )

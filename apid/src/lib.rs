@@ -1,7 +1,8 @@
 //! apid: Cairn's external gRPC endpoint on :50000. It terminates TLS
 //! (mutual TLS once the node has a machine config), authorizes every call
 //! with one role table, and forwards it to machined (the only place node
-//! state lives) over its unix socket, or to the node the caller named.
+//! state lives) over its unix socket, or to the node the caller named
+//! (Version alone it answers itself: see `version`).
 //! machined hands apid its certificates and mode in a settings file that
 //! apid reloads when it changes.
 
@@ -14,6 +15,7 @@ pub mod privileges;
 pub mod proxy;
 pub mod settings;
 pub mod tls;
+pub mod version;
 
 use std::path::PathBuf;
 use std::time::Duration;

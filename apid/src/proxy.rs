@@ -217,6 +217,9 @@ impl Inner {
         let route = decide(rpc, conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
             tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
         })?;
+        if rpc == Rpc::Version && matches!(route, Route::Machined { .. }) {
+            return Ok(crate::version::serve(settings.trust.mode, req).await);
+        }
         let (mut parts, body) = req.into_parts();
         let wire = Arc::new(Tripwire::default());
         let body = Body::new(FrameLimit::new(body, rpc, limit::request_limit(rpc), wire.clone()));

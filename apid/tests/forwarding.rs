@@ -42,22 +42,23 @@ async fn forwards_one_hop_with_the_callers_role() {
     let b = format!("127.0.0.1:{}", p.b);
 
     let mut admin = p.client(p.a, &p.cert(Role::Admin)).await;
-    let v = admin.version(with_meta((), &[("nodes", &b)])).await.unwrap().into_inner();
-    // Answered by node B's machine service, with the caller's role and
-    // without the nodes metadata.
-    assert_eq!(v.hostname, "node-b os:admin");
-    assert_eq!(v.build_id, "-");
-    let v = admin.version(()).await.unwrap().into_inner();
-    assert_eq!(v.hostname, "node-a os:admin");
+    let v = admin.service_list(with_meta((), &[("nodes", &b)])).await.unwrap().into_inner();
+    // Answered by node B's machine service (the echo puts the role it saw
+    // in the id and the nodes metadata in the state), with the caller's
+    // role and without the nodes metadata.
+    assert_eq!(v.services[0].id, "node-b os:admin");
+    assert_eq!(v.services[0].state, "-");
+    let v = admin.service_list(()).await.unwrap().into_inner();
+    assert_eq!(v.services[0].id, "node-a os:admin");
 
     let mut reader = p.client(p.a, &p.cert(Role::Reader)).await;
-    let v = reader.version(with_meta((), &[("nodes", &b)])).await.unwrap().into_inner();
-    assert_eq!(v.hostname, "node-b os:reader");
+    let v = reader.service_list(with_meta((), &[("nodes", &b)])).await.unwrap().into_inner();
+    assert_eq!(v.services[0].id, "node-b os:reader");
     // A reader's claim to be admin is overwritten, here and there.
     let forged = with_meta((), &[("x-cairn-role", "os:admin")]);
-    assert_eq!(reader.version(forged).await.unwrap().into_inner().hostname, "node-a os:reader");
+    assert_eq!(reader.service_list(forged).await.unwrap().into_inner().services[0].id, "node-a os:reader");
     let forged = with_meta((), &[("x-cairn-role", "os:admin"), ("nodes", &b)]);
-    assert_eq!(reader.version(forged).await.unwrap().into_inner().hostname, "node-b os:reader");
+    assert_eq!(reader.service_list(forged).await.unwrap().into_inner().services[0].id, "node-b os:reader");
     // Denied before forwarding.
     let e = reader.reboot(with_meta(RebootRequest::default(), &[("nodes", &b)])).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
@@ -81,8 +82,8 @@ async fn only_impersonators_name_roles_and_never_forward_again() {
     let imp = pki::issue(&p.ca, &req).unwrap();
     let mut c = p.client(p.b, &imp).await;
 
-    let v = c.version(with_meta((), &[("x-cairn-role", "os:operator")])).await.unwrap().into_inner();
-    assert_eq!(v.hostname, "node-b os:operator");
+    let v = c.service_list(with_meta((), &[("x-cairn-role", "os:operator")])).await.unwrap().into_inner();
+    assert_eq!(v.services[0].id, "node-b os:operator");
     // The named role is still checked.
     let e = c
         .read_file(with_meta(ReadFileRequest { path: "/x".into() }, &[("x-cairn-role", "os:operator")]))
@@ -102,6 +103,6 @@ async fn only_impersonators_name_roles_and_never_forward_again() {
     // A loop through both nodes' own names ends after one hop too.
     let mut admin = p.client(p.a, &p.cert(Role::Admin)).await;
     let self_a = format!("127.0.0.1:{}", p.a);
-    let v = admin.version(with_meta((), &[("nodes", &self_a)])).await.unwrap().into_inner();
-    assert_eq!(v.hostname, "node-a os:admin");
+    let v = admin.service_list(with_meta((), &[("nodes", &self_a)])).await.unwrap().into_inner();
+    assert_eq!(v.services[0].id, "node-a os:admin");
 }

@@ -22,7 +22,7 @@ async fn maintenance_apply_switches_apid_to_mutual_tls() {
     let mut anon = client(port, Verify::Nothing, None).await.unwrap();
     let v = anon.version(()).await.unwrap().into_inner();
     assert!(v.maintenance);
-    assert_eq!(v.hostname, "maint-node");
+    assert_eq!(v.hostname, this_host());
     // Disks is served in maintenance mode (whatever machined answers).
     let disks = anon.disks(()).await;
     assert!(disks.as_ref().err().is_none_or(|e| e.code() != Code::FailedPrecondition), "{disks:?}");
@@ -104,7 +104,7 @@ async fn roles_decide_every_call_and_certificates_are_checked_at_the_handshake()
     let verify = Verify::Ca(ca.clone());
 
     let mut reader = client(port, verify.clone(), Some(&cert(Role::Reader))).await.unwrap();
-    assert_eq!(reader.version(()).await.unwrap().into_inner().hostname, "node-a");
+    assert_eq!(reader.version(()).await.unwrap().into_inner().hostname, this_host());
     reader.service_list(()).await.unwrap();
     for (rpc, e) in [
         ("Reboot", reader.reboot(RebootRequest::default()).await.unwrap_err()),
@@ -208,7 +208,7 @@ async fn oversized_messages_are_refused_and_apid_keeps_serving() {
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(c.version(()).await.unwrap().into_inner().hostname, "node-a");
+    assert_eq!(c.version(()).await.unwrap().into_inner().hostname, this_host());
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ pub mod entropy;
 pub mod exec;
 pub mod files;
 pub mod http;
+pub mod k8s_pki;
 pub mod maintenance;
 pub mod mounts;
 pub mod network;

@@ -194,6 +194,44 @@ fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
     }
 }
 
+/// The node's addresses once the first network configuration finished
+/// (a DHCP lease, or its timeout); cloned by whoever must wait for it.
+#[derive(Clone)]
+struct NetworkReady(tokio::sync::watch::Receiver<Option<Vec<std::net::IpAddr>>>);
+
+impl NetworkReady {
+    async fn wait(&self) -> Vec<std::net::IpAddr> {
+        let mut rx = self.0.clone();
+        let addresses = match rx.wait_for(Option::is_some).await {
+            Ok(a) => a.clone().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        addresses
+    }
+}
+
+fn spawn_network_configuration(
+    net: Option<Network>,
+    link: Option<network::link::Link>,
+    kernel_autoconfig: bool,
+    hostname: String,
+) -> NetworkReady {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        match (&net, &link) {
+            (Some(n), Some(l)) => n.configure(l, kernel_autoconfig, &hostname).await,
+            (_, None) => console!("network: no Ethernet link found"),
+            _ => {}
+        }
+        let addresses = match &net {
+            Some(n) => n.node_addresses().await,
+            None => Vec::new(),
+        };
+        let _ = tx.send(Some(addresses));
+    });
+    NetworkReady(rx)
+}
+
 async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let sys = Real;
     early_system_setup(&sys);
@@ -275,18 +313,10 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             &network::resolv::resolv_conf(&[], None),
         );
     }
-    match (&net, &link) {
-        (Some(n), Some(l)) => {
-            n.configure(l, cmdline.kernel_ip_autoconfig(), &hostname)
-                .await
-        }
-        (_, None) => console!("network: no Ethernet link found"),
-        _ => {}
-    }
-    let addresses = match &net {
-        Some(n) => n.node_addresses().await,
-        None => Vec::new(),
-    };
+    // DHCP runs in the background: apid (and its maintenance certificate)
+    // does not need an address to start listening, and under emulation the
+    // lease takes about half a second that boot-to-API should not wait for.
+    let network_ready = spawn_network_configuration(net.clone(), link, cmdline.kernel_ip_autoconfig(), hostname.clone());
 
     // The machine config: STATE's files first (a staged config, an
     // unconfirmed try), then the sources in order.
@@ -305,6 +335,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let configurator =
         apply::Configurator::new(files, validation, apply::node::NodeEffects::new(&node, net.clone()));
     let _ = node.configurator.set(configurator.clone());
+    if cmdline.config_url().is_some() {
+        network_ready.wait().await;
+    }
     let config = match acquire::acquire(&sys, &cmdline, &devices).await {
         Some(a) => match configurator.validate(&a.bytes).and_then(|c| Ok(secure::check(&c).map(|()| c)?)) {
             Ok(c) => Some((a, c)),
@@ -325,6 +358,8 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         Some((acquired, cfg)) => {
             let from_state = matches!(acquired.source, acquire::Source::State(_));
             console!("config: using the machine config from {}", acquired.source);
+            // apid's certificates name the node's addresses.
+            network_ready.wait().await;
             configurator
                 .boot(&acquired.bytes, &cfg, &acquired.source.to_string(), from_state)
                 .await;
@@ -341,6 +376,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             node.set_maintenance(true);
             let dir = secure::settings_dir();
             let owner = Some((maintenance::APID_UID, maintenance::APID_GID));
+            // The certificate names the addresses known now (maintenance
+            // clients do not verify it; they compare the fingerprint).
+            let addresses = match &net {
+                Some(n) => n.node_addresses().await,
+                None => Vec::new(),
+            };
             match maintenance::generate_certificate(&hostname, &addresses)
                 .and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c))
             {
@@ -348,6 +389,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                     Ok(apid) => {
                         let n = node.clone();
                         tokio::spawn(async move {
+                            let addresses = network_ready.wait().await;
                             maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint).await;
                             console::status_loop(n).await;
                         });

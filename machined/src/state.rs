@@ -41,27 +41,8 @@ pub struct Node {
     status: Mutex<MachineStatusSpec>,
 }
 
-/// The architecture as Go and image names spell it (`amd64`, `arm64`).
-pub fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
-/// The running kernel's release (`uname -r`), read once: it cannot change
-/// while the system runs, and Version is the API's most frequent call.
-pub fn kernel_release() -> String {
-    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    RELEASE
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        })
-        .clone()
-}
+/// Shared with apid, which answers Version itself.
+pub use config::version::{arch, kernel_release};
 
 impl Node {
     pub fn new(

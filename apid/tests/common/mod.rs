@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::machine::machine_service_client::MachineServiceClient;
-use api::machine::VersionResponse;
+use api::machine::{ServiceInfo, ServiceListResponse};
 use bytes::{BufMut, Bytes, BytesMut};
 use config::pki::CertifiedKey;
 use config::MachineConfig;
@@ -82,9 +82,10 @@ pub fn start_machined(dir: &Path, hostname: &str, running: Option<&MachineConfig
     Machined { socket, node, power: rx, state }
 }
 
-/// A stand-in for machined that answers Version with what apid told it:
-/// `hostname` = `<name> <x-cairn-role or "-">`, `build_id` = the `nodes`
-/// metadata it saw (or "-"); every other method is Unimplemented.
+/// A stand-in for machined that answers ServiceList with what apid told
+/// it: one service whose `id` is `<name> <x-cairn-role or "-">` and whose
+/// `state` is the `nodes` metadata it saw (or "-"); every other method is
+/// Unimplemented. (Not Version: apid answers that itself.)
 pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
     let socket = dir.join(format!("{name}.sock"));
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
@@ -93,13 +94,15 @@ pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
         let name = name.clone();
         async move {
             let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-            if req.uri().path() != "/cairn.machine.v1.MachineService/Version" {
+            if req.uri().path() != "/cairn.machine.v1.MachineService/ServiceList" {
                 return Ok::<_, Infallible>(tonic::Status::unimplemented("echo").into_http::<tonic::body::Body>());
             }
-            let reply = VersionResponse {
-                hostname: format!("{name} {}", header("x-cairn-role")),
-                build_id: header("nodes"),
-                ..Default::default()
+            let reply = ServiceListResponse {
+                services: vec![ServiceInfo {
+                    id: format!("{name} {}", header("x-cairn-role")),
+                    state: header("nodes"),
+                    ..Default::default()
+                }],
             };
             let msg = reply.encode_to_vec();
             let mut framed = BytesMut::with_capacity(msg.len() + 5);
@@ -295,4 +298,9 @@ pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
     let _conn = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
     let der = capture.1.lock().unwrap().clone().unwrap();
     config::pki::fingerprint(&der)
+}
+
+/// This host's name: apid answers Version itself, from its UTS namespace.
+pub fn this_host() -> String {
+    nix::unistd::gethostname().unwrap().to_string_lossy().into_owned()
 }
