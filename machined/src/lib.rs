@@ -16,6 +16,7 @@ pub mod debug;
 pub mod disks;
 pub mod dmesg;
 pub mod entropy;
+pub mod etcd;
 pub mod exec;
 pub mod files;
 pub mod http;
