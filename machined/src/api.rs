@@ -73,6 +73,10 @@ pub enum ApiError {
     Dmesg(#[from] DmesgError),
     #[error("machined could not finish the request: {0}")]
     Task(String),
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
+    #[error(transparent)]
+    Pki(#[from] crate::k8s_pki::K8sPkiError),
 }
 
 impl From<SupervisorError> for ApiError {
@@ -116,6 +120,27 @@ pub fn to_status(e: ApiError) -> Status {
             DmesgError::Open { .. } | DmesgError::Read(_) => Status::internal(msg),
         },
         ApiError::Task(_) => Status::internal(msg),
+        ApiError::Etcd(e) => {
+            use crate::etcd::EtcdError as E;
+            match e {
+                E::AlreadyBootstrapped(_) | E::AlreadyRunning => Status::already_exists(msg),
+                E::NoConfig | E::NotControlPlane | E::NotRunning => Status::failed_precondition(msg),
+                E::Pki(p) => pki_status(&p, msg),
+                E::Client(_) => Status::unavailable(msg),
+                E::Read { .. } | E::Supervisor(_) => Status::internal(msg),
+            }
+        }
+        ApiError::Pki(p) => pki_status(&p, msg),
+    }
+}
+
+fn pki_status(e: &crate::k8s_pki::K8sPkiError, msg: String) -> Status {
+    use crate::k8s_pki::K8sPkiError as E;
+    match e {
+        E::Missing { .. } | E::NoConfig | E::NotControlPlane | E::ServiceAccountKey(_) => {
+            Status::failed_precondition(msg)
+        }
+        E::Issue { .. } | E::Write(_) | E::Dir { .. } | E::Read { .. } | E::Task(_) => Status::internal(msg),
     }
 }
 
@@ -295,12 +320,18 @@ impl MachineService for MachineApi {
     }
 
     async fn bootstrap(&self, _: Request<BootstrapRequest>) -> Result<Response<()>, Status> {
-        not_yet("Bootstrap", WITH_KUBERNETES)
+        crate::etcd::bootstrap(&self.node)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(()))
     }
 
     type KubeconfigStream = Stream_<Data>;
     async fn kubeconfig(&self, _: Request<()>) -> Result<Response<Self::KubeconfigStream>, Status> {
-        not_yet("Kubeconfig", WITH_KUBERNETES)
+        let bytes = crate::k8s_pki::admin_kubeconfig(&self.node)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(Box::pin(futures::stream::once(async { Ok(Data { bytes }) }))))
     }
 
     async fn service_list(&self, _: Request<()>) -> Result<Response<ServiceListResponse>, Status> {
@@ -558,7 +589,10 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<EtcdMemberListResponse>, Status> {
-        not_yet("EtcdMemberList", WITH_KUBERNETES)
+        let members = crate::etcd::members(&self.node)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(EtcdMemberListResponse { members }))
     }
 
     type EtcdSnapshotStream = Stream_<Data>;
@@ -566,7 +600,11 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
-        not_yet("EtcdSnapshot", WITH_KUBERNETES)
+        let chunks = crate::etcd::snapshot(&self.node)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let stream = chunks.map(|c| c.map(|bytes| Data { bytes }).map_err(|e| to_status(e.into())));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -323,6 +323,18 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
     Ok(())
 }
 
+/// The members of the cluster, asked from this node's etcd.
+pub async fn members(node: &Node) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {
+    let (endpoint, files) = local_client(node)?;
+    client::members(&endpoint, &files).await
+}
+
+/// A snapshot of this node's etcd, streamed.
+pub async fn snapshot(node: &Node) -> Result<client::Chunks, EtcdError> {
+    let (endpoint, files) = local_client(node)?;
+    client::snapshot(&endpoint, &files).await
+}
+
 /// The local endpoint and client files of this node's etcd, once it runs.
 pub fn local_client(node: &Node) -> Result<(String, client::ClientFiles), EtcdError> {
     if node.supervisor.handle(SERVICE_ID).is_none() {

@@ -154,3 +154,16 @@ async fn real_etcd_bootstraps_once_lists_members_and_snapshots() {
     assert_eq!(got.kvs()[0].value(), b"cairn-test-value");
     rebooted.supervisor.stop(SERVICE_ID).await.unwrap();
 }
+
+#[test]
+fn api_statuses_say_what_to_do() {
+    use crate::api::{to_status, ApiError};
+    let s = to_status(ApiError::Etcd(EtcdError::AlreadyBootstrapped("/var/lib/etcd".into())));
+    assert_eq!(s.code(), tonic::Code::AlreadyExists);
+    assert!(s.message().contains("already bootstrapped"), "{}", s.message());
+    let s = to_status(ApiError::Etcd(EtcdError::NotRunning));
+    assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+    assert!(s.message().contains("cairnctl bootstrap"));
+    let s = to_status(ApiError::Pki(k8s_pki::K8sPkiError::NotControlPlane));
+    assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+}

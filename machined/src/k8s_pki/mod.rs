@@ -76,8 +76,14 @@ pub enum K8sPkiError {
     Write(#[from] config::fsutil::WriteError),
     #[error("cannot create {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("the PKI task failed: {0}")]
     Task(String),
+    #[error("the node has no machine config yet; `cairnctl apply-config` first")]
+    NoConfig,
+    #[error("this node is a worker (machine.type); the admin kubeconfig comes from a control-plane node")]
+    NotControlPlane,
 }
 
 /// What [`issue`] did.
@@ -102,6 +108,21 @@ pub async fn issue(cfg: &MachineConfig, facts: &NodeFacts) -> Result<Issued, K8s
     tokio::task::spawn_blocking(move || issue_into(&cfg, &facts, &SecretDirs::node()))
         .await
         .map_err(|e| K8sPkiError::Task(e.to_string()))?
+}
+
+/// The admin kubeconfig (cluster endpoint, client certificate with
+/// O=system:masters), issuing the PKI first when it is not there yet.
+pub async fn admin_kubeconfig(node: &crate::state::Node) -> Result<Vec<u8>, K8sPkiError> {
+    let cfg = node.running_config().ok_or(K8sPkiError::NoConfig)?;
+    if cfg.machine.machine_type != MachineType::Controlplane {
+        return Err(K8sPkiError::NotControlPlane);
+    }
+    if let Ok(bytes) = std::fs::read(k8s::ADMIN_KUBECONFIG) {
+        return Ok(bytes);
+    }
+    issue(&cfg, &crate::etcd::node_facts(node)).await?;
+    std::fs::read(k8s::ADMIN_KUBECONFIG)
+        .map_err(|source| K8sPkiError::Read { path: k8s::ADMIN_KUBECONFIG.into(), source })
 }
 
 /// [`issue`] into `dirs`.
