@@ -107,6 +107,11 @@ impl Cmdline {
         matches!(self.get("ip"), Some(v) if !matches!(v, "off" | "none" | ""))
     }
 
+    /// The kernel's `ip=` settings, parsed (see [`crate::network::kernel_ip`]).
+    pub fn ip(&self) -> Option<Result<crate::network::kernel_ip::KernelIp, String>> {
+        self.get("ip").map(crate::network::kernel_ip::KernelIp::parse)
+    }
+
     /// What a panic in machined should end in.
     pub fn panic_action(&self) -> PanicAction {
         match self.get("panic").map(str::parse::<i64>) {

@@ -36,3 +36,4 @@ pub mod state;
 pub mod supervisor;
 pub mod syscall;
 pub mod sysctl;
+pub mod time;

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::packet_route::link::BondMode;
+use rtnetlink::{Handle, LinkBond, LinkUnspec, LinkVlan, RouteMessageBuilder};
 
 use super::NetworkError;
 
@@ -175,6 +176,118 @@ pub async fn set_default_route(
         .execute()
         .await
         .map_err(nl("add default route"))
+}
+
+pub async fn set_down(handle: &Handle, index: u32) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).down().build())
+        .execute()
+        .await
+        .map_err(nl("set link down"))
+}
+
+pub async fn set_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl("set the MTU"))
+}
+
+/// Creates the 802.1Q link `name` on `parent`.
+pub async fn create_vlan(handle: &Handle, name: &str, parent: u32, id: u16) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .add(LinkVlan::new(name, parent, id).build())
+        .execute()
+        .await
+        .map_err(nl("create a VLAN link"))
+}
+
+/// Creates the bond `name`; `mode` as the kernel names it.
+pub async fn create_bond(handle: &Handle, name: &str, mode: BondMode, miimon: u32) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .add(LinkBond::new(name).mode(mode).miimon(miimon).build())
+        .execute()
+        .await
+        .map_err(nl("create a bond"))
+}
+
+/// Makes `index` a port of `controller` (it must be down first).
+pub async fn set_controller(handle: &Handle, index: u32, controller: u32) -> Result<(), NetworkError> {
+    set_down(handle, index).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).controller(controller).build())
+        .execute()
+        .await
+        .map_err(nl("add a port to a bond"))
+}
+
+pub async fn delete_link(handle: &Handle, index: u32) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .del(index)
+        .execute()
+        .await
+        .map_err(nl("delete a link"))
+}
+
+/// Adds any address (v4 or v6), replacing an equal one.
+pub async fn add_ip(handle: &Handle, index: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetworkError> {
+    handle
+        .address()
+        .add(index, ip, prefix_len)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("add address"))
+}
+
+/// A route machined manages: destination prefix, optional gateway, link,
+/// metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub destination: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub index: u32,
+    pub metric: u32,
+}
+
+fn route_message(r: &Route) -> Result<rtnetlink::packet_route::route::RouteMessage, NetworkError> {
+    let bad = |e: String| NetworkError::Invalid(format!("route to {}/{}: {e}", r.destination, r.prefix_len));
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.destination, r.prefix_len)
+        .map_err(|e| bad(e.to_string()))?
+        .output_interface(r.index)
+        .priority(r.metric);
+    if let Some(gw) = r.gateway {
+        b = b.gateway(gw).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(b.build())
+}
+
+pub async fn add_route(handle: &Handle, r: &Route) -> Result<(), NetworkError> {
+    handle
+        .route()
+        .add(route_message(r)?)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("add a route"))
+}
+
+pub async fn del_route(handle: &Handle, r: &Route) -> Result<(), NetworkError> {
+    match handle.route().del(route_message(r)?).execute().await {
+        Ok(()) => Ok(()),
+        // Already gone (the kernel drops routes with their link or address).
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+        Err(e) => Err(NetworkError::Netlink { what: "delete a route", source: e }),
+    }
 }
 
 /// The link machined configures for now: the first physical Ethernet link

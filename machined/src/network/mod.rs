@@ -5,6 +5,7 @@
 //! to be reused by them.
 
 pub mod dhcp;
+pub mod kernel_ip;
 pub mod link;
 pub mod resolv;
 
@@ -28,6 +29,8 @@ pub enum NetworkError {
     },
     #[error("DHCP: cannot {what}: {message}")]
     Dhcp { what: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A netlink connection for reading and changing the network.

@@ -25,6 +25,7 @@ pub mod proto;
 pub mod services;
 pub mod specs;
 pub mod store;
+pub mod time;
 pub mod watch;
 
 pub use controller::{Controller, Input};
@@ -42,6 +43,7 @@ pub fn start_controllers(node: &crate::state::Node) {
         controller::spawn(store, network::NetworkController::default()),
         controller::spawn(store, mounts::MountsController::default()),
         controller::spawn(store, disks::DisksController::default()),
+        controller::spawn(store, crate::time::TimeController::default()),
         controller::spawn(
             store,
             services::ServicesController {
@@ -109,6 +111,8 @@ kinds! {
     ROUTES = "routes" in NETWORK: "routes (all tables but local)";
     RESOLVERS = "resolvers" in NETWORK: "DNS servers and search domains in /etc/resolv.conf";
     HOSTNAME = "hostname" in NETWORK: "the node's hostname";
+    TIME_SERVERS = "timeservers" in NETWORK: "the time servers the SNTP client asks, in order";
+    TIME_STATUS = "timestatus" in RUNTIME: "whether the clock is synchronised, its last offset and server";
     MOUNTS = "mounts" in RUNTIME: "mounted filesystems";
     DISKS = "disks" in RUNTIME: "block devices, their partitions and contents";
     STATIC_PODS = "staticpods" in KUBERNETES: "pods the node runs without the API server";
