@@ -31,7 +31,6 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub const ROLE_METADATA: &str = "x-cairn-role";
 
 /// What RPCs that are not built yet arrive with.
-const WITH_INSTALL: &str = "arrives with install/upgrade support";
 const WITH_KUBERNETES: &str = "arrives with Kubernetes support (etcd, kubelet, control plane)";
 
 #[derive(Debug, thiserror::Error)]
@@ -446,19 +445,19 @@ impl MachineService for MachineApi {
         self.power(PowerAction::PowerOff).await
     }
 
-    async fn reset(&self, _: Request<ResetRequest>) -> Result<Response<()>, Status> {
-        not_yet("Reset", WITH_INSTALL)
+    async fn reset(&self, req: Request<ResetRequest>) -> Result<Response<()>, Status> {
+        crate::reset::handle_reset(&self.node, req.into_inner()).await
     }
 
     async fn upgrade(
         &self,
-        _: Request<Streaming<UpgradeRequest>>,
+        req: Request<Streaming<UpgradeRequest>>,
     ) -> Result<Response<UpgradeResponse>, Status> {
-        not_yet("Upgrade", WITH_INSTALL)
+        crate::upgrade::handle_upgrade(&self.node, req.into_inner()).await
     }
 
     async fn rollback(&self, _: Request<()>) -> Result<Response<()>, Status> {
-        not_yet("Rollback", WITH_INSTALL)
+        crate::upgrade::handle_rollback(&self.node).await
     }
 
     async fn resource_get(

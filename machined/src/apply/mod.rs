@@ -70,6 +70,8 @@ pub enum ApplyError {
     Store(#[from] store::StoreError),
     #[error("machined is still starting; try again in a moment")]
     NotReady,
+    #[error("{0}; nothing was changed")]
+    Install(String),
 }
 
 /// The one place apply errors become gRPC statuses.
@@ -82,7 +84,8 @@ pub fn to_status(e: &ApplyError) -> Status {
         | ApplyError::TryWithoutRunningConfig
         | ApplyError::TryPending(_)
         | ApplyError::NothingToConfirm
-        | ApplyError::NoState(_) => Status::failed_precondition(msg),
+        | ApplyError::NoState(_)
+        | ApplyError::Install(_) => Status::failed_precondition(msg),
         ApplyError::Store(_) => Status::internal(msg),
         ApplyError::NotReady => Status::unavailable(msg),
     }
@@ -105,6 +108,12 @@ pub trait Effects: Send + Sync + 'static {
     ) -> BoxFuture<'a, Vec<String>>;
     /// Reboots the node after [`REBOOT_DELAY`].
     fn reboot(&self);
+    /// Installs to `config`'s `machine.install.disk` (live boot, first
+    /// config) in the background, then reboots; refuses at once a disk
+    /// that cannot be used. Returns the summary for the caller.
+    fn install(&self, _bytes: &[u8], _config: &MachineConfig) -> Result<String, String> {
+        Err("this node cannot install itself".into())
+    }
 }
 
 struct PendingTry {
@@ -195,6 +204,16 @@ impl Configurator {
         }
         if let Some(p) = &inner.pending {
             return Err(ApplyError::TryPending(p.deadline.saturating_duration_since(Instant::now()).as_secs()));
+        }
+        // A live boot's first config with an install disk installs the
+        // node rather than running it from the ISO.
+        if running.is_none() && self.files.is_none() && new.machine.install.disk.is_some() {
+            if !matches!(mode, ApplyMode::Auto | ApplyMode::Reboot) {
+                return Err(ApplyError::NeedsReboot(vec!["machine.install.disk (installing)".into()]));
+            }
+            response.reboot_required = true;
+            response.summary = self.effects.install(&req.data, &new).map_err(ApplyError::Install)?;
+            return Ok(response);
         }
         let reboot = match mode {
             ApplyMode::Reboot => true,

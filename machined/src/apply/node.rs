@@ -120,6 +120,14 @@ impl Effects for NodeEffects {
         })
     }
 
+    fn install(&self, bytes: &[u8], config: &MachineConfig) -> Result<String, String> {
+        let node = self.node.upgrade().ok_or("machined is shutting down")?;
+        let disk = config.machine.install.disk.as_ref().ok_or("the config names no install disk")?;
+        let target = crate::install::check_target(disk.as_str(), config.machine.install.wipe)
+            .map_err(|e| e.to_string())?;
+        Ok(crate::install::start(&node, target, bytes.to_vec()))
+    }
+
     fn reboot(&self) {
         let Some(node) = self.node.upgrade() else { return };
         let power = node.power.clone();

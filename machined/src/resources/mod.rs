@@ -117,6 +117,7 @@ kinds! {
     DISKS = "disks" in RUNTIME: "block devices, their partitions and contents";
     STATIC_PODS = "staticpods" in KUBERNETES: "pods the node runs without the API server";
     EVENTS = "events" in RUNTIME: "the node's event log";
+    META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";
 }
 
 impl Kind {

@@ -1,0 +1,133 @@
+//! Reset: wipe the node's state and bring it back to maintenance mode.
+//!
+//! Wipe modes (the Reset RPC's `mode`): `system` wipes STATE (the machine
+//! config, secrets) and META; `user` wipes EPHEMERAL (/var: containers,
+//! etcd data, logs); `all` both. The RPC replies first; then services stop,
+//! filesystems are unmounted, the partitions are zeroed (BLKZEROOUT, so no
+//! config or key survives on the disk), and the node reboots (`--reboot`)
+//! or powers off. The next boot formats the blank partitions and, with no
+//! config on STATE, enters maintenance mode.
+//!
+//! Graceful (`--graceful`) would first leave etcd and drain the node. This
+//! build has no etcd member management in machined yet (crate::etcd), so a
+//! graceful reset of a node where etcd runs cannot leave its cluster: it is
+//! refused there rather than silently skipped. Without etcd (workers, or a
+//! control plane never bootstrapped) there is nothing to leave, and no
+//! kubelet workload is drained yet either.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::machine::reset_request::WipeMode;
+use api::machine::ResetRequest;
+use config::constants::partition;
+use tonic::{Response, Status};
+
+use crate::disks::BlockDevice;
+use crate::resources::specs::EventType;
+use crate::shutdown::PowerAction;
+use crate::state::Node;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("this node runs live from the ISO and has no system disk to wipe")]
+    Live,
+    #[error("unknown wipe mode {0}")]
+    BadMode(i32),
+    #[error(
+        "a graceful reset leaves etcd first, and this build of machined cannot manage etcd membership yet; \
+         remove the member by hand and reset without --graceful"
+    )]
+    GracefulUnsupported,
+    #[error("machined is already shutting down")]
+    ShuttingDown,
+}
+
+pub fn to_status(e: &ResetError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ResetError::BadMode(_) => Status::invalid_argument(msg),
+        ResetError::Live | ResetError::GracefulUnsupported | ResetError::ShuttingDown => {
+            Status::failed_precondition(msg)
+        }
+    }
+}
+
+/// The partitions a wipe mode covers.
+pub fn partitions_for(mode: WipeMode) -> &'static [&'static str] {
+    match mode {
+        WipeMode::All => &[partition::STATE, partition::META, partition::EPHEMERAL],
+        WipeMode::SystemDisk => &[partition::STATE, partition::META],
+        WipeMode::UserDisks => &[partition::EPHEMERAL],
+    }
+}
+
+/// The Reset RPC: check, reply, then wipe in the background.
+pub async fn handle_reset(node: &Arc<Node>, req: ResetRequest) -> Result<Response<()>, Status> {
+    start(node, req).map(Response::new).map_err(|e| to_status(&e))
+}
+
+fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
+    let mode = WipeMode::try_from(req.mode).map_err(|_| ResetError::BadMode(req.mode))?;
+    let devices = crate::disks::list();
+    let system = crate::partitions::find(&devices).ok_or(ResetError::Live)?;
+    let disk = system.disk.clone().ok_or(ResetError::Live)?;
+    let etcd_runs = node
+        .supervisor
+        .handle("etcd")
+        .is_some_and(|h| h.snapshot().state == crate::supervisor::State::Running);
+    if req.graceful && etcd_runs {
+        return Err(ResetError::GracefulUnsupported);
+    }
+    if node.power_requested.swap(true, Ordering::SeqCst) {
+        return Err(ResetError::ShuttingDown);
+    }
+    let targets: Vec<BlockDevice> = partitions_for(mode)
+        .iter()
+        .filter_map(|name| {
+            devices
+                .iter()
+                .find(|d| d.is_partition && d.parent.as_deref() == Some(&disk) && d.partname.as_deref() == Some(*name))
+                .cloned()
+        })
+        .collect();
+    let action = if req.reboot { PowerAction::Reboot } else { PowerAction::PowerOff };
+    let names: Vec<String> = targets.iter().map(|d| d.partname.clone().unwrap_or_default()).collect();
+    node.events.record(EventType::Power, format!("reset requested: wiping {}", names.join(", ")));
+    let node = node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        crate::console!("reset: stopping services, then wiping {}", names.join(", "));
+        node.supervisor.stop_all().await;
+        for (target, problem) in crate::mounts::unmount_all(&crate::syscall::Real) {
+            crate::console!("reset: {}: {problem}", target.display());
+        }
+        for d in &targets {
+            let name = d.partname.as_deref().unwrap_or_default();
+            let r = if name == partition::META {
+                crate::meta::MetaStore::open(&d.node).and_then(|mut m| m.erase()).map_err(|e| e.to_string())
+            } else {
+                crate::install::disk::zero(&d.node, 0, d.size_bytes).map_err(|e| e.to_string())
+            };
+            match r {
+                Ok(()) => crate::console!("reset: wiped {name} ({})", d.node.display()),
+                Err(e) => crate::console!("reset: cannot wipe {name}: {e}"),
+            }
+        }
+        let _ = node.power.send(action).await;
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wipe_modes_name_their_partitions() {
+        assert_eq!(partitions_for(WipeMode::SystemDisk), ["STATE", "META"]);
+        assert_eq!(partitions_for(WipeMode::UserDisks), ["EPHEMERAL"]);
+        assert_eq!(partitions_for(WipeMode::All).len(), 3);
+    }
+}

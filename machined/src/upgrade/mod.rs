@@ -1,0 +1,161 @@
+//! A/B upgrades and rollback on an installed node.
+//!
+//! BOOT holds slots `A` and `B`; GRUB boots `cairn_default` unless the
+//! one-shot `cairn_next` names a slot to try (see `grubenv`). An upgrade
+//! (`receive`) writes the new kernel, initramfs and payload into the slot
+//! that is not running, sets `cairn_next` to it, and reboots. The new
+//! system marks itself good (`boot::mark_good_when_steady`: makes its slot
+//! the default) only once machined reaches steady state; if it never does
+//! (its kernel or init fails, or machined gives up after a deadline and
+//! reboots), GRUB has already cleared the one-shot flag and the old slot
+//! boots again, which records in META why (`boot::on_boot`).
+//!
+//! META (crate::meta) holds the upgrade's state across these boots.
+
+pub mod boot;
+pub mod grubenv;
+mod receive;
+pub mod slots;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use api::machine::{UpgradeRequest, UpgradeResponse};
+use tonic::{Response, Status, Streaming};
+
+use crate::meta::{keys, Meta, MetaError};
+use crate::resources::specs::EventType;
+use crate::shutdown::PowerAction;
+use crate::state::Node;
+use slots::{SlotError, Slots};
+
+pub use boot::on_boot;
+
+/// Where BOOT is mounted on an installed node.
+pub const BOOT_MOUNT: &str = "/boot";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error(
+        "this node runs live from the ISO and has no boot slots: install it first (machine.install.disk in its config)"
+    )]
+    Live,
+    #[error("the kernel command line names no boot slot (cairn.slot=A|B); was this node booted by Cairn's GRUB?")]
+    NoSlot,
+    #[error("an upgrade is already running on this node")]
+    Busy,
+    #[error("the upgrade stream is malformed: {0}")]
+    Protocol(String),
+    #[error("{asset}: sha256 {got} does not match the client's {expected}; slot {slot} was not changed")]
+    Checksum { asset: String, expected: String, got: String, slot: &'static str },
+    #[error("{asset}: received {got} bytes, the header said {expected}")]
+    Size { asset: String, expected: u64, got: u64 },
+    #[error("the upgrade did not include the {0} (vmlinuz and initramfs.img are both needed)")]
+    Missing(&'static str),
+    #[error("slot {0} holds no complete system to roll back to")]
+    NotBootable(&'static str),
+    #[error("the upgrade stream broke off: {0}; slot {1} was not changed")]
+    Stream(String, &'static str),
+    #[error("machined is already shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// The one place upgrade errors become gRPC statuses.
+pub fn to_status(e: &UpgradeError) -> Status {
+    let msg = e.to_string();
+    match e {
+        UpgradeError::Live
+        | UpgradeError::NoSlot
+        | UpgradeError::Busy
+        | UpgradeError::NotBootable(_)
+        | UpgradeError::ShuttingDown => Status::failed_precondition(msg),
+        UpgradeError::Protocol(_)
+        | UpgradeError::Checksum { .. }
+        | UpgradeError::Size { .. }
+        | UpgradeError::Missing(_) => Status::invalid_argument(msg),
+        UpgradeError::Stream(..) => Status::aborted(msg),
+        UpgradeError::Slot(_) | UpgradeError::Meta(_) => Status::internal(msg),
+    }
+}
+
+/// The installed system as this boot found it: BOOT (mounted), META, and
+/// the slot that booted.
+pub struct System {
+    pub slots: Slots,
+    pub meta: Arc<Meta>,
+    pub booted: Option<&'static str>,
+    /// One upgrade or rollback at a time.
+    busy: tokio::sync::Mutex<()>,
+}
+
+static SYSTEM: OnceLock<Arc<System>> = OnceLock::new();
+
+/// The installed system, `None` on a live boot.
+pub fn system() -> Option<Arc<System>> {
+    SYSTEM.get().cloned()
+}
+
+impl System {
+    fn booted(&self) -> Result<&'static str, UpgradeError> {
+        self.booted.ok_or(UpgradeError::NoSlot)
+    }
+}
+
+/// How long a power action waits so that the reply leaves first.
+const REPLY_FIRST: Duration = Duration::from_millis(500);
+
+/// Reboots the node once the reply is on its way (like the Reboot RPC).
+pub fn reboot_soon(node: &Arc<Node>, why: &str) -> Result<(), UpgradeError> {
+    if node.power_requested.swap(true, Ordering::SeqCst) {
+        return Err(UpgradeError::ShuttingDown);
+    }
+    node.events.record(EventType::Power, format!("reboot: {why}"));
+    let power = node.power.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REPLY_FIRST).await;
+        let _ = power.send(PowerAction::Reboot).await;
+    });
+    Ok(())
+}
+
+/// The Upgrade RPC: delegate and map the error.
+pub async fn handle_upgrade(
+    node: &Arc<Node>,
+    stream: Streaming<UpgradeRequest>,
+) -> Result<Response<UpgradeResponse>, Status> {
+    receive::receive(node, stream).await.map(Response::new).map_err(|e| {
+        crate::console!("upgrade: {e}");
+        to_status(&e)
+    })
+}
+
+/// Rollback: the other slot becomes the default, then reboot.
+pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
+    let sys = system().ok_or(UpgradeError::Live)?;
+    let booted = sys.booted()?;
+    let _guard = sys.busy.try_lock().map_err(|_| UpgradeError::Busy)?;
+    let target = slots::other(booted);
+    if !sys.slots.bootable(target) {
+        return Err(UpgradeError::NotBootable(target));
+    }
+    sys.slots.make_default(target)?;
+    sys.meta.update(|v| {
+        v.insert(keys::UPGRADE_STATE.into(), keys::state::ROLLED_BACK.into());
+        v.insert(keys::UPGRADE_SLOT.into(), target.into());
+        v.insert(keys::UPGRADE_FROM.into(), booted.into());
+        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+    })?;
+    crate::console!("upgrade: rollback: slot {target} is the default now; rebooting");
+    reboot_soon(node, &format!("rollback to slot {target}"))?;
+    Ok(target)
+}
+
+/// The Rollback RPC.
+pub async fn handle_rollback(node: &Arc<Node>) -> Result<Response<()>, Status> {
+    rollback(node).await.map(|_| Response::new(())).map_err(|e| to_status(&e))
+}

@@ -1,0 +1,271 @@
+//! The Upgrade RPC's client stream: for each asset a header (name, size,
+//! version, stage), its bytes in chunks, then its sha256. Every asset is
+//! written into the inactive slot's staging directory and fsynced; when the
+//! stream ends complete, the staging directory replaces the slot and GRUB's
+//! one-shot flag names it. Anything else leaves the slot and GRUB as they
+//! were.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use api::machine::upgrade_request::Part;
+use api::machine::{UpgradeRequest, UpgradeResponse};
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tonic::Status;
+
+use super::slots::{self, Slots};
+use super::{system, UpgradeError};
+use crate::meta::{keys, Meta};
+use crate::state::Node;
+
+/// What a complete stream wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received {
+    pub slot: &'static str,
+    pub version: String,
+    pub stage: bool,
+    pub files: Vec<(String, u64)>,
+}
+
+struct Open {
+    asset: String,
+    path: PathBuf,
+    file: File,
+    hasher: Sha256,
+    expected: u64,
+    written: u64,
+}
+
+/// Writes the stream into `target`'s staging directory and, when it is
+/// complete and every checksum holds, commits it and sets the one-shot
+/// boot. `meta` follows each step.
+pub async fn write_slot<S>(
+    slots: &Slots,
+    meta: &Meta,
+    booted: &'static str,
+    mut stream: S,
+) -> Result<Received, UpgradeError>
+where
+    S: Stream<Item = Result<UpgradeRequest, Status>> + Unpin,
+{
+    let target = slots::other(booted);
+    // A one-shot boot of the slot being rewritten must not happen while it
+    // is half written.
+    if slots.env().next_slot() == Some(target) {
+        slots.update_env(|e| e.set(super::grubenv::NEXT, ""))?;
+    }
+    meta.update(|v| {
+        v.insert(keys::UPGRADE_STATE.into(), keys::state::WRITING.into());
+        v.insert(keys::UPGRADE_SLOT.into(), target.into());
+        v.insert(keys::UPGRADE_FROM.into(), booted.into());
+        v.insert(keys::UPGRADE_VERSION.into(), String::new());
+        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+    })?;
+    let staging = slots.start_staging(target)?;
+    let io = |what: &'static str, path: &PathBuf| {
+        let path = path.clone();
+        move |source| UpgradeError::Slot(slots::SlotError::Io { what, path, source })
+    };
+    let mut open: Option<Open> = None;
+    let mut received = Received { slot: target, version: String::new(), stage: false, files: Vec::new() };
+    while let Some(msg) = stream.next().await {
+        let msg = msg.map_err(|s| UpgradeError::Stream(s.message().to_string(), target))?;
+        match msg.part {
+            Some(Part::Header(h)) => {
+                if let Some(o) = &open {
+                    return Err(UpgradeError::Protocol(format!("{} ended without its sha256", o.asset)));
+                }
+                let name = slots::asset_file(&h.asset).ok_or_else(|| {
+                    UpgradeError::Protocol(format!("unknown asset {:?} (kernel, initramfs or payload)", h.asset))
+                })?;
+                if received.files.iter().any(|(f, _)| f == name) {
+                    return Err(UpgradeError::Protocol(format!("{} was sent twice", h.asset)));
+                }
+                if !h.version.is_empty() {
+                    received.version = h.version.clone();
+                }
+                received.stage |= h.stage;
+                let path = staging.join(name);
+                let file = File::create(&path).map_err(io("creating", &path))?;
+                open = Some(Open { asset: h.asset, path, file, hasher: Sha256::new(), expected: h.size, written: 0 });
+            }
+            Some(Part::Chunk(bytes)) => {
+                let o = open.as_mut().ok_or_else(|| UpgradeError::Protocol("data before any header".into()))?;
+                o.file.write_all(&bytes).map_err(io("writing", &o.path))?;
+                o.hasher.update(&bytes);
+                o.written += bytes.len() as u64;
+            }
+            Some(Part::Sha256(hex)) => {
+                let o = open.take().ok_or_else(|| UpgradeError::Protocol("sha256 before any header".into()))?;
+                let got = hex::encode(o.hasher.finalize());
+                if !got.eq_ignore_ascii_case(hex.trim()) {
+                    return Err(UpgradeError::Checksum { asset: o.asset, expected: hex, got, slot: target });
+                }
+                if o.written != o.expected {
+                    return Err(UpgradeError::Size { asset: o.asset, expected: o.expected, got: o.written });
+                }
+                o.file.sync_all().map_err(io("syncing", &o.path))?;
+                let name = o.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                crate::console!("upgrade: received {} ({} bytes) for slot {target}", o.asset, o.written);
+                received.files.push((name, o.written));
+            }
+            None => return Err(UpgradeError::Protocol("an empty message".into())),
+        }
+    }
+    if let Some(o) = open {
+        return Err(UpgradeError::Protocol(format!("the stream ended in the middle of {}", o.asset)));
+    }
+    for (asset, file) in [("kernel", "vmlinuz"), ("initramfs", "initramfs.img")] {
+        if !received.files.iter().any(|(f, _)| f == file) {
+            return Err(UpgradeError::Missing(asset));
+        }
+    }
+    slots.commit_staging(target)?;
+    meta.update(|v| {
+        v.insert(keys::UPGRADE_STATE.into(), keys::state::TRYING.into());
+        v.insert(keys::UPGRADE_VERSION.into(), received.version.clone());
+        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+    })?;
+    slots.try_once(target)?;
+    Ok(received)
+}
+
+/// The Upgrade RPC on this node.
+pub async fn receive<S>(node: &Arc<Node>, stream: S) -> Result<UpgradeResponse, UpgradeError>
+where
+    S: Stream<Item = Result<UpgradeRequest, Status>> + Unpin,
+{
+    let sys = system().ok_or(UpgradeError::Live)?;
+    let booted = sys.booted()?;
+    let _guard = sys.busy.try_lock().map_err(|_| UpgradeError::Busy)?;
+    crate::console!("upgrade: receiving a new system for slot {}", slots::other(booted));
+    let r = match write_slot(&sys.slots, &sys.meta, booted, stream).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = sys.slots.drop_staging(slots::other(booted));
+            let _ = sys.meta.update(|v| {
+                v.insert(keys::UPGRADE_STATE.into(), keys::state::INTERRUPTED.into());
+                v.insert(keys::UPGRADE_ERROR.into(), e.to_string());
+                v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+            });
+            return Err(e);
+        }
+    };
+    let version = if r.version.is_empty() { "a new version".to_string() } else { r.version.clone() };
+    let message = if r.stage {
+        crate::console!("upgrade: slot {} holds {version}; it boots once at the next reboot", r.slot);
+        format!("slot {} holds {version}; it boots once at the next reboot and becomes the default when it comes up healthy", r.slot)
+    } else {
+        crate::console!("upgrade: slot {} holds {version}; rebooting into it", r.slot);
+        super::reboot_soon(node, &format!("upgrade to slot {}", r.slot))?;
+        format!(
+            "slot {} holds {version}; the node reboots into it now and keeps it if it comes up healthy (else slot {} boots again)",
+            r.slot, booted
+        )
+    };
+    Ok(UpgradeResponse { message, slot: r.slot.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::machine::UpgradeHeader;
+
+    fn header(asset: &str, size: usize) -> UpgradeRequest {
+        UpgradeRequest {
+            part: Some(Part::Header(UpgradeHeader { asset: asset.into(), size: size as u64, version: "v9".into(), stage: true })),
+        }
+    }
+    fn chunk(b: &[u8]) -> UpgradeRequest {
+        UpgradeRequest { part: Some(Part::Chunk(b.to_vec())) }
+    }
+    fn digest(b: &[u8]) -> UpgradeRequest {
+        UpgradeRequest { part: Some(Part::Sha256(hex::encode(Sha256::digest(b)))) }
+    }
+    fn asset(asset: &str, b: &[u8]) -> Vec<UpgradeRequest> {
+        vec![header(asset, b.len()), chunk(&b[..b.len() / 2]), chunk(&b[b.len() / 2..]), digest(b)]
+    }
+
+    fn setup() -> (tempfile::TempDir, Slots, Arc<Meta>) {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        let slots = Slots::new(&boot);
+        std::fs::create_dir_all(slots.dir("A")).unwrap();
+        for f in slots::REQUIRED {
+            std::fs::write(slots.dir("A").join(f), b"old").unwrap();
+        }
+        slots.make_default("A").unwrap();
+        let meta_path = dir.path().join("meta");
+        File::create(&meta_path).unwrap().set_len(1 << 20).unwrap();
+        let meta = Meta::open(&meta_path, None).unwrap();
+        (dir, slots, meta)
+    }
+
+    fn stream(msgs: Vec<UpgradeRequest>) -> impl Stream<Item = Result<UpgradeRequest, Status>> + Unpin {
+        futures::stream::iter(msgs.into_iter().map(Ok))
+    }
+
+    #[tokio::test]
+    async fn a_complete_stream_fills_the_other_slot_and_tries_it_once() {
+        let (_d, slots, meta) = setup();
+        let mut msgs = asset("kernel", b"kernel-bytes");
+        msgs.extend(asset("initramfs", b"initramfs-bytes"));
+        let r = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap();
+        assert_eq!(r.slot, "B");
+        assert_eq!(r.version, "v9");
+        assert!(r.stage);
+        assert_eq!(std::fs::read(slots.dir("B").join("vmlinuz")).unwrap(), b"kernel-bytes");
+        let env = slots.env();
+        assert_eq!((env.default_slot(), env.next_slot()), ("A", Some("B")));
+        assert_eq!(meta.get(keys::UPGRADE_STATE).as_deref(), Some(keys::state::TRYING));
+        assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
+    }
+
+    #[tokio::test]
+    async fn bad_or_short_streams_leave_the_slot_and_grub_alone() {
+        let (_d, slots, meta) = setup();
+        // Wrong checksum.
+        let mut msgs = asset("kernel", b"kernel-bytes");
+        msgs[3] = digest(b"other");
+        msgs.extend(asset("initramfs", b"i"));
+        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        assert!(matches!(e, UpgradeError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("slot B was not changed"), "{e}");
+        // Cut off in the middle of an asset (what a power cut or a killed
+        // client looks like from here).
+        let msgs = vec![header("kernel", 10), chunk(b"12345")];
+        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        assert!(e.to_string().contains("in the middle of kernel"), "{e}");
+        // A broken transport.
+        let msgs: Vec<Result<UpgradeRequest, Status>> =
+            vec![Ok(header("kernel", 10)), Err(Status::cancelled("client went away"))];
+        let e = write_slot(&slots, &meta, "A", futures::stream::iter(msgs)).await.unwrap_err();
+        assert!(matches!(e, UpgradeError::Stream(..)), "{e}");
+        // No initramfs.
+        let e = write_slot(&slots, &meta, "A", stream(asset("kernel", b"k"))).await.unwrap_err();
+        assert!(matches!(e, UpgradeError::Missing("initramfs")), "{e}");
+        // Unknown asset, size mismatch.
+        let e = write_slot(&slots, &meta, "A", stream(asset("rootfs", b"r"))).await.unwrap_err();
+        assert!(e.to_string().contains("unknown asset"), "{e}");
+        let mut msgs = asset("kernel", b"kk");
+        msgs[0] = header("kernel", 3);
+        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        assert!(matches!(e, UpgradeError::Size { .. }), "{e}");
+
+        assert!(!slots.dir("B").exists());
+        let env = slots.env();
+        assert_eq!((env.default_slot(), env.next_slot()), ("A", None));
+        assert_eq!(meta.get(keys::UPGRADE_STATE).as_deref(), Some(keys::state::WRITING));
+    }
+
+    #[tokio::test]
+    async fn a_pending_try_of_the_slot_being_rewritten_is_cancelled_first() {
+        let (_d, slots, meta) = setup();
+        slots.try_once("B").unwrap();
+        let _ = write_slot(&slots, &meta, "A", stream(vec![header("kernel", 1)])).await;
+        assert_eq!(slots.env().next_slot(), None);
+    }
+}
