@@ -157,6 +157,16 @@ pub struct Connection {
 
 /// Connects to `node` over TLS and returns a machine API client.
 pub async fn connect(node: &Node, credentials: &Credentials) -> Result<Connection, ClientError> {
+    connect_with_timeout(node, credentials, Some(REQUEST_TIMEOUT)).await
+}
+
+/// Like [`connect`], with calls limited to `timeout` (`None`: no limit,
+/// for calls that stream large uploads such as Upgrade).
+pub async fn connect_with_timeout(
+    node: &Node,
+    credentials: &Credentials,
+    timeout: Option<Duration>,
+) -> Result<Connection, ClientError> {
     let tls = TlsConnector::from(Arc::new(credentials.tls_config()?));
     let server_name = match node.host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -190,10 +200,12 @@ pub async fn connect(node: &Node, credentials: &Credentials) -> Result<Connectio
         })
     };
     // The scheme is http because TLS happens in our connector, not in tonic.
-    let endpoint = Endpoint::from_shared(format!("http://{node}"))
+    let mut endpoint = Endpoint::from_shared(format!("http://{node}"))
         .map_err(|_| ClientError::BadNode(node.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(t) = timeout {
+        endpoint = endpoint.timeout(t);
+    }
     let channel = endpoint
         .connect_with_connector(connector)
         .await

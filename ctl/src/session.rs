@@ -270,6 +270,23 @@ impl NodeClient {
             .unwrap_or_else(|_| Err(format!("{} did not answer in time", self.node)))
     }
 
+    /// The same node over a fresh connection whose calls have no time
+    /// limit (uploads that take as long as the network needs).
+    pub async fn without_call_timeout(&self) -> Result<NodeClient, String> {
+        let endpoints = match &self.route {
+            Route::Direct => std::slice::from_ref(&self.node),
+            Route::Via(endpoints) => endpoints.as_slice(),
+        };
+        let mut last = String::new();
+        for endpoint in endpoints {
+            match client::connect_with_timeout(endpoint, &self.credentials, None).await {
+                Ok(conn) => return Ok(NodeClient { machine: conn.machine, ..self.clone() }),
+                Err(e) => last = format!("{endpoint}: {e}"),
+            }
+        }
+        Err(last)
+    }
+
     /// Whether this client connects without certificates.
     pub fn insecure(&self) -> bool {
         matches!(*self.credentials, Credentials::Insecure)

@@ -26,6 +26,7 @@ pub const TYPES: &[(&str, &[&str])] = &[
     ("disks", &["disk"]),
     ("staticpods", &["staticpod", "sp"]),
     ("events", &["event", "ev"]),
+    ("meta", &[]),
 ];
 
 #[derive(clap::Args, Debug)]
@@ -39,7 +40,8 @@ Examples:
 
 Types (and aliases): machineconfig (mc), machinestatus (ms), services (svc),
 addresses (addr), links, routes, resolvers, hostname, mounts, disks,
-staticpods (sp), events (ev). Other names are sent as given. Secrets in the machine config are shown only to admins.
+staticpods (sp), events (ev), meta (the META partition: upgrade state, boot
+counts, the last failed boot). Other names are sent as given. Secrets in the machine config are shown only to admins.
 With -w the current resources are printed first, then every change.")]
 pub struct Args {
     /// The resource type.
@@ -129,6 +131,21 @@ impl ResourceRecord {
 
 const HEADER: [&str; 5] = ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"];
 
+/// META's keys and values (`get meta`); a long value shows its first
+/// line and how many more there are (`-o yaml` shows all of it).
+pub fn meta_table(records: &[ResourceRecord]) -> Table {
+    let mut t = Table::new(["NODE", "KEY", "VALUE"]);
+    for r in records {
+        let value = r.spec.get("value").and_then(|v| v.as_str()).unwrap_or_default();
+        let mut lines = value.lines();
+        let first: String = lines.next().unwrap_or_default().chars().take(160).collect();
+        let more = lines.count();
+        let shown = if more > 0 { format!("{first} (+{more} lines, -o yaml shows them)") } else { first };
+        t.row([r.node.clone(), r.metadata.id.clone(), shown]);
+    }
+    t
+}
+
 /// The table for listed resources.
 pub fn table(records: &[ResourceRecord]) -> Table {
     let mut t = Table::new(HEADER);
@@ -155,7 +172,11 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let records: Vec<ResourceRecord> = session::successes(&results)
         .flat_map(|(node, list)| list.iter().map(move |r| ResourceRecord::new(node, r, None)))
         .collect();
-    output::print_records(args.output, || table(&records), &records)?;
+    output::print_records(
+        args.output,
+        || if resource_type == "meta" { meta_table(&records) } else { table(&records) },
+        &records,
+    )?;
     Ok(session::report_errors(&results))
 }
 

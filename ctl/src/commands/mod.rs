@@ -21,9 +21,12 @@ pub mod mounts;
 pub mod processes;
 pub mod read;
 pub mod reboot;
+pub mod reset;
+pub mod rollback;
 pub mod service;
 pub mod services;
 pub mod shutdown;
+pub mod upgrade;
 pub mod validate;
 pub mod version;
 
@@ -73,6 +76,12 @@ pub enum Command {
     Reboot(reboot::Args),
     /// Power nodes off.
     Shutdown(shutdown::Args),
+    /// Install a new system image in the inactive boot slot and boot it.
+    Upgrade(upgrade::Args),
+    /// Boot the other slot (the system before the last upgrade).
+    Rollback(rollback::Args),
+    /// Wipe nodes back to maintenance mode.
+    Reset(reset::Args),
     /// Edit the client config: endpoints, nodes, contexts.
     #[command(subcommand)]
     Config(cairnconfig::ConfigCommand),
@@ -101,6 +110,9 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Events(a) => events::run(a, &global).await,
         Command::Reboot(a) => reboot::run(a, &global).await,
         Command::Shutdown(a) => shutdown::run(a, &global).await,
+        Command::Upgrade(a) => upgrade::run(a, &global).await,
+        Command::Rollback(a) => rollback::run(a, &global).await,
+        Command::Reset(a) => reset::run(a, &global).await,
         Command::Config(c) => cairnconfig::run(c, &global).await,
     }
 }

@@ -1,0 +1,264 @@
+//! `cairnctl upgrade --image <dir>`: stream a new kernel, initramfs (and
+//! Kubernetes payload) to nodes over the Upgrade RPC, each with its
+//! sha256; the node writes them to its inactive slot and boots it once.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use api::machine::upgrade_request::Part;
+use api::machine::{UpgradeHeader, UpgradeRequest};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use super::apply_config::parse_duration;
+use super::reboot::went_down;
+use crate::global::GlobalArgs;
+use crate::session::{self, Session};
+use crate::wait;
+
+/// Bytes per message (apid forwards messages up to 4 MiB).
+const CHUNK: usize = 1 << 20;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  cairnctl -n 10.5.0.2 upgrade --image _out/
+  cairnctl -n 10.5.0.2 upgrade --image /srv/cairn-v0.2.0 --stage
+  cairnctl -n 10.5.0.2,10.5.0.3 upgrade --image _out/ --wait
+
+The directory holds vmlinuz and initramfs.img, and payload.sqsh when the image
+has a Kubernetes payload (an image build's output directory does). The node
+writes them to the slot it is not running, then boots that slot once; it
+becomes the default only when the node comes up healthy on it, else the old
+slot boots again by itself (`cairnctl get meta` says why). Needs an admin
+certificate.")]
+pub struct Args {
+    /// Directory with vmlinuz, initramfs.img and optionally payload.sqsh.
+    #[arg(long, value_name = "DIR")]
+    pub image: PathBuf,
+    /// Write the new slot but boot it only at the next reboot.
+    #[arg(long)]
+    pub stage: bool,
+    /// Wait until the nodes are back and print their versions.
+    #[arg(long, conflicts_with = "stage")]
+    pub wait: bool,
+    /// With --wait: how long a node may take to come back.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15m")]
+    pub timeout: Duration,
+}
+
+/// One file to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    /// The Upgrade RPC's asset name: kernel, initramfs, payload.
+    pub name: &'static str,
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The assets in `dir`, with their sizes and digests.
+pub fn image_assets(dir: &Path) -> anyhow::Result<Vec<Asset>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--image {}: expected a directory holding vmlinuz and initramfs.img (e.g. an image build's _out/)",
+            dir.display()
+        );
+    }
+    let mut assets = Vec::new();
+    for (name, file, required) in
+        [("kernel", "vmlinuz", true), ("initramfs", "initramfs.img", true), ("payload", "payload.sqsh", false)]
+    {
+        let path = dir.join(file);
+        if !path.is_file() {
+            if required {
+                anyhow::bail!("--image {}: no {file} there", dir.display());
+            }
+            continue;
+        }
+        let (size, sha256) = digest(&path)?;
+        assets.push(Asset { name, path, size, sha256 });
+    }
+    Ok(assets)
+}
+
+fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// The version an image build wrote next to its files (`version`), if any.
+pub fn image_version(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("version"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The request stream for `assets`: per asset a header, chunks, sha256.
+/// Files are read as the stream is polled; `progress` counts the bytes.
+pub fn requests(
+    assets: Vec<Asset>,
+    version: String,
+    stage: bool,
+    progress: ProgressBar,
+) -> impl futures::Stream<Item = UpgradeRequest> + Send + 'static {
+    enum Step {
+        Header(usize),
+        Data(usize, std::fs::File),
+        Done,
+    }
+    futures::stream::unfold(Step::Header(0), move |step| {
+        let assets = assets.clone();
+        let version = version.clone();
+        let progress = progress.clone();
+        async move {
+            match step {
+                Step::Header(i) => {
+                    let a = assets.get(i)?;
+                    let file = match std::fs::File::open(&a.path) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            progress.abandon_with_message(format!("cannot read {}: {e}", a.path.display()));
+                            return None;
+                        }
+                    };
+                    progress.set_message(a.name);
+                    let header = UpgradeHeader { asset: a.name.into(), size: a.size, version, stage };
+                    Some((UpgradeRequest { part: Some(Part::Header(header)) }, Step::Data(i, file)))
+                }
+                Step::Data(i, mut file) => {
+                    let mut buf = vec![0u8; CHUNK];
+                    match file.read(&mut buf) {
+                        Ok(0) => {
+                            let sha = assets[i].sha256.clone();
+                            let next = if i + 1 < assets.len() { Step::Header(i + 1) } else { Step::Done };
+                            Some((UpgradeRequest { part: Some(Part::Sha256(sha)) }, next))
+                        }
+                        Ok(n) => {
+                            buf.truncate(n);
+                            progress.inc(n as u64);
+                            Some((UpgradeRequest { part: Some(Part::Chunk(buf)) }, Step::Data(i, file)))
+                        }
+                        Err(e) => {
+                            progress.abandon_with_message(format!("reading {}: {e}", assets[i].path.display()));
+                            None
+                        }
+                    }
+                }
+                Step::Done => None,
+            }
+        }
+    })
+}
+
+pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let assets = image_assets(&args.image)?;
+    let version = image_version(&args.image);
+    let total: u64 = assets.iter().map(|a| a.size).sum();
+    let names: Vec<String> =
+        assets.iter().map(|a| format!("{} ({})", a.name, crate::output::bytes(a.size))).collect();
+    eprintln!(
+        "upgrade: {}{} from {}",
+        names.join(", "),
+        if version.is_empty() { String::new() } else { format!(", version {version}") },
+        args.image.display()
+    );
+    let session = Session::open(global).await?;
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let results = session
+        .each(|c| {
+            let bar = bars.add(ProgressBar::new(total).with_style(style.clone()).with_prefix(c.node.to_string()));
+            let stream = requests(assets.clone(), version.clone(), args.stage, bar.clone());
+            async move {
+                let c = c.without_call_timeout().await?;
+                let response = c.machine().upgrade(c.request(stream)).await;
+                bar.finish_and_clear();
+                match response {
+                    Ok(r) => Ok(Some(r.into_inner().message)),
+                    // The node rebooting as it answers.
+                    Err(s) if went_down(&s) => Ok(None),
+                    Err(s) => Err(c.explain(&s, "Upgrade")),
+                }
+            }
+        })
+        .await;
+    for (node, message) in session::successes(&results) {
+        match message {
+            Some(m) => eprintln!("{node}: {m}"),
+            None => eprintln!("{node}: upgraded; rebooting"),
+        }
+    }
+    let mut code = session::report_errors(&results);
+    if args.wait {
+        let accepted: Vec<_> = session
+            .clients
+            .iter()
+            .flatten()
+            .filter(|c| results.iter().any(|r| r.node == c.node.to_string() && r.result.is_ok()))
+            .cloned()
+            .collect();
+        let waited = wait::until_rebooted(&accepted, args.timeout).await;
+        if session::report_errors(&waited) != ExitCode::SUCCESS {
+            code = ExitCode::FAILURE;
+        }
+        for c in &accepted {
+            match c.probe_version(Duration::from_secs(10)).await {
+                Ok(v) => eprintln!("{}: running {} in slot {}", c.node, v.version, v.booted_slot),
+                Err(e) => eprintln!("{}: {e}", c.node),
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn streams_header_chunks_and_digest_per_asset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), vec![1u8; CHUNK + 10]).unwrap();
+        std::fs::write(dir.path().join("initramfs.img"), b"init").unwrap();
+        std::fs::write(dir.path().join("version"), "v9.9.9 abc\n").unwrap();
+        let assets = image_assets(dir.path()).unwrap();
+        assert_eq!(assets.iter().map(|a| a.name).collect::<Vec<_>>(), ["kernel", "initramfs"]);
+        assert_eq!(image_version(dir.path()), "v9.9.9");
+        let bar = ProgressBar::hidden();
+        let msgs: Vec<UpgradeRequest> = requests(assets.clone(), "v9".into(), false, bar.clone()).collect().await;
+        let kinds: Vec<&str> = msgs
+            .iter()
+            .map(|m| match m.part.as_ref().unwrap() {
+                Part::Header(_) => "h",
+                Part::Chunk(_) => "c",
+                Part::Sha256(_) => "s",
+            })
+            .collect();
+        assert_eq!(kinds, ["h", "c", "c", "s", "h", "c", "s"]);
+        assert_eq!(bar.position(), (CHUNK + 10 + 4) as u64);
+        let Part::Sha256(s) = msgs[6].part.as_ref().unwrap() else { panic!() };
+        assert_eq!(*s, hex::encode(Sha256::digest(b"init")));
+        let err = image_assets(&dir.path().join("nope")).unwrap_err().to_string();
+        assert!(err.contains("expected a directory"), "{err}");
+        std::fs::remove_file(dir.path().join("initramfs.img")).unwrap();
+        assert!(image_assets(dir.path()).unwrap_err().to_string().contains("no initramfs.img"));
+    }
+}
