@@ -162,6 +162,9 @@ qemu-img convert -f raw -O qcow2 "$OUT/metal-amd64.raw" "$OUT/metal-amd64.qcow2"
 step "ISO (xorriso, El Torito BIOS + UEFI, hybrid)"
 grub_build_iso "$work/iso" "$OUT/metal-amd64.iso"
 
+# What `cairnctl upgrade --image $OUT` tells the node it sends.
+printf '%s %s\n' "$CAIRN_VERSION" "$CAIRN_BUILD_ID" >"$OUT/version"
+
 step "sha256sums"
 (cd "$OUT" && sha256sum vmlinuz initramfs.img metal-amd64.raw metal-amd64.qcow2 metal-amd64.iso >sha256sums)
 step_done
