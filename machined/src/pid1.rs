@@ -277,6 +277,8 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     if let Err(e) = &state {
         console!("disk: STATE: {e}");
     }
+    // Installed node: BOOT, META, and the upgrade this boot may settle.
+    crate::upgrade::on_boot(&sys, &node, &devices).await;
 
     // Network, hostname.
     let net = match Network::connect() {
