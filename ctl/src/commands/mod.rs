@@ -5,14 +5,18 @@ use std::process::ExitCode;
 use crate::global::GlobalArgs;
 
 pub mod apply_config;
+pub mod bootstrap;
 pub mod cairnconfig;
 pub mod completion;
 pub mod confirm;
 pub mod disks;
 pub mod dmesg;
+pub mod etcd;
 pub mod events;
 pub mod gen;
 pub mod get;
+pub mod health;
+pub mod kubeconfig;
 pub mod logs;
 pub mod ls;
 pub mod machineconfig;
@@ -85,6 +89,15 @@ pub enum Command {
     /// Edit the client config: endpoints, nodes, contexts.
     #[command(subcommand)]
     Config(cairnconfig::ConfigCommand),
+    /// Start etcd on one control-plane node as a new cluster (once).
+    Bootstrap(bootstrap::Args),
+    /// Fetch the admin kubeconfig (merged into ~/.kube/config by default).
+    Kubeconfig(kubeconfig::Args),
+    /// etcd: list members, save a snapshot.
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
+    /// Wait until etcd, the API server, the nodes and cluster DNS are healthy.
+    Health(health::Args),
 }
 
 pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -114,5 +127,9 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Rollback(a) => rollback::run(a, &global).await,
         Command::Reset(a) => reset::run(a, &global).await,
         Command::Config(c) => cairnconfig::run(c, &global).await,
+        Command::Bootstrap(a) => bootstrap::run(a, &global).await,
+        Command::Kubeconfig(a) => kubeconfig::run(a, &global).await,
+        Command::Etcd(c) => etcd::run(c, &global).await,
+        Command::Health(a) => health::run(a, &global).await,
     }
 }
