@@ -73,6 +73,9 @@ pub enum Boot {
     Iso(PathBuf),
     /// The raw disk image, through a qcow2 overlay so it is never written.
     Disk(PathBuf),
+    /// No boot medium: the firmware boots the first of [`VmConfig::disks`]
+    /// (an installed disk).
+    Disks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,9 @@ pub struct VmConfig {
     pub forwards: Vec<(u16, u16)>,
     /// Host port for apid; a free one when `None`.
     pub apid_port: Option<u16>,
+    /// Disk files the test owns (qcow2 by extension, else raw), attached
+    /// writable as virtio disks after the boot medium; they outlive the VM.
+    pub disks: Vec<PathBuf>,
 }
 
 impl VmConfig {
@@ -109,6 +115,7 @@ impl VmConfig {
             no_reboot: false,
             forwards: Vec::new(),
             apid_port: None,
+            disks: Vec::new(),
         }
     }
 
@@ -133,6 +140,13 @@ impl VmConfig {
 
     pub fn disk(name: &str, images: &Images, firmware: Firmware) -> Result<Self, VmError> {
         Ok(Self::new(name, Boot::Disk(images.raw()?), firmware))
+    }
+
+    /// Boots from `disks` alone (the first one), e.g. an installed disk.
+    pub fn from_disks(name: &str, disks: Vec<PathBuf>, firmware: Firmware) -> Self {
+        let mut c = Self::new(name, Boot::Disks, firmware);
+        c.disks = disks;
+        c
     }
 
     /// How long a boot to the API may take with this configuration.
@@ -237,6 +251,12 @@ impl VmConfig {
                     &format!("file={},format=qcow2,if=virtio", qemu_path(overlay)),
                 ]);
             }
+            Boot::Disks => {}
+        }
+        for d in &self.disks {
+            let format = if d.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+            a.push("-drive".into());
+            a.push(format!("file={},format={format},if=virtio", qemu_path(d)).into());
         }
         a
     }
@@ -564,6 +584,20 @@ mod tests {
             a[a.iter().position(|x| x == "-kernel").unwrap() + 1],
             "/o/vmlinuz"
         );
+    }
+
+    #[test]
+    fn extra_disks_are_writable_virtio_drives_after_the_medium() {
+        let mut c = config(Boot::Iso("/o/metal-amd64.iso".into()), Firmware::SeaBios);
+        c.disks = vec!["/t/blank.qcow2".into(), "/t/used.raw".into()];
+        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        let iso = a.find("metal-amd64.iso").unwrap();
+        let blank = a.find("file=/t/blank.qcow2,format=qcow2,if=virtio").unwrap();
+        let used = a.find("file=/t/used.raw,format=raw,if=virtio").unwrap();
+        assert!(iso < blank && blank < used, "{a}");
+        let d = VmConfig::from_disks("d", vec!["/t/blank.qcow2".into()], Firmware::SeaBios);
+        let a = strings(&d.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        assert!(a.contains("file=/t/blank.qcow2,format=qcow2,if=virtio") && !a.contains("-boot"), "{a}");
     }
 
     #[test]
