@@ -1,7 +1,9 @@
 //! Turns one DNS query into one response: cluster names from the zone snapshot (with
 //! authority), everything else from the upstream forwarder.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
@@ -27,7 +29,14 @@ pub struct Resolver {
     origin: LowerName,
     zone: ZoneHandle,
     forwarder: Forwarder,
+    started: Instant,
+    /// Seconds after `started` of the last forwarding warning (0: none yet).
+    last_warning: AtomicU64,
+    suppressed: AtomicU64,
 }
+
+/// Forwarding failures are logged at warn level at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 impl Resolver {
     pub fn new(origin: &hickory_proto::rr::Name, zone: ZoneHandle, forwarder: Forwarder) -> Self {
@@ -35,6 +44,9 @@ impl Resolver {
             origin: LowerName::new(origin),
             zone,
             forwarder,
+            started: Instant::now(),
+            last_warning: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
         }
     }
 
@@ -129,12 +141,28 @@ impl Resolver {
                     response.additionals = upstream.additionals;
                 }
                 Err(err) => {
-                    tracing::warn!(%err, "forwarding failed");
+                    self.warn_forwarding(&err);
                     response.metadata.response_code = ResponseCode::ServFail;
                 }
             },
         }
         response
+    }
+
+    /// Logs a forwarding failure at most once per [`WARN_EVERY`]: with the upstream down
+    /// every query fails, and one line per query would drown the log.
+    fn warn_forwarding(&self, err: &crate::upstream::UpstreamError) {
+        let now = self.started.elapsed().as_secs();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let suppressed = self.suppressed.fetch_add(1, Ordering::Relaxed);
+        if (last == 0 || now >= last + WARN_EVERY.as_secs())
+            && self.last_warning.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.suppressed.store(0, Ordering::Relaxed);
+            tracing::warn!(%err, similar_failures_since_last_warning = suppressed, "forwarding failed");
+        } else {
+            tracing::debug!(%err, "forwarding failed");
+        }
     }
 
     /// An ExternalName Service answered with a CNAME: add the target's records (from

@@ -61,6 +61,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // One thread: answering a query is a hash lookup or a wait on a socket, and a
     // single thread keeps the resident memory lowest.
@@ -115,9 +117,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     match &args.from_file {
         Some(path) => {
-            let objects = dns::objects::load(path).context("--from-file")?;
-            let zone = Zone::build(&settings, &objects.services, &objects.endpoints);
-            tracing::info!(services = objects.services.len(), endpoints = objects.endpoints.len(), path = %path.display(), "serving objects from file");
+            // The objects are dropped once the zone is built: only the zone is served.
+            let zone = {
+                let objects = dns::objects::load(path).context("--from-file")?;
+                tracing::info!(services = objects.services.len(), endpoints = objects.endpoints.len(), path = %path.display(), "serving objects from file");
+                Zone::build(&settings, &objects.services, &objects.endpoints)
+            };
             zone_tx.send_replace(Some(Arc::new(zone)));
             ready.store(true, Ordering::Relaxed);
         }
