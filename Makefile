@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps kernel image test unit-test vm-test bench cluster cluster-down clean
+.PHONY: help deps kernel image image-upgrade test unit-test vm-test bench cluster cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,10 +24,14 @@ image: deps kernel ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _
 unit-test: deps ## Run the unit and crate tests (no VMs)
 	cargo test --workspace --exclude cairn-tests
 
-vm-test: image ## Run the QEMU tests against the images in _out/
+# The upgrade tests move a node to a second image with another version.
+image-upgrade: image ## Build the second image (another version) the upgrade tests use, into _out/upgrade/
+	@OUT=$(OUT)/upgrade CAIRN_VERSION=$$(cut -d' ' -f1 $(OUT)/version)-upgrade images/build-image.sh
+
+vm-test: image image-upgrade ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
-test: deps image ## Run every test: crate tests, then QEMU tests
+test: deps image image-upgrade ## Run every test: crate tests, then QEMU tests
 	cargo test --workspace --exclude cairn-tests
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 

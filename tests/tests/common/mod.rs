@@ -149,17 +149,14 @@ pub fn blank_disk(path: &Path, size: &str) {
 }
 
 /// The second image (another version) the upgrade tests move to:
-/// `$CAIRN_UPGRADE_OUT`, else `<images>-upgrade` next to the first.
+/// `$CAIRN_UPGRADE_OUT`, else `upgrade/` in the first image's directory
+/// (`make image-upgrade` builds it there).
 pub fn upgrade_images(first: &Path) -> PathBuf {
-    let dir = std::env::var_os("CAIRN_UPGRADE_OUT").map(PathBuf::from).unwrap_or_else(|| {
-        let mut p = first.as_os_str().to_owned();
-        p.push("-upgrade");
-        PathBuf::from(p)
-    });
+    let dir = std::env::var_os("CAIRN_UPGRADE_OUT").map(PathBuf::from).unwrap_or_else(|| first.join("upgrade"));
     assert!(
         dir.join("vmlinuz").is_file() && dir.join("initramfs.img").is_file(),
         "no second image in {}: build one with another version, e.g. \
-         `OUT={} CAIRN_VERSION=v0.0.0-upgrade images/build-image.sh` (make vm-test does)",
+         `OUT={} CAIRN_VERSION=v0.0.0-upgrade images/build-image.sh` (make image-upgrade does)",
         dir.display(),
         dir.display()
     );
