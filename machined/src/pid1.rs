@@ -211,17 +211,18 @@ impl NetworkReady {
 }
 
 fn spawn_network_configuration(
+    node: &Arc<Node>,
     net: Option<Network>,
     link: Option<network::link::Link>,
-    kernel_autoconfig: bool,
-    hostname: String,
 ) -> NetworkReady {
     let (tx, rx) = tokio::sync::watch::channel(None);
+    let node = node.clone();
     tokio::spawn(async move {
-        match (&net, &link) {
-            (Some(n), Some(l)) => n.configure(l, kernel_autoconfig, &hostname).await,
-            (_, None) => console!("network: no Ethernet link found"),
-            _ => {}
+        if link.is_none() {
+            console!("network: no Ethernet link found");
+        }
+        if let Some(n) = &net {
+            network::configurator::start(&node, n.clone()).wait().await;
         }
         let addresses = match &net {
             Some(n) => n.node_addresses().await,
@@ -301,6 +302,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let hostname = cmdline
         .hostname()
         .map(str::to_string)
+        .or_else(|| cmdline.ip().and_then(Result::ok).and_then(|ip| ip.hostname().map(str::to_string)))
         .unwrap_or_else(|| crate::state::default_hostname(link.as_ref().and_then(|l| l.mac)));
     if let Err(e) = nix::unistd::sethostname(&hostname) {
         console!("cannot set the hostname: {e}");
@@ -312,13 +314,13 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         let _ = network::resolv::write_atomic(
             etc,
             "resolv.conf",
-            &network::resolv::resolv_conf(&[], None),
+            &network::resolv::resolv_conf(&[], None, "nothing yet"),
         );
     }
     // DHCP runs in the background: apid (and its maintenance certificate)
     // does not need an address to start listening, and under emulation the
     // lease takes about half a second that boot-to-API should not wait for.
-    let network_ready = spawn_network_configuration(net.clone(), link, cmdline.kernel_ip_autoconfig(), hostname.clone());
+    let network_ready = spawn_network_configuration(&node, net.clone(), link);
 
     // The machine config: STATE's files first (a staged config, an
     // unconfirmed try), then the sources in order.

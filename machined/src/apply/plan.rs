@@ -31,11 +31,11 @@ pub const RULES: &[(&str, Impact)] = &[
     // Read when these services start.
     ("machine.kubelet", Impact::Live(&["kubelet"])),
     ("machine.registries", Impact::Live(&["containerd"])),
-    ("machine.time", Impact::Live(&["timed"])),
-    // Links, addresses and routes are set up at boot; the disk layout and
-    // the node's role decide what boots; the cluster settings are baked
-    // into etcd and the control plane when they start.
-    ("machine.network", Impact::Reboot),
+    // The time and network controllers follow the running config.
+    ("machine.time", Impact::Live(&[])),
+    ("machine.network", Impact::Live(&[])),
+    // The disk layout and the node's role decide what boots; the cluster
+    // settings are baked into etcd and the control plane when they start.
     ("machine.install", Impact::Reboot),
     ("machine.type", Impact::Reboot),
     ("machine.features", Impact::Reboot),
@@ -156,7 +156,8 @@ mod tests {
     #[test]
     fn longest_prefix_wins_and_unknown_fields_reboot() {
         assert_eq!(impact("machine.network.hostname"), Impact::Live(&[]));
-        assert_eq!(impact("machine.network.interfaces"), Impact::Reboot);
+        assert_eq!(impact("machine.network.interfaces"), Impact::Live(&[]));
+        assert_eq!(impact("machine.time.servers"), Impact::Live(&[]));
         assert_eq!(impact("machine.features.rbac"), Impact::Live(&["apid"]));
         assert_eq!(impact("machine.sysctls.net.ipv4.ip_forward"), Impact::Live(&[]));
         assert_eq!(impact("machine.certSansX"), Impact::Reboot);

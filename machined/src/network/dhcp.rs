@@ -13,6 +13,9 @@ use dhcproto::{Decodable, Encodable};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use futures::future::BoxFuture;
+
+use super::lease::{Renewal, Transport};
 use super::NetworkError;
 
 const CLIENT_PORT: u16 = 68;
@@ -27,6 +30,10 @@ pub struct Lease {
     pub dns: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub hostname: Option<String>,
+    /// Option 26: the link MTU the server asks for.
+    pub mtu: Option<u16>,
+    /// Option 121 (classless static routes): destination, prefix, gateway.
+    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     pub server: Ipv4Addr,
     pub lease_time: Duration,
     /// T1: when to start renewing with the server that granted the lease.
@@ -88,6 +95,8 @@ const PARAMS: &[OptionCode] = &[
     OptionCode::AddressLeaseTime,
     OptionCode::Renewal,
     OptionCode::Rebinding,
+    OptionCode::InterfaceMtu,
+    OptionCode::ClasslessStaticRoute,
 ];
 
 impl Client {
@@ -188,11 +197,7 @@ impl Client {
     }
 
     /// Renews (unicast to the lease's server) or rebinds (broadcast).
-    pub async fn renew(
-        &self,
-        lease: &Lease,
-        rebinding: bool,
-    ) -> Result<Option<Lease>, NetworkError> {
+    pub async fn renew(&self, lease: &Lease, rebinding: bool) -> Result<Renewal, NetworkError> {
         let sock = open_socket(&self.ifname)?;
         let to = if rebinding {
             SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT)
@@ -210,13 +215,38 @@ impl Client {
         )
         .await?
         {
-            Some(r) if r.opts().has_msg_type(MessageType::Ack) => parse_lease(&r).map(Some),
-            Some(_) => Err(NetworkError::Dhcp {
-                what: "renew the lease",
-                message: "the server declined (NAK)".into(),
-            }),
-            None => Ok(None),
+            Some(r) if r.opts().has_msg_type(MessageType::Ack) => parse_lease(&r).map(Renewal::Ack),
+            Some(_) => Ok(Renewal::Nak),
+            None => Ok(Renewal::NoAnswer),
         }
+    }
+
+    /// Gives the address back (DHCPRELEASE, unicast to the server; no
+    /// answer comes).
+    pub async fn release(&self, lease: &Lease) -> Result<(), NetworkError> {
+        let sock = open_socket(&self.ifname)?;
+        let mut m = self.base(rand_xid(), MessageType::Release, lease.address);
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(lease.server));
+        send(&sock, &m, SocketAddrV4::new(lease.server, SERVER_PORT)).await
+    }
+}
+
+/// How long one acquisition may take before the state machine backs off.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Transport for Client {
+    fn acquire(&self) -> BoxFuture<'_, Result<Lease, NetworkError>> {
+        Box::pin(self.acquire(ACQUIRE_TIMEOUT))
+    }
+    fn renew<'a>(&'a self, lease: &'a Lease, rebinding: bool) -> BoxFuture<'a, Result<Renewal, NetworkError>> {
+        Box::pin(self.renew(lease, rebinding))
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.release(lease).await {
+                tracing::debug!(error = %e, "DHCP release");
+            }
+        })
     }
 }
 
@@ -298,6 +328,17 @@ pub fn parse_lease(ack: &Message) -> Result<Lease, NetworkError> {
         Some(DhcpOption::Hostname(h)) if !h.is_empty() => Some(h.clone()),
         _ => None,
     };
+    let mtu = match o.get(OptionCode::InterfaceMtu) {
+        Some(DhcpOption::InterfaceMtu(m)) if *m >= 576 => Some(*m),
+        _ => None,
+    };
+    let routes = match o.get(OptionCode::ClasslessStaticRoute) {
+        Some(DhcpOption::ClasslessStaticRoute(r)) => r
+            .iter()
+            .map(|(net, gw)| (net.network(), net.prefix_len(), *gw))
+            .collect(),
+        _ => Vec::new(),
+    };
     let server = match o.get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(s)) => *s,
         _ => ack.siaddr(),
@@ -318,6 +359,8 @@ pub fn parse_lease(ack: &Message) -> Result<Lease, NetworkError> {
         dns,
         domain,
         hostname,
+        mtu,
+        routes,
         server,
         lease_time,
         renew_after,
@@ -357,6 +400,12 @@ mod tests {
         )]));
         o.insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)));
         o.insert(DhcpOption::AddressLeaseTime(86400));
+        o.insert(DhcpOption::InterfaceMtu(1400));
+        o.insert(DhcpOption::Hostname("node7".into()));
+        o.insert(DhcpOption::ClasslessStaticRoute(vec![(
+            "192.168.50.0/24".parse().unwrap(),
+            Ipv4Addr::new(10, 0, 2, 1),
+        )]));
         m
     }
 
@@ -403,6 +452,12 @@ mod tests {
         assert_eq!(lease.lease_time, Duration::from_secs(86400));
         assert_eq!(lease.renew_after, Duration::from_secs(43200));
         assert_eq!(lease.rebind_after, Duration::from_secs(75600));
+        assert_eq!(lease.mtu, Some(1400));
+        assert_eq!(lease.hostname.as_deref(), Some("node7"));
+        assert_eq!(
+            lease.routes,
+            vec![(Ipv4Addr::new(192, 168, 50, 0), 24, Ipv4Addr::new(10, 0, 2, 1))]
+        );
 
         let renew = client().request_renew(10, &lease);
         assert_eq!(renew.ciaddr(), lease.address);

@@ -21,6 +21,9 @@ pub struct Link {
     /// Backed by hardware (a `device` in sysfs), unlike bond0, dummy0 and
     /// other virtual links the kernel may create at boot.
     pub is_physical: bool,
+    pub mtu: u32,
+    /// The bond (or bridge) this link is a port of.
+    pub controller: Option<u32>,
 }
 
 /// An address on a link.
@@ -50,9 +53,13 @@ pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
         .map(|m| {
             let mut name = String::new();
             let mut mac = None;
+            let mut mtu = 0;
+            let mut controller = None;
             for a in &m.attributes {
                 match a {
                     LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Mtu(v) => mtu = *v,
+                    LinkAttribute::Controller(c) => controller = Some(*c),
                     LinkAttribute::Address(a) if a.len() == 6 => {
                         let mut b = [0u8; 6];
                         b.copy_from_slice(a);
@@ -72,6 +79,8 @@ pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
                 is_ethernet: m.header.link_layer_type == LinkLayerType::Ether,
                 is_up: m.header.flags.contains(LinkFlags::Up),
                 has_carrier: m.header.flags.contains(LinkFlags::LowerUp),
+                mtu,
+                controller,
             }
         })
         .collect();
@@ -290,8 +299,8 @@ pub async fn del_route(handle: &Handle, r: &Route) -> Result<(), NetworkError> {
     }
 }
 
-/// The link machined configures for now: the first physical Ethernet link
-/// by index.
+/// The link DHCP runs on when nothing says otherwise: the first physical
+/// Ethernet link by index.
 pub fn first_ethernet(links: &[Link]) -> Option<&Link> {
     links.iter().find(|l| l.is_ethernet && l.is_physical)
 }
@@ -310,6 +319,8 @@ mod tests {
             is_up: false,
             has_carrier: false,
             is_physical: physical,
+            mtu: 1500,
+            controller: None,
         };
         let links = vec![
             l(1, "lo", false, false),

@@ -180,7 +180,26 @@ fn leases_and_renews_over_a_veth_pair() {
             let dh0 = links.iter().find(|l| l.name == "dh0").unwrap().clone();
             link::set_up(&net.handle, dh0.index).await.unwrap();
 
-            net.configure(&dh0, false, "netns-test").await;
+            let leases = std::sync::Arc::new(super::dhcp_sink::Leases::default());
+            let sink = super::dhcp_sink::LinkSink {
+                handle: net.handle.clone(),
+                link: "dh0".into(),
+                index: dh0.index,
+                config_mtu: false,
+                leases: leases.clone(),
+            };
+            let client = super::dhcp::Client {
+                ifname: "dh0".into(),
+                mac: dh0.mac.unwrap(),
+                hostname: Some("netns-test".into()),
+            };
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let dhcp = tokio::spawn(async move { super::lease::run(&client, &sink, stop_rx).await });
+            let mut first = leases.first.subscribe();
+            tokio::time::timeout(Duration::from_secs(20), first.wait_for(|b| *b))
+                .await
+                .expect("a lease within 20 s")
+                .unwrap();
             let addrs = link::addresses(&net.handle).await.unwrap();
             assert!(
                 addrs
@@ -205,6 +224,13 @@ fn leases_and_renews_over_a_veth_pair() {
             // Still holding the address after renewals.
             let addrs = link::addresses(&net.handle).await.unwrap();
             assert!(addrs.iter().any(|a| a.ip == CLIENT));
+            assert_eq!(leases.snapshot()["dh0"].dns, vec![SERVER]);
+            // Stopping releases the lease and removes the address.
+            stop.send_replace(true);
+            dhcp.await.unwrap();
+            let addrs = link::addresses(&net.handle).await.unwrap();
+            assert!(!addrs.iter().any(|a| a.ip == CLIENT), "{addrs:?}");
+            assert!(leases.snapshot().is_empty());
         });
     });
     let result = client.join();

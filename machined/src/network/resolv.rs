@@ -1,14 +1,16 @@
 //! /etc/resolv.conf and /etc/hosts. The root is read-only; both are
 //! symlinks into the /system/etc tmpfs, which is written here.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 /// Where /etc/resolv.conf and /etc/hosts point.
 pub const SYSTEM_ETC: &str = "/system/etc";
 
-pub fn resolv_conf(dns: &[Ipv4Addr], domain: Option<&str>) -> String {
-    let mut s = String::from("# written by machined from the DHCP lease\n");
+/// resolv.conf naming at most three servers (the resolver's limit);
+/// `source` says where they came from.
+pub fn resolv_conf(dns: &[IpAddr], domain: Option<&str>, source: &str) -> String {
+    let mut s = format!("# written by machined from {source}\n");
     for d in dns.iter().take(3) {
         s.push_str(&format!("nameserver {d}\n"));
     }
@@ -40,7 +42,8 @@ mod tests {
 
     #[test]
     fn formats_resolv_and_hosts() {
-        let r = resolv_conf(&[Ipv4Addr::new(10, 0, 2, 3)], Some("example.internal"));
+        let r = resolv_conf(&["10.0.2.3".parse().unwrap()], Some("example.internal"), "the DHCP lease");
+        assert!(r.starts_with("# written by machined from the DHCP lease\n"));
         assert!(r.contains("nameserver 10.0.2.3\n"));
         assert!(r.contains("search example.internal\n"));
         let h = hosts("node1", Some("10.0.2.15".parse().unwrap()));
