@@ -116,6 +116,7 @@ chmod 0644 "$rootfs/etc/os-release"
 # The root is read-only; machined writes these under the /system tmpfs.
 ln -s /system/etc/resolv.conf "$rootfs/etc/resolv.conf"
 ln -s /system/etc/hosts "$rootfs/etc/hosts"
+ln -s /system/etc/hostname "$rootfs/etc/hostname"
 # Smoke test: the copied mke2fs runs against the copied libraries only.
 if [ "$(id -u)" -eq 0 ]; then
   chroot "$rootfs" /sbin/mke2fs -V >"$work/mke2fs-check.log" 2>&1 ||
