@@ -35,11 +35,6 @@ const WITH_KUBERNETES: &str = "arrives with Kubernetes support (etcd, kubelet, c
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{rpc} {arrives}")]
-    NotYet {
-        rpc: &'static str,
-        arrives: &'static str,
-    },
     #[error("no service named {0:?}; `cairnctl services` lists them")]
     NoSuchService(String),
     #[error("Kubernetes container logs {WITH_KUBERNETES}")]
@@ -96,7 +91,7 @@ impl From<SupervisorError> for ApiError {
 pub fn to_status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
-        ApiError::NotYet { .. } | ApiError::NoKubernetesLogs => Status::unimplemented(msg),
+        ApiError::NoKubernetesLogs => Status::unimplemented(msg),
         ApiError::NoSuchService(_)
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
@@ -141,10 +136,6 @@ fn pki_status(e: &crate::k8s_pki::K8sPkiError, msg: String) -> Status {
         }
         E::Issue { .. } | E::Write(_) | E::Dir { .. } | E::Read { .. } | E::Task(_) => Status::internal(msg),
     }
-}
-
-fn not_yet<T>(rpc: &'static str, arrives: &'static str) -> Result<T, Status> {
-    Err(to_status(ApiError::NotYet { rpc, arrives }))
 }
 
 /// Whether the caller may see secrets: only `os:admin`, as apid says.

@@ -227,7 +227,7 @@ mod tests {
         };
         let r = MemberRecord::new("10.5.0.2", &m);
         assert_eq!(
-            table(&[r.clone()]).render(),
+            table(std::slice::from_ref(&r)).render(),
             "NODE       ID                 HOSTNAME   PEER URLS               CLIENT URLS             LEARNER\n\
              10.5.0.2   8e9e05c52164694d   cp-1       https://10.5.0.2:2380   https://10.5.0.2:2379   false\n"
         );

@@ -7,16 +7,16 @@
 //!   cluster, exactly once: when the data directory has a member, or etcd
 //!   already runs, it refuses with [`EtcdError::AlreadyBootstrapped`].
 //! - At boot, the Kubernetes sequence (machined/src/kubernetes) starts it by
-//!   itself when [`bootstrapped`] says /var/lib/etcd/member exists:
-//!   `if etcd::bootstrapped(Path::new(DATA_DIR)) { etcd::start(&node, &cfg, &facts).await }`.
+//!   itself when /var/lib/etcd/member exists: [`start_if_bootstrapped`].
 //!
 //! Public surface:
 //! - [`service`]`(&cfg, &facts) -> Service`: the supervisor service (id
 //!   `etcd`), restarted with backoff, healthy when etcd answers a status
 //!   request with a leader. [`EtcdSettings`] and [`service_with`] for other
 //!   paths (tests).
-//! - [`start`]: waits for time sync (certificates and raft leases need a
-//!   sane clock), issues the PKI, registers the service.
+//! - [`start`]: waits (bounded) for time sync with `crate::time::wait_synced`
+//!   (certificates and raft leases need a sane clock), issues the PKI,
+//!   registers the service (`NodeFacts::of(&node)` gives the facts).
 //! - [`client`]: health, member list and snapshots over mutual TLS.
 
 pub mod client;
@@ -243,24 +243,6 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     Service::new(SERVICE_ID, RestartRunner::new(runner, RestartPolicy::Always)).pre(pre).health(health)
 }
 
-/// What the certificates and etcd's flags name about this node: its
-/// hostname and its global addresses (from the address resources, without
-/// loopback and pod links).
-pub fn node_facts(node: &Node) -> NodeFacts {
-    use crate::resources::specs::AddressSpec;
-    let mut addrs: Vec<(bool, u32, IpAddr)> = node
-        .store
-        .specs::<AddressSpec>()
-        .into_iter()
-        .filter(|(_, a)| a.scope == "global" && a.link != "lo" && a.link != "cni0" && !a.link.starts_with("veth"))
-        .filter_map(|(_, a)| Some((a.family != "inet4", a.link_index, a.address.split('/').next()?.parse().ok()?)))
-        .collect();
-    addrs.sort();
-    let mut addresses: Vec<IpAddr> = addrs.into_iter().map(|(_, _, ip)| ip).collect();
-    addresses.dedup();
-    NodeFacts { hostname: node.hostname(), addresses }
-}
-
 /// Starts etcd on this node: waits (bounded) for the clock, issues the
 /// PKI, registers the service. Refuses when etcd is registered already.
 pub async fn start(node: &Arc<Node>, cfg: &MachineConfig, facts: &NodeFacts) -> Result<Arc<ServiceHandle>, EtcdError> {
@@ -291,9 +273,27 @@ pub async fn start_in(
 
 /// Waits (bounded) for the clock to be synchronized: certificates and raft
 /// leases need a sane clock. On timeout it warns and goes on.
-async fn wait_for_clock(_node: &Arc<Node>, _timeout: Duration) {
-    // crate::time::wait_synced lands with the network/time work; until then
-    // the Kubernetes sequence's own wait (step 1) is the only one.
+async fn wait_for_clock(node: &Arc<Node>, timeout: Duration) {
+    if !crate::time::wait_synced(node, timeout).await {
+        crate::console!(
+            "etcd: the clock is not synchronized after {}s; starting anyway (certificates and leases may misbehave)",
+            timeout.as_secs()
+        );
+    }
+}
+
+/// At boot: starts etcd when this node was bootstrapped before (its data
+/// directory has a member); `None` when it was not (etcd then waits for
+/// the Bootstrap RPC).
+pub async fn start_if_bootstrapped(
+    node: &Arc<Node>,
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+) -> Option<Result<Arc<ServiceHandle>, EtcdError>> {
+    if cfg.machine.machine_type != MachineType::Controlplane || !bootstrapped(Path::new(k8s::etcd::DATA_DIR)) {
+        return None;
+    }
+    Some(start(node, cfg, facts).await)
 }
 
 /// Serializes bootstraps: two concurrent calls must not both start etcd.
@@ -317,7 +317,7 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
     if node.supervisor.handle(SERVICE_ID).is_some() {
         return Err(EtcdError::AlreadyRunning);
     }
-    let facts = node_facts(node);
+    let facts = NodeFacts::of(node);
     start_in(node, &cfg, &facts, layout).await?;
     crate::console!("etcd: bootstrapping a new cluster (member {}), requested over the API", facts.hostname);
     Ok(())

@@ -129,6 +129,10 @@ async fn real_etcd_bootstraps_once_lists_members_and_snapshots() {
     }
     assert!(snap.len() > 4096, "snapshot of {} bytes", snap.len());
     assert!(snap.windows(16).any(|w| w == b"cairn-test-value"), "the key is in the snapshot");
+    // etcd appends the SHA-256 of the database; cairnctl checks it.
+    use sha2::Digest as _;
+    let (db, sum) = snap.split_at(snap.len() - 32);
+    assert_eq!(sha2::Sha256::digest(db).as_slice(), sum);
 
     // A client without a certificate from the etcd CA is refused.
     let foreign = tempfile::tempdir().unwrap();
@@ -147,7 +151,7 @@ async fn real_etcd_bootstraps_once_lists_members_and_snapshots() {
     let err = bootstrap_in(&rebooted, &l).await.unwrap_err();
     assert!(matches!(err, EtcdError::AlreadyBootstrapped(_)), "{err}");
     // The boot path starts it from its data, and it keeps the key.
-    let h = start_in(&rebooted, &cfg, &node_facts(&rebooted), &l).await.unwrap();
+    let h = start_in(&rebooted, &cfg, &NodeFacts::of(&rebooted), &l).await.unwrap();
     wait_healthy(&h, Duration::from_secs(60)).await;
     let mut c = client::connect(&endpoint, &files, Some(Duration::from_secs(5))).await.unwrap();
     let got = c.get("cairn-test-key", None).await.unwrap();

@@ -12,6 +12,10 @@
 //!   [`reuse::RENEW_BEFORE`] of validity left) is kept, and a file whose
 //!   content would not change is not rewritten. [`Issued::changed`] says
 //!   whether anything was written (so the caller knows to restart readers).
+//! - [`keep_issued`]`(node)`: a task that calls [`issue`] again whenever
+//!   the running config, the hostname or the addresses change.
+//! - [`NodeFacts::of`]`(&node)`: hostname and addresses from the resources.
+//! - [`admin_kubeconfig`]: what the Kubeconfig RPC streams.
 //! - [`apiserver_sans`], [`first_service_ip`]: the names the API server is
 //!   reached by.
 //!
@@ -43,6 +47,26 @@ pub struct NodeFacts {
     pub hostname: String,
     /// The node's addresses (from the network resources), without loopback.
     pub addresses: Vec<IpAddr>,
+}
+
+impl NodeFacts {
+    /// The node's hostname and global addresses (from the address
+    /// resources; loopback, the pod bridge and pod veths left out), IPv4
+    /// first.
+    pub fn of(node: &crate::state::Node) -> NodeFacts {
+        use crate::resources::specs::AddressSpec;
+        let mut addrs: Vec<(bool, u32, IpAddr)> = node
+            .store
+            .specs::<AddressSpec>()
+            .into_iter()
+            .filter(|(_, a)| a.scope == "global" && a.link != "lo" && a.link != "cni0" && !a.link.starts_with("veth"))
+            .filter_map(|(_, a)| Some((a.family != "inet4", a.link_index, a.address.split('/').next()?.parse().ok()?)))
+            .collect();
+        addrs.sort();
+        let mut addresses: Vec<IpAddr> = addrs.into_iter().map(|(_, _, ip)| ip).collect();
+        addresses.dedup();
+        NodeFacts { hostname: node.hostname(), addresses }
+    }
 }
 
 /// Where the secrets go: the node's directories, or a temporary directory
@@ -104,8 +128,13 @@ impl Issued {
 /// Issues this node's Kubernetes and etcd secrets into the node's secrets
 /// directories (blocking work runs off the async runtime).
 pub async fn issue(cfg: &MachineConfig, facts: &NodeFacts) -> Result<Issued, K8sPkiError> {
-    let (cfg, facts) = (cfg.clone(), facts.clone());
-    tokio::task::spawn_blocking(move || issue_into(&cfg, &facts, &SecretDirs::node()))
+    issue_async(cfg, facts, &SecretDirs::node()).await
+}
+
+/// [`issue_into`] off the async runtime.
+pub async fn issue_async(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> Result<Issued, K8sPkiError> {
+    let (cfg, facts, dirs) = (cfg.clone(), facts.clone(), dirs.clone());
+    tokio::task::spawn_blocking(move || issue_into(&cfg, &facts, &dirs))
         .await
         .map_err(|e| K8sPkiError::Task(e.to_string()))?
 }
@@ -120,9 +149,46 @@ pub async fn admin_kubeconfig(node: &crate::state::Node) -> Result<Vec<u8>, K8sP
     if let Ok(bytes) = std::fs::read(k8s::ADMIN_KUBECONFIG) {
         return Ok(bytes);
     }
-    issue(&cfg, &crate::etcd::node_facts(node)).await?;
+    issue(&cfg, &NodeFacts::of(node)).await?;
     std::fs::read(k8s::ADMIN_KUBECONFIG)
         .map_err(|source| K8sPkiError::Read { path: k8s::ADMIN_KUBECONFIG.into(), source })
+}
+
+/// Keeps the secrets current for as long as machined runs: re-issues them
+/// whenever the running config, the hostname or the node's addresses
+/// change (a new DHCP lease, a new config). The Kubernetes sequence spawns
+/// it after its first [`issue`].
+pub async fn keep_issued(node: std::sync::Arc<crate::state::Node>) {
+    keep_issued_in(node, SecretDirs::node()).await
+}
+
+/// [`keep_issued`] into `dirs`.
+pub async fn keep_issued_in(node: std::sync::Arc<crate::state::Node>, dirs: SecretDirs) {
+    use crate::resources::{kind, Filter, Watch};
+    let filter = Filter { kinds: vec![kind::ADDRESSES, kind::HOSTNAME, kind::MACHINE_CONFIG], id: None };
+    let mut watch = Watch::new(&node.store, filter, false);
+    let mut last: Option<(MachineConfig, NodeFacts)> = None;
+    loop {
+        watch.next().await;
+        // Addresses come and go in bursts (DHCP, link changes): settle first.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        while futures::FutureExt::now_or_never(watch.next()).is_some() {}
+        let Some(cfg) = node.running_config() else { continue };
+        let facts = NodeFacts::of(&node);
+        let now = Some((cfg, facts));
+        if now == last {
+            continue;
+        }
+        let (cfg, facts) = now.as_ref().expect("just set");
+        match issue_async(cfg, facts, &dirs).await {
+            Ok(done) if done.changed() => {
+                crate::console!("pki: {} Kubernetes/etcd secret file(s) re-issued for the new config or addresses", done.written.len());
+                last = now;
+            }
+            Ok(_) => last = now,
+            Err(e) => crate::console!("pki: {e}"),
+        }
+    }
 }
 
 /// [`issue`] into `dirs`.

@@ -55,8 +55,8 @@ impl Identity {
     pub fn of_cert(c: &X509Certificate<'_>) -> Identity {
         let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().ok().map(str::to_string);
         let mut id = Identity {
-            common_name: c.subject().iter_common_name().find_map(|a| text(a)).unwrap_or_default(),
-            organizations: c.subject().iter_organization().filter_map(|a| text(a)).collect(),
+            common_name: c.subject().iter_common_name().find_map(text).unwrap_or_default(),
+            organizations: c.subject().iter_organization().filter_map(text).collect(),
             dns_names: BTreeSet::new(),
             ips: BTreeSet::new(),
             server: false,

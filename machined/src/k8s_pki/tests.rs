@@ -217,3 +217,71 @@ fn encryption_config_carries_the_key_and_an_identity_fallback() {
     assert!(providers[1]["identity"].is_object());
     assert_eq!(first_service_ip("fd00:10:96::/112".parse().unwrap()).to_string(), "fd00:10:96::1");
 }
+
+fn test_node() -> std::sync::Arc<crate::state::Node> {
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let log = std::sync::Arc::new(crate::supervisor::logbuf::LogRing::new(1024));
+    let node = crate::state::Node::new(crate::cmdline::Cmdline::default(), crate::supervisor::Supervisor::new(), log, tx);
+    node.set_hostname("cp-1");
+    std::sync::Arc::new(node)
+}
+
+fn address(ip: &str, link: &str, index: u32) -> crate::resources::specs::AddressSpec {
+    crate::resources::specs::AddressSpec {
+        address: format!("{ip}/24"),
+        link: link.into(),
+        link_index: index,
+        family: if ip.contains(':') { "inet6" } else { "inet4" }.into(),
+        scope: "global".into(),
+        dynamic: false,
+    }
+}
+
+#[test]
+fn facts_come_from_the_address_resources_without_pod_links() {
+    let node = test_node();
+    let w = node.store.writer("test", &[crate::resources::kind::ADDRESSES]).unwrap();
+    w.put("eth0/fd00::2", address("fd00::2", "eth0", 2)).unwrap();
+    w.put("eth0/10.5.0.2", address("10.5.0.2", "eth0", 2)).unwrap();
+    w.put("cni0/10.244.0.1", address("10.244.0.1", "cni0", 5)).unwrap();
+    let mut lo = address("127.0.0.1", "lo", 1);
+    lo.scope = "host".into();
+    w.put("lo/127.0.0.1", lo).unwrap();
+    let f = NodeFacts::of(&node);
+    assert_eq!(f.hostname, "cp-1");
+    assert_eq!(f.addresses, vec!["10.5.0.2".parse::<IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+}
+
+/// The running config arrives, then a new address: the secrets follow.
+#[tokio::test]
+async fn keep_issued_follows_config_and_addresses() {
+    let node = test_node();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = SecretDirs::under(tmp.path());
+    tokio::spawn(keep_issued_in(node.clone(), dirs.clone()));
+    tokio::task::yield_now().await;
+    let (cfg, _) = generated();
+    node.set_running_config(cfg, "test");
+    let api = at(&dirs.kubernetes, k8s::APISERVER_CERT);
+    let until = |what: &'static str, f: Box<dyn Fn() -> bool>| async move {
+        for _ in 0..100 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what} did not happen within 10s");
+    };
+    let p = api.clone();
+    until("issue after the config", Box::new(move || p.exists())).await;
+    let w = node.store.writer("test", &[crate::resources::kind::ADDRESSES]).unwrap();
+    w.put("eth0/10.5.0.7", address("10.5.0.7", "eth0", 2)).unwrap();
+    let p = api.clone();
+    until(
+        "re-issue for the new address",
+        Box::new(move || {
+            std::fs::read_to_string(&p).is_ok_and(|t| identity(&t).ips.contains(&"10.5.0.7".parse().unwrap()))
+        }),
+    )
+    .await;
+}
