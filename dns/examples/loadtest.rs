@@ -71,7 +71,7 @@ async fn run(addr: SocketAddr, duration: Duration, window: usize, names: Vec<Str
             ("svc777.ns17.svc.cluster.local.".into(), RecordType::A),
             ("_http._tcp.svc42.ns2.svc.cluster.local.".into(), RecordType::SRV),
             ("db3.ns3.svc.cluster.local.".into(), RecordType::A),
-            ("2.0.96.10.in-addr.arpa.".into(), RecordType::PTR),
+            ("2.1.96.10.in-addr.arpa.".into(), RecordType::PTR),
             ("google.com.ns1.svc.cluster.local.".into(), RecordType::A),
             ("svc1.ns1.svc.cluster.local.".into(), RecordType::AAAA),
         ]
