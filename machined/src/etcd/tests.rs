@@ -113,6 +113,25 @@ async fn real_etcd_bootstraps_once_lists_members_and_snapshots() {
 
     let endpoint = format!("https://127.0.0.1:{}", l.client_port);
     let files = client::ClientFiles::in_dir(&l.secrets.etcd);
+
+    // machined is PID 1: a health check every 10 s must not leave tasks or
+    // memory behind (each one connects afresh).
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    client::health(&endpoint, &files).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (tasks_before, rss_before) = (tokio::runtime::Handle::current().metrics().num_alive_tasks(), rss());
+    for _ in 0..100 {
+        client::health(&endpoint, &files).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tasks_after, rss_after) = (tokio::runtime::Handle::current().metrics().num_alive_tasks(), rss());
+    eprintln!("100 health checks: tasks {tasks_before} -> {tasks_after}, RSS {rss_before} -> {rss_after} KiB");
+    assert!(tasks_after <= tasks_before + 2, "health checks leak tasks: {tasks_before} -> {tasks_after}");
+
     let members = client::members(&endpoint, &files).await.unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].hostname, "etcd-test");
