@@ -15,6 +15,8 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev
   # machined's etcd tests run the real etcd on the host
   etcd-server
+  # machined's containerd tests run the real containerd and runc on the host
+  containerd runc
   # images: qemu-img (qcow2), lz4 (initramfs experiments), readelf (static check)
   qemu-utils lz4 binutils
 )

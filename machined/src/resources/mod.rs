@@ -24,6 +24,7 @@ pub mod network;
 pub mod proto;
 pub mod services;
 pub mod specs;
+pub mod staticpods;
 pub mod store;
 pub mod time;
 pub mod watch;

@@ -1,0 +1,135 @@
+//! containerd on the node: its generated config, the supervised service
+//! (from the payload), its health through the containerd API, and the
+//! import of the payload's OCI images into the `k8s.io` namespace.
+//!
+//! machined talks to containerd only with `containerd-client` (gRPC on the
+//! unix socket), never through `ctr`.
+
+pub mod config;
+pub mod import;
+pub mod list;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::config::constants::k8s;
+use containerd_client::services::v1::version_client::VersionClient;
+use tonic::transport::Channel;
+
+use crate::supervisor::process::ProcessRunner;
+use crate::supervisor::restart::{RestartPolicy, RestartRunner};
+use crate::supervisor::{HealthCheck, Service};
+
+pub use self::config::{Layout, Settings};
+
+/// The service's id.
+pub const SERVICE: &str = "containerd";
+/// containerd's state directory (sockets of shims, task bundles).
+pub const STATE_DIR: &str = "/run/containerd";
+/// The payload's binaries and libraries.
+pub const PAYLOAD_BIN: &str = "/system/payload/bin";
+pub const PAYLOAD_LIB: &str = "/system/payload/lib";
+/// The payload's OCI image archives.
+pub const PAYLOAD_IMAGES: &str = "/system/payload/images";
+/// containerd namespace machined's own containers would live in
+/// (`cairnctl containers` without `-k`).
+pub const SYSTEM_NAMESPACE: &str = "system";
+
+/// The pause image the payload carries (the CRI sandbox image).
+pub fn pause_image() -> String {
+    format!("{}/pause:{}", ::config::constants::IMAGE_REGISTRY, ::config::version::KUBERNETES_VERSION)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("cannot connect to containerd at {path}: {source}")]
+    Connect { path: String, source: tonic::transport::Error },
+    #[error("containerd {call} failed: {status}")]
+    Call { call: &'static str, status: Box<tonic::Status> },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: ::config::fsutil::WriteError },
+    #[error("cannot create {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+impl ContainerdError {
+    pub fn call(call: &'static str) -> impl FnOnce(tonic::Status) -> ContainerdError {
+        move |status| ContainerdError::Call { call, status: Box::new(status) }
+    }
+}
+
+/// The environment of payload programs: its libraries first, its binaries
+/// first on PATH (the kubelet execs mount, containerd execs the shim).
+pub fn payload_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), format!("{PAYLOAD_BIN}:/sbin:/usr/sbin:/bin:/usr/bin")),
+        ("LD_LIBRARY_PATH".into(), PAYLOAD_LIB.into()),
+    ]
+}
+
+/// A channel to containerd's socket. Connecting is lazy in tonic, so a
+/// missing socket shows on the first call.
+pub async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
+    containerd_client::connect(socket)
+        .await
+        .map_err(|source| ContainerdError::Connect { path: socket.display().to_string(), source })
+}
+
+/// containerd's version, asked over the API: the health check.
+pub async fn version(socket: &Path) -> Result<String, ContainerdError> {
+    let channel = connect(socket).await?;
+    let v = VersionClient::new(channel)
+        .version(())
+        .await
+        .map_err(ContainerdError::call("Version"))?
+        .into_inner();
+    Ok(v.version)
+}
+
+/// Writes the config and creates the directories containerd needs.
+pub fn prepare(config_path: &Path, layout: &Layout, settings: &Settings) -> Result<(), ContainerdError> {
+    for dir in [config_path.parent(), Some(layout.root.as_path()), Some(layout.state.as_path()), Some(layout.cni_conf_dir.as_path())]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| ContainerdError::Dir { path: dir.display().to_string(), source })?;
+    }
+    let text = self::config::render(layout, settings);
+    ::config::fsutil::write_private(config_path, text.as_bytes(), true)
+        .map_err(|source| ContainerdError::Write { path: config_path.display().to_string(), source })
+}
+
+/// containerd as a service: `binary` with the config at `config_path`,
+/// written by the pre hook at every start (so a config change takes effect
+/// at the next restart), restarted always, healthy once Version answers.
+pub fn service_with(binary: PathBuf, config_path: PathBuf, layout: Layout, settings: Settings) -> Service {
+    let mut runner = ProcessRunner::new(binary).args(["--config".to_string(), config_path.display().to_string()]);
+    runner.env = payload_env();
+    // containerd takes a while to stop its shims' event streams.
+    runner.stop_timeout = Duration::from_secs(20);
+    let socket = layout.socket.clone();
+    let pre_layout = Arc::new((config_path, layout, settings));
+    Service::new(SERVICE, RestartRunner::new(runner, RestartPolicy::Always))
+        .pre(Arc::new(move || {
+            let l = pre_layout.clone();
+            Box::pin(async move { prepare(&l.0, &l.1, &l.2).map_err(anyhow::Error::from) })
+        }))
+        .health(HealthCheck::new(Duration::from_secs(10), Duration::from_secs(3), move || {
+            let socket = socket.clone();
+            async move { version(&socket).await.map(drop).map_err(|e| e.to_string()) }
+        }))
+}
+
+/// containerd on the node, from the payload, configured from `cfg`.
+pub fn service(cfg: &::config::MachineConfig) -> Service {
+    service_with(
+        PathBuf::from(PAYLOAD_BIN).join("containerd"),
+        k8s::CONTAINERD_CONFIG.into(),
+        Layout::node(),
+        Settings::from_config(cfg),
+    )
+}
+
+#[cfg(test)]
+mod host_tests;
