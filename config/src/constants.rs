@@ -163,6 +163,63 @@ pub mod k8s {
     pub const CNI_BIN_DIR: &str = "/system/payload/cni/bin";
 }
 
+/// The Kubernetes payload: a read-only squashfs on the boot medium
+/// (`/<slot>/payload.sqsh` on the BOOT partition or the ISO), built by
+/// images/build-payload.sh and mounted by machined once the API is up.
+/// Layout: images/payload/README.md.
+pub mod payload {
+    /// Where the payload is mounted (read-only).
+    pub const PAYLOAD_DIR: &str = "/system/payload";
+    /// Executables: containerd, containerd-shim-runc-v2, runc, etcd, etcdctl,
+    /// kubelet, mount, umount, the iptables-nft tools, conntrack.
+    pub const BIN_DIR: &str = "/system/payload/bin";
+    /// Shared libraries of the dynamic programs in [`BIN_DIR`] and [`CNI_BIN_DIR`].
+    pub const LIB_DIR: &str = "/system/payload/lib";
+    /// iptables' extensions; programs that run the payload's iptables tools
+    /// need `XTABLES_LIBDIR` set to this.
+    pub const XTABLES_LIB_DIR: &str = "/system/payload/lib/xtables";
+    /// CNI plugins: bridge, host-local, loopback, portmap.
+    pub const CNI_BIN_DIR: &str = "/system/payload/cni/bin";
+    /// OCI image archives (`<name>.tar`), see [`super::images`].
+    pub const IMAGES_DIR: &str = "/system/payload/images";
+    /// One line per archive in [`IMAGES_DIR`]: `<file> <image reference>`.
+    pub const IMAGE_REFS: &str = "/system/payload/images/refs.txt";
+    /// The versions file the payload was built from (KEY=value lines).
+    pub const VERSIONS_FILE: &str = "/system/payload/versions.env";
+    /// The payload's build key (hash of its inputs), one line.
+    pub const ID_FILE: &str = "/system/payload/id";
+    /// `PATH` for programs run from the payload.
+    pub const PATH: &str = "/system/payload/bin:/sbin:/usr/sbin:/bin:/usr/bin";
+    /// The payload file in a boot slot's directory on the boot medium.
+    pub const FILE_NAME: &str = "payload.sqsh";
+    /// The slot booted when the kernel command line names none.
+    pub const DEFAULT_SLOT: &str = "A";
+    /// Where machined mounts the boot medium read-only when nothing else
+    /// has (the ISO on a live boot; BOOT when the slot logic did not).
+    pub const MEDIUM_DIR: &str = "/system/medium";
+}
+
+/// The OCI images the payload carries, imported into containerd's `k8s.io`
+/// namespace at boot and never pulled. Tags match images/payload/versions.env
+/// (checked by a test). `cairn-testpod` is tagged `latest`: Pods using it
+/// must say `imagePullPolicy: IfNotPresent` (or `Never`), since `latest`
+/// defaults to `Always` and there is no registry.
+pub mod images {
+    /// The Kubernetes version of the payload (and the tag of its images).
+    pub use crate::version::KUBERNETES_VERSION;
+    pub const PAUSE: &str = "cairn.local/pause:v1.20.2";
+    pub const KUBE_APISERVER: &str = "cairn.local/kube-apiserver:v1.20.2";
+    pub const KUBE_CONTROLLER_MANAGER: &str = "cairn.local/kube-controller-manager:v1.20.2";
+    pub const KUBE_SCHEDULER: &str = "cairn.local/kube-scheduler:v1.20.2";
+    pub const KUBE_PROXY: &str = "cairn.local/kube-proxy:v1.20.2";
+    /// The cluster DNS server (the `dns` crate's `cairn-dns`).
+    pub const DNS: &str = "cairn.local/cairn-dns:v1.20.2";
+    /// The end-to-end tests' Pod program (the `testpod` crate).
+    pub const TESTPOD: &str = "cairn.local/cairn-testpod:latest";
+    /// Every image, as listed in the payload's images/refs.txt.
+    pub const ALL: &[&str] = &[PAUSE, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_PROXY, DNS, TESTPOD];
+}
+
 #[cfg(test)]
 mod tests {
     use super::k8s;
@@ -178,5 +235,34 @@ mod tests {
         }
         assert!(k8s::SECRETS_DIR.starts_with(super::SECRETS_DIR));
         assert!(e::MEMBER_DIR.starts_with(e::DATA_DIR));
+    }
+
+    /// The image references here are the ones images/build-payload.sh
+    /// builds from images/payload/versions.env.
+    #[test]
+    fn image_refs_match_the_payload_versions_file() {
+        use super::images;
+        let versions = include_str!("../../images/payload/versions.env");
+        let get = |key: &str| {
+            versions
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or_else(|| panic!("{key} missing from versions.env"))
+        };
+        let (registry, tag) = (get("IMAGE_REGISTRY"), get("IMAGE_TAG"));
+        assert_eq!(registry, super::IMAGE_REGISTRY);
+        assert_eq!(get("KUBERNETES_VERSION"), images::KUBERNETES_VERSION);
+        for (name, r) in [
+            ("pause", images::PAUSE),
+            ("kube-apiserver", images::KUBE_APISERVER),
+            ("kube-controller-manager", images::KUBE_CONTROLLER_MANAGER),
+            ("kube-scheduler", images::KUBE_SCHEDULER),
+            ("kube-proxy", images::KUBE_PROXY),
+            ("cairn-dns", images::DNS),
+        ] {
+            assert_eq!(r, format!("{registry}/{name}:{tag}"));
+        }
+        assert_eq!(images::TESTPOD, format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG")));
+        assert_eq!(images::ALL.len(), 7);
     }
 }

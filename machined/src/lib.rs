@@ -31,6 +31,7 @@ pub mod meta;
 pub mod mounts;
 pub mod network;
 pub mod partitions;
+pub mod payload;
 pub mod pid1;
 pub mod probe;
 pub mod procfs;

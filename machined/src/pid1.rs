@@ -404,6 +404,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             }
         }
     }
+    // The Kubernetes payload, now that apid is started: mounted in the
+    // background (crate::payload::wait_mounted waits for it).
+    crate::payload::spawn(&node, disks::list());
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);

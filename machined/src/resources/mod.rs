@@ -119,6 +119,7 @@ kinds! {
     STATIC_PODS = "staticpods" in KUBERNETES: "pods the node runs without the API server";
     EVENTS = "events" in RUNTIME: "the node's event log";
     META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";
+    PAYLOAD = "payload" in RUNTIME: "the Kubernetes payload: mounted or not, its version and images";
 }
 
 impl Kind {
