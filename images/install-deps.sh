@@ -15,17 +15,21 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev
   # machined's etcd tests run the real etcd on the host
   etcd-server
-  # machined's containerd tests run the real containerd and runc on the host
-  containerd runc
   # images: qemu-img (qcow2), lz4 (initramfs experiments), readelf (static check)
   qemu-utils lz4 binutils
+  # the Kubernetes payload (images/build-payload.sh): Go and dpkg-source for
+  # Debian's kubernetes source package (deb-src entry below)
+  golang-go dpkg-dev
+  # machined's containerd tests run the real containerd and runc on the host
+  containerd runc
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+src_list=/etc/apt/sources.list.d/cairn-src.sources
+[ ${#missing[@]} -eq 0 ] && [ -e "$src_list" ] && exit 0
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -42,7 +46,17 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
-echo "installing: ${missing[*]}"
+# `apt-get source kubernetes` (the payload) needs the bookworm sources.
+if [ ! -e "$src_list" ]; then
+  $SUDO tee "$src_list" >/dev/null <<SRC
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: ${codename}
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+echo "installing: ${missing[*]:-(nothing; apt sources added)}"
 $SUDO apt-get update -qq
 target=()
 if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
