@@ -26,10 +26,15 @@ fn main() {
             let seconds: u64 = args[2].parse().expect("SECONDS");
             let window: usize = args[3].parse().expect("WINDOW");
             let names = args[4..].to_vec();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(run(addr, Duration::from_secs(seconds), window, names));
         }
-        _ => eprintln!("usage: loadtest objects N | loadtest run ADDR SECONDS WINDOW [NAME[/TYPE]...]"),
+        _ => eprintln!(
+            "usage: loadtest objects N | loadtest run ADDR SECONDS WINDOW [NAME[/TYPE]...]"
+        ),
     }
 }
 
@@ -53,7 +58,10 @@ fn objects(count: usize) {
             "metadata": {"name": format!("db{i}"), "namespace": ns},
             "subsets": [{"addresses": addresses, "ports": [{"name": "sql", "port": 5432}]}]}));
     }
-    println!("{}", json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    println!(
+        "{}",
+        json!({"apiVersion": "v1", "kind": "List", "items": items})
+    );
 }
 
 fn query(name: &str, qtype: RecordType, id: u16) -> Vec<u8> {
@@ -69,7 +77,10 @@ async fn run(addr: SocketAddr, duration: Duration, window: usize, names: Vec<Str
         vec![
             ("svc1.ns1.svc.cluster.local.".into(), RecordType::A),
             ("svc777.ns17.svc.cluster.local.".into(), RecordType::A),
-            ("_http._tcp.svc42.ns2.svc.cluster.local.".into(), RecordType::SRV),
+            (
+                "_http._tcp.svc42.ns2.svc.cluster.local.".into(),
+                RecordType::SRV,
+            ),
             ("db3.ns3.svc.cluster.local.".into(), RecordType::A),
             ("2.1.96.10.in-addr.arpa.".into(), RecordType::PTR),
             ("google.com.ns1.svc.cluster.local.".into(), RecordType::A),
@@ -79,7 +90,10 @@ async fn run(addr: SocketAddr, duration: Duration, window: usize, names: Vec<Str
         names
             .iter()
             .map(|n| match n.split_once('/') {
-                Some((name, t)) => (name.to_string(), RecordType::from_str(t).expect("record type")),
+                Some((name, t)) => (
+                    name.to_string(),
+                    RecordType::from_str(t).expect("record type"),
+                ),
                 None => (n.clone(), RecordType::A),
             })
             .collect()

@@ -71,7 +71,11 @@ impl Resolver {
 
     /// Builds the response message for a parsed query.
     pub async fn respond(&self, request: &Message) -> Message {
-        let mut response = Message::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+        let mut response = Message::new(
+            request.metadata.id,
+            MessageType::Response,
+            request.metadata.op_code,
+        );
         response.metadata = Metadata::response_from_request(&request.metadata);
         response.metadata.recursion_available = true;
         response.queries = request.queries.clone();
@@ -112,15 +116,24 @@ impl Resolver {
             Lookup::Records(records) => {
                 response.metadata.authoritative = true;
                 let alias = match records.as_slice() {
-                    [Record { data: RData::CNAME(target), .. }] if qtype != RecordType::CNAME && qtype != RecordType::ANY => {
+                    [Record {
+                        data: RData::CNAME(target),
+                        ..
+                    }] if qtype != RecordType::CNAME && qtype != RecordType::ANY => {
                         Some(target.0.clone())
                     }
                     _ => None,
                 };
                 response.answers = records;
                 if let (Some(target), Some(zone)) = (alias, &zone) {
-                    self.follow_alias(&mut response, zone, target, qtype, request.metadata.checking_disabled)
-                        .await;
+                    self.follow_alias(
+                        &mut response,
+                        zone,
+                        target,
+                        qtype,
+                        request.metadata.checking_disabled,
+                    )
+                    .await;
                 }
             }
             Lookup::NoData | Lookup::NxDomain => {
@@ -132,7 +145,11 @@ impl Resolver {
                     response.authorities.push(zone.soa().clone());
                 }
             }
-            Lookup::NotAuthoritative => match self.forwarder.resolve(query, request.metadata.checking_disabled).await {
+            Lookup::NotAuthoritative => match self
+                .forwarder
+                .resolve(query, request.metadata.checking_disabled)
+                .await
+            {
                 Ok(upstream) => {
                     response.metadata.response_code = upstream.metadata.response_code;
                     response.metadata.authentic_data = upstream.metadata.authentic_data;
@@ -156,7 +173,10 @@ impl Resolver {
         let last = self.last_warning.load(Ordering::Relaxed);
         let suppressed = self.suppressed.fetch_add(1, Ordering::Relaxed);
         if (last == 0 || now >= last + WARN_EVERY.as_secs())
-            && self.last_warning.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .last_warning
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.suppressed.store(0, Ordering::Relaxed);
             tracing::warn!(%err, similar_failures_since_last_warning = suppressed, "forwarding failed");
@@ -179,7 +199,9 @@ impl Resolver {
         let lower = LowerName::new(&target);
         if zone.contains(&lower) {
             if let Lookup::Records(records) = zone.lookup(&lower, qtype) {
-                response.answers.extend(records.into_iter().filter(|r| r.record_type() == qtype));
+                response
+                    .answers
+                    .extend(records.into_iter().filter(|r| r.record_type() == qtype));
             }
             return;
         }
@@ -198,7 +220,11 @@ fn encode(request: &Message, response: Message, transport: Transport) -> Option<
         Ok(bytes) => bytes,
         Err(err) => {
             tracing::warn!(%err, "encoding a response failed");
-            let fail = Message::error_msg(request.metadata.id, request.metadata.op_code, ResponseCode::ServFail);
+            let fail = Message::error_msg(
+                request.metadata.id,
+                request.metadata.op_code,
+                ResponseCode::ServFail,
+            );
             return fail.to_vec().ok();
         }
     };

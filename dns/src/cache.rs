@@ -71,7 +71,12 @@ impl Cache {
         }
         let mut message = entry.message.clone();
         let age = age as u32;
-        for record in message.answers.iter_mut().chain(&mut message.authorities).chain(&mut message.additionals) {
+        for record in message
+            .answers
+            .iter_mut()
+            .chain(&mut message.authorities)
+            .chain(&mut message.additionals)
+        {
             record.decrement_ttl(age);
         }
         Some(message)
@@ -83,7 +88,9 @@ impl Cache {
             return;
         };
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, e| now.saturating_duration_since(e.stored) < Duration::from_secs(e.ttl.into()));
+            self.entries.retain(|_, e| {
+                now.saturating_duration_since(e.stored) < Duration::from_secs(e.ttl.into())
+            });
             if self.entries.len() >= self.capacity {
                 if let Some(victim) = self.entries.keys().next().cloned() {
                     self.entries.remove(&victim);
@@ -138,7 +145,11 @@ mod tests {
     fn answer(ttl: u32) -> Message {
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);
         m.add_query(query());
-        m.add_answer(Record::from_rdata(query().name().clone(), ttl, RData::from(Ipv4Addr::new(192, 0, 2, 1))));
+        m.add_answer(Record::from_rdata(
+            query().name().clone(),
+            ttl,
+            RData::from(Ipv4Addr::new(192, 0, 2, 1)),
+        ));
         m
     }
 
@@ -146,7 +157,11 @@ mod tests {
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);
         m.metadata.response_code = rcode;
         let soa = SOA::new(Name::root(), Name::root(), 1, 1, 1, 1, minimum);
-        m.add_authority(Record::from_rdata(Name::from_ascii("com.").unwrap(), soa_ttl, RData::SOA(soa)));
+        m.add_authority(Record::from_rdata(
+            Name::from_ascii("com.").unwrap(),
+            soa_ttl,
+            RData::SOA(soa),
+        ));
         m
     }
 
@@ -155,9 +170,18 @@ mod tests {
         assert_eq!(cache_ttl(&answer(60)), Some(60));
         assert_eq!(cache_ttl(&answer(86400 * 7)), Some(MAX_TTL));
         assert_eq!(cache_ttl(&answer(0)), None);
-        assert_eq!(cache_ttl(&negative(ResponseCode::NXDomain, 900, 30)), Some(30));
-        assert_eq!(cache_ttl(&negative(ResponseCode::NoError, 20, 600)), Some(20));
-        assert_eq!(cache_ttl(&negative(ResponseCode::NXDomain, 9000, 9000)), Some(MAX_NEGATIVE_TTL));
+        assert_eq!(
+            cache_ttl(&negative(ResponseCode::NXDomain, 900, 30)),
+            Some(30)
+        );
+        assert_eq!(
+            cache_ttl(&negative(ResponseCode::NoError, 20, 600)),
+            Some(20)
+        );
+        assert_eq!(
+            cache_ttl(&negative(ResponseCode::NXDomain, 9000, 9000)),
+            Some(MAX_NEGATIVE_TTL)
+        );
         assert_eq!(cache_ttl(&negative(ResponseCode::ServFail, 60, 60)), None);
         let mut truncated = answer(60);
         truncated.metadata.truncation = true;
@@ -171,8 +195,13 @@ mod tests {
         let key = CacheKey::new(&query(), false);
         cache.insert(key.clone(), &answer(10), t0);
         // Names compare without case.
-        let lower = CacheKey::new(&Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::A), false);
-        let hit = cache.get(&lower, t0 + Duration::from_secs(4)).expect("cached");
+        let lower = CacheKey::new(
+            &Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::A),
+            false,
+        );
+        let hit = cache
+            .get(&lower, t0 + Duration::from_secs(4))
+            .expect("cached");
         assert_eq!(hit.answers[0].ttl, 6);
         assert!(cache.get(&key, t0 + Duration::from_secs(10)).is_none());
         assert!(cache.is_empty(), "an expired entry is dropped on read");

@@ -24,10 +24,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[command(name = "cairn-dns", version, about = "Cluster DNS server for Cairn")]
 struct Args {
     /// The cluster domain served with authority.
-    #[arg(long, env = "CAIRN_DNS_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "CAIRN_DNS_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     cluster_domain: String,
     /// Address for DNS over UDP and TCP (repeat for more).
-    #[arg(long, env = "CAIRN_DNS_LISTEN", value_delimiter = ',', default_value = "0.0.0.0:53")]
+    #[arg(
+        long,
+        env = "CAIRN_DNS_LISTEN",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:53"
+    )]
     listen: Vec<SocketAddr>,
     /// Address of the HTTP liveness endpoint (/health).
     #[arg(long, env = "CAIRN_DNS_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
@@ -40,7 +49,11 @@ struct Args {
     #[arg(long, env = "CAIRN_DNS_UPSTREAM", value_delimiter = ',')]
     upstream: Vec<String>,
     /// Where the upstream resolvers are read from when --upstream is not given.
-    #[arg(long, env = "CAIRN_DNS_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    #[arg(
+        long,
+        env = "CAIRN_DNS_RESOLV_CONF",
+        default_value = "/etc/resolv.conf"
+    )]
     resolv_conf: PathBuf,
     /// TTL in seconds of cluster records and of negative cluster answers.
     #[arg(long, env = "CAIRN_DNS_TTL", default_value_t = 5)]
@@ -58,7 +71,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -78,7 +92,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let upstreams = if args.upstream.is_empty() {
         servers_from_resolv_conf(&args.resolv_conf).context("upstream resolvers")?
     } else {
-        args.upstream.iter().map(|u| parse_upstream(u)).collect::<Result<_, _>>().context("--upstream")?
+        args.upstream
+            .iter()
+            .map(|u| parse_upstream(u))
+            .collect::<Result<_, _>>()
+            .context("--upstream")?
     };
     tracing::info!(
         domain = %settings.origin,
@@ -100,21 +118,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let server = Server::new(resolver, tracker.clone(), shutdown.clone());
     for addr in &args.listen {
-        let (udp, tcp) = dns::server::bind(*addr).await.with_context(|| format!("--listen {addr}"))?;
+        let (udp, tcp) = dns::server::bind(*addr)
+            .await
+            .with_context(|| format!("--listen {addr}"))?;
         tracker.spawn(server.clone().serve_udp(udp));
         tracker.spawn(server.clone().serve_tcp(tcp));
     }
     let health = tokio::net::TcpListener::bind(args.health_listen)
         .await
         .with_context(|| format!("--health-listen {}", args.health_listen))?;
-    tracker.spawn(dns::probes::serve(health, ready.clone(), tracker.clone(), shutdown.clone()));
+    tracker.spawn(dns::probes::serve(
+        health,
+        ready.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
     if args.ready_listen != args.health_listen {
         let probe = tokio::net::TcpListener::bind(args.ready_listen)
             .await
             .with_context(|| format!("--ready-listen {}", args.ready_listen))?;
-        tracker.spawn(dns::probes::serve(probe, ready.clone(), tracker.clone(), shutdown.clone()));
+        tracker.spawn(dns::probes::serve(
+            probe,
+            ready.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
     }
 
+    let mut watching = None;
     match &args.from_file {
         Some(path) => {
             // The objects are dropped once the zone is built: only the zone is served.
@@ -127,21 +158,47 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ready.store(true, Ordering::Relaxed);
         }
         None => {
-            let client = dns::watch::client().await.context("connecting to the Kubernetes API server")?;
-            tracker.spawn(dns::watch::run(client, settings, zone_tx, ready.clone(), shutdown.clone()));
+            let client = dns::watch::client()
+                .await
+                .context("connecting to the Kubernetes API server")?;
+            watching = Some(tracker.spawn(dns::watch::run(
+                client,
+                settings,
+                zone_tx,
+                ready.clone(),
+                shutdown.clone(),
+            )));
         }
     }
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let watch_ended = async {
+        match watching {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        ended = watch_ended => {
+            shutdown.cancel();
+            let err = match ended {
+                Ok(Ok(())) => anyhow::anyhow!("the Kubernetes watch stopped"),
+                Ok(Err(err)) => err.into(),
+                Err(join) => anyhow::anyhow!("the Kubernetes watch task failed: {join}"),
+            };
+            return Err(err.context("serving the cluster zone"));
+        }
     }
     ready.store(false, Ordering::Relaxed);
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("queries still in flight after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())

@@ -10,9 +10,15 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectsError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("{path}: item {index} ({kind}) does not parse: {source}")]
     Item {
         path: String,
@@ -46,7 +52,11 @@ pub fn load(path: &Path) -> Result<Objects, ObjectsError> {
     };
     let mut objects = Objects::default();
     for (index, item) in items.iter().enumerate() {
-        let kind = item.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = item
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let item_error = |source| ObjectsError::Item {
             path: display.clone(),
             index,
@@ -54,8 +64,12 @@ pub fn load(path: &Path) -> Result<Objects, ObjectsError> {
             source,
         };
         match kind.as_str() {
-            "Service" => objects.services.push(serde_json::from_value(item.clone()).map_err(item_error)?),
-            "Endpoints" => objects.endpoints.push(serde_json::from_value(item.clone()).map_err(item_error)?),
+            "Service" => objects
+                .services
+                .push(serde_json::from_value(item.clone()).map_err(item_error)?),
+            "Endpoints" => objects
+                .endpoints
+                .push(serde_json::from_value(item.clone()).map_err(item_error)?),
             _ => {}
         }
     }
@@ -85,10 +99,17 @@ mod tests {
         assert_eq!(objects.services.len(), 1);
         assert_eq!(objects.endpoints.len(), 1);
 
-        std::fs::write(&path, r#"{"items": [{"kind": "Service", "spec": {"ports": "eighty"}}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"items": [{"kind": "Service", "spec": {"ports": "eighty"}}]}"#,
+        )
+        .unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("item 0 (Service)"), "{err}");
         std::fs::write(&path, "{}").unwrap();
-        assert!(load(&path).unwrap_err().to_string().contains("no \"items\""));
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("no \"items\""));
     }
 }

@@ -21,7 +21,12 @@ pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
 
 /// Serves both paths on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, tracker: TaskTracker, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -39,7 +44,10 @@ pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, tracker: TaskT
             async move { Ok::<_, Infallible>(route(&request, ready)) }
         });
         tracker.spawn(async move {
-            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%err, "probe connection");
             }
         });
@@ -50,7 +58,10 @@ fn route(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, HEALTH_PATH) => (StatusCode::OK, "OK\n"),
         (&Method::GET | &Method::HEAD, READY_PATH) if ready => (StatusCode::OK, "OK\n"),
-        (&Method::GET | &Method::HEAD, READY_PATH) => (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first sync\n"),
+        (&Method::GET | &Method::HEAD, READY_PATH) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first sync\n",
+        ),
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

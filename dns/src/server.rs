@@ -120,7 +120,11 @@ impl Server {
             let mut query = vec![0u8; usize::from(len)];
             tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await??;
             let reply = {
-                let _permit = self.in_flight.acquire().await.map_err(std::io::Error::other)?;
+                let _permit = self
+                    .in_flight
+                    .acquire()
+                    .await
+                    .map_err(std::io::Error::other)?;
                 self.resolver.answer(&query, Transport::Tcp).await
             };
             let Some(reply) = reply else {

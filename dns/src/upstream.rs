@@ -25,7 +25,10 @@ pub const CACHE_ENTRIES: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("reading {path}: {source}")]
-    ReadResolvConf { path: String, source: std::io::Error },
+    ReadResolvConf {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parsing {path}: {source}")]
     ParseResolvConf {
         path: String,
@@ -65,10 +68,11 @@ pub fn servers_from_resolv_conf(path: &Path) -> Result<Vec<SocketAddr>, Upstream
         path: display.clone(),
         source,
     })?;
-    let config = resolv_conf::Config::parse(&text).map_err(|source| UpstreamError::ParseResolvConf {
-        path: display.clone(),
-        source,
-    })?;
+    let config =
+        resolv_conf::Config::parse(&text).map_err(|source| UpstreamError::ParseResolvConf {
+            path: display.clone(),
+            source,
+        })?;
     let servers: Vec<SocketAddr> = config
         .nameservers
         .iter()
@@ -85,7 +89,9 @@ pub fn parse_upstream(value: &str) -> Result<SocketAddr, UpstreamError> {
     value
         .parse::<SocketAddr>()
         .or_else(|_| value.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .map_err(|_| UpstreamError::InvalidUpstream { value: value.to_string() })
+        .map_err(|_| UpstreamError::InvalidUpstream {
+            value: value.to_string(),
+        })
 }
 
 pub struct Forwarder {
@@ -114,9 +120,18 @@ impl Forwarder {
     /// Resolves one question upstream (or from the cache). The returned message carries
     /// the upstream's response code and sections; the caller copies them into its own
     /// response.
-    pub async fn resolve(&self, query: &Query, checking_disabled: bool) -> Result<Message, UpstreamError> {
+    pub async fn resolve(
+        &self,
+        query: &Query,
+        checking_disabled: bool,
+    ) -> Result<Message, UpstreamError> {
         let key = CacheKey::new(query, checking_disabled);
-        if let Some(hit) = self.cache.lock().expect("cache lock").get(&key, Instant::now()) {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .get(&key, Instant::now())
+        {
             return Ok(hit);
         }
 
@@ -140,13 +155,18 @@ impl Forwarder {
             match exchange(server, &request, &bytes, self.timeout).await {
                 Ok(answer) => {
                     let rcode = answer.metadata.response_code;
-                    if (rcode == ResponseCode::ServFail || rcode == ResponseCode::Refused) && attempt + 1 < count {
+                    if (rcode == ResponseCode::ServFail || rcode == ResponseCode::Refused)
+                        && attempt + 1 < count
+                    {
                         tracing::debug!(%server, %rcode, name = %query.name(), "upstream refused; trying the next");
                         last_answer = Some(answer);
                         continue;
                     }
                     self.preferred.store(index, Ordering::Relaxed);
-                    self.cache.lock().expect("cache lock").insert(key, &answer, Instant::now());
+                    self.cache
+                        .lock()
+                        .expect("cache lock")
+                        .insert(key, &answer, Instant::now());
                     return Ok(answer);
                 }
                 Err(err) => tracing::debug!(%server, %err, name = %query.name(), "upstream failed"),
@@ -160,7 +180,12 @@ impl Forwarder {
 }
 
 /// One question to one server: UDP, then TCP if the answer came back truncated.
-async fn exchange(server: SocketAddr, request: &Message, bytes: &[u8], timeout: Duration) -> Result<Message, ExchangeError> {
+async fn exchange(
+    server: SocketAddr,
+    request: &Message,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<Message, ExchangeError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -215,7 +240,9 @@ fn answers(request: &Message, answer: &Message) -> bool {
         && answer.metadata.id == request.metadata.id
         && answer.queries.len() == request.queries.len()
         && answer.queries.iter().zip(&request.queries).all(|(a, q)| {
-            a.query_type() == q.query_type() && a.query_class() == q.query_class() && a.name().eq_ignore_root_case(q.name())
+            a.query_type() == q.query_type()
+                && a.query_class() == q.query_class()
+                && a.name().eq_ignore_root_case(q.name())
         })
 }
 
@@ -225,10 +252,22 @@ mod tests {
 
     #[test]
     fn upstream_values() {
-        assert_eq!(parse_upstream("10.0.2.3").unwrap(), "10.0.2.3:53".parse().unwrap());
-        assert_eq!(parse_upstream("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
-        assert_eq!(parse_upstream("fd00::1").unwrap(), "[fd00::1]:53".parse().unwrap());
-        assert_eq!(parse_upstream("[fd00::1]:54").unwrap(), "[fd00::1]:54".parse().unwrap());
+        assert_eq!(
+            parse_upstream("10.0.2.3").unwrap(),
+            "10.0.2.3:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("fd00::1").unwrap(),
+            "[fd00::1]:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("[fd00::1]:54").unwrap(),
+            "[fd00::1]:54".parse().unwrap()
+        );
         assert!(parse_upstream("dns.example").is_err());
     }
 
@@ -236,14 +275,26 @@ mod tests {
     fn resolv_conf_nameservers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resolv.conf");
-        std::fs::write(&path, "search example\nnameserver 10.0.2.3\nnameserver fd00::3\noptions ndots:1\n").unwrap();
+        std::fs::write(
+            &path,
+            "search example\nnameserver 10.0.2.3\nnameserver fd00::3\noptions ndots:1\n",
+        )
+        .unwrap();
         let servers = servers_from_resolv_conf(&path).unwrap();
-        assert_eq!(servers, vec!["10.0.2.3:53".parse().unwrap(), "[fd00::3]:53".parse().unwrap()]);
+        assert_eq!(
+            servers,
+            vec![
+                "10.0.2.3:53".parse().unwrap(),
+                "[fd00::3]:53".parse().unwrap()
+            ]
+        );
 
         std::fs::write(&path, "search example\n").unwrap();
         let err = servers_from_resolv_conf(&path).unwrap_err().to_string();
         assert!(err.contains("names no nameserver"), "{err}");
-        let err = servers_from_resolv_conf(&dir.path().join("missing")).unwrap_err().to_string();
+        let err = servers_from_resolv_conf(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
     }
 }

@@ -33,7 +33,7 @@ pub async fn run(
     zone_tx: watch::Sender<Option<Arc<Zone>>>,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), WatchError> {
     let (services, services_writer) = reflector::store::<Service>();
     let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
     let config = watcher::Config::default();
@@ -52,9 +52,9 @@ pub async fn run(
     let mut rebuild_at: Option<tokio::time::Instant> = None;
     loop {
         let changed = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            event = service_events.next() => note("services", event, &mut services_synced),
-            event = endpoint_events.next() => note("endpoints", event, &mut endpoints_synced),
+            _ = shutdown.cancelled() => return Ok(()),
+            event = service_events.next() => note("services", event, &mut services_synced)?,
+            event = endpoint_events.next() => note("endpoints", event, &mut endpoints_synced)?,
             _ = sleep_until(rebuild_at) => {
                 rebuild_at = None;
                 publish(&settings, &services, &endpoints, &zone_tx);
@@ -70,9 +70,21 @@ pub async fn run(
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher retries errors with a backoff, so its stream never ends by design;
+    /// if it does, the zone would go stale silently: better to exit and be restarted.
+    #[error("the watch of {kind} ended")]
+    Ended { kind: &'static str },
+}
+
 /// Records what one watcher event means; returns whether the zone may have changed.
-fn note<K: Resource>(kind: &str, event: Option<Result<Event<K>, watcher::Error>>, synced: &mut bool) -> bool {
-    match event {
+fn note<K: Resource>(
+    kind: &'static str,
+    event: Option<Result<Event<K>, watcher::Error>>,
+    synced: &mut bool,
+) -> Result<bool, WatchError> {
+    Ok(match event {
         Some(Ok(Event::InitDone)) => {
             if !*synced {
                 tracing::info!(kind, "initial list complete");
@@ -87,18 +99,28 @@ fn note<K: Resource>(kind: &str, event: Option<Result<Event<K>, watcher::Error>>
             tracing::warn!(kind, %err, "watch failed; retrying");
             false
         }
-        None => {
-            tracing::error!(kind, "watch stream ended");
-            false
-        }
-    }
+        None => return Err(WatchError::Ended { kind }),
+    })
 }
 
-fn publish(settings: &ZoneSettings, services: &Store<Service>, endpoints: &Store<Endpoints>, zone_tx: &watch::Sender<Option<Arc<Zone>>>) {
+fn publish(
+    settings: &ZoneSettings,
+    services: &Store<Service>,
+    endpoints: &Store<Endpoints>,
+    zone_tx: &watch::Sender<Option<Arc<Zone>>>,
+) {
     let services = services.state();
     let endpoints = endpoints.state();
-    let zone = Zone::build(settings, services.iter().map(|s| s.as_ref()), endpoints.iter().map(|e| e.as_ref()));
-    tracing::debug!(services = services.len(), endpoints = endpoints.len(), "zone rebuilt");
+    let zone = Zone::build(
+        settings,
+        services.iter().map(|s| s.as_ref()),
+        endpoints.iter().map(|e| e.as_ref()),
+    );
+    tracing::debug!(
+        services = services.len(),
+        endpoints = endpoints.len(),
+        "zone rebuilt"
+    );
     zone_tx.send_replace(Some(Arc::new(zone)));
 }
 

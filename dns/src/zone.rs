@@ -99,15 +99,27 @@ impl Zone {
     ) -> Zone {
         let endpoints: HashMap<(&str, &str), &Endpoints> = endpoints
             .into_iter()
-            .filter_map(|e| Some(((e.metadata.namespace.as_deref()?, e.metadata.name.as_deref()?), e)))
+            .filter_map(|e| {
+                Some((
+                    (
+                        e.metadata.namespace.as_deref()?,
+                        e.metadata.name.as_deref()?,
+                    ),
+                    e,
+                ))
+            })
             .collect();
         let mut zone = Zone::empty(settings);
         for service in services {
-            let (Some(ns), Some(name)) = (service.metadata.namespace.as_deref(), service.metadata.name.as_deref())
-            else {
+            let (Some(ns), Some(name)) = (
+                service.metadata.namespace.as_deref(),
+                service.metadata.name.as_deref(),
+            ) else {
                 continue;
             };
-            if let Err(err) = zone.add_service(ns, name, service, endpoints.get(&(ns, name)).copied()) {
+            if let Err(err) =
+                zone.add_service(ns, name, service, endpoints.get(&(ns, name)).copied())
+            {
                 tracing::warn!(namespace = ns, service = name, %err, "service skipped: its records are not valid DNS");
             }
         }
@@ -117,13 +129,28 @@ impl Zone {
     /// A zone with only the apex records (SOA, schema version).
     pub fn empty(settings: &ZoneSettings) -> Zone {
         let origin = settings.origin.clone();
-        let at = |label: &str| Name::from_ascii(label).and_then(|n| n.append_domain(&origin)).expect("fixed labels are valid");
+        let at = |label: &str| {
+            Name::from_ascii(label)
+                .and_then(|n| n.append_domain(&origin))
+                .expect("fixed labels are valid")
+        };
         // The serial only has to grow between snapshots; seconds since the epoch do.
-        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
         let soa = Record::from_rdata(
             origin.clone(),
             settings.ttl,
-            RData::SOA(SOA::new(at("ns.dns"), at("hostmaster"), serial, 7200, 1800, 86400, settings.ttl)),
+            RData::SOA(SOA::new(
+                at("ns.dns"),
+                at("hostmaster"),
+                serial,
+                7200,
+                1800,
+                86400,
+                settings.ttl,
+            )),
         );
         let mut zone = Zone {
             origin: LowerName::new(&origin),
@@ -187,8 +214,15 @@ impl Zone {
         select(&[record], qtype)
     }
 
-    fn add_service(&mut self, ns: &str, name: &str, service: &Service, endpoints: Option<&Endpoints>) -> Result<(), hickory_proto::ProtoError> {
-        let service_name = Name::from_ascii(format!("{name}.{ns}.svc"))?.append_domain(&Name::from(&self.origin))?;
+    fn add_service(
+        &mut self,
+        ns: &str,
+        name: &str,
+        service: &Service,
+        endpoints: Option<&Endpoints>,
+    ) -> Result<(), hickory_proto::ProtoError> {
+        let service_name = Name::from_ascii(format!("{name}.{ns}.svc"))?
+            .append_domain(&Name::from(&self.origin))?;
         let spec = service.spec.clone().unwrap_or_default();
         self.add_name(&service_name);
 
@@ -198,7 +232,11 @@ impl Zone {
             };
             let mut target = Name::from_ascii(external.trim_end_matches('.'))?;
             target.set_fqdn(true);
-            self.add(Record::from_rdata(service_name, self.ttl, RData::CNAME(CNAME(target))));
+            self.add(Record::from_rdata(
+                service_name,
+                self.ttl,
+                RData::CNAME(CNAME(target)),
+            ));
             return Ok(());
         }
 
@@ -210,8 +248,15 @@ impl Zone {
             return self.add_headless(&service_name, &spec, endpoints);
         }
 
-        for ip in cluster_ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
-            self.add(Record::from_rdata(service_name.clone(), self.ttl, RData::from(ip)));
+        for ip in cluster_ips
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        {
+            self.add(Record::from_rdata(
+                service_name.clone(),
+                self.ttl,
+                RData::from(ip),
+            ));
             self.add_ptr(ip, &service_name);
         }
         for port in spec.ports.iter().flatten() {
@@ -234,14 +279,26 @@ impl Zone {
         let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
         // SRV records are collected first: their weights share 100 between targets.
         let mut srv: HashMap<Name, Vec<(u16, Name)>> = HashMap::new();
-        for subset in endpoints.and_then(|e| e.subsets.as_ref()).into_iter().flatten() {
-            let not_ready = subset.not_ready_addresses.iter().flatten().filter(|_| publish_not_ready);
+        for subset in endpoints
+            .and_then(|e| e.subsets.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let not_ready = subset
+                .not_ready_addresses
+                .iter()
+                .flatten()
+                .filter(|_| publish_not_ready);
             for address in subset.addresses.iter().flatten().chain(not_ready) {
                 let Ok(ip) = address.ip.parse::<IpAddr>() else {
                     continue;
                 };
                 let host = endpoint_name(service_name, address, ip)?;
-                self.add(Record::from_rdata(service_name.clone(), self.ttl, RData::from(ip)));
+                self.add(Record::from_rdata(
+                    service_name.clone(),
+                    self.ttl,
+                    RData::from(ip),
+                ));
                 self.add(Record::from_rdata(host.clone(), self.ttl, RData::from(ip)));
                 self.add_ptr(ip, &host);
                 for port in subset.ports.iter().flatten() {
@@ -259,7 +316,11 @@ impl Zone {
         for (owner, targets) in srv {
             let weight = (100 / targets.len()).max(1) as u16;
             for (port, target) in targets {
-                self.add(Record::from_rdata(owner.clone(), self.ttl, RData::SRV(SRV::new(0, weight, port, target))));
+                self.add(Record::from_rdata(
+                    owner.clone(),
+                    self.ttl,
+                    RData::SRV(SRV::new(0, weight, port, target)),
+                ));
             }
         }
         Ok(())
@@ -298,28 +359,47 @@ impl Zone {
 /// The records of one name that answer `qtype`.
 fn select(records: &[Record], qtype: RecordType) -> Lookup {
     if qtype == RecordType::ANY {
-        return if records.is_empty() { Lookup::NoData } else { Lookup::Records(records.to_vec()) };
+        return if records.is_empty() {
+            Lookup::NoData
+        } else {
+            Lookup::Records(records.to_vec())
+        };
     }
-    let matching: Vec<Record> = records.iter().filter(|r| r.record_type() == qtype).cloned().collect();
+    let matching: Vec<Record> = records
+        .iter()
+        .filter(|r| r.record_type() == qtype)
+        .cloned()
+        .collect();
     if !matching.is_empty() {
         return Lookup::Records(matching);
     }
     // A CNAME owner has no other data: any other type is answered with the alias.
-    match records.iter().find(|r| r.record_type() == RecordType::CNAME) {
+    match records
+        .iter()
+        .find(|r| r.record_type() == RecordType::CNAME)
+    {
         Some(cname) => Lookup::Records(vec![cname.clone()]),
         None => Lookup::NoData,
     }
 }
 
 /// `_<port>._<proto>.<service name>`; the protocol defaults to TCP as in the API.
-fn srv_owner(service_name: &Name, port: &str, protocol: Option<&str>) -> Result<Name, hickory_proto::ProtoError> {
+fn srv_owner(
+    service_name: &Name,
+    port: &str,
+    protocol: Option<&str>,
+) -> Result<Name, hickory_proto::ProtoError> {
     let protocol = protocol.unwrap_or("TCP").to_ascii_lowercase();
     Name::from_ascii(format!("_{port}._{protocol}"))?.append_domain(service_name)
 }
 
 /// `<hostname>.<service name>` for an endpoint, or the address with dashes
 /// (`10-244-0-5`, `fd00--5`) when the endpoint has no hostname.
-fn endpoint_name(service_name: &Name, address: &EndpointAddress, ip: IpAddr) -> Result<Name, hickory_proto::ProtoError> {
+fn endpoint_name(
+    service_name: &Name,
+    address: &EndpointAddress,
+    ip: IpAddr,
+) -> Result<Name, hickory_proto::ProtoError> {
     let label = match address.hostname.as_deref().filter(|h| !h.is_empty()) {
         Some(hostname) => hostname.to_string(),
         None => ip_to_dashes(ip),
@@ -338,7 +418,13 @@ pub fn ip_from_dashes(label: &str) -> Option<IpAddr> {
         .parse::<std::net::Ipv4Addr>()
         .map(IpAddr::V4)
         .ok()
-        .or_else(|| label.replace('-', ":").parse::<std::net::Ipv6Addr>().map(IpAddr::V6).ok())
+        .or_else(|| {
+            label
+                .replace('-', ":")
+                .parse::<std::net::Ipv6Addr>()
+                .map(IpAddr::V6)
+                .ok()
+        })
 }
 
 #[cfg(test)]

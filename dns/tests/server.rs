@@ -19,7 +19,9 @@ use hickory_net::udp::UdpClientStream;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -30,12 +32,19 @@ use tokio_util::task::TaskTracker;
 /// so over UDP it answers truncated and the forwarder must retry over TCP.
 fn upstream_answer(query: &Query, tcp: bool) -> (ResponseCode, Vec<Record>, bool) {
     let name = query.name().to_lowercase().to_ascii();
-    let a = |ip: [u8; 4]| Record::from_rdata(query.name().clone(), 60, RData::A(A(Ipv4Addr::from(ip))));
+    let a =
+        |ip: [u8; 4]| Record::from_rdata(query.name().clone(), 60, RData::A(A(Ipv4Addr::from(ip))));
     match (name.as_str(), query.query_type()) {
         ("example.com.", RecordType::A) => (ResponseCode::NoError, vec![a([192, 0, 2, 1])], false),
-        ("www.example.com.", RecordType::A) => (ResponseCode::NoError, vec![a([192, 0, 2, 80])], false),
+        ("www.example.com.", RecordType::A) => {
+            (ResponseCode::NoError, vec![a([192, 0, 2, 80])], false)
+        }
         ("big.example.", RecordType::A) if !tcp => (ResponseCode::NoError, vec![], true),
-        ("big.example.", RecordType::A) => (ResponseCode::NoError, (1..=60).map(|i| a([198, 51, 100, i])).collect(), false),
+        ("big.example.", RecordType::A) => (
+            ResponseCode::NoError,
+            (1..=60).map(|i| a([198, 51, 100, i])).collect(),
+            false,
+        ),
         _ => (ResponseCode::NXDomain, vec![], false),
     }
 }
@@ -69,7 +78,9 @@ async fn fake_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
         loop {
             let (len, peer) = udp.recv_from(&mut buf).await.unwrap();
             udp_count.fetch_add(1, Ordering::SeqCst);
-            udp.send_to(&upstream_reply(&buf[..len], false), peer).await.unwrap();
+            udp.send_to(&upstream_reply(&buf[..len], false), peer)
+                .await
+                .unwrap();
         }
     });
     let tcp_count = count.clone();
@@ -172,15 +183,26 @@ async fn start(synced: bool) -> Running {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let server = Server::new(resolver, tracker.clone(), shutdown.clone());
-    let (udp, tcp) = dns::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (udp, tcp) = dns::server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let addr = udp.local_addr().unwrap();
-    assert_eq!(tcp.local_addr().unwrap(), addr, "UDP and TCP share the port");
+    assert_eq!(
+        tcp.local_addr().unwrap(),
+        addr,
+        "UDP and TCP share the port"
+    );
     tracker.spawn(server.clone().serve_udp(udp));
     tracker.spawn(server.serve_tcp(tcp));
     let ready = Arc::new(AtomicBool::new(synced));
     let probe_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let probe = probe_listener.local_addr().unwrap();
-    tracker.spawn(dns::probes::serve(probe_listener, ready.clone(), tracker.clone(), shutdown.clone()));
+    tracker.spawn(dns::probes::serve(
+        probe_listener,
+        ready.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
     Running {
         addr,
         upstream_queries,
@@ -230,29 +252,57 @@ fn addresses(message: &Message) -> Vec<IpAddr> {
 async fn cluster_names_over_udp_and_tcp() {
     let server = start(true).await;
     for mut client in [udp_client(server.addr).await, tcp_client(server.addr).await] {
-        let reply = ask(&mut client, "kubernetes.default.svc.cluster.local.", RecordType::A).await;
+        let reply = ask(
+            &mut client,
+            "kubernetes.default.svc.cluster.local.",
+            RecordType::A,
+        )
+        .await;
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
         assert!(reply.metadata.authoritative);
         assert_eq!(addresses(&reply), vec![IpAddr::from([10, 96, 0, 1])]);
         assert_eq!(reply.answers[0].ttl, 5);
 
-        let reply = ask(&mut client, "_https._tcp.kubernetes.default.svc.cluster.local.", RecordType::SRV).await;
-        let RData::SRV(srv) = &reply.answers[0].data else { panic!("{reply:?}") };
-        assert_eq!((srv.port, srv.target.to_ascii().as_str()), (443, "kubernetes.default.svc.cluster.local."));
+        let reply = ask(
+            &mut client,
+            "_https._tcp.kubernetes.default.svc.cluster.local.",
+            RecordType::SRV,
+        )
+        .await;
+        let RData::SRV(srv) = &reply.answers[0].data else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(
+            (srv.port, srv.target.to_ascii().as_str()),
+            (443, "kubernetes.default.svc.cluster.local.")
+        );
 
         let reply = ask(&mut client, "web.shop.svc.cluster.local.", RecordType::A).await;
         assert_eq!(addresses(&reply), vec![IpAddr::from([10, 244, 0, 7])]);
-        let reply = ask(&mut client, "web-0.web.shop.svc.cluster.local.", RecordType::A).await;
+        let reply = ask(
+            &mut client,
+            "web-0.web.shop.svc.cluster.local.",
+            RecordType::A,
+        )
+        .await;
         assert_eq!(addresses(&reply), vec![IpAddr::from([10, 244, 0, 7])]);
 
         let reply = ask(&mut client, "1.0.96.10.in-addr.arpa.", RecordType::PTR).await;
-        let RData::PTR(ptr) = &reply.answers[0].data else { panic!("{reply:?}") };
+        let RData::PTR(ptr) = &reply.answers[0].data else {
+            panic!("{reply:?}")
+        };
         assert_eq!(ptr.0.to_ascii(), "kubernetes.default.svc.cluster.local.");
         let reply = ask(&mut client, "7.0.244.10.in-addr.arpa.", RecordType::PTR).await;
-        let RData::PTR(ptr) = &reply.answers[0].data else { panic!("{reply:?}") };
+        let RData::PTR(ptr) = &reply.answers[0].data else {
+            panic!("{reply:?}")
+        };
         assert_eq!(ptr.0.to_ascii(), "web-0.web.shop.svc.cluster.local.");
     }
-    assert_eq!(server.upstream_queries.load(Ordering::SeqCst), 0, "cluster names never go upstream");
+    assert_eq!(
+        server.upstream_queries.load(Ordering::SeqCst),
+        0,
+        "cluster names never go upstream"
+    );
 }
 
 #[tokio::test]
@@ -260,19 +310,40 @@ async fn negative_answers_carry_the_soa() {
     let server = start(true).await;
     let mut client = udp_client(server.addr).await;
 
-    let reply = ask(&mut client, "nope.default.svc.cluster.local.", RecordType::A).await;
+    let reply = ask(
+        &mut client,
+        "nope.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
     assert!(reply.answers.is_empty());
-    assert!(matches!(reply.authorities[0].data, RData::SOA(_)), "{reply:?}");
+    assert!(
+        matches!(reply.authorities[0].data, RData::SOA(_)),
+        "{reply:?}"
+    );
     assert_eq!(reply.authorities[0].name.to_ascii(), "cluster.local.");
 
-    let reply = ask(&mut client, "kubernetes.default.svc.cluster.local.", RecordType::AAAA).await;
+    let reply = ask(
+        &mut client,
+        "kubernetes.default.svc.cluster.local.",
+        RecordType::AAAA,
+    )
+    .await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     assert!(reply.answers.is_empty());
-    assert!(matches!(reply.authorities[0].data, RData::SOA(_)), "{reply:?}");
+    assert!(
+        matches!(reply.authorities[0].data, RData::SOA(_)),
+        "{reply:?}"
+    );
 
     // The search path of a pod: names under the cluster domain are denied locally.
-    let reply = ask(&mut client, "example.com.default.svc.cluster.local.", RecordType::A).await;
+    let reply = ask(
+        &mut client,
+        "example.com.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(server.upstream_queries.load(Ordering::SeqCst), 0);
 }
@@ -290,15 +361,26 @@ async fn other_names_are_forwarded_and_cached() {
     let reply = ask(&mut client, "EXAMPLE.com.", RecordType::A).await;
     assert_eq!(addresses(&reply), vec![IpAddr::from([192, 0, 2, 1])]);
     assert!(reply.answers[0].ttl <= 60);
-    assert_eq!(server.upstream_queries.load(Ordering::SeqCst), 1, "the second answer came from the cache");
+    assert_eq!(
+        server.upstream_queries.load(Ordering::SeqCst),
+        1,
+        "the second answer came from the cache"
+    );
 
     let reply = ask(&mut client, "missing.example.", RecordType::A).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
     assert!(matches!(reply.authorities[0].data, RData::SOA(_)));
 
     // An ExternalName Service: the CNAME and the target's address from upstream.
-    let reply = ask(&mut client, "search.default.svc.cluster.local.", RecordType::A).await;
-    let RData::CNAME(cname) = &reply.answers[0].data else { panic!("{reply:?}") };
+    let reply = ask(
+        &mut client,
+        "search.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    let RData::CNAME(cname) = &reply.answers[0].data else {
+        panic!("{reply:?}")
+    };
     assert_eq!(cname.0.to_ascii(), "www.example.com.");
     assert_eq!(addresses(&reply), vec![IpAddr::from([192, 0, 2, 80])]);
 }
@@ -310,16 +392,29 @@ async fn truncated_upstream_answers_are_fetched_over_tcp() {
     let mut client = udp_client(server.addr).await;
     let reply = ask(&mut client, "big.example.", RecordType::A).await;
     assert_eq!(addresses(&reply).len(), 60);
-    assert_eq!(server.upstream_queries.load(Ordering::SeqCst), 2, "one UDP, then one TCP query upstream");
+    assert_eq!(
+        server.upstream_queries.load(Ordering::SeqCst),
+        2,
+        "one UDP, then one TCP query upstream"
+    );
 
     // A client without EDNS gets a truncated answer over UDP, and all over TCP.
     let mut query = Message::new(7, MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = true;
-    query.add_query(Query::query(Name::from_str("big.example.").unwrap(), RecordType::A));
+    query.add_query(Query::query(
+        Name::from_str("big.example.").unwrap(),
+        RecordType::A,
+    ));
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.send_to(&query.to_vec().unwrap(), server.addr).await.unwrap();
+    socket
+        .send_to(&query.to_vec().unwrap(), server.addr)
+        .await
+        .unwrap();
     let mut buf = [0u8; 4096];
-    let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.unwrap().unwrap();
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(len <= 512);
     let reply = Message::from_vec(&buf[..len]).unwrap();
     assert_eq!(reply.metadata.id, 7);
@@ -336,7 +431,11 @@ async fn before_the_first_sync_cluster_names_fail_and_ready_is_503() {
     let server = start(false).await;
     let mut client = udp_client(server.addr).await;
     let err = client
-        .query(Name::from_str("kubernetes.default.svc.cluster.local.").unwrap(), DNSClass::IN, RecordType::A)
+        .query(
+            Name::from_str("kubernetes.default.svc.cluster.local.").unwrap(),
+            DNSClass::IN,
+            RecordType::A,
+        )
         .await;
     match err {
         Ok(reply) => assert_eq!(reply.metadata.response_code, ResponseCode::ServFail),
@@ -350,9 +449,16 @@ async fn before_the_first_sync_cluster_names_fail_and_ready_is_503() {
 
     let settings = ZoneSettings::new("cluster.local", 5).unwrap();
     let (services, endpoints) = cluster_objects();
-    server.zone_tx.send_replace(Some(Arc::new(Zone::build(&settings, &services, &endpoints))));
+    server.zone_tx.send_replace(Some(Arc::new(Zone::build(
+        &settings, &services, &endpoints,
+    ))));
     server.ready.store(true, Ordering::SeqCst);
-    let reply = ask(&mut client, "kubernetes.default.svc.cluster.local.", RecordType::A).await;
+    let reply = ask(
+        &mut client,
+        "kubernetes.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
     assert_eq!(addresses(&reply), vec![IpAddr::from([10, 96, 0, 1])]);
     assert_eq!(http_status(server.probe, "/ready").await, 200);
     assert_eq!(http_status(server.probe, "/metrics").await, 404);
@@ -360,16 +466,23 @@ async fn before_the_first_sync_cluster_names_fail_and_ready_is_503() {
     // Shutdown: the listeners stop and every task ends.
     server.shutdown.cancel();
     server.tracker.close();
-    tokio::time::timeout(Duration::from_secs(5), server.tracker.wait()).await.expect("tasks end after shutdown");
+    tokio::time::timeout(Duration::from_secs(5), server.tracker.wait())
+        .await
+        .expect("tasks end after shutdown");
 }
 
 async fn http_status(addr: SocketAddr, path: &str) -> u16 {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{text}"))
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
 }

@@ -33,9 +33,16 @@ type Body = BoxBody<Bytes, Infallible>;
 
 /// Answers list requests with one object each and keeps watch requests open; the
 /// Services watch delivers one ADDED event first.
-async fn api(request: Request<Incoming>, lists: Arc<AtomicUsize>) -> Result<Response<Body>, Infallible> {
+async fn api(
+    request: Request<Incoming>,
+    lists: Arc<AtomicUsize>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_string();
-    let watching = request.uri().query().unwrap_or_default().contains("watch=true");
+    let watching = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .contains("watch=true");
     let body: Body = match (path.as_str(), watching) {
         ("/api/v1/services", false) => {
             lists.fetch_add(1, Ordering::SeqCst);
@@ -60,7 +67,9 @@ async fn api(request: Request<Incoming>, lists: Arc<AtomicUsize>) -> Result<Resp
             });
             BodyExt::boxed(StreamBody::new(first.chain(futures::stream::pending())))
         }
-        (_, true) => BodyExt::boxed(StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, Infallible>>())),
+        (_, true) => BodyExt::boxed(StreamBody::new(futures::stream::pending::<
+            Result<Frame<Bytes>, Infallible>,
+        >())),
         _ => {
             let mut response = Response::new(Full::new(Bytes::from_static(b"{}")).boxed());
             *response.status_mut() = hyper::StatusCode::NOT_FOUND;
@@ -68,9 +77,10 @@ async fn api(request: Request<Incoming>, lists: Arc<AtomicUsize>) -> Result<Resp
         }
     };
     let mut response = Response::new(body);
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
     Ok(response)
 }
 
@@ -85,7 +95,9 @@ async fn fake_api_server() -> (SocketAddr, Arc<AtomicUsize>) {
             let lists = counter.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| api(request, lists.clone()));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -93,7 +105,10 @@ async fn fake_api_server() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 fn lookup(zone: &Zone, name: &str) -> Lookup {
-    zone.lookup(&LowerName::new(&Name::from_ascii(name).unwrap()), RecordType::A)
+    zone.lookup(
+        &LowerName::new(&Name::from_ascii(name).unwrap()),
+        RecordType::A,
+    )
 }
 
 #[tokio::test]
@@ -105,7 +120,13 @@ async fn watchers_fill_the_zone_and_follow_changes() {
     let (zone_tx, mut zone_rx) = tokio::sync::watch::channel(None);
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(dns::watch::run(client, settings, zone_tx, ready.clone(), shutdown.clone()));
+    let task = tokio::spawn(dns::watch::run(
+        client,
+        settings,
+        zone_tx,
+        ready.clone(),
+        shutdown.clone(),
+    ));
 
     // The first zone: both lists are in, and the server says ready.
     tokio::time::timeout(Duration::from_secs(10), zone_rx.wait_for(Option::is_some))
@@ -113,22 +134,42 @@ async fn watchers_fill_the_zone_and_follow_changes() {
         .expect("a zone within 10 s")
         .unwrap();
     assert!(ready.load(Ordering::SeqCst));
-    assert_eq!(lists.load(Ordering::SeqCst), 2, "one list of Services, one of Endpoints");
+    assert_eq!(
+        lists.load(Ordering::SeqCst),
+        2,
+        "one list of Services, one of Endpoints"
+    );
     let zone = zone_rx.borrow().clone().unwrap();
     let Lookup::Records(records) = lookup(&zone, "kubernetes.default.svc.cluster.local.") else {
         panic!("kubernetes Service missing");
     };
-    assert_eq!(records[0].data, RData::A("10.96.0.1".parse::<std::net::Ipv4Addr>().unwrap().into()));
-    assert_eq!(lookup(&zone, "web.default.svc.cluster.local."), Lookup::NxDomain);
+    assert_eq!(
+        records[0].data,
+        RData::A("10.96.0.1".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    assert_eq!(
+        lookup(&zone, "web.default.svc.cluster.local."),
+        Lookup::NxDomain
+    );
 
     // The watch event adds a Service: a new zone follows.
     let changed = tokio::time::timeout(
         Duration::from_secs(10),
-        zone_rx.wait_for(|z| z.as_ref().is_some_and(|z| matches!(lookup(z, "web.default.svc.cluster.local."), Lookup::Records(_)))),
+        zone_rx.wait_for(|z| {
+            z.as_ref().is_some_and(|z| {
+                matches!(
+                    lookup(z, "web.default.svc.cluster.local."),
+                    Lookup::Records(_)
+                )
+            })
+        }),
     )
     .await;
     assert!(changed.is_ok(), "the watched Service shows up within 10 s");
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await.expect("watch task ends on shutdown").unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("watch task ends on shutdown");
+    assert!(ended.unwrap().is_ok(), "shutdown is a clean end");
 }
