@@ -29,14 +29,16 @@ Examples:
   cairnctl -n 10.5.0.2,10.5.0.3 upgrade --image _out/ --wait
 
 The directory holds vmlinuz and initramfs.img, and payload.sqsh when the image
-has a Kubernetes payload (an image build's output directory does). The node
+has a Kubernetes payload (an image build's output directory does); a Cairn ISO
+works too (its /boot files are sent). The node
 writes them to the slot it is not running, then boots that slot once; it
 becomes the default only when the node comes up healthy on it, else the old
 slot boots again by itself (`cairnctl get meta` says why). Needs an admin
 certificate.")]
 pub struct Args {
-    /// Directory with vmlinuz, initramfs.img and optionally payload.sqsh.
-    #[arg(long, value_name = "DIR")]
+    /// Directory with vmlinuz, initramfs.img and optionally payload.sqsh,
+    /// or a Cairn ISO.
+    #[arg(long, value_name = "DIR|ISO")]
     pub image: PathBuf,
     /// Write the new slot but boot it only at the next reboot.
     #[arg(long)]
@@ -63,7 +65,8 @@ pub struct Asset {
 pub fn image_assets(dir: &Path) -> anyhow::Result<Vec<Asset>> {
     if !dir.is_dir() {
         anyhow::bail!(
-            "--image {}: expected a directory holding vmlinuz and initramfs.img (e.g. an image build's _out/)",
+            "--image {}: expected a directory holding vmlinuz and initramfs.img (e.g. an image build's _out/) \
+             or a Cairn ISO",
             dir.display()
         );
     }
@@ -166,8 +169,11 @@ pub fn requests(
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let assets = image_assets(&args.image)?;
-    let version = image_version(&args.image);
+    // An ISO: its boot files, copied out to a temporary directory.
+    let extracted = if args.image.is_file() { Some(iso::extract(&args.image)?) } else { None };
+    let dir = extracted.as_ref().map_or(args.image.as_path(), |d| d.path());
+    let assets = image_assets(dir)?;
+    let version = image_version(dir);
     let total: u64 = assets.iter().map(|a| a.size).sum();
     let names: Vec<String> =
         assets.iter().map(|a| format!("{} ({})", a.name, crate::output::bytes(a.size))).collect();
@@ -228,10 +234,183 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// Reading the boot files out of a Cairn ISO (ISO 9660 with Rock Ridge
+/// names, as images/grub.sh builds it). Hand-written: only directory
+/// records and the Rock Ridge NM entry are needed, a few dozen lines.
+pub mod iso {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+
+    const SECTOR: u64 = 2048;
+
+    #[derive(Debug, Clone)]
+    struct Entry {
+        name: String,
+        lba: u64,
+        size: u64,
+        dir: bool,
+    }
+
+    fn read(f: &File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, at)?;
+        Ok(buf)
+    }
+
+    /// The Rock Ridge name in a record's system use area, if any.
+    fn rock_ridge_name(mut su: &[u8]) -> Option<String> {
+        while su.len() >= 4 {
+            let len = su[2] as usize;
+            if len < 4 || len > su.len() {
+                break;
+            }
+            if &su[..2] == b"NM" && len > 5 {
+                return Some(String::from_utf8_lossy(&su[5..len]).into_owned());
+            }
+            su = &su[len..];
+        }
+        None
+    }
+
+    fn list(f: &File, lba: u64, size: u64) -> std::io::Result<Vec<Entry>> {
+        let data = read(f, lba * SECTOR, size as usize)?;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            let len = data[i] as usize;
+            if len == 0 {
+                // Records do not cross sectors: go to the next one.
+                i = (i / SECTOR as usize + 1) * SECTOR as usize;
+                continue;
+            }
+            let Some(r) = data.get(i..i + len) else { break };
+            if r.len() < 34 {
+                break;
+            }
+            let name_len = r[32] as usize;
+            let raw = &r[33..(33 + name_len).min(r.len())];
+            let su = r.get(33 + name_len + (1 - name_len % 2)..).unwrap_or_default();
+            let name = rock_ridge_name(su).unwrap_or_else(|| {
+                let n = String::from_utf8_lossy(raw).to_lowercase();
+                n.split(';').next().unwrap_or_default().trim_end_matches('.').to_string()
+            });
+            if raw != [0] && raw != [1] {
+                out.push(Entry {
+                    name,
+                    lba: u64::from(u32::from_le_bytes(r[2..6].try_into().unwrap())),
+                    size: u64::from(u32::from_le_bytes(r[10..14].try_into().unwrap())),
+                    dir: r[25] & 2 != 0,
+                });
+            }
+            i += len;
+        }
+        Ok(out)
+    }
+
+    fn find(f: &File, path: &str) -> std::io::Result<Option<Entry>> {
+        let pvd = read(f, 16 * SECTOR, SECTOR as usize)?;
+        if &pvd[1..6] != b"CD001" {
+            return Err(std::io::Error::other("not an ISO 9660 image"));
+        }
+        let root = &pvd[156..190];
+        let mut at = Entry {
+            name: String::new(),
+            lba: u64::from(u32::from_le_bytes(root[2..6].try_into().unwrap())),
+            size: u64::from(u32::from_le_bytes(root[10..14].try_into().unwrap())),
+            dir: true,
+        };
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !at.dir {
+                return Ok(None);
+            }
+            match list(f, at.lba, at.size)?.into_iter().find(|e| e.name == part) {
+                Some(e) => at = e,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(at))
+    }
+
+    /// A directory removed when dropped.
+    pub struct Scratch(PathBuf);
+
+    impl Scratch {
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Copies the ISO's kernel, initramfs and payload into a scratch
+    /// directory under the names `image_assets` looks for.
+    pub fn extract(iso: &Path) -> anyhow::Result<Scratch> {
+        let ctx = |e: std::io::Error| anyhow::anyhow!("--image {}: {e}", iso.display());
+        let f = File::open(iso).map_err(ctx)?;
+        let dir = Scratch(std::env::temp_dir().join(format!("cairnctl-upgrade-{}", std::process::id())));
+        std::fs::create_dir_all(dir.path()).map_err(ctx)?;
+        for (from, to) in [
+            ("boot/vmlinuz", "vmlinuz"),
+            ("boot/initramfs.img", "initramfs.img"),
+            ("A/payload.sqsh", "payload.sqsh"),
+            ("boot/payload.sqsh", "payload.sqsh"),
+        ] {
+            let Some(e) = find(&f, from).map_err(ctx)? else { continue };
+            let out = File::create(dir.path().join(to)).map_err(ctx)?;
+            let mut done = 0;
+            while done < e.size {
+                let n = (e.size - done).min(1 << 20);
+                let buf = read(&f, e.lba * SECTOR + done, n as usize).map_err(ctx)?;
+                out.write_all_at(&buf, done).map_err(ctx)?;
+                done += n;
+            }
+        }
+        if !dir.path().join("vmlinuz").exists() {
+            anyhow::bail!("--image {}: no /boot/vmlinuz in this ISO; is it a Cairn ISO?", iso.display());
+        }
+        Ok(dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    /// An ISO built the way images/grub.sh builds one (xorriso -r), when
+    /// xorriso is installed.
+    #[test]
+    fn reads_boot_files_out_of_an_iso() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("boot")).unwrap();
+        std::fs::write(tree.join("boot/vmlinuz"), vec![7u8; 5000]).unwrap();
+        std::fs::write(tree.join("boot/initramfs.img"), b"initramfs-bytes").unwrap();
+        let iso = dir.path().join("x.iso");
+        let built = std::process::Command::new("xorriso")
+            .args(["-as", "mkisofs", "-quiet", "-r", "-o"])
+            .arg(&iso)
+            .arg(&tree)
+            .output();
+        match built {
+            Ok(o) if o.status.success() => {}
+            _ => {
+                eprintln!("skipping: xorriso is not installed");
+                return;
+            }
+        }
+        let out = iso::extract(&iso).unwrap();
+        assert_eq!(std::fs::read(out.path().join("vmlinuz")).unwrap(), vec![7u8; 5000]);
+        assert_eq!(std::fs::read(out.path().join("initramfs.img")).unwrap(), b"initramfs-bytes");
+        assert!(!out.path().join("payload.sqsh").exists());
+        let not_iso = dir.path().join("tree/boot/vmlinuz");
+        assert!(iso::extract(&not_iso).is_err());
+    }
 
     #[tokio::test]
     async fn streams_header_chunks_and_digest_per_asset() {
