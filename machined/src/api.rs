@@ -533,6 +533,18 @@ impl MachineService for MachineApi {
         Ok(Response::new(ProcessesResponse { processes }))
     }
 
+    async fn netstat(&self, req: Request<NetstatRequest>) -> Result<Response<NetstatResponse>, Status> {
+        let listening = req.into_inner().listening;
+        let sockets = blocking(move || Ok(crate::network::netstat::sockets(Path::new("/proc"), listening)))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(NetstatResponse { sockets }))
+    }
+
+    async fn time(&self, _: Request<()>) -> Result<Response<TimeResponse>, Status> {
+        Ok(Response::new(crate::time::time_response(&self.node)))
+    }
+
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {
         crate::procfs::memory(Path::new("/proc"))
             .map(Response::new)

@@ -102,6 +102,11 @@ pub struct VmConfig {
     /// Disk files the test owns (qcow2 by extension, else raw), attached
     /// writable as virtio disks after the boot medium; they outlive the VM.
     pub disks: Vec<PathBuf>,
+    /// The guest address apid's forward goes to; QEMU's default (the first
+    /// DHCP address, 10.0.2.15) when `None`.
+    pub guest_addr: Option<String>,
+    /// More QEMU arguments, e.g. a second NIC on a network the test builds.
+    pub extra_args: Vec<String>,
 }
 
 impl VmConfig {
@@ -116,6 +121,8 @@ impl VmConfig {
             forwards: Vec::new(),
             apid_port: None,
             disks: Vec::new(),
+            guest_addr: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -200,7 +207,8 @@ impl VmConfig {
         push(&["-display", "none", "-monitor", "none", "-no-user-config"]);
         push(&["-serial", &format!("file:{}", qemu_path(console))]);
         let mut netdev = format!(
-            "user,id=net0,hostfwd=tcp:127.0.0.1:{apid_port}-:{}",
+            "user,id=net0,hostfwd=tcp:127.0.0.1:{apid_port}-{}:{}",
+            self.guest_addr.as_deref().unwrap_or(""),
             config::constants::APID_PORT
         );
         for (host, guest) in &self.forwards {
@@ -209,6 +217,8 @@ impl VmConfig {
         push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
         // Entropy for the guest's key generation without waiting on jitter.
         push(&["-device", "virtio-rng-pci"]);
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        push(&extra);
         if self.no_reboot {
             push(&["-no-reboot"]);
         }

@@ -22,6 +22,8 @@ pub const TYPES: &[(&str, &[&str])] = &[
     ("routes", &["route"]),
     ("resolvers", &["resolver", "dns"]),
     ("hostname", &["hostnames"]),
+    ("timeservers", &["timeserver", "ntp"]),
+    ("timestatus", &["ts"]),
     ("mounts", &["mount"]),
     ("disks", &["disk"]),
     ("staticpods", &["staticpod", "sp"]),
@@ -39,7 +41,8 @@ Examples:
   cairnctl -n 10.5.0.2 get routes -w
 
 Types (and aliases): machineconfig (mc), machinestatus (ms), services (svc),
-addresses (addr), links, routes, resolvers, hostname, mounts, disks,
+addresses (addr), links, routes, resolvers, hostname, timeservers, timestatus,
+mounts, disks,
 staticpods (sp), events (ev), meta (the META partition: upgrade state, boot
 counts, the last failed boot). Other names are sent as given. Secrets in the machine config are shown only to admins.
 With -w the current resources are printed first, then every change.")]

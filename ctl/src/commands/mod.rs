@@ -22,6 +22,7 @@ pub mod ls;
 pub mod machineconfig;
 pub mod memory;
 pub mod mounts;
+pub mod netstat;
 pub mod processes;
 pub mod read;
 pub mod reboot;
@@ -30,6 +31,7 @@ pub mod rollback;
 pub mod service;
 pub mod services;
 pub mod shutdown;
+pub mod time;
 pub mod upgrade;
 pub mod validate;
 pub mod version;
@@ -76,6 +78,10 @@ pub enum Command {
     Disks(disks::Args),
     /// Print events (config, services, boot phases).
     Events(events::Args),
+    /// Show nodes' clocks and time synchronisation.
+    Time(time::Args),
+    /// List TCP and UDP sockets.
+    Netstat(netstat::Args),
     /// Reboot nodes.
     Reboot(reboot::Args),
     /// Power nodes off.
@@ -121,6 +127,8 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Mounts(a) => mounts::run(a, &global).await,
         Command::Disks(a) => disks::run(a, &global).await,
         Command::Events(a) => events::run(a, &global).await,
+        Command::Time(a) => time::run(a, &global).await,
+        Command::Netstat(a) => netstat::run(a, &global).await,
         Command::Reboot(a) => reboot::run(a, &global).await,
         Command::Shutdown(a) => shutdown::run(a, &global).await,
         Command::Upgrade(a) => upgrade::run(a, &global).await,

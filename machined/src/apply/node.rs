@@ -56,10 +56,15 @@ impl NodeEffects {
     /// writes them for apid; starts apid if it does not run yet (a boot
     /// with a config), else apid reloads them by itself.
     async fn secure_apid(&self, node: &Arc<Node>, config: &MachineConfig) -> Result<(), String> {
-        let addresses = match &self.network {
+        let mut addresses = match &self.network {
             Some(n) => n.node_addresses().await,
             None => Vec::new(),
         };
+        // The config's static addresses too: the network configurator puts
+        // them on the links only after this config is running.
+        addresses.extend(crate::network::desired::static_addresses(&config.machine.network));
+        addresses.sort_by_key(|a| (a.is_ipv6(), *a));
+        addresses.dedup();
         let settings = crate::secure::secure_settings(config, &node.hostname(), &addresses).map_err(|e| e.to_string())?;
         crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner).map_err(|e| e.to_string())?;
         if self.start_apid && node.supervisor.handle("apid").is_none() {

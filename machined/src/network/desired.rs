@@ -190,6 +190,15 @@ fn from_kernel_ip(ip: Option<&KernelIp>, links: &[Link], d: &mut Desired) {
     }
 }
 
+/// Every static address the config gives any link (for apid's certificate).
+pub fn static_addresses(net: &Network) -> Vec<IpAddr> {
+    net.interfaces
+        .iter()
+        .flat_map(|i| i.addresses.iter().chain(i.vlans.iter().flat_map(|v| v.addresses.iter())))
+        .map(|a| a.addr())
+        .collect()
+}
+
 pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let mut d = Desired::default();
     match inputs.config {
@@ -304,6 +313,8 @@ mod tests {
         assert_eq!((d.bonds[0].mode, d.bonds[0].miimon), (BondMode::ActiveBackup, 100));
         assert!(d.links.contains_key("eth2") && d.links.contains_key("bond0"));
         assert_eq!(d.hostname, None, "ip='s hostname goes with the rest of ip=");
+        let statics: Vec<String> = static_addresses(&n).iter().map(ToString::to_string).collect();
+        assert_eq!(statics, vec!["192.168.100.1", "172.16.42.1", "10.10.0.1"]);
     }
 
     #[test]

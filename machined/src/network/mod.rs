@@ -11,6 +11,7 @@ pub mod dhcp_sink;
 pub mod kernel_ip;
 pub mod lease;
 pub mod link;
+pub mod netstat;
 pub mod resolv;
 
 use std::net::IpAddr;

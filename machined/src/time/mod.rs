@@ -54,6 +54,29 @@ pub async fn wait_synced(node: &crate::state::Node, timeout: Duration) -> bool {
     tokio::time::timeout(timeout, wait).await.is_ok()
 }
 
+/// The Time RPC's answer: the node's clock now and the `timestatus`.
+pub fn time_response(node: &crate::state::Node) -> api::machine::TimeResponse {
+    let s = node
+        .store
+        .spec::<TimeStatusSpec>(TimeStatusSpec::ID)
+        .unwrap_or_default();
+    let servers = node
+        .store
+        .spec::<TimeServersSpec>(TimeServersSpec::ID)
+        .unwrap_or_default();
+    api::machine::TimeResponse {
+        node_time: Some(prost_types::Timestamp::from(SystemTime::now())),
+        synced: s.synced,
+        disabled: s.disabled,
+        server: s.server,
+        offset_seconds: s.offset_seconds,
+        roundtrip_seconds: s.roundtrip_seconds,
+        last_sync: s.last_sync,
+        message: s.message,
+        servers: servers.servers,
+    }
+}
+
 /// Keeps the clock synchronised with the running config's time servers.
 pub struct TimeController {
     pub clock: Arc<dyn Clock>,
