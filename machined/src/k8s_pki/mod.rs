@@ -28,6 +28,8 @@
 pub mod kubeconfig;
 pub mod reuse;
 #[cfg(test)]
+mod host_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
