@@ -6,9 +6,10 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_tests::{Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
+use cairn_tests::{cairnctl, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 use common::{text, Cluster};
 
 #[test]
@@ -51,15 +52,26 @@ fn iso_installs_to_a_blank_disk_and_refuses_a_used_one() {
     eprintln!("refused: {}", stderr.trim());
 
     // /dev/vda is blank: installed, then the node reboots (QEMU exits).
+    // cairnctl waits for the node to come back, which it cannot here (the
+    // reboot ends QEMU): its answer is read once QEMU is gone.
     let cluster = Cluster::generate("install: {disk: /dev/vda}");
-    let out = cluster.apply_insecure(&addr, &cluster.config(), "auto");
-    assert!(out.status.success(), "apply with install.disk: {}", text(&out));
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("installing to /dev/vda"), "{said}");
+    let config_path = cluster.config();
+    let apply = Command::new(cairnctl::path())
+        .args(["apply-config", "--insecure", "-n", &addr, "-f", config_path.to_str().unwrap()])
+        .env_remove("CAIRNCONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     vm.expect(r"install: done in", Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_exit(Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
     let installed_at = started.elapsed();
     drop(vm);
+    let mut apply = apply;
+    let _ = apply.kill();
+    let out = apply.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("installing to /dev/vda"), "{said}");
 
     // The installed disk alone: GRUB, slot A, the config from STATE.
     let config = VmConfig::from_disks("install-disk", vec![blank.clone()], Firmware::SeaBios);
