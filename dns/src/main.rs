@@ -90,7 +90,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = ZoneSettings::new(&args.cluster_domain, args.ttl).context("--cluster-domain")?;
     let upstreams = if args.upstream.is_empty() {
-        servers_from_resolv_conf(&args.resolv_conf).context("upstream resolvers")?
+        // Cluster names must resolve even on a node without resolvers: only the
+        // forwarded names fail (SERVFAIL) then.
+        servers_from_resolv_conf(&args.resolv_conf).unwrap_or_else(|err| {
+            tracing::warn!(%err, "no upstream resolvers: names outside the cluster domain will fail");
+            Vec::new()
+        })
     } else {
         args.upstream
             .iter()

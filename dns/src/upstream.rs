@@ -38,6 +38,8 @@ pub enum UpstreamError {
     NoNameservers { path: String },
     #[error("upstream {value:?} is neither an IP address nor IP:PORT")]
     InvalidUpstream { value: String },
+    #[error("no upstream resolver is configured (nameserver lines of resolv.conf or --upstream) for {name}")]
+    NoUpstream { name: String },
     #[error("no upstream resolver answered {name} (tried {tried} times)")]
     NoAnswer { name: String, tried: usize },
     #[error("encoding the upstream query: {0}")]
@@ -125,6 +127,11 @@ impl Forwarder {
         query: &Query,
         checking_disabled: bool,
     ) -> Result<Message, UpstreamError> {
+        if self.servers.is_empty() {
+            return Err(UpstreamError::NoUpstream {
+                name: query.name().to_string(),
+            });
+        }
         let key = CacheKey::new(query, checking_disabled);
         if let Some(hit) = self
             .cache

@@ -486,3 +486,30 @@ async fn http_status(addr: SocketAddr, path: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{text}"))
 }
+
+#[tokio::test]
+async fn without_upstreams_cluster_names_still_resolve() {
+    let settings = ZoneSettings::new("cluster.local", 5).unwrap();
+    let (services, endpoints) = cluster_objects();
+    let zone = Arc::new(Zone::build(&settings, &services, &endpoints));
+    let (_zone_tx, zone_rx) = tokio::sync::watch::channel(Some(zone));
+    let resolver = Resolver::new(
+        &settings.origin,
+        zone_rx,
+        Forwarder::new(vec![], Duration::from_secs(1)),
+    );
+    let mut request = Message::new(9, MessageType::Query, OpCode::Query);
+    request.add_query(Query::query(
+        Name::from_str("kubernetes.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    ));
+    assert_eq!(
+        addresses(&resolver.respond(&request).await),
+        vec![IpAddr::from([10, 96, 0, 1])]
+    );
+    request.queries[0] = Query::query(Name::from_str("example.com.").unwrap(), RecordType::A);
+    assert_eq!(
+        resolver.respond(&request).await.metadata.response_code,
+        ResponseCode::ServFail
+    );
+}
