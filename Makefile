@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps kernel image image-upgrade test unit-test vm-test bench cluster cluster-down clean
+.PHONY: help deps kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,7 +18,10 @@ deps: ## Install the Debian packages builds and tests need
 kernel: deps ## Build the kernel from kernel-config/ (cached by the fragments' hash)
 	@images/build-kernel.sh
 
-image: deps kernel ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/
+payload: deps ## Build the Kubernetes payload squashfs and kubectl into _out/ (cached by versions.env and sources)
+	@images/build-payload.sh
+
+image: deps kernel payload ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/
 	@images/build-image.sh
 
 unit-test: deps ## Run the unit and crate tests (no VMs)

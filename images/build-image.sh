@@ -63,6 +63,17 @@ stamp() { find "$@" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; }
 # when it has to compile.
 images/build-kernel.sh
 
+# --- Kubernetes payload --------------------------------------------------------
+# $OUT/payload.sqsh (and $OUT/kubectl), cached by its inputs in
+# $CAIRN_CACHE/payload (images/build-payload.sh); disk.sh and grub.sh put it on
+# BOOT and the ISO at /A/payload.sqsh. CAIRN_NO_PAYLOAD=1 builds images
+# without it (quicker when the work at hand does not need Kubernetes).
+if [ "${CAIRN_NO_PAYLOAD:-}" = 1 ]; then
+  rm -f "$OUT/payload.sqsh"
+else
+  images/build-payload.sh
+fi
+
 # --- Rust binaries --------------------------------------------------------------
 TARGET=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -171,6 +182,6 @@ step "sha256sums"
 step_done
 
 echo "image: done in $(($(date +%s) - started)) s"
-(cd "$OUT" && for f in vmlinuz initramfs.img metal-amd64.iso metal-amd64.raw metal-amd64.qcow2; do
+(cd "$OUT" && for f in vmlinuz initramfs.img $(ls payload.sqsh 2>/dev/null) metal-amd64.iso metal-amd64.raw metal-amd64.qcow2; do
   printf '  %-20s %10s bytes (%s allocated)\n' "$f" "$(stat -c %s "$f")" "$(du -h "$f" | cut -f1)"
 done)

@@ -59,6 +59,13 @@ key=$({
 } | hash_of)
 dest=$cache/$key
 echo "payload: Kubernetes $KUBERNETES_VERSION, key $key -> $OUT/payload.sqsh"
+# Several builds share the cache (other checkouts, other OUT directories):
+# one at a time; the next one then finds the cached result.
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+  echo "payload: waiting for another payload build to finish"
+  flock 9
+fi
 
 if [ -f "$dest/payload.sqsh" ] && [ -f "$dest/kubectl" ]; then
   pstep "cached payload $key"
@@ -263,7 +270,7 @@ if [[ " ${rust_bins[*]} " == *" cairn-dns "* ]]; then
 fi
 r=$layers/cairn-testpod; base "$r"; install -m 0755 "$rbin/testpod" "$r/usr/local/bin/testpod"
 image cairn-testpod "$IMAGE_REGISTRY/cairn-testpod:$TESTPOD_TAG" "$r" --entrypoint /usr/local/bin/testpod \
-  --cmd serve --cmd --port --cmd 8080
+  --cmd serve --cmd=--port --cmd 8080
 
 # --- 5. squashfs --------------------------------------------------------------------------
 pstep "payload.sqsh (zstd squashfs)"
@@ -283,7 +290,9 @@ install -m 0755 "$kube/kubectl" "$dest.tmp/kubectl"
 (cd "$tree" && find . -type f -printf '%s %P\n' | sort -k2) >"$dest.tmp/contents.txt"
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"
-rm -rf "$work"
+# This build's work directory, and any an interrupted build left (the lock
+# says none is running).
+rm -rf "$cache"/.work-*
 install -m 0644 "$dest/payload.sqsh" "$OUT/payload.sqsh"
 install -m 0755 "$dest/kubectl" "$OUT/kubectl"
 # Older payloads of this machine's cache: keep the three newest.

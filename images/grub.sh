@@ -170,6 +170,8 @@ grub_build_iso() {
   mkdir -p "$tree/boot/grub" "$tree/EFI/BOOT" "$dir/esp/EFI/BOOT"
   cp "$OUT/vmlinuz" "$tree/boot/vmlinuz"
   cp "$OUT/initramfs.img" "$tree/boot/initramfs.img"
+  # The Kubernetes payload, where machined (live) and the installer look for it.
+  if [ -f "$OUT/payload.sqsh" ]; then mkdir -p "$tree/A" && cp "$OUT/payload.sqsh" "$tree/A/payload.sqsh"; fi
   grub_menu /boot "Cairn $CAIRN_VERSION (live)" "" >"$tree/boot/grub/grub.cfg"
   cp "$grub/eltorito.img" "$tree/boot/grub/eltorito.img"
   # The ESP image and, in case the firmware hands GRUB the CD itself as its
