@@ -41,9 +41,6 @@ use crate::supervisor::{HealthCheck, Service, ServiceHandle, SupervisorError};
 
 /// The supervisor's id of the etcd service.
 pub const SERVICE_ID: &str = "etcd";
-/// The etcd binary and its libraries in the Kubernetes payload.
-pub const PAYLOAD_ETCD: &str = "/system/payload/bin/etcd";
-pub const PAYLOAD_LIB: &str = "/system/payload/lib";
 /// How long [`start`] waits for the clock to be synchronized by default.
 pub const TIME_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -115,8 +112,9 @@ pub struct Layout {
 impl Layout {
     pub fn node() -> Layout {
         Layout {
-            binary: PAYLOAD_ETCD.into(),
-            lib_dir: Some(PAYLOAD_LIB.into()),
+            // Debian's etcd from the payload, with the payload's libraries.
+            binary: Path::new(config::constants::payload::BIN_DIR).join("etcd"),
+            lib_dir: Some(config::constants::payload::LIB_DIR.into()),
             data_dir: k8s::etcd::DATA_DIR.into(),
             secrets: k8s_pki::SecretDirs::node(),
             client_port: k8s::etcd::CLIENT_PORT,
