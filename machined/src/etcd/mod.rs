@@ -37,10 +37,12 @@ use crate::k8s_pki::{self, K8sPkiError, NodeFacts};
 use crate::state::Node;
 use crate::supervisor::process::ProcessRunner;
 use crate::supervisor::restart::{RestartPolicy, RestartRunner};
-use crate::supervisor::{HealthCheck, Service, ServiceHandle, SupervisorError};
+use crate::supervisor::{Condition, HealthCheck, Service, ServiceHandle, SupervisorError};
 
 /// The supervisor's id of the etcd service.
 pub const SERVICE_ID: &str = "etcd";
+/// How long the service waits for the etcd binary (the payload mount).
+const PAYLOAD_WAIT: Duration = Duration::from_secs(600);
 /// How long [`start`] waits for the clock to be synchronized by default.
 pub const TIME_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -238,7 +240,12 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     })
     // Under emulation etcd takes a few seconds to elect itself.
     .startup_grace(Duration::from_secs(90));
-    Service::new(SERVICE_ID, RestartRunner::new(runner, RestartPolicy::Always)).pre(pre).health(health)
+    // A Bootstrap can come before the payload is mounted: wait for the binary.
+    let binary = Condition::file_exists(&settings.binary, PAYLOAD_WAIT);
+    Service::new(SERVICE_ID, RestartRunner::new(runner, RestartPolicy::Always))
+        .condition(binary)
+        .pre(pre)
+        .health(health)
 }
 
 /// Starts etcd on this node: waits (bounded) for the clock, issues the
@@ -288,7 +295,11 @@ pub async fn start_if_bootstrapped(
     cfg: &MachineConfig,
     facts: &NodeFacts,
 ) -> Option<Result<Arc<ServiceHandle>, EtcdError>> {
-    if cfg.machine.machine_type != MachineType::Controlplane || !bootstrapped(Path::new(k8s::etcd::DATA_DIR)) {
+    if cfg.machine.machine_type != MachineType::Controlplane
+        || !bootstrapped(Path::new(k8s::etcd::DATA_DIR))
+        // A Bootstrap RPC got there first.
+        || node.supervisor.handle(SERVICE_ID).is_some()
+    {
         return None;
     }
     Some(start(node, cfg, facts).await)
