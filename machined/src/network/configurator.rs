@@ -123,15 +123,20 @@ impl Configurator {
             if owned.dhcp.is_empty() {
                 self.leases.first.send_replace(true);
             }
+            // Links change state all the time (carrier, counters); only a
+            // link coming or going is a reason to converge again.
+            let link_added_or_removed = async {
+                loop {
+                    if matches!(links.next().await.kind, WatchKind::Created | WatchKind::Destroyed) {
+                        return;
+                    }
+                }
+            };
             tokio::select! {
                 _ = configs.next() => {
                     tokio::time::sleep(APPLY_DELAY).await;
                 }
-                e = links.next() => {
-                    if !matches!(e.kind, WatchKind::Created | WatchKind::Destroyed) {
-                        continue;
-                    }
-                }
+                () = link_added_or_removed => {}
                 () = self.leases.changed.notified() => {}
                 () = tokio::time::sleep(RECHECK) => {}
             }
