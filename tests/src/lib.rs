@@ -8,6 +8,7 @@ pub mod cairnctl;
 pub mod checks;
 pub mod cpio;
 pub mod images;
+pub mod kube;
 pub mod netnode;
 pub mod ports;
 pub mod qemu;

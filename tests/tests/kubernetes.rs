@@ -1,0 +1,143 @@
+//! Issue 6 end to end, against the raw disk image in QEMU: a control-plane
+//! node configured with `cairnctl apply-config`, bootstrapped with
+//! `cairnctl bootstrap`, reached with the host's kubectl through the
+//! kubeconfig from `cairnctl kubeconfig`. Nothing is pulled: every image
+//! comes from the payload on the boot disk.
+//!
+//! One test, in order, because bringing a cluster up under TCG takes
+//! minutes: the node goes Ready with the control plane, kube-proxy and
+//! cluster DNS running; Pods resolve cluster names, reach the API server
+//! through its Service IP and each other through a ClusterIP Service; the
+//! cluster survives a kubelet restart, an etcd restart and a reboot.
+
+use std::time::{Duration, Instant};
+
+use cairn_tests::kube::{self, Kubectl, Node, SYSTEM_PODS};
+use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
+
+/// How long the first bring-up may take under TCG on a loaded 2-core host.
+const BRING_UP: Duration = Duration::from_secs(1500);
+/// How long the cluster may take to recover after a restart or reboot.
+const RECOVERY: Duration = Duration::from_secs(900);
+/// How long one in-Pod check may keep failing (DNS and Service rules
+/// arrive shortly after the Pods run).
+const CHECK: Duration = Duration::from_secs(300);
+
+fn progress(started: Instant) -> impl FnMut(&str) {
+    move |m: &str| eprintln!("[{:>5.0}s] {m}", started.elapsed().as_secs_f64())
+}
+
+fn or_panic<T>(vm: &Vm, what: &str, r: anyhow::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e:#}\n--- console tail ---\n{}", vm.console_tail(60)))
+}
+
+#[test]
+fn a_single_node_cluster_runs_pods_and_survives_restarts() {
+    let started = Instant::now();
+    let mut say = progress(started);
+    let images = Images::locate();
+    let mut config = VmConfig::disk("kubernetes", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    config.memory_mib = 4096;
+    let api_port = ports::free_port().unwrap();
+    config.forwards.push((api_port, kube::APISERVER_PORT));
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_version(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    say("maintenance mode; applying the control-plane config");
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = or_panic(&vm, "configure", Node::configure(dir.path(), "e2e", &vm.apid_node()));
+    say("configured; bootstrapping etcd");
+    or_panic(&vm, "cairnctl bootstrap", node.bootstrap());
+    // A second bootstrap is refused, with a message that says why.
+    let again = node.bootstrap().expect_err("a second bootstrap must be refused");
+    assert!(format!("{again:#}").contains("already"), "second bootstrap: {again:#}");
+
+    let kubectl = Kubectl::new(&images.dir, &node.kubeconfig);
+    let fetched = kube::eventually("cairnctl kubeconfig", Duration::from_secs(300), Duration::from_secs(5), || {
+        node.fetch_kubeconfig(&kubectl, api_port)
+    });
+    or_panic(&vm, "kubeconfig", fetched);
+    say("kubeconfig written; waiting for the node to be Ready");
+    let ready = kube::eventually("node Ready", BRING_UP, Duration::from_secs(10), || {
+        let nodes = kubectl.ready_nodes()?;
+        anyhow::ensure!(!nodes.is_empty(), "no Ready node");
+        Ok(nodes)
+    });
+    let nodes = or_panic(&vm, "node Ready", ready);
+    say(&format!("node Ready: {nodes:?}"));
+    let system = kubectl.wait_pods_ready("kube-system", SYSTEM_PODS, BRING_UP, &mut say);
+    or_panic(&vm, "system Pods", system);
+    say("control plane, kube-proxy and cluster DNS Running");
+
+    // Workloads: the images come from the payload (imagePullPolicy: Never).
+    or_panic(&vm, "apply the test workload", kubectl.apply(&kube::test_workload()));
+    let pods = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
+    or_panic(&vm, "test Pods", pods);
+    check_pod_networking(&vm, &kubectl, &mut say);
+
+    // kubelet restarted through the API.
+    or_panic(&vm, "restart kubelet", node.ctl(&["service", "kubelet", "restart"]));
+    say("kubelet restarted");
+    wait_recovered(&vm, &kubectl, &mut say);
+
+    // etcd killed (restarted by its supervisor): the API comes back.
+    or_panic(&vm, "restart etcd", node.ctl(&["service", "etcd", "restart"]));
+    say("etcd restarted");
+    wait_recovered(&vm, &kubectl, &mut say);
+    let members = or_panic(&vm, "etcd members", node.ctl(&["etcd", "members"]));
+    assert!(members.lines().count() >= 2, "one member expected in a table with a header:\n{members}");
+
+    // A reboot keeps the cluster: etcd's data is on EPHEMERAL.
+    say("rebooting");
+    or_panic(&vm, "reboot --wait", node.ctl(&["reboot", "--wait", "--timeout", "15m"]));
+    say("the node is back; waiting for the cluster");
+    wait_recovered(&vm, &kubectl, &mut say);
+    let workload = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
+    or_panic(&vm, "test Pods after the reboot", workload);
+    check_pod_networking(&vm, &kubectl, &mut say);
+    say("done");
+}
+
+/// From inside the client Pod: cluster DNS, the API server through the
+/// `kubernetes` Service IP, and the web Pod through its ClusterIP Service.
+fn check_pod_networking(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
+    let resolved = kubectl.exec_until_ok("client", &["resolve", "kubernetes.default.svc.cluster.local"], CHECK);
+    let addresses = or_panic(vm, "resolving kubernetes.default.svc.cluster.local", resolved);
+    assert!(addresses.lines().any(|l| l.trim() == "10.96.0.1"), "kubernetes.default resolves to {addresses:?}");
+    say("DNS: kubernetes.default.svc.cluster.local is 10.96.0.1");
+
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let api = kubectl.exec_until_ok(
+        "client",
+        &[
+            "get",
+            "https://kubernetes.default.svc/healthz",
+            "--ca",
+            &format!("{sa}/ca.crt"),
+            "--token-file",
+            &format!("{sa}/token"),
+        ],
+        CHECK,
+    );
+    let status = or_panic(vm, "the API server through its Service", api);
+    assert!(status.starts_with("200"), "GET /healthz through the Service IP: {status}");
+    say("API server through the kubernetes Service: 200");
+
+    let web = kubectl.exec_until_ok("client", &["get", "http://web.default.svc.cluster.local/", "--body"], CHECK);
+    let reply = or_panic(vm, "the web Pod through its Service", web);
+    assert!(reply.starts_with("200") && reply.contains("web"), "GET web through its ClusterIP Service: {reply}");
+    say("Pod to Pod through a ClusterIP Service: 200");
+}
+
+/// The API answers /readyz and the node is Ready again.
+fn wait_recovered(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
+    let r = kube::eventually("the cluster recovering", RECOVERY, Duration::from_secs(10), || {
+        let readyz = kubectl.ok(&["get", "--raw", "/readyz"])?;
+        anyhow::ensure!(readyz.trim() == "ok", "readyz: {readyz}");
+        anyhow::ensure!(!kubectl.ready_nodes()?.is_empty(), "no Ready node");
+        Ok(())
+    });
+    or_panic(vm, "recovery", r);
+    say("API ready and node Ready");
+}
