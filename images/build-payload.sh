@@ -83,7 +83,7 @@ mkdir -p "$work"
 # Every file in the payload and in the image layers gets this mtime.
 epoch=$(date -d "$KUBERNETES_BUILD_DATE" +%s)
 
-# --- 1. Kubernetes binaries -----------------------------------------------------
+# --- Kubernetes binaries -----------------------------------------------------
 kube=$cache/kubernetes-$kube_key
 if [ -x "$kube/kubelet" ] && [ -x "$kube/kubectl" ]; then
   pstep "Kubernetes $KUBERNETES_VERSION binaries (cached)"
@@ -132,7 +132,7 @@ fi
 # --- end debs
 droot=$debs/root
 
-# --- 2. Rust programs of the images ------------------------------------------------
+# --- Rust programs of the images ------------------------------------------------
 TARGET=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
 pstep "cargo build --release (${rust_crates[*]}, static)"
@@ -183,7 +183,7 @@ copy_needed() {
 }
 is_dynamic() { readelf -lW "$1" 2>/dev/null | grep -q "Requesting program interpreter"; }
 
-# --- 3. payload tree ------------------------------------------------------------------
+# --- payload tree ------------------------------------------------------------------
 pstep "payload tree (bin, lib, cni/bin)"
 tree=$work/payload
 mkdir -p "$tree/bin" "$tree/lib" "$tree/cni/bin" "$tree/images"
@@ -221,7 +221,7 @@ install -m 0644 "$P/versions.env" "$tree/versions.env"
 install -m 0644 "$debs/packages.lock" "$tree/packages.lock"
 echo "$key" >"$tree/id"
 
-# --- 4. OCI images ----------------------------------------------------------------------
+# --- OCI images ----------------------------------------------------------------------
 pstep "OCI images (python3 images/payload/oci-image.py)"
 layers=$work/layers
 oci() { python3 "$P/oci-image.py" --epoch "$epoch" "$@"; }
@@ -272,7 +272,7 @@ r=$layers/cairn-testpod; base "$r"; install -m 0755 "$rbin/testpod" "$r/usr/loca
 image cairn-testpod "$IMAGE_REGISTRY/cairn-testpod:$TESTPOD_TAG" "$r" --entrypoint /usr/local/bin/testpod \
   --cmd serve --cmd=--port --cmd 8080
 
-# --- 5. squashfs --------------------------------------------------------------------------
+# --- squashfs --------------------------------------------------------------------------
 pstep "payload.sqsh (zstd squashfs)"
 find "$tree" -exec touch -h -d "@$epoch" {} +
 rm -f "$work/payload.sqsh"
@@ -281,7 +281,7 @@ rm -f "$work/payload.sqsh"
 env -u SOURCE_DATE_EPOCH mksquashfs "$tree" "$work/payload.sqsh" -comp zstd -Xcompression-level 15 \
   -noappend -no-progress -quiet -all-root -reproducible -mkfs-time "$epoch" -all-time "$epoch" >/dev/null
 
-# --- 6. cache and copy out -----------------------------------------------------------------
+# --- cache and copy out -----------------------------------------------------------------
 pstep "cache $dest, copy to $OUT"
 rm -rf "$dest.tmp"
 mkdir -p "$dest.tmp"
@@ -296,7 +296,7 @@ rm -rf "$cache"/.work-*
 install -m 0644 "$dest/payload.sqsh" "$OUT/payload.sqsh"
 install -m 0755 "$dest/kubectl" "$OUT/kubectl"
 # Older payloads of this machine's cache: keep the three newest.
-ls -1dt "$cache"/[0-9a-f]*[0-9a-f] 2>/dev/null | tail -n +4 | xargs -r rm -rf
+ls -1dt "$cache"/* | grep -E '/[0-9a-f]{16}$' | tail -n +4 | xargs -r rm -rf
 step_done
 echo "payload: done in $(($(date +%s) - started)) s; $(stat -c %s "$OUT/payload.sqsh") bytes"
 exit 0

@@ -31,13 +31,13 @@ pub enum GetError {
     Resolve(#[from] resolve::ResolveError),
     #[error("{host} needs DNS but no resolver could be configured")]
     NoResolver { host: String },
-    #[error("connecting to {addr}: {source}")]
+    #[error("connecting to {addr}")]
     Connect { addr: String, source: std::io::Error },
-    #[error("TLS with {host}: {source}")]
+    #[error("TLS with {host}")]
     Tls { host: String, source: std::io::Error },
-    #[error("HTTP: {0}")]
+    #[error("the HTTP exchange failed")]
     Http(#[from] hyper::Error),
-    #[error("building the request: {0}")]
+    #[error("cannot build the request")]
     Request(#[from] hyper::http::Error),
     #[error("no answer from {0} within {TIMEOUT:?}")]
     Timeout(String),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read { path: String, source: std::io::Error },
     #[error("{path} is not a usable resolv.conf: {message}")]
     Parse { path: String, message: String },
