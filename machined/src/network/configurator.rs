@@ -32,6 +32,9 @@ pub const FIRST_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// reply to apply-config reaches the caller over the network it changes.
 const APPLY_DELAY: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_secs(60);
+/// After a pass that could not do everything (a link missing, netlink
+/// busy while links change at boot), the next comes this soon.
+const RETRY: Duration = Duration::from_secs(2);
 
 struct DhcpClient {
     stop: watch::Sender<bool>,
@@ -119,7 +122,7 @@ impl Configurator {
             first.send_replace(true);
         });
         loop {
-            self.reconcile(&mut owned).await;
+            let settled = self.reconcile(&mut owned).await;
             if owned.dhcp.is_empty() {
                 self.leases.first.send_replace(true);
             }
@@ -138,7 +141,7 @@ impl Configurator {
                 }
                 () = link_added_or_removed => {}
                 () = self.leases.changed.notified() => {}
-                () = tokio::time::sleep(RECHECK) => {}
+                () = tokio::time::sleep(if settled { RECHECK } else { RETRY }) => {}
             }
         }
     }
@@ -153,11 +156,19 @@ impl Configurator {
         })
     }
 
-    async fn reconcile(&self, owned: &mut Owned) {
-        let Some(node) = self.node.upgrade() else { return };
+    /// One pass; `false` when something could not be done yet.
+    async fn reconcile(&self, owned: &mut Owned) -> bool {
+        let Some(node) = self.node.upgrade() else { return true };
         let h = &self.net.handle;
         let mut problems = Vec::new();
-        let mut links = link::links(h).await.unwrap_or_default();
+        let mut links = match link::links(h).await {
+            Ok(l) => l,
+            Err(e) => {
+                // A dump can be interrupted while links change (boot).
+                crate::console!("network: cannot list links ({e}); trying again shortly");
+                return false;
+            }
+        };
         let want = self.desired(&node, &links);
         problems.extend(want.problems.iter().cloned());
 
@@ -248,11 +259,13 @@ impl Configurator {
         self.converge_dhcp(&want, &links, owned).await;
         self.write_names(&node, &want, &links).await;
 
+        let settled = problems.is_empty();
         for p in problems {
             if owned.told.insert(p.clone()) {
                 crate::console!("network: {p}");
             }
         }
+        settled
     }
 
     async fn converge_addresses(&self, want: &Desired, links: &[Link], owned: &mut Owned, problems: &mut Vec<String>) {

@@ -182,11 +182,12 @@ fn from_kernel_ip(ip: Option<&KernelIp>, links: &[Link], d: &mut Desired) {
                 d.links.insert(dev, LinkPlan { dhcp: true, ..LinkPlan::default() });
             }
         }
-        Some(KernelIp::Off) | None => {
-            if let Some(dev) = first {
+        Some(KernelIp::Off) | None => match first {
+            Some(dev) => {
                 d.links.insert(dev, LinkPlan { dhcp: true, ..LinkPlan::default() });
             }
-        }
+            None => d.problems.push("no Ethernet link for DHCP (yet)".into()),
+        },
     }
 }
 
