@@ -42,9 +42,9 @@ bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin bench
 	cargo build --release -p apid
 	cargo run --release -p cairn-tests --bin api_bench
+	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin k8s_bench
 
-cluster: image ## Boot a local node in QEMU (Kubernetes arrives with the payload issue)
-	@echo "make cluster: boots the image into maintenance mode; Kubernetes bring-up arrives with the Kubernetes issue"
+cluster: image ## Boot a local one-node Kubernetes cluster in QEMU (kubeconfig in ~/.cache/cairn/cluster)
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin cluster -- up
 
 cluster-down: ## Stop and remove the local node

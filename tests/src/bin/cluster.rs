@@ -5,7 +5,12 @@
 //! forwards apid (127.0.0.1:50000 when free) and the Kubernetes API
 //! (127.0.0.1:6443 when free), leaves QEMU running in the background with a
 //! pidfile, and waits until the node answers Version in maintenance mode.
-//! `down` stops it and removes the state. Kubernetes bring-up comes later.
+//! Then, as a user would by hand: generates a cluster, applies the
+//! control-plane config, bootstraps etcd, writes the admin kubeconfig
+//! (pointed at the forwarded API port) into the state directory and waits,
+//! with progress, until the node is Ready and the system Pods run.
+//! `--no-kubernetes` stops at maintenance mode.
+//! `down` stops it and removes the state.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,20 +18,26 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cairn_tests::{ports, Firmware, Images, VmConfig};
+use cairn_tests::{kube, ports, Firmware, Images, VmConfig};
 
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
 const KUBERNETES_PORT: u16 = 6443;
+/// How long each Kubernetes bring-up step may take under TCG.
+const BRING_UP_TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let state = state_dir();
     match args.first().map(String::as_str) {
-        Some("up") => up(&state, args[1..].iter().any(|a| a == "--uefi")),
+        Some("up") => up(
+            &state,
+            args[1..].iter().any(|a| a == "--uefi"),
+            !args[1..].iter().any(|a| a == "--no-kubernetes"),
+        ),
         Some("down") => down(&state),
         _ => {
             eprintln!(
-                "usage: cluster up [--uefi] | cluster down\n  state: {}",
+                "usage: cluster up [--uefi] [--no-kubernetes] | cluster down\n  state: {}",
                 state.display()
             );
             std::process::exit(2);
@@ -48,7 +59,7 @@ struct Node {
     kubernetes_port: u16,
 }
 
-fn up(state: &Path, uefi: bool) -> anyhow::Result<()> {
+fn up(state: &Path, uefi: bool, kubernetes: bool) -> anyhow::Result<()> {
     if let Some(node) = running(state)? {
         println!(
             "a node is already running (pid {}); `make cluster-down` stops it",
@@ -63,14 +74,15 @@ fn up(state: &Path, uefi: bool) -> anyhow::Result<()> {
     } else {
         Firmware::SeaBios
     };
-    let config = VmConfig::disk("cluster", &images, firmware)?;
+    let mut config = VmConfig::disk("cluster", &images, firmware)?;
+    // The control plane, etcd and containerd need more than maintenance mode.
+    config.memory_mib = 4096;
     // Leftovers of a node that died: start from a fresh overlay.
     let _ = std::fs::remove_dir_all(state);
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
 
     let apid_port = ports::preferred_or_free(config::constants::APID_PORT)?;
     let kubernetes_port = ports::preferred_or_free(KUBERNETES_PORT)?;
-    let mut config = config;
     config.forwards.push((kubernetes_port, KUBERNETES_PORT));
     let console = state.join("console.log");
     let pidfile = state.join("qemu.pid");
@@ -140,21 +152,66 @@ fn up(state: &Path, uefi: bool) -> anyhow::Result<()> {
         version.build_id,
         version.kernel
     );
+    if kubernetes {
+        bring_up_kubernetes(state, &images, &node, started)?;
+    }
     print_next(state, &node);
+    Ok(())
+}
+
+/// Configure, bootstrap, kubeconfig, then wait for Ready with progress.
+fn bring_up_kubernetes(state: &Path, images: &Images, node: &Node, started: Instant) -> anyhow::Result<()> {
+    let say = |m: &str| eprintln!("[{:>4} s] {m}", started.elapsed().as_secs());
+    let addr = format!("127.0.0.1:{}", node.apid_port);
+    say("applying a generated control-plane config (cluster \"cairn\")");
+    let n = kube::Node::configure(&state.join("cluster"), "cairn", &addr)?;
+    say("bootstrapping etcd");
+    n.bootstrap()?;
+    let kubectl = kube::Kubectl::new(&images.dir, &n.kubeconfig);
+    say("fetching the admin kubeconfig (once the node has issued it)");
+    kube::eventually("cairnctl kubeconfig", BRING_UP_TIMEOUT, Duration::from_secs(5), || {
+        n.fetch_kubeconfig(&kubectl, node.kubernetes_port)
+    })?;
+    say("waiting for the Kubernetes API and the node to be Ready (minutes under TCG)");
+    let mut last = String::new();
+    kube::eventually("node Ready", BRING_UP_TIMEOUT, Duration::from_secs(10), || {
+        let ready = kubectl.ready_nodes();
+        let now = match &ready {
+            Ok(n) if !n.is_empty() => format!("node Ready: {}", n.join(", ")),
+            Ok(_) => "API up; node not Ready yet".to_string(),
+            Err(_) => "API not answering yet".to_string(),
+        };
+        if now != last {
+            say(&now);
+            last = now;
+        }
+        anyhow::ensure!(ready.is_ok_and(|n| !n.is_empty()), "no Ready node");
+        Ok(())
+    })?;
+    let mut progress = |m: &str| say(m);
+    kubectl.wait_pods_ready("kube-system", kube::SYSTEM_PODS, BRING_UP_TIMEOUT, &mut progress)?;
+    say("control plane, kube-proxy and cluster DNS are running");
     Ok(())
 }
 
 fn print_next(state: &Path, node: &Node) {
     let apid = format!("127.0.0.1:{}", node.apid_port);
-    println!("  apid:        {apid}");
-    println!(
-        "  kubernetes:  127.0.0.1:{} (once Kubernetes runs; a later issue)",
-        node.kubernetes_port
-    );
-    println!("  console:     {}", state.join("console.log").display());
+    let cluster = state.join("cluster");
+    let cairnconfig = cluster.join("cairnconfig");
+    let kubeconfig = cluster.join("kubeconfig");
+    println!("  apid:         {apid}");
+    println!("  kubernetes:   https://127.0.0.1:{}", node.kubernetes_port);
+    println!("  console:      {}", state.join("console.log").display());
     println!();
     println!("next:");
-    println!("  cairnctl -n {apid} --insecure version");
+    if kubeconfig.is_file() {
+        let kubectl = Images::locate().dir.join("kubectl");
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  {} get nodes", if kubectl.is_file() { kubectl.display().to_string() } else { "kubectl".into() });
+        println!("  cairnctl --cairnconfig {} services", cairnconfig.display());
+    } else {
+        println!("  cairnctl -n {apid} --insecure version");
+    }
     println!("  make cluster-down");
 }
 
