@@ -233,6 +233,17 @@ fn spawn_network_configuration(
     NetworkReady(rx)
 }
 
+/// The controllers that keep the resource store current, and the
+/// console's status block that follows it. Started once apid is (or, on a
+/// configured node, just before the config is put in force): on the
+/// single-threaded runtime their first passes (probing every disk, listing
+/// the network, resolving time servers) would otherwise sit between
+/// machined's start and apid's, which costs about a second under TCG.
+fn start_observers(node: &Arc<Node>) {
+    crate::resources::start_controllers(node);
+    tokio::spawn(console::block_loop(node.store.clone()));
+}
+
 async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let sys = Real;
     early_system_setup(&sys);
@@ -259,11 +270,6 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }
         Err(e) => console!("api: {e}"),
     }
-    // The controllers that keep the resource store current, and the
-    // console's status block that follows it.
-    crate::resources::start_controllers(&node);
-    tokio::spawn(console::block_loop(node.store.clone()));
-
     // Disks: STATE and EPHEMERAL (or a tmpfs /var).
     let devices = disks::list();
     let (var, state) = partitions::mount_system(&sys, &devices).await;
@@ -364,6 +370,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             console!("config: using the machine config from {}", acquired.source);
             // apid's certificates name the node's addresses.
             network_ready.wait().await;
+            start_observers(&node);
             configurator
                 .boot(&acquired.bytes, &cfg, &acquired.source.to_string(), from_state)
                 .await;
@@ -391,6 +398,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             {
                 Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
                     Ok(apid) => {
+                        start_observers(&node);
                         let n = node.clone();
                         tokio::spawn(async move {
                             let addresses = network_ready.wait().await;
@@ -398,9 +406,15 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                             console::status_loop(n).await;
                         });
                     }
-                    Err(e) => console!("maintenance: {e}"),
+                    Err(e) => {
+                        start_observers(&node);
+                        console!("maintenance: {e}")
+                    }
                 },
-                Err(e) => console!("maintenance: {e}"),
+                Err(e) => {
+                    start_observers(&node);
+                    console!("maintenance: {e}")
+                }
             }
         }
     }
