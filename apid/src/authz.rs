@@ -59,6 +59,7 @@ rpcs!(
     Time,
     EtcdMemberList,
     EtcdSnapshot,
+    Containers,
 );
 
 impl Rpc {
@@ -85,7 +86,8 @@ pub fn min_role(rpc: Rpc) -> Role {
         // resources for anyone but admins. ListFiles shows names, sizes and
         // modes, never contents (as Talos's `ls` for os:reader).
         Version | ServiceList | Logs | Dmesg | ResourceGet | ResourceList | ResourceWatch | ListFiles
-        | Processes | Memory | Mounts | Disks | Events | Netstat | Time | EtcdMemberList => Role::Reader,
+        | Processes | Memory | Mounts | Disks | Events | Netstat | Time | EtcdMemberList
+        | Containers => Role::Reader,
         // Day-2 operations that change what runs but reveal or change no
         // secret. An etcd snapshot holds the cluster's Secrets, but taking
         // backups is the operator's job (as in Talos).

@@ -31,14 +31,11 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub const ROLE_METADATA: &str = "x-cairn-role";
 
 /// What RPCs that are not built yet arrive with.
-const WITH_KUBERNETES: &str = "arrives with Kubernetes support (etcd, kubelet, control plane)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("no service named {0:?}; `cairnctl services` lists them")]
     NoSuchService(String),
-    #[error("Kubernetes container logs {WITH_KUBERNETES}")]
-    NoKubernetesLogs,
     #[error("machined is already shutting down")]
     ShuttingDown,
     #[error(
@@ -91,7 +88,6 @@ impl From<SupervisorError> for ApiError {
 pub fn to_status(e: ApiError) -> Status {
     let msg = e.to_string();
     match e {
-        ApiError::NoKubernetesLogs => Status::unimplemented(msg),
         ApiError::NoSuchService(_)
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
@@ -394,7 +390,7 @@ impl MachineService for MachineApi {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         let req = req.into_inner();
         if req.kubernetes {
-            return Err(to_status(ApiError::NoKubernetesLogs));
+            return crate::kubernetes::podlogs::handle(&req).map(Response::new);
         }
         let ring = if req.id == "machined" {
             self.node.logs.clone()
@@ -543,6 +539,10 @@ impl MachineService for MachineApi {
 
     async fn time(&self, _: Request<()>) -> Result<Response<TimeResponse>, Status> {
         Ok(Response::new(crate::time::time_response(&self.node)))
+    }
+
+    async fn containers(&self, req: Request<ContainersRequest>) -> Result<Response<ContainersResponse>, Status> {
+        crate::containerd::list::handle(req.into_inner().kubernetes).await.map(Response::new)
     }
 
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {

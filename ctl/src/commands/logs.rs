@@ -14,10 +14,13 @@ Examples:
   cairnctl -n 10.5.0.2 logs apid
   cairnctl -n 10.5.0.2 logs kubelet -f --tail 20
   cairnctl -n 10.5.0.2,10.5.0.3 logs etcd --tail 5
+  cairnctl -n 10.5.0.2 logs -k kube-system/kube-apiserver-cp1/kube-apiserver --tail 20
 
 Each supervised service keeps its recent output in a ring buffer on the node;
-`cairnctl services` lists the services. With several nodes every line starts
-with its node.")]
+`cairnctl services` lists the services. With -k the id is
+namespace/pod/container (or pod/container in the default namespace) and the
+log is the kubelet's file of the container's latest run; `cairnctl containers
+-k` lists them. With several nodes every line starts with its node.")]
 pub struct Args {
     /// The service whose log to show.
     pub id: String,

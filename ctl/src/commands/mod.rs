@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cairnconfig;
 pub mod completion;
 pub mod confirm;
+pub mod containers;
 pub mod disks;
 pub mod dmesg;
 pub mod etcd;
@@ -82,6 +83,8 @@ pub enum Command {
     Time(time::Args),
     /// List TCP and UDP sockets.
     Netstat(netstat::Args),
+    /// List containerd's containers (-k: Kubernetes pods and containers).
+    Containers(containers::Args),
     /// Reboot nodes.
     Reboot(reboot::Args),
     /// Power nodes off.
@@ -129,6 +132,7 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Events(a) => events::run(a, &global).await,
         Command::Time(a) => time::run(a, &global).await,
         Command::Netstat(a) => netstat::run(a, &global).await,
+        Command::Containers(a) => containers::run(a, &global).await,
         Command::Reboot(a) => reboot::run(a, &global).await,
         Command::Shutdown(a) => shutdown::run(a, &global).await,
         Command::Upgrade(a) => upgrade::run(a, &global).await,

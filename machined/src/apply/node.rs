@@ -111,6 +111,11 @@ impl Effects for NodeEffects {
                 }
             }
             node.set_running_config(config.clone(), source);
+            // Kubernetes follows the running config from now on; only on
+            // the real node (tests run without apid and the payload).
+            if self.start_apid {
+                crate::kubernetes::start(&node);
+            }
             if previous.is_none() {
                 let was = node.maintenance();
                 node.set_maintenance(false);

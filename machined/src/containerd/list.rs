@@ -94,6 +94,35 @@ pub async fn containers(channel: &Channel, namespace: &str) -> Result<Vec<Contai
     Ok(out)
 }
 
+/// The Containers RPC: this node's containerd, in the system namespace
+/// or (`kubernetes`) in `k8s.io`.
+pub async fn handle(kubernetes: bool) -> Result<api::machine::ContainersResponse, tonic::Status> {
+    let namespace = if kubernetes { config::constants::k8s::CONTAINERD_NAMESPACE } else { super::SYSTEM_NAMESPACE };
+    let socket = std::path::Path::new(config::constants::k8s::CONTAINERD_SOCKET);
+    if !socket.exists() {
+        return Err(tonic::Status::failed_precondition(
+            "containerd is not running on this node (it starts once the node has a config and the payload is mounted)",
+        ));
+    }
+    let unavailable = |e: ContainerdError| tonic::Status::unavailable(e.to_string());
+    let channel = super::connect(socket).await.map_err(unavailable)?;
+    let list = containers(&channel, namespace).await.map_err(unavailable)?;
+    Ok(api::machine::ContainersResponse {
+        containers: list
+            .into_iter()
+            .map(|c| api::machine::Container {
+                namespace: c.namespace,
+                id: c.id,
+                image: c.image,
+                pod: c.pod,
+                name: c.name,
+                state: c.state,
+                pid: c.pid,
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

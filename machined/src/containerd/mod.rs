@@ -28,17 +28,17 @@ pub const SERVICE: &str = "containerd";
 /// containerd's state directory (sockets of shims, task bundles).
 pub const STATE_DIR: &str = "/run/containerd";
 /// The payload's binaries and libraries.
-pub const PAYLOAD_BIN: &str = "/system/payload/bin";
-pub const PAYLOAD_LIB: &str = "/system/payload/lib";
+pub const PAYLOAD_BIN: &str = ::config::constants::payload::BIN_DIR;
+pub const PAYLOAD_LIB: &str = ::config::constants::payload::LIB_DIR;
 /// The payload's OCI image archives.
-pub const PAYLOAD_IMAGES: &str = "/system/payload/images";
+pub const PAYLOAD_IMAGES: &str = ::config::constants::payload::IMAGES_DIR;
 /// containerd namespace machined's own containers would live in
 /// (`cairnctl containers` without `-k`).
 pub const SYSTEM_NAMESPACE: &str = "system";
 
 /// The pause image the payload carries (the CRI sandbox image).
 pub fn pause_image() -> String {
-    format!("{}/pause:{}", ::config::constants::IMAGE_REGISTRY, ::config::version::KUBERNETES_VERSION)
+    ::config::constants::images::PAUSE.to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +60,14 @@ impl ContainerdError {
 }
 
 /// The environment of payload programs: its libraries first, its binaries
-/// first on PATH (the kubelet execs mount, containerd execs the shim).
+/// first on PATH (the kubelet execs mount and iptables, containerd execs
+/// the shim), iptables' extensions from the payload.
 pub fn payload_env() -> Vec<(String, String)> {
+    use ::config::constants::payload;
     vec![
-        ("PATH".into(), format!("{PAYLOAD_BIN}:/sbin:/usr/sbin:/bin:/usr/bin")),
+        ("PATH".into(), payload::PATH.into()),
         ("LD_LIBRARY_PATH".into(), PAYLOAD_LIB.into()),
+        ("XTABLES_LIBDIR".into(), payload::XTABLES_LIB_DIR.into()),
     ]
 }
 

@@ -132,16 +132,19 @@ pub fn prepare(cfg: &MachineConfig) -> Result<(), KubeletError> {
 }
 
 /// The kubelet as a service: after containerd is healthy, restarted
-/// always, healthy when its healthz answers.
-pub fn service(cfg: &MachineConfig, facts: &NodeFacts) -> Service {
+/// always, healthy when its healthz answers. Each start writes the
+/// KubeletConfiguration from the node's running config (the flags are
+/// fixed when the service is created).
+pub fn service(node: &Arc<crate::state::Node>, cfg: &MachineConfig, facts: &NodeFacts) -> Service {
     let mut runner = ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(flags(cfg, facts));
     runner.env = payload_env();
-    let cfg = Arc::new(cfg.clone());
+    let node = Arc::downgrade(node);
+    let fallback = Arc::new(cfg.clone());
     let url = format!("http://127.0.0.1:{HEALTHZ_PORT}/healthz");
     Service::new(SERVICE, RestartRunner::new(runner, RestartPolicy::Always))
         .depends_on(crate::containerd::SERVICE)
         .pre(Arc::new(move || {
-            let cfg = cfg.clone();
+            let cfg = node.upgrade().and_then(|n| n.running_config()).unwrap_or_else(|| (*fallback).clone());
             Box::pin(async move { prepare(&cfg).map_err(anyhow::Error::from) })
         }))
         .health(

@@ -16,7 +16,7 @@ pub const DNS_APP: &str = "kube-dns";
 
 /// The cluster DNS image the payload carries.
 pub fn dns_image() -> String {
-    format!("{}/cairn-dns:{}", config::constants::IMAGE_REGISTRY, config::version::KUBERNETES_VERSION)
+    config::constants::images::DNS.to_string()
 }
 
 fn binding(name: &str, role: &str, subjects: Value) -> Value {
@@ -162,29 +162,28 @@ pub fn kube_proxy(cfg: &MachineConfig) -> Vec<Value> {
     ]
 }
 
-/// Cluster DNS: `cairn-dns` watching Services and Endpoints, behind the
-/// `kube-dns` Service at the 10th address of the service subnet.
+/// Cluster DNS as dns/README.md describes it: `cairn-dns` (non-root, on
+/// port 1053) watching Services and Endpoints, behind the `kube-dns`
+/// Service on port 53 at the 10th address of the service subnet.
 pub fn cluster_dns(cfg: &MachineConfig) -> Vec<Value> {
     let domain = cfg.cluster.network.dns_domain.to_string();
     let ip = crate::kubernetes::dns_service_ip(cfg).map(|ip| ip.to_string());
     let labels = json!({"k8s-app": DNS_APP});
     let port = |name: &str, port: u16, proto: &str| json!({"name": name, "containerPort": port, "protocol": proto});
+    let taint = |key: &str| json!({"key": key, "effect": "NoSchedule"});
     vec![
         service_account("cairn-dns"),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": "cairn:dns"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["services", "endpoints", "namespaces"], "verbs": ["list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-            ],
+            "metadata": {"name": "system:cairn-dns"},
+            "rules": [{"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "watch"]}],
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": "cairn:dns"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cairn:dns"},
+            "metadata": {"name": "system:cairn-dns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:cairn-dns"},
             "subjects": [{"kind": "ServiceAccount", "name": "cairn-dns", "namespace": KUBE_SYSTEM}],
         }),
         json!({
@@ -194,33 +193,50 @@ pub fn cluster_dns(cfg: &MachineConfig) -> Vec<Value> {
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "priorityClassName": "system-cluster-critical",
                         "serviceAccountName": "cairn-dns",
-                        // Upstream servers are the node's.
+                        "priorityClassName": "system-cluster-critical",
+                        // The node's resolv.conf: upstream resolvers, never
+                        // cairn-dns itself.
                         "dnsPolicy": "Default",
+                        "nodeSelector": {"kubernetes.io/os": "linux"},
                         "tolerations": [
                             {"key": "CriticalAddonsOnly", "operator": "Exists"},
-                            {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"},
+                            taint("node-role.kubernetes.io/master"),
+                            taint("node-role.kubernetes.io/control-plane"),
                         ],
                         "containers": [{
                             "name": "cairn-dns",
                             "image": dns_image(),
-                            "imagePullPolicy": "IfNotPresent",
-                            "args": [format!("--cluster-domain={domain}")],
-                            "ports": [port("dns", 53, "UDP"), port("dns-tcp", 53, "TCP"), port("health", 8080, "TCP"), port("ready", 8181, "TCP")],
+                            // Imported from the payload; no registry to pull from.
+                            "imagePullPolicy": "Never",
+                            "args": [
+                                format!("--cluster-domain={domain}"),
+                                "--listen=0.0.0.0:1053",
+                                "--health-listen=0.0.0.0:8080",
+                                "--ready-listen=0.0.0.0:8181",
+                                "--ttl=5",
+                            ],
+                            "ports": [port("dns", 1053, "UDP"), port("dns-tcp", 1053, "TCP"), port("health", 8080, "TCP"), port("ready", 8181, "TCP")],
                             "livenessProbe": {
-                                "httpGet": {"path": "/health", "port": 8080},
-                                "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6, "initialDelaySeconds": 30,
+                                "httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"},
+                                "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 5,
                             },
-                            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 5},
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
+                                "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3,
+                            },
+                            "resources": {"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
                             "securityContext": {
+                                "runAsNonRoot": true,
+                                "runAsUser": 65532,
+                                "runAsGroup": 65532,
                                 "allowPrivilegeEscalation": false,
                                 "readOnlyRootFilesystem": true,
-                                "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                                "capabilities": {"drop": ["ALL"]},
                             },
                         }],
                     },
@@ -230,13 +246,13 @@ pub fn cluster_dns(cfg: &MachineConfig) -> Vec<Value> {
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "kube-dns", "namespace": KUBE_SYSTEM, "labels": labels},
+            "metadata": {"name": "kube-dns", "namespace": KUBE_SYSTEM, "labels": {"k8s-app": DNS_APP, "kubernetes.io/name": "CairnDNS"}},
             "spec": {
                 "selector": labels,
                 "clusterIP": ip,
                 "ports": [
-                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"},
                 ],
             },
         }),
