@@ -59,6 +59,7 @@ rpcs!(
     Time,
     EtcdMemberList,
     EtcdSnapshot,
+    ClusterHealth,
     Containers,
 );
 
@@ -86,7 +87,7 @@ pub fn min_role(rpc: Rpc) -> Role {
         // resources for anyone but admins. ListFiles shows names, sizes and
         // modes, never contents (as Talos's `ls` for os:reader).
         Version | ServiceList | Logs | Dmesg | ResourceGet | ResourceList | ResourceWatch | ListFiles
-        | Processes | Memory | Mounts | Disks | Events | Netstat | Time | EtcdMemberList
+        | Processes | Memory | Mounts | Disks | Events | Netstat | Time | EtcdMemberList | ClusterHealth
         | Containers => Role::Reader,
         // Day-2 operations that change what runs but reveal or change no
         // secret. An etcd snapshot holds the cluster's Secrets, but taking

@@ -608,6 +608,11 @@ impl MachineService for MachineApi {
         let stream = chunks.map(|c| c.map(|bytes| Data { bytes }).map_err(|e| to_status(e.into())));
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn cluster_health(&self, _: Request<()>) -> Result<Response<ClusterHealthResponse>, Status> {
+        let checks = crate::cluster_health::checks(&self.node).await;
+        Ok(Response::new(ClusterHealthResponse { checks }))
+    }
 }
 
 /// How long a power action or apid restart waits, so that its reply

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod acquire;
 pub mod api;
 pub mod apply;
+pub mod cluster_health;
 pub mod cmdline;
 pub mod console;
 pub mod containerd;

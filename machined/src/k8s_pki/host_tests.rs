@@ -128,6 +128,12 @@ async fn the_real_apiserver_accepts_the_pki() {
         panic!("kube-apiserver not ready: {:?}\n{}\netcd:\n{}", api.snapshot().health_message, lines.join("\n"), elines.join("\n"));
     }
 
+    // ClusterHealth's API checks, with the admin kubeconfig: ready, and
+    // no node registered (no kubelet here).
+    let client = crate::cluster_health::kube_client_for(&admin, &server).await.unwrap();
+    assert_eq!(crate::cluster_health::apiserver(&client).await, Ok("/readyz ok".to_string()));
+    assert_eq!(crate::cluster_health::nodes(&client).await, Err("no nodes registered yet".to_string()));
+
     // Every kubeconfig authenticates (discovery needs an authenticated user).
     for (path, who) in [
         (k8s::ADMIN_KUBECONFIG, "admin"),
