@@ -161,11 +161,20 @@ impl Configurator {
         let Some(node) = self.node.upgrade() else { return true };
         let h = &self.net.handle;
         let mut problems = Vec::new();
-        let mut links = match link::links(h).await {
+        // The kernel answers a link dump with EBUSY while links change
+        // (at boot, as eth0 comes up): try again at once, briefly.
+        let mut listed = link::links(h).await;
+        for _ in 0..20 {
+            if listed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            listed = link::links(h).await;
+        }
+        let mut links = match listed {
             Ok(l) => l,
             Err(e) => {
-                // A dump can be interrupted while links change (boot).
-                crate::console!("network: cannot list links ({e}); trying again shortly");
+                tracing::info!(error = %e, "cannot list links; trying again shortly");
                 return false;
             }
         };
