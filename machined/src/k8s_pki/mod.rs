@@ -53,15 +53,14 @@ pub struct NodeFacts {
 
 impl NodeFacts {
     /// The node's hostname and global addresses (from the address
-    /// resources; loopback, the pod bridge and pod veths left out), IPv4
-    /// first.
+    /// resources, on node links only), IPv4 first.
     pub fn of(node: &crate::state::Node) -> NodeFacts {
         use crate::resources::specs::AddressSpec;
         let mut addrs: Vec<(bool, u32, IpAddr)> = node
             .store
             .specs::<AddressSpec>()
             .into_iter()
-            .filter(|(_, a)| a.scope == "global" && a.link != "lo" && a.link != "cni0" && !a.link.starts_with("veth"))
+            .filter(|(_, a)| a.scope == "global" && is_node_link(&a.link))
             .filter_map(|(_, a)| Some((a.family != "inet4", a.link_index, a.address.split('/').next()?.parse().ok()?)))
             .collect();
         addrs.sort();
@@ -69,6 +68,12 @@ impl NodeFacts {
         addresses.dedup();
         NodeFacts { hostname: node.hostname(), addresses }
     }
+}
+
+/// Links whose addresses are not the node's: loopback, the pod bridge, pod
+/// veths, kube-proxy's dummy (the same links the kubelet's node IP skips).
+fn is_node_link(link: &str) -> bool {
+    !(link == "lo" || link == "cni0" || link == "docker0" || link.starts_with("veth") || link.starts_with("kube-"))
 }
 
 /// Where the secrets go: the node's directories, or a temporary directory
