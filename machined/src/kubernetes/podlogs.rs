@@ -124,11 +124,12 @@ pub fn stream(
     Ok(futures::StreamExt::chain(initial, futures::StreamExt::flatten(more)))
 }
 
+/// The stream the Logs RPC answers with.
+pub type DataStream = std::pin::Pin<Box<dyn Stream<Item = Result<api::machine::Data, tonic::Status>> + Send>>;
+
 /// The Logs RPC with `kubernetes` set: the container's log as `Data`
 /// chunks, errors as statuses.
-pub fn handle(
-    req: &api::machine::LogsRequest,
-) -> Result<std::pin::Pin<Box<dyn Stream<Item = Result<api::machine::Data, tonic::Status>> + Send>>, tonic::Status> {
+pub fn handle(req: &api::machine::LogsRequest) -> Result<DataStream, tonic::Status> {
     let to_status = |e: PodLogsError| match e {
         PodLogsError::BadId(_) => tonic::Status::invalid_argument(e.to_string()),
         PodLogsError::NotFound(..) => tonic::Status::not_found(e.to_string()),

@@ -34,12 +34,28 @@ pub enum ManifestsError {
 
 /// A client from a kubeconfig file.
 pub async fn client(kubeconfig: &Path) -> Result<Client, ManifestsError> {
+    client_at(kubeconfig, None).await
+}
+
+/// A client from a kubeconfig file, talking to `server` instead of the
+/// kubeconfig's server when given.
+pub async fn client_at(kubeconfig: &Path, server: Option<&str>) -> Result<Client, ManifestsError> {
     let path = kubeconfig.display().to_string();
     let kc = Kubeconfig::read_from(kubeconfig).map_err(|source| ManifestsError::Kubeconfig { path: path.clone(), source })?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|source| ManifestsError::Kubeconfig { path: path.clone(), source })?;
+    if let Some(url) = server.and_then(|s| s.parse().ok()) {
+        config.cluster_url = url;
+    }
     Client::try_from(config).map_err(|source| ManifestsError::Client { path, source })
+}
+
+/// This control plane's own API server (its certificate names 127.0.0.1),
+/// so the bootstrap objects go in even when the cluster endpoint is a load
+/// balancer or an address the node cannot reach yet.
+pub fn local_api_server() -> String {
+    format!("https://127.0.0.1:{}", config::constants::k8s::APISERVER_PORT)
 }
 
 /// Plural resource names and scope of the kinds machined applies (known
@@ -99,7 +115,7 @@ pub async fn wait_for_api(client: &Client) {
 /// in (e.g. while the API server's RBAC bootstrap is still running).
 pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) {
     let client = loop {
-        match client(kubeconfig).await {
+        match client_at(kubeconfig, Some(&local_api_server())).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::debug!(error = %e, "no admin kubeconfig yet");
@@ -132,4 +148,21 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) {
         delay = (delay * 2).min(Duration::from_secs(30));
     }
     crate::console!("kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bootstrap_object_has_a_known_resource_and_a_name() {
+        let cfg = crate::kubernetes::testutil::machine_config();
+        for doc in objects::all(&cfg) {
+            let kind = doc["kind"].as_str().unwrap();
+            let (_, namespaced) = resource_of(kind).unwrap_or_else(|| panic!("{kind} has no resource"));
+            assert!(doc["metadata"]["name"].is_string());
+            assert_eq!(namespaced, doc["metadata"]["namespace"].is_string(), "{kind}");
+        }
+        assert_eq!(local_api_server(), "https://127.0.0.1:6443");
+    }
 }
