@@ -84,8 +84,12 @@ where
                 if received.files.iter().any(|(f, _)| f == name) {
                     return Err(UpgradeError::Protocol(format!("{} was sent twice", h.asset)));
                 }
-                if !h.version.is_empty() {
+                if !h.version.is_empty() && received.version.is_empty() {
                     received.version = h.version.clone();
+                    // So that an interrupted write names what it was.
+                    meta.update(|v| {
+                        v.insert(keys::UPGRADE_VERSION.into(), h.version.clone());
+                    })?;
                 }
                 received.stage |= h.stage;
                 let path = staging.join(name);
@@ -259,6 +263,7 @@ mod tests {
         let env = slots.env();
         assert_eq!((env.default_slot(), env.next_slot()), ("A", None));
         assert_eq!(meta.get(keys::UPGRADE_STATE).as_deref(), Some(keys::state::WRITING));
+        assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
     }
 
     #[tokio::test]
