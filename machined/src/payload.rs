@@ -233,9 +233,12 @@ pub fn describe(paths: &PayloadPaths, slot: &str) -> PayloadSpec {
     }
 }
 
-/// Mounts the payload in the background and keeps the `payload` resource
-/// current. Called by the boot sequence after apid has started; nothing in
-/// it delays the API.
+/// How long the payload waits for apid to answer before mounting anyway.
+const APID_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Mounts the payload in the background, once apid is healthy, and keeps the
+/// `payload` resource current. Called by the boot sequence after apid has
+/// started; nothing in it delays the API.
 pub fn spawn(node: &Arc<Node>, devices: Vec<BlockDevice>) {
     let writer = match node.store.writer("payload", &[kind::PAYLOAD]) {
         Ok(w) => w,
@@ -252,7 +255,17 @@ pub fn spawn(node: &Arc<Node>, devices: Vec<BlockDevice>) {
         ..Default::default()
     };
     let _ = writer.put(PayloadSpec::ID, pending.clone());
+    let apid = node.supervisor.handle("apid");
     tokio::spawn(async move {
+        // Only once apid answers: under emulation the loop mount and the
+        // squashfs superblock cost a few hundred milliseconds of CPU that
+        // boot-to-API should not share. A stuck apid does not hold
+        // Kubernetes back for long.
+        if let Some(apid) = apid {
+            let mut rx = apid.status.subscribe();
+            let healthy = rx.wait_for(|s| s.health == crate::supervisor::Health::Ok);
+            let _ = tokio::time::timeout(APID_WAIT, healthy).await;
+        }
         let started = std::time::Instant::now();
         let s = slot.clone();
         let result = tokio::task::spawn_blocking(move || {
