@@ -15,7 +15,7 @@ use machined::time::responder::Responder;
 
 static ONE_VM: Mutex<()> = Mutex::new(());
 
-fn find<'a>(specs: &'a [serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> Option<&'a serde_json::Value> {
+fn find(specs: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> Option<&serde_json::Value> {
     specs.iter().find(|s| pred(s))
 }
 
