@@ -90,7 +90,10 @@ impl Node {
             "--with-secrets",
             &secrets,
             "--config-patch-control-plane",
-            "machine: {certSans: [127.0.0.1]}",
+            // No time sync: QEMU's clock starts from the host's, and no
+            // NTP server is in reach here (etcd and the kubelet would wait
+            // for one).
+            "machine: {certSans: [127.0.0.1], time: {disabled: true}}",
             "--force",
             "-o",
             d,

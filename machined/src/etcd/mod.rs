@@ -26,6 +26,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -326,11 +327,39 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
     if node.supervisor.handle(SERVICE_ID).is_some() {
         return Err(EtcdError::AlreadyRunning);
     }
+    if BOOTSTRAP_PENDING.load(Ordering::SeqCst) {
+        return Err(EtcdError::AlreadyBootstrapped(layout.data_dir.display().to_string()));
+    }
     let facts = NodeFacts::of(node);
-    start_in(node, &cfg, &facts, layout).await?;
-    crate::console!("etcd: bootstrapping a new cluster (member {}), requested over the API", facts.hostname);
+    // With the clock synchronized (or no wait configured) etcd starts
+    // before the call returns, so its errors reach the caller. Otherwise
+    // the call must not hang for the whole clock wait (minutes with no
+    // time server in reach): etcd starts in the background once the clock
+    // is synchronized or the wait ends, and a second Bootstrap meanwhile
+    // is refused.
+    if layout.time_sync_timeout.is_zero() || crate::time::wait_synced(node, Duration::ZERO).await {
+        start_in(node, &cfg, &facts, layout).await?;
+        crate::console!("etcd: bootstrapping a new cluster (member {}), requested over the API", facts.hostname);
+        return Ok(());
+    }
+    BOOTSTRAP_PENDING.store(true, Ordering::SeqCst);
+    crate::console!(
+        "etcd: bootstrap requested over the API; etcd starts once the clock is synchronized (at most {}s)",
+        layout.time_sync_timeout.as_secs()
+    );
+    let (node, layout) = (node.clone(), layout.clone());
+    tokio::spawn(async move {
+        match start_in(&node, &cfg, &facts, &layout).await {
+            Ok(_) => crate::console!("etcd: bootstrapping a new cluster (member {})", facts.hostname),
+            Err(e) => crate::console!("etcd: the requested bootstrap failed: {e}; call Bootstrap again"),
+        }
+        BOOTSTRAP_PENDING.store(false, Ordering::SeqCst);
+    });
     Ok(())
 }
+
+/// A Bootstrap accepted whose etcd waits for the clock.
+static BOOTSTRAP_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The members of the cluster, asked from this node's etcd.
 pub async fn members(node: &Node) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {
