@@ -211,6 +211,15 @@ for f in "$tree"/bin/* "$tree"/cni/bin/* "$tree"/lib/xtables/*.so; do
   is_dynamic "$f" || [[ "$f" == *.so ]] && dyn+=("$f")
 done
 copy_needed "$tree/lib" "${dyn[@]}"
+# The binaries find the payload's libraries by themselves (DT_RPATH, which
+# also covers their libraries' own dependencies): LD_LIBRARY_PATH does not
+# reach every process, e.g. runc re-executes itself as `runc init` with an
+# environment of its own, and without libseccomp that child dies before it
+# can start a container ("can't copy bootstrap data to pipe").
+for f in "$tree"/bin/* "$tree"/cni/bin/*; do
+  [ -L "$f" ] || ! is_dynamic "$f" && continue
+  patchelf --force-rpath --set-rpath /system/payload/lib "$f"
+done
 # Smoke test: each dynamic binary loads with only the payload's libraries.
 for f in "$tree"/bin/*; do
   [ -L "$f" ] || ! is_dynamic "$f" && continue

@@ -7,7 +7,7 @@ PACKAGES=(
   # kernel build
   linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make
   # images
-  squashfs-tools cpio zstd xorriso mtools dosfstools gdisk fdisk e2fsprogs
+  squashfs-tools cpio zstd xorriso mtools dosfstools gdisk fdisk e2fsprogs patchelf
   grub-pc-bin grub-efi-amd64-bin grub-common
   # VMs and tests
   qemu-system-x86 ovmf openssl
