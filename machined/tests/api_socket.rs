@@ -529,7 +529,7 @@ impl ConcatBytes for Vec<Data> {
 }
 
 #[tokio::test]
-async fn events_dmesg_power_and_what_is_not_built_yet() {
+async fn events_dmesg_power_and_preconditions() {
     let mut h = start().await;
     let c = &mut h.client;
     // set_maintenance(true) recorded "stage maintenance" already.
@@ -604,18 +604,28 @@ async fn events_dmesg_power_and_what_is_not_built_yet() {
         Err(e) => eprintln!("dmesg unavailable here: {e}"),
     }
 
-    for (e, what) in [
+    // On a node with no config, no disk and no etcd, these say what is
+    // missing and what to do.
+    for (e, says) in [
         (
             c.bootstrap(BootstrapRequest {}).await.unwrap_err(),
-            "Bootstrap",
+            "the node has no machine config yet; `cairnctl apply-config` first",
         ),
-        (c.reset(ResetRequest::default()).await.unwrap_err(), "Reset"),
-        (c.rollback(()).await.unwrap_err(), "Rollback"),
-        (c.etcd_member_list(()).await.unwrap_err(), "EtcdMemberList"),
+        (
+            c.reset(ResetRequest::default()).await.unwrap_err(),
+            "this node runs live from the ISO and has no system disk to wipe",
+        ),
+        (
+            c.rollback(()).await.unwrap_err(),
+            "this node runs live from the ISO and has no boot slots",
+        ),
+        (
+            c.etcd_member_list(()).await.unwrap_err(),
+            "etcd is not running on this node",
+        ),
     ] {
-        assert_eq!(e.code(), Code::Unimplemented);
-        assert!(e.message().starts_with(what), "{}", e.message());
-        assert!(e.message().contains("arrives with"), "{}", e.message());
+        assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+        assert!(e.message().starts_with(says), "{}", e.message());
     }
 
     // Reboot: the reply comes first, then the boot sequence is asked.
