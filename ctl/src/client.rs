@@ -218,6 +218,38 @@ pub async fn connect_with_timeout(
     })
 }
 
+/// The TLS alert `node` sends a client without a certificate, explained,
+/// if it sends one: one bare handshake, then a read. (With TLS 1.3 the
+/// server checks client certificates after the handshake, so a refusal
+/// arrives as the first thing read; a node in maintenance mode sends its
+/// HTTP/2 settings instead, and this returns None.)
+pub async fn refusal_alert(node: &Node) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let tls = TlsConnector::from(Arc::new(Credentials::Insecure.tls_config().ok()?));
+    let server_name = match node.host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(node.host.clone()).ok()?,
+    };
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((node.host.as_str(), node.port)))
+        .await
+        .ok()?
+        .ok()?;
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(server_name, tcp)).await.ok()?.ok()?;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Err(e)) => {
+            let alert = find::<rustls::Error>(&e)
+                .and_then(|t| match t {
+                    rustls::Error::AlertReceived(a) => Some(*a),
+                    _ => None,
+                })
+                .or_else(|| chain(&e).find_map(|e| alert_in_message(&e.to_string())))?;
+            Some(explain_tls(&rustls::Error::AlertReceived(alert)))
+        }
+        _ => None,
+    }
+}
+
 /// `sha256:<hex>` of a DER certificate, the form machined prints on the
 /// console in maintenance mode.
 pub fn sha256_fingerprint(der: &[u8]) -> String {

@@ -241,10 +241,20 @@ impl NodeClient {
         F: FnOnce(MachineServiceClient<Channel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        f(self.machine(), self.request(message))
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.explain(&s, rpc))
+        match f(self.machine(), self.request(message)).await {
+            Ok(r) => Ok(r.into_inner()),
+            // Without a client certificate, a node past maintenance mode
+            // refuses with a TLS alert after the handshake, which the HTTP/2
+            // client may report only as a canceled call: ask the node once
+            // more, bare, for the alert itself.
+            Err(s) if self.insecure() && matches!(s.code(), Code::Cancelled | Code::Unknown | Code::Unavailable) => {
+                match client::refusal_alert(&self.node).await {
+                    Some(why) => Err(format!("{}: {why}", self.node)),
+                    None => Err(self.explain(&s, rpc)),
+                }
+            }
+            Err(s) => Err(self.explain(&s, rpc)),
+        }
     }
 
     /// A failed call as advice. `rpc` names the call.
