@@ -120,6 +120,17 @@ impl Session {
         futures::future::join_all(calls).await
     }
 
+    /// The clients of the nodes whose call in `results` succeeded (for
+    /// verbs that go on to wait for those nodes).
+    pub fn accepted<R>(&self, results: &[NodeResult<R>]) -> Vec<NodeClient> {
+        self.clients
+            .iter()
+            .flatten()
+            .filter(|c| results.iter().any(|r| r.node == c.node.to_string() && r.result.is_ok()))
+            .cloned()
+            .collect()
+    }
+
     /// Exactly one node, for verbs whose output cannot interleave (`read`).
     pub fn single(&self, verb: &str) -> anyhow::Result<NodeClient> {
         match self.clients.as_slice() {

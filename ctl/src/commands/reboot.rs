@@ -62,17 +62,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         })
         .await;
     let mut code = session::report_errors(&results);
-    let accepted: Vec<_> = session
-        .clients
-        .iter()
-        .flatten()
-        .filter(|c| {
-            results
-                .iter()
-                .any(|r| r.node == c.node.to_string() && r.result.is_ok())
-        })
-        .cloned()
-        .collect();
+    let accepted = session.accepted(&results);
     if !args.wait {
         for c in &accepted {
             eprintln!("{}: rebooting", c.node);

@@ -213,13 +213,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let mut code = session::report_errors(&results);
     if args.wait {
-        let accepted: Vec<_> = session
-            .clients
-            .iter()
-            .flatten()
-            .filter(|c| results.iter().any(|r| r.node == c.node.to_string() && r.result.is_ok()))
-            .cloned()
-            .collect();
+        let accepted = session.accepted(&results);
         let waited = wait::until_rebooted(&accepted, args.timeout).await;
         if session::report_errors(&waited) != ExitCode::SUCCESS {
             code = ExitCode::FAILURE;
