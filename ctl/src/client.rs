@@ -168,11 +168,7 @@ pub async fn connect_with_timeout(
     timeout: Option<Duration>,
 ) -> Result<Connection, ClientError> {
     let tls = TlsConnector::from(Arc::new(credentials.tls_config()?));
-    let server_name = match node.host.parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(node.host.clone())
-            .map_err(|_| ClientError::BadNode(node.to_string()))?,
-    };
+    let server_name = server_name(node)?;
     let fingerprint = Arc::new(Mutex::new(None));
     let connector = {
         let (host, port, fingerprint) = (node.host.clone(), node.port, fingerprint.clone());
@@ -218,6 +214,14 @@ pub async fn connect_with_timeout(
     })
 }
 
+/// The name TLS checks the node's certificate against: its IP or host name.
+fn server_name(node: &Node) -> Result<ServerName<'static>, ClientError> {
+    match node.host.parse::<IpAddr>() {
+        Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
+        Err(_) => ServerName::try_from(node.host.clone()).map_err(|_| ClientError::BadNode(node.to_string())),
+    }
+}
+
 /// The TLS alert `node` sends a client without a certificate, explained,
 /// if it sends one: one bare handshake, then a read. (With TLS 1.3 the
 /// server checks client certificates after the handshake, so a refusal
@@ -226,10 +230,7 @@ pub async fn connect_with_timeout(
 pub async fn refusal_alert(node: &Node) -> Option<String> {
     use tokio::io::AsyncReadExt;
     let tls = TlsConnector::from(Arc::new(Credentials::Insecure.tls_config().ok()?));
-    let server_name = match node.host.parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(node.host.clone()).ok()?,
-    };
+    let server_name = server_name(node).ok()?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((node.host.as_str(), node.port)))
         .await
         .ok()?

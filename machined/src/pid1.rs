@@ -398,7 +398,6 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             {
                 Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
                     Ok(apid) => {
-                        start_observers(&node);
                         let n = node.clone();
                         tokio::spawn(async move {
                             let addresses = network_ready.wait().await;
@@ -406,16 +405,11 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                             console::status_loop(n).await;
                         });
                     }
-                    Err(e) => {
-                        start_observers(&node);
-                        console!("maintenance: {e}")
-                    }
+                    Err(e) => console!("maintenance: {e}"),
                 },
-                Err(e) => {
-                    start_observers(&node);
-                    console!("maintenance: {e}")
-                }
+                Err(e) => console!("maintenance: {e}"),
             }
+            start_observers(&node);
         }
     }
     // The Kubernetes payload, now that apid is started: mounted in the

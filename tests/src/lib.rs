@@ -18,5 +18,8 @@ pub use qemu::{Boot, Firmware, Vm, VmConfig, VmError};
 
 /// The console banner machined prints once apid serves maintenance mode.
 pub const MAINTENANCE_BANNER: &str = r"cairn: maintenance mode: apid listening on :50000";
+/// machined's periodic console status line: RSS of machined, apid and
+/// init (KiB, or "gone"); the benchmarks read memory from it.
+pub const STATUS_LINE: &str = r"cairn: status: .*rss machined=(\d+)KiB apid=(\d+)KiB init=(\S+)";
 /// The console line with apid's certificate fingerprint (`sha256:<hex>`).
 pub const FINGERPRINT_LINE: &str = r"cairn: apid certificate (sha256:[0-9a-f]{64})";

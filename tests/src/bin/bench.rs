@@ -15,10 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_tests::{cpio, Boot, Firmware, Images, Vm, VmConfig};
+use cairn_tests::{cpio, Boot, Firmware, Images, Vm, VmConfig, STATUS_LINE};
 use regex::Regex;
 
-const STATUS_LINE: &str = r"cairn: status: .*rss machined=(\d+)KiB apid=(\d+)KiB init=(\S+)";
 const MIB: f64 = 1024.0 * 1024.0;
 const MB: f64 = 1_000_000.0;
 

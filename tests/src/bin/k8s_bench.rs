@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_tests::kube::{self, Kubectl, Node};
-use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
+use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER, STATUS_LINE};
 use regex::Regex;
 
 const STEP: Duration = Duration::from_secs(1800);
-const STATUS_LINE: &str = r"cairn: status: .*rss machined=(\d+)KiB apid=(\d+)KiB";
 const RSS_TARGET_MIB: f64 = 32.0;
 
 fn main() -> anyhow::Result<()> {
