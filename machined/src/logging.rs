@@ -111,6 +111,9 @@ impl<S: Subscriber> Layer<S> for KmsgLayer {
         let console = meta.target() == CONSOLE;
         let line = format_line(meta.target(), &f.message, &f.rest);
         self.ring.push(&line);
+        if !on_console(meta.target(), self.max_level) {
+            return;
+        }
         if let Some(kmsg) = &self.kmsg {
             let mut record = format!("<{}>{}", priority(meta.level(), console), line);
             if record.len() > MAX_RECORD {
@@ -127,6 +130,14 @@ impl<S: Subscriber> Layer<S> for KmsgLayer {
             }
         }
     }
+}
+
+/// Whether an event of `target` is also written to kmsg. Libraries' events
+/// (kube-client logs every refused connection at error level while the
+/// API server is not up yet; our own code reports what matters) go only to
+/// machined's log ring (`cairnctl logs machined`) unless debugging.
+fn on_console(target: &str, max_level: Level) -> bool {
+    target.starts_with("machined") || target.starts_with("cairn") || max_level >= Level::DEBUG
 }
 
 /// Turns off kmsg rate limiting for userspace writers, so a burst of
@@ -147,6 +158,14 @@ pub fn init(ring: Arc<LogRing>, debug: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_events_stay_off_the_console() {
+        assert!(on_console(CONSOLE, Level::INFO));
+        assert!(on_console("machined::kubelet", Level::INFO));
+        assert!(!on_console("kube_client::client::builder", Level::INFO));
+        assert!(on_console("kube_client::client::builder", Level::DEBUG));
+    }
 
     #[test]
     fn console_and_regular_lines() {
