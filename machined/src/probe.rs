@@ -2,7 +2,7 @@
 //! blank. Hand-written because the only complete probers are C (libblkid)
 //! and machined only needs three well-documented superblock layouts.
 
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -92,7 +92,13 @@ pub enum Contents {
 }
 
 pub fn probe(path: &Path) -> std::io::Result<Contents> {
-    let mut f = File::open(path)?;
+    // Non-blocking: on an optical drive a plain open first waits for the
+    // drive to report its disc (slow, and pointless for reading a few
+    // sectors); a disc that is there reads the same either way.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     let mut head = vec![0u8; BLANK_LEN];
     let mut read = 0;
     f.seek(SeekFrom::Start(0))?;
