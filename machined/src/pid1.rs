@@ -246,6 +246,11 @@ fn start_observers(node: &Arc<Node>) {
 
 async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let sys = Real;
+    // Listing the disks waits on the drives (an optical drive is asked
+    // whether it holds a disc: about 0.1 s under TCG), so it runs on a
+    // blocking thread while early setup, the API socket and the network
+    // link-up go on here.
+    let listing = tokio::task::spawn_blocking(disks::list);
     early_system_setup(&sys);
     let (power_tx, mut power_rx) = mpsc::channel(4);
     spawn_signal_handlers(power_tx.clone());
@@ -270,24 +275,8 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }
         Err(e) => console!("api: {e}"),
     }
-    // Disks: STATE and EPHEMERAL (or a tmpfs /var).
-    let devices = disks::list();
-    let (var, state) = partitions::mount_system(&sys, &devices).await;
-    match &var {
-        partitions::VarBacking::Ephemeral(dev) => {
-            console!("disk: /var on EPHEMERAL ({})", dev.display())
-        }
-        partitions::VarBacking::Tmpfs => {
-            console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
-        }
-    }
-    if let Err(e) = &state {
-        console!("disk: STATE: {e}");
-    }
-    // Installed node: BOOT, META, and the upgrade this boot may settle.
-    crate::upgrade::on_boot(&sys, &node, &devices).await;
-
-    // Network, hostname.
+    // Network, hostname: before the disks, whose listing runs meanwhile,
+    // so the link-up and the first DHCP exchange overlap the disk work.
     let net = match Network::connect() {
         Ok(n) => Some(n),
         Err(e) => {
@@ -327,6 +316,33 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     // does not need an address to start listening, and under emulation the
     // lease takes about half a second that boot-to-API should not wait for.
     let network_ready = spawn_network_configuration(&node, net.clone(), link);
+    // The maintenance-mode certificate is made now, on a blocking thread,
+    // while the disks and the config sources are looked at: key generation
+    // costs about 0.1 s under TCG that a node without config would
+    // otherwise wait for before apid starts (a configured node drops it).
+    // It names the hostname alone: no address is known this early, and
+    // maintenance clients compare its fingerprint rather than verify it.
+    let maintenance_cert = {
+        let hostname = hostname.clone();
+        tokio::task::spawn_blocking(move || maintenance::generate_certificate(&hostname, &[]))
+    };
+
+    // Disks: STATE and EPHEMERAL (or a tmpfs /var).
+    let devices = listing.await.unwrap_or_else(|_| disks::list());
+    let (var, state) = partitions::mount_system(&sys, &devices).await;
+    match &var {
+        partitions::VarBacking::Ephemeral(dev) => {
+            console!("disk: /var on EPHEMERAL ({})", dev.display())
+        }
+        partitions::VarBacking::Tmpfs => {
+            console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
+        }
+    }
+    if let Err(e) = &state {
+        console!("disk: STATE: {e}");
+    }
+    // Installed node: BOOT, META, and the upgrade this boot may settle.
+    crate::upgrade::on_boot(&sys, &node, &devices).await;
 
     // The machine config: STATE's files first (a staged config, an
     // unconfirmed try), then the sources in order.
@@ -387,13 +403,11 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             node.set_maintenance(true);
             let dir = secure::settings_dir();
             let owner = Some((maintenance::APID_UID, maintenance::APID_GID));
-            // The certificate names the addresses known now (maintenance
-            // clients do not verify it; they compare the fingerprint).
-            let addresses = match &net {
-                Some(n) => n.node_addresses().await,
-                None => Vec::new(),
+            let made = match maintenance_cert.await {
+                Ok(made) => made,
+                Err(_) => maintenance::generate_certificate(&hostname, &[]),
             };
-            match maintenance::generate_certificate(&hostname, &addresses)
+            match made
                 .and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c))
             {
                 Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
@@ -413,8 +427,14 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }
     }
     // The Kubernetes payload, now that apid is started: mounted in the
-    // background (crate::payload::wait_mounted waits for it).
-    crate::payload::spawn(&node, disks::list());
+    // background (crate::payload::wait_mounted waits for it). The disks are
+    // listed on a blocking thread: asking an optical drive for its disc
+    // here would hold up apid's start, which runs on this runtime.
+    let n = node.clone();
+    tokio::spawn(async move {
+        let devices = tokio::task::spawn_blocking(disks::list).await.unwrap_or_default();
+        crate::payload::spawn(&n, devices);
+    });
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);
