@@ -109,6 +109,7 @@ else
     "containerd=$CONTAINERD_VERSION" "runc=$RUNC_VERSION"
     "containernetworking-plugins=$CONTAINERNETWORKING_PLUGINS_VERSION"
     "iptables=$IPTABLES_VERSION" "conntrack=$CONNTRACK_VERSION" "mount=$MOUNT_VERSION"
+    "coreutils=$COREUTILS_VERSION" "findutils=$FINDUTILS_VERSION"
   )
   # The libraries they need: every lib* package in their dependency closure
   # (a few more than needed; only the sonames the binaries name are copied).
@@ -190,7 +191,7 @@ mkdir -p "$tree/bin" "$tree/lib" "$tree/cni/bin" "$tree/images"
 # Hard links into the cache where possible: the tree is large and the disk shared.
 ln "$kube/kubelet" "$tree/bin/kubelet"
 for f in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/sbin/runc usr/bin/etcd usr/bin/etcdctl \
-  bin/mount bin/umount usr/sbin/xtables-nft-multi usr/sbin/conntrack; do
+  bin/mount bin/umount usr/sbin/xtables-nft-multi usr/sbin/conntrack usr/bin/du usr/bin/nice usr/bin/find; do
   [ -f "$droot/$f" ] || die "$f is not in the Debian packages"
   install -m 0755 "$droot/$f" "$tree/bin/${f##*/}"
 done

@@ -92,8 +92,8 @@ impl Node {
             "--config-patch-control-plane",
             // No time sync: QEMU's clock starts from the host's, and no
             // NTP server is in reach here (etcd and the kubelet would wait
-            // for one).
-            "machine: {certSans: [127.0.0.1], time: {disabled: true}}",
+            // for one). One node: ordinary Pods run on the control plane.
+            "machine: {certSans: [127.0.0.1], time: {disabled: true}}\ncluster: {allowSchedulingOnControlPlanes: true}",
             "--force",
             "-o",
             d,

@@ -77,9 +77,9 @@ fn pod(component: &'static str, image: String, args: Vec<String>, port: u16, hea
                 "args": args,
                 "resources": {"requests": {"cpu": cpu}},
                 // Under emulation the control plane takes minutes to
-                // start: the startup probe allows 10 minutes before the
+                // start: the startup probe allows 15 minutes before the
                 // liveness probe counts.
-                "startupProbe": probe(port, health, 10, 60),
+                "startupProbe": probe(port, health, 10, 90),
                 "livenessProbe": probe(port, health, 10, 8),
                 "volumeMounts": [{"name": "secrets", "mountPath": k8s::SECRETS_DIR, "readOnly": true}],
             }],
@@ -130,10 +130,24 @@ pub fn api_server(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
     pod("kube-apiserver", c.api_server_image().to_string(), flags(d, &c.api_server.extra_args), k8s::APISERVER_PORT, "/livez", input, "200m")
 }
 
+/// Leader election of the controller-manager and the scheduler, slower
+/// than upstream's 15 s lease / 10 s renew deadline: a busy or emulated
+/// API server often takes more than 10 s to answer a renewal, and a lost
+/// lease makes the component exit (a crash loop that slows everything
+/// further). Failover takes up to a minute instead of 15 s.
+fn leader_election() -> [(&'static str, String); 4] {
+    [
+        ("leader-elect", "true".into()),
+        ("leader-elect-lease-duration", "60s".into()),
+        ("leader-elect-renew-deadline", "45s".into()),
+        ("leader-elect-retry-period", "10s".into()),
+    ]
+}
+
 pub fn controller_manager(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
     let c = &cfg.cluster;
     let kubeconfig = k8s::CONTROLLER_MANAGER_KUBECONFIG.to_string();
-    let d: BTreeMap<&str, String> = BTreeMap::from([
+    let mut d: BTreeMap<&str, String> = BTreeMap::from([
         ("allocate-node-cidrs", "true".into()),
         ("authentication-kubeconfig", kubeconfig.clone()),
         ("authorization-kubeconfig", kubeconfig.clone()),
@@ -145,7 +159,6 @@ pub fn controller_manager(cfg: &MachineConfig, input: &RenderInput) -> Manifest 
         ("cluster-signing-key-file", k8s::CA_KEY.into()),
         ("controllers", "*,bootstrapsigner,tokencleaner".into()),
         ("kubeconfig", kubeconfig),
-        ("leader-elect", "true".into()),
         ("profiling", "false".into()),
         ("requestheader-client-ca-file", k8s::FRONT_PROXY_CA_CERT.into()),
         ("root-ca-file", k8s::CA_CERT.into()),
@@ -153,6 +166,7 @@ pub fn controller_manager(cfg: &MachineConfig, input: &RenderInput) -> Manifest 
         ("service-cluster-ip-range", joined(&c.network.service_subnets)),
         ("use-service-account-credentials", "true".into()),
     ]);
+    d.extend(leader_election());
     pod(
         "kube-controller-manager",
         c.controller_manager_image().to_string(),
@@ -167,14 +181,14 @@ pub fn controller_manager(cfg: &MachineConfig, input: &RenderInput) -> Manifest 
 pub fn scheduler(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
     let c = &cfg.cluster;
     let kubeconfig = k8s::SCHEDULER_KUBECONFIG.to_string();
-    let d: BTreeMap<&str, String> = BTreeMap::from([
+    let mut d: BTreeMap<&str, String> = BTreeMap::from([
         ("authentication-kubeconfig", kubeconfig.clone()),
         ("authorization-kubeconfig", kubeconfig.clone()),
         ("bind-address", "127.0.0.1".into()),
         ("kubeconfig", kubeconfig),
-        ("leader-elect", "true".into()),
         ("profiling", "false".into()),
     ]);
+    d.extend(leader_election());
     pod("kube-scheduler", c.scheduler_image().to_string(), flags(d, &c.scheduler.extra_args), 10259, "/healthz", input, "100m")
 }
 
