@@ -371,10 +371,11 @@ impl Vm {
             .unwrap_or_default()
     }
 
-    /// The last `n` lines of the console.
+    /// The last `n` lines of the console, without the periodic status lines.
     pub fn console_tail(&self, n: usize) -> String {
         let text = self.console();
-        let lines: Vec<&str> = text.lines().collect();
+        // The 10-second RSS status lines would crowd out what happened.
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("cairn: status: stage=")).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
