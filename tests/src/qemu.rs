@@ -107,6 +107,10 @@ pub struct VmConfig {
     pub guest_addr: Option<String>,
     /// More QEMU arguments, e.g. a second NIC on a network the test builds.
     pub extra_args: Vec<String>,
+    /// Size of the boot disk's overlay in GiB when larger than the raw
+    /// image: EPHEMERAL (/var) grows to the end of the disk on first boot,
+    /// and a Kubernetes node needs more than the raw image's ~0.8 GiB.
+    pub disk_gib: Option<u32>,
 }
 
 impl VmConfig {
@@ -123,6 +127,7 @@ impl VmConfig {
             disks: Vec::new(),
             guest_addr: None,
             extra_args: Vec::new(),
+            disk_gib: None,
         }
     }
 
@@ -182,7 +187,7 @@ impl VmConfig {
         let vars = state.join("OVMF_VARS.fd");
         if let Boot::Disk(raw) = &self.boot {
             if !overlay.exists() {
-                create_overlay(raw, &overlay)?;
+                create_overlay(raw, &overlay, self.disk_gib)?;
             }
         }
         if self.firmware == Firmware::Ovmf && !vars.exists() {
@@ -277,12 +282,14 @@ fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
 }
 
-fn create_overlay(raw: &Path, overlay: &Path) -> Result<(), VmError> {
+fn create_overlay(raw: &Path, overlay: &Path, gib: Option<u32>) -> Result<(), VmError> {
     let raw = fs::canonicalize(raw).map_err(io_err(format!("resolving {}", raw.display())))?;
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&raw)
-        .arg(overlay)
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&raw).arg(overlay);
+    if let Some(gib) = gib {
+        cmd.arg(format!("{gib}G"));
+    }
+    let out = cmd
         .output()
         .map_err(io_err("running qemu-img (install qemu-utils)"))?;
     if !out.status.success() {

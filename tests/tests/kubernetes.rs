@@ -38,6 +38,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let mut say = progress(started);
     let images = Images::locate();
     let mut config = VmConfig::disk("kubernetes", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    config.disk_gib = Some(kube::NODE_DISK_GIB);
     config.memory_mib = 4096;
     let api_port = ports::free_port().unwrap();
     config.forwards.push((api_port, kube::APISERVER_PORT));

@@ -75,6 +75,7 @@ fn up(state: &Path, uefi: bool, kubernetes: bool) -> anyhow::Result<()> {
         Firmware::SeaBios
     };
     let mut config = VmConfig::disk("cluster", &images, firmware)?;
+    config.disk_gib = Some(kube::NODE_DISK_GIB);
     // The control plane, etcd and containerd need more than maintenance mode.
     config.memory_mib = 4096;
     // Leftovers of a node that died: start from a fresh overlay.

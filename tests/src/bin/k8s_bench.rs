@@ -20,6 +20,7 @@ const RSS_TARGET_MIB: f64 = 32.0;
 fn main() -> anyhow::Result<()> {
     let images = Images::locate();
     let mut config = VmConfig::disk("bench-kubernetes", &images, Firmware::SeaBios)?;
+    config.disk_gib = Some(kube::NODE_DISK_GIB);
     config.memory_mib = 4096;
     let api_port = ports::free_port()?;
     config.forwards.push((api_port, kube::APISERVER_PORT));
