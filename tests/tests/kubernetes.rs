@@ -32,7 +32,6 @@ fn or_panic<T>(vm: &Vm, what: &str, r: anyhow::Result<T>) -> T {
 }
 
 #[test]
-#[ignore = "not yet passing end to end under TCG: run with `cargo test -p cairn-tests --test kubernetes -- --ignored`"]
 fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let started = Instant::now();
     let mut say = progress(started);
