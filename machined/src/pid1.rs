@@ -427,14 +427,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         }
     }
     // The Kubernetes payload, now that apid is started: mounted in the
-    // background (crate::payload::wait_mounted waits for it). The disks are
-    // listed on a blocking thread: asking an optical drive for its disc
-    // here would hold up apid's start, which runs on this runtime.
-    let n = node.clone();
-    tokio::spawn(async move {
-        let devices = tokio::task::spawn_blocking(disks::list).await.unwrap_or_default();
-        crate::payload::spawn(&n, devices);
-    });
+    // background (crate::payload::wait_mounted waits for it), from the
+    // boot medium in the disk list boot already made.
+    crate::payload::spawn(&node, devices);
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);

@@ -382,7 +382,8 @@ impl Vm {
     pub fn console_tail(&self, n: usize) -> String {
         let text = self.console();
         // The 10-second RSS status lines would crowd out what happened.
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("cairn: status: stage=")).collect();
+        let status = regex::Regex::new(crate::STATUS_LINE).expect("STATUS_LINE is a valid pattern");
+        let lines: Vec<&str> = text.lines().filter(|l| !status.is_match(l)).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
