@@ -197,12 +197,16 @@ impl Kubectl {
         Ok(serde_json::from_str(&self.ok(&argv)?)?)
     }
 
-    /// `kubectl apply -f -` with `yaml`.
+    /// `kubectl apply -f` with `yaml`, tried again for up to 5 minutes: on
+    /// a young cluster the API server refuses Pods until the token
+    /// controller has made their service account's token ("No API token
+    /// found for service account"), and apply is idempotent.
     pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("manifest.yaml");
         std::fs::write(&file, yaml)?;
-        self.ok(&["apply", "-f", file.to_str().context("path")?])
+        let path = file.to_str().context("path")?;
+        eventually("kubectl apply", Duration::from_secs(300), Duration::from_secs(5), || self.ok(&["apply", "-f", path]))
     }
 
     /// Names of the nodes whose Ready condition is True.
