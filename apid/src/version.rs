@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status};
 /// The node's version, as machined would answer it.
 pub fn current(mode: ApidMode) -> VersionResponse {
     VersionResponse {
-        version: config::version::VERSION.to_string(),
-        build_id: config::version::BUILD_ID.to_string(),
+        version: config::version::running().version.clone(),
+        build_id: config::version::running().build_id.clone(),
         git_commit: String::new(),
         arch: config::version::arch().to_string(),
         kernel: config::version::kernel_release(),

@@ -1,6 +1,8 @@
 //! Running a helper program to completion (mke2fs) through the reaper,
 //! collecting its combined output for error messages.
 
+use std::io::Read as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
 
 use tokio::io::AsyncReadExt;
@@ -59,4 +61,49 @@ pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
         status,
         output: out + &err,
     })
+}
+
+/// `cmd`'s status and output, like `Command::output`, for synchronous
+/// callers (tests). It goes through the reaper like every other child of
+/// this process: once the reaper runs (any test may start it), a child
+/// waited for with std's own `wait` can be reaped under its feet, and
+/// `Command::output` then fails with ECHILD.
+pub fn output_blocking(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut spawned = reaper::spawn(cmd)?;
+    let mut stderr_pipe = spawned.child.stderr.take();
+    let stderr = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = stderr_pipe.as_mut() {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut stdout = Vec::new();
+    if let Some(p) = spawned.child.stdout.as_mut() {
+        p.read_to_end(&mut stdout)?;
+    }
+    let stderr = stderr.join().unwrap_or_default();
+    let status = spawned.exit.blocking_recv().map_err(|_| std::io::Error::other("the reaper lost the child"))?;
+    let raw = match status {
+        ExitStatus::Exited(code) => (code & 0xff) << 8,
+        ExitStatus::Signaled(sig) => sig as i32,
+    };
+    Ok(std::process::Output { status: std::process::ExitStatus::from_raw(raw), stdout, stderr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_blocking_reports_status_and_both_streams() {
+        let out = output_blocking(Command::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        let killed = output_blocking(Command::new("/bin/sh").args(["-c", "kill -9 $$"])).unwrap();
+        assert_eq!(killed.status.signal(), Some(9));
+        assert!(output_blocking(&mut Command::new("/nonexistent/program")).is_err());
+    }
 }

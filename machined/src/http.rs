@@ -77,7 +77,7 @@ async fn get_inner(url: &str) -> Result<Vec<u8>, HttpError> {
         .header(hyper::header::HOST, authority.as_str())
         .header(
             hyper::header::USER_AGENT,
-            format!("cairn-machined/{}", config::version::VERSION),
+            format!("cairn-machined/{}", config::version::running().version),
         )
         .body(Empty::<Bytes>::new())
         .map_err(|e| req_err(&e))?;

@@ -97,8 +97,8 @@ pub fn main() -> ! {
     crate::logging::init(ring.clone(), cmdline.debug_logging());
     console!(
         "machined {} (build {}) starting as PID 1",
-        config::version::VERSION,
-        config::version::BUILD_ID
+        config::version::running().version,
+        config::version::running().build_id
     );
     match mount_result {
         Ok(outcomes) => {

@@ -154,8 +154,8 @@ impl Node {
 
     pub fn version(&self) -> VersionResponse {
         VersionResponse {
-            version: config::version::VERSION.to_string(),
-            build_id: config::version::BUILD_ID.to_string(),
+            version: config::version::running().version.clone(),
+            build_id: config::version::running().build_id.clone(),
             git_commit: String::new(),
             arch: arch().to_string(),
             kernel: kernel_release(),
@@ -191,7 +191,7 @@ mod tests {
         node.set_hostname("n1");
         node.set_maintenance(true);
         let v = node.version();
-        assert_eq!(v.version, config::version::VERSION);
+        assert_eq!(v.version, config::version::running().version);
         assert_eq!(v.booted_slot, "B");
         assert_eq!(v.hostname, "n1");
         assert!(v.maintenance);

@@ -299,7 +299,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         let mut meta = MetaStore::open(p)?;
         let mut v = Values::new();
         v.insert(keys::INSTALL_TIME.into(), crate::meta::now());
-        v.insert(keys::INSTALL_VERSION.into(), config::version::VERSION.into());
+        v.insert(keys::INSTALL_VERSION.into(), config::version::running().version.clone());
         meta.write(&v)?;
 
         crate::console!("install: STATE, with the machine config");

@@ -103,7 +103,7 @@ async fn the_real_apiserver_accepts_the_pki() {
     ];
     let runner = ProcessRunner::new(bin.join("kube-apiserver")).args(args);
     let admin = at(&layout.secrets.kubernetes, k8s::ADMIN_KUBECONFIG);
-    let (probe_bin, probe_kubeconfig, probe_server) = (bin.clone(), admin.clone(), server.clone());
+    let (probe_bin, probe_kubeconfig, probe_server) = (bin.clone(), admin, server.clone());
     let apiserver = Service::new("kube-apiserver", runner).depends_on("etcd").health(HealthCheck::new(
         Duration::from_secs(1),
         Duration::from_secs(15),
@@ -120,6 +120,28 @@ async fn the_real_apiserver_accepts_the_pki() {
         },
     ));
     let api = sup.start(apiserver).unwrap();
+    // Bounded, and etcd and the API server are stopped whatever happens: a
+    // failed check must fail the test, not leave it (and CI) waiting.
+    let checks = std::panic::AssertUnwindSafe(async {
+        tokio::time::timeout(Duration::from_secs(300), checks(&bin, &layout, &server, &etcd, &api))
+            .await
+            .expect("the checks against kube-apiserver did not finish within 300 s")
+    });
+    let outcome = futures::FutureExt::catch_unwind(checks).await;
+    sup.stop_all().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn checks(
+    bin: &Path,
+    layout: &Layout,
+    server: &str,
+    etcd: &crate::supervisor::ServiceHandle,
+    api: &crate::supervisor::ServiceHandle,
+) {
+    let admin = at(&layout.secrets.kubernetes, k8s::ADMIN_KUBECONFIG);
     let mut rx = api.status.subscribe();
     let ready = tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|s| s.health == Health::Ok)).await;
     if ready.is_err() {
@@ -130,7 +152,7 @@ async fn the_real_apiserver_accepts_the_pki() {
 
     // ClusterHealth's API checks, with the admin kubeconfig: ready, and
     // no node registered (no kubelet here).
-    let client = crate::cluster_health::kube_client_for(&admin, &server).await.unwrap();
+    let client = crate::cluster_health::kube_client_for(&admin, server).await.unwrap();
     assert_eq!(crate::cluster_health::apiserver(&client).await, Ok("/readyz ok".to_string()));
     assert_eq!(crate::cluster_health::nodes(&client).await, Err("no nodes registered yet".to_string()));
 
@@ -141,13 +163,13 @@ async fn the_real_apiserver_accepts_the_pki() {
         (k8s::SCHEDULER_KUBECONFIG, "scheduler"),
         (k8s::KUBELET_KUBECONFIG, "kubelet"),
     ] {
-        let (ok, out) = kubectl(&bin, &at(&layout.secrets.kubernetes, path), &server, &["get", "--raw", "/api"]).await;
+        let (ok, out) = kubectl(bin, &at(&layout.secrets.kubernetes, path), server, &["get", "--raw", "/api"]).await;
         assert!(ok && out.contains("APIVersions"), "{who}: {out}");
     }
     // admin is in system:masters; the scheduler may not read secrets.
-    let (ok, out) = kubectl(&bin, &admin, &server, &["create", "secret", "generic", "cairn-test", "--from-literal=k=plain-value"]).await;
+    let (ok, out) = kubectl(bin, &admin, server, &["create", "secret", "generic", "cairn-test", "--from-literal=k=plain-value"]).await;
     assert!(ok, "{out}");
-    let (ok, _) = kubectl(&bin, &at(&layout.secrets.kubernetes, k8s::SCHEDULER_KUBECONFIG), &server, &["get", "secrets"]).await;
+    let (ok, _) = kubectl(bin, &at(&layout.secrets.kubernetes, k8s::SCHEDULER_KUBECONFIG), server, &["get", "secrets"]).await;
     assert!(!ok, "the scheduler must not read secrets");
 
     // The Secret is stored encrypted with the config's secretbox key.
@@ -158,6 +180,4 @@ async fn the_real_apiserver_accepts_the_pki() {
     let value = got.kvs().first().expect("the secret is in etcd").value().to_vec();
     assert!(value.starts_with(b"k8s:enc:secretbox:v1:key1:"), "{:?}", String::from_utf8_lossy(&value[..40.min(value.len())]));
     assert!(!value.windows(11).any(|w| w == b"plain-value"));
-
-    sup.stop_all().await;
 }

@@ -23,12 +23,9 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 /// `openssl verify -CAfile ca leaf`, when openssl is installed.
 fn openssl_verify(ca: &Path, leaf: &Path, purpose: &str) {
-    let out = match Command::new("openssl")
-        .args(["verify", "-purpose", purpose, "-CAfile"])
-        .arg(ca)
-        .arg(leaf)
-        .output()
-    {
+    let out = match crate::exec::output_blocking(
+        Command::new("openssl").args(["verify", "-purpose", purpose, "-CAfile"]).arg(ca).arg(leaf),
+    ) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("SKIP openssl verify: openssl not runnable: {e}");
@@ -136,7 +133,8 @@ fn control_plane_secrets_chain_to_their_cas_with_the_right_names() {
     openssl_verify(&eca, &at(e, k8s::etcd::PEER_CERT), "sslclient");
     openssl_verify(&eca, &at(e, k8s::etcd::CLIENT_CERT), "sslclient");
     // A certificate from the wrong CA does not verify (the check can fail).
-    let wrong = Command::new("openssl").args(["verify", "-CAfile"]).arg(&eca).arg(at(k, k8s::APISERVER_CERT)).output();
+    let wrong =
+        crate::exec::output_blocking(Command::new("openssl").args(["verify", "-CAfile"]).arg(&eca).arg(at(k, k8s::APISERVER_CERT)));
     if let Ok(o) = wrong {
         assert!(!o.status.success());
     }

@@ -222,7 +222,7 @@ pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'st
         Err(why) => {
             let reason = format!(
                 "slot {slot} ({}) was not steady within {} s: {why}; rebooting into slot {}",
-                config::version::VERSION,
+                config::version::running().version,
                 timeout.as_secs(),
                 slots::other(slot)
             );
@@ -231,7 +231,7 @@ pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'st
             let _ = sys.meta.update(|v| {
                 v.insert(keys::UPGRADE_STATE.into(), keys::state::GAVE_UP.into());
                 v.insert(keys::FAILURE_SLOT.into(), slot.into());
-                v.insert(keys::FAILURE_VERSION.into(), config::version::VERSION.into());
+                v.insert(keys::FAILURE_VERSION.into(), config::version::running().version.clone());
                 v.insert(keys::FAILURE_TIME.into(), crate::meta::now());
                 v.insert(keys::FAILURE_REASON.into(), reason.clone());
                 v.insert(keys::FAILURE_LOG.into(), log);

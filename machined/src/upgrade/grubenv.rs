@@ -130,24 +130,23 @@ mod tests {
     /// What images/grub.sh `grub_env` and grub-editenv write parses.
     #[test]
     fn reads_grub_editenv_output() {
-        if std::process::Command::new("grub-editenv").arg("--version").output().is_err() {
+        use crate::exec::output_blocking;
+        use std::process::Command;
+        if output_blocking(Command::new("grub-editenv").arg("--version")).is_err() {
             eprintln!("skipping: grub-editenv is not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("grubenv");
-        let ok = std::process::Command::new("grub-editenv")
-            .arg(&f)
-            .args(["set", "cairn_default=B", "cairn_next=A"])
-            .status()
+        let set = output_blocking(Command::new("grub-editenv").arg(&f).args(["set", "cairn_default=B", "cairn_next=A"]))
             .unwrap();
-        assert!(ok.success());
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
         let bytes = std::fs::read(&f).unwrap();
         let e = GrubEnv::parse(&bytes).unwrap();
         assert_eq!((e.default_slot(), e.next_slot()), ("B", Some("A")));
         // And grub-editenv reads what we write.
         std::fs::write(&f, e.render().unwrap()).unwrap();
-        let out = std::process::Command::new("grub-editenv").arg(&f).arg("list").output().unwrap();
+        let out = output_blocking(Command::new("grub-editenv").arg(&f).arg("list")).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "cairn_default=B\ncairn_next=A\n");
     }
 }
