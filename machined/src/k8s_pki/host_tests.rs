@@ -33,11 +33,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// kubectl through the reaper (which owns waitpid in machined).
+/// kubectl through the reaper (which owns waitpid in machined). Its
+/// discovery cache goes next to the kubeconfig: exec::run clears HOME, and
+/// kubectl would otherwise write `.kube/cache` into the source tree.
 async fn kubectl(bin: &Path, kubeconfig: &Path, server: &str, args: &[&str]) -> (bool, String) {
     let program = bin.join("kubectl").display().to_string();
+    let cache = kubeconfig.with_file_name("kubectl-cache").display().to_string();
     let kubeconfig = kubeconfig.display().to_string();
-    let mut all = vec!["--kubeconfig", &kubeconfig, "--server", server, "--request-timeout", "10s"];
+    let mut all = vec!["--kubeconfig", &kubeconfig, "--server", server, "--request-timeout", "10s", "--cache-dir", &cache];
     all.extend_from_slice(args);
     let out = crate::exec::run(&program, &all).await.unwrap();
     (out.status.success(), out.output)
