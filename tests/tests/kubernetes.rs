@@ -70,6 +70,13 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let system = kubectl.wait_pods_ready("kube-system", SYSTEM_PODS, BRING_UP, &mut say);
     or_panic(&vm, "system Pods", system);
     say("control plane, kube-proxy and cluster DNS Running");
+    let labelled = kube::eventually("control-plane role label", Duration::from_secs(120), Duration::from_secs(5), || {
+        let n = kubectl.json(&["get", "node", &nodes[0]])?;
+        let labels = &n["metadata"]["labels"];
+        anyhow::ensure!(labels.get("node-role.kubernetes.io/control-plane").is_some(), "labels: {labels}");
+        Ok(())
+    });
+    or_panic(&vm, "control-plane role label", labelled);
 
     // Workloads: the images come from the payload (imagePullPolicy: Never).
     or_panic(&vm, "apply the test workload", kubectl.apply(&kube::test_workload()));
@@ -82,7 +89,8 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     say("kubelet restarted");
     wait_recovered(&vm, &kubectl, &mut say);
 
-    // etcd killed (restarted by its supervisor): the API comes back.
+    // etcd restarted through the API (machined stops and starts it): the
+    // API server reconnects.
     or_panic(&vm, "restart etcd", node.ctl(&["service", "etcd", "restart"]));
     say("etcd restarted");
     wait_recovered(&vm, &kubectl, &mut say);

@@ -117,7 +117,7 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
     // 6. Bootstrap objects and the CNI config.
     tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
     if control_plane {
-        crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+        crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG), &node.hostname()).await;
     }
     Ok(())
 }

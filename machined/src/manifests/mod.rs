@@ -112,8 +112,9 @@ pub async fn wait_for_api(client: &Client) {
 
 /// Applies every bootstrap object with the admin kubeconfig once the API
 /// answers; objects that fail are tried again with backoff until all went
-/// in (e.g. while the API server's RBAC bootstrap is still running).
-pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) {
+/// in (e.g. while the API server's RBAC bootstrap is still running); then
+/// labels this node `hostname` as a control plane.
+pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path, hostname: &str) {
     let client = loop {
         match client_at(kubeconfig, Some(&local_api_server())).await {
             Ok(c) => break c,
@@ -148,6 +149,40 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) {
         delay = (delay * 2).min(Duration::from_secs(30));
     }
     crate::console!("kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)");
+    label_control_plane(&client, hostname).await;
+}
+
+/// The role labels of a control-plane Node (kubectl's ROLES column; 1.20
+/// tools look for `master`, newer ones for `control-plane`). The kubelet
+/// may not set `node-role.kubernetes.io/*` labels on itself (NodeRestriction
+/// and the kubelet's own flag check), so machined sets them with the admin
+/// client, as kubeadm does.
+pub const CONTROL_PLANE_LABELS: [&str; 2] = ["node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"];
+
+/// Puts [`CONTROL_PLANE_LABELS`] on the Node `name` once it has registered
+/// (polled: the kubelet registers it some seconds after the API answers).
+pub async fn label_control_plane(client: &Client, name: &str) {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let labels: serde_json::Map<String, Value> =
+        CONTROL_PLANE_LABELS.iter().map(|l| (l.to_string(), Value::String(String::new()))).collect();
+    let patch = serde_json::json!({"metadata": {"labels": labels}});
+    let mut attempts = 0u32;
+    loop {
+        match nodes.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                crate::console!("kubernetes: node {name} labelled as a control plane");
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                // Not registered yet is expected for a while.
+                if attempts % 30 == 0 {
+                    crate::console!("kubernetes: cannot label node {name} yet: {e} (retrying)");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 #[cfg(test)]
