@@ -82,11 +82,11 @@ target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
 step "cargo build --release (init machined apid, static)"
 # Static glibc so the rootfs needs no libc for them; paths of the checkout and
 # the cargo registry are remapped so they do not leak into the binaries.
-# The version is not compiled in (the programs read /etc/os-release, below):
+# No version is compiled in (the programs read /etc/os-release, below), so
 # images of another version, like the upgrade tests' second image, reuse
-# these binaries instead of recompiling every crate.
+# these binaries.
 RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$ROOT=/cairn --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
-  run_logged "$work/cargo.log" env -u CAIRN_VERSION -u CAIRN_BUILD_ID cargo build --release --locked --target "$TARGET" -p init -p machined -p apid
+  run_logged "$work/cargo.log" cargo build --release --locked --target "$TARGET" -p init -p machined -p apid
 bin=$target_dir/$TARGET/release
 for b in init machined apid; do
   [ -x "$bin/$b" ] || die "cargo did not produce $bin/$b"

@@ -139,7 +139,7 @@ target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
 pstep "cargo build --release (${rust_crates[*]}, static)"
 # The same flags as build-image.sh's machined build, so both share one cargo cache.
 RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$ROOT=/cairn --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
-  run_logged "$work/cargo.log" env -u CAIRN_VERSION -u CAIRN_BUILD_ID cargo build --release --locked --target "$TARGET" "${rust_crates[@]/#/-p}"
+  run_logged "$work/cargo.log" cargo build --release --locked --target "$TARGET" "${rust_crates[@]/#/-p}"
 rbin=$target_dir/$TARGET/release
 rust_bins=(pause testpod)
 [[ " ${rust_crates[*]} " == *" dns "* ]] && rust_bins+=(cairn-dns)

@@ -1,17 +1,12 @@
 //! The version of this build, shared by every binary.
 
-/// Release version (`CAIRN_VERSION` at build time, else the crate version).
-pub const VERSION: &str = match option_env!("CAIRN_VERSION") {
-    Some(v) => v,
-    None => concat!("v", env!("CARGO_PKG_VERSION")),
-};
+/// The version these programs were compiled as: the crate version. Images
+/// carry theirs in /etc/os-release instead (see [`running`]), so no build
+/// input but the sources decides what cargo compiles.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
-/// Build identifier (`CAIRN_BUILD_ID` at build time, set by the image build
-/// from the hash of its inputs), or "dev" for a local cargo build.
-pub const BUILD_ID: &str = match option_env!("CAIRN_BUILD_ID") {
-    Some(v) => v,
-    None => "dev",
-};
+/// The build id of a local cargo build; an image's is in its os-release.
+pub const BUILD_ID: &str = "dev";
 
 /// The version and build id of a system.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 //! Running a helper program to completion (mke2fs) through the reaper,
 //! collecting its combined output for error messages.
 
-use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
 
@@ -27,39 +26,37 @@ pub enum ExecError {
     Lost(String),
 }
 
-async fn read_all(fd: Option<std::os::fd::OwnedFd>) -> String {
-    let Some(fd) = fd else { return String::new() };
-    let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return String::new();
-    };
+async fn read_all(fd: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
     let mut buf = Vec::new();
-    let _ = r.read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf).into_owned()
+    if let Some(mut r) = fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()) {
+        let _ = r.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// Spawns `cmd` through the reaper with stdout and stderr piped.
+fn spawn_piped(cmd: &mut Command) -> std::io::Result<reaper::Spawned> {
+    reaper::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()))
+}
+
+/// Both output streams and the exit status of a child from [`spawn_piped`];
+/// None when the reaper lost it.
+async fn collect(mut spawned: reaper::Spawned) -> Option<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let stdout = spawned.child.stdout.take().map(Into::into);
+    let stderr = spawned.child.stderr.take().map(Into::into);
+    let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
+    Some((spawned.exit.await.ok()?, out, err))
 }
 
 /// Runs `program args...` with a minimal environment and waits for it.
 pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut spawned = reaper::spawn(&mut cmd).map_err(|source| ExecError::Spawn {
-        program: program.to_string(),
-        source,
-    })?;
-    let stdout = spawned.child.stdout.take().map(Into::into);
-    let stderr = spawned.child.stderr.take().map(Into::into);
-    let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-    let status = spawned
-        .exit
-        .await
-        .map_err(|_| ExecError::Lost(program.to_string()))?;
+    cmd.args(args).env_clear().env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
+    let spawned = spawn_piped(&mut cmd).map_err(|source| ExecError::Spawn { program: program.to_string(), source })?;
+    let (status, out, err) = collect(spawned).await.ok_or_else(|| ExecError::Lost(program.to_string()))?;
     Ok(Output {
         status,
-        output: out + &err,
+        output: String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
     })
 }
 
@@ -69,22 +66,10 @@ pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
 /// waited for with std's own `wait` can be reaped under its feet, and
 /// `Command::output` then fails with ECHILD.
 pub fn output_blocking(cmd: &mut Command) -> std::io::Result<std::process::Output> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut spawned = reaper::spawn(cmd)?;
-    let mut stderr_pipe = spawned.child.stderr.take();
-    let stderr = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(p) = stderr_pipe.as_mut() {
-            let _ = p.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let mut stdout = Vec::new();
-    if let Some(p) = spawned.child.stdout.as_mut() {
-        p.read_to_end(&mut stdout)?;
-    }
-    let stderr = stderr.join().unwrap_or_default();
-    let status = spawned.exit.blocking_recv().map_err(|_| std::io::Error::other("the reaper lost the child"))?;
+    let spawned = spawn_piped(cmd)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let (status, stdout, stderr) =
+        rt.block_on(collect(spawned)).ok_or_else(|| std::io::Error::other("the reaper lost the child"))?;
     let raw = match status {
         ExitStatus::Exited(code) => (code & 0xff) << 8,
         ExitStatus::Signaled(sig) => sig as i32,

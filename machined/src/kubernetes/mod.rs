@@ -114,10 +114,11 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
         .start(crate::kubelet::service(&node, &cfg, &kubelet_facts))
         .map_err(|e| KubernetesError::Service(crate::kubelet::SERVICE, e))?;
 
-    // 6. Bootstrap objects and the CNI config.
+    // 6. Bootstrap objects, the role label and the CNI config.
     tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
     if control_plane {
-        crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG), &node.hostname()).await;
+        let client = crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+        crate::manifests::label_control_plane(&client, &node.hostname()).await;
     }
     Ok(())
 }

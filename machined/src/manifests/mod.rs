@@ -112,9 +112,9 @@ pub async fn wait_for_api(client: &Client) {
 
 /// Applies every bootstrap object with the admin kubeconfig once the API
 /// answers; objects that fail are tried again with backoff until all went
-/// in (e.g. while the API server's RBAC bootstrap is still running); then
-/// labels this node `hostname` as a control plane.
-pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path, hostname: &str) {
+/// in (e.g. while the API server's RBAC bootstrap is still running).
+/// Returns the client, for what follows on the same API server.
+pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> Client {
     let client = loop {
         match client_at(kubeconfig, Some(&local_api_server())).await {
             Ok(c) => break c,
@@ -149,7 +149,7 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path, hos
         delay = (delay * 2).min(Duration::from_secs(30));
     }
     crate::console!("kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)");
-    label_control_plane(&client, hostname).await;
+    client
 }
 
 /// The role labels of a control-plane Node (kubectl's ROLES column; 1.20
