@@ -5,11 +5,10 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Cairn's API endpoint. machined starts and supervises it.
 #[derive(Parser, Debug)]
-#[command(version = config::version::VERSION)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:50000")]
@@ -33,7 +32,10 @@ fn main() -> anyhow::Result<()> {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    // The version is the image's (its os-release), known only at run time.
+    let version = config::version::running().version.as_str();
+    let args = Args::from_arg_matches(&Args::command().version(version).get_matches())
+        .unwrap_or_else(|e| e.exit());
     let source = match (args.settings_fd, &args.settings_dir) {
         (Some(fd), _) => {
             if fd < 3 {
