@@ -86,17 +86,19 @@ pub fn min_role(rpc: Rpc) -> Role {
         // Non-secret state. machined redacts secrets (keys, tokens) from
         // resources for anyone but admins. ListFiles shows names, sizes and
         // modes, never contents (as Talos's `ls` for os:reader).
-        Version | ServiceList | Logs | Dmesg | ResourceGet | ResourceList | ResourceWatch | ListFiles
-        | Processes | Memory | Mounts | Disks | Events | Netstat | Time | EtcdMemberList | ClusterHealth
-        | Containers => Role::Reader,
+        Version | ServiceList | Logs | Dmesg | ResourceGet | ResourceList | ResourceWatch
+        | ListFiles | Processes | Memory | Mounts | Disks | Events | Netstat | Time
+        | EtcdMemberList | ClusterHealth | Containers => Role::Reader,
         // Day-2 operations that change what runs but reveal or change no
         // secret. An etcd snapshot holds the cluster's Secrets, but taking
         // backups is the operator's job (as in Talos).
-        ServiceStart | ServiceStop | ServiceRestart | Reboot | Shutdown | EtcdSnapshot => Role::Operator,
+        ServiceStart | ServiceStop | ServiceRestart | Reboot | Shutdown | EtcdSnapshot => {
+            Role::Operator
+        }
         // Configuration, file contents, credentials and anything that
         // replaces or wipes the system.
-        ApplyConfiguration | ConfirmConfiguration | Bootstrap | Kubeconfig | Reset | Upgrade | Rollback
-        | ReadFile => Role::Admin,
+        ApplyConfiguration | ConfirmConfiguration | Bootstrap | Kubeconfig | Reset | Upgrade
+        | Rollback | ReadFile => Role::Admin,
     }
 }
 
@@ -146,7 +148,10 @@ mod tests {
             .expect("MachineService in the descriptor set");
         let in_proto: BTreeSet<&str> = service.method.iter().map(|m| m.name()).collect();
         let in_table: BTreeSet<&str> = Rpc::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(in_proto, in_table, "the role table and machine.proto disagree");
+        assert_eq!(
+            in_proto, in_table,
+            "the role table and machine.proto disagree"
+        );
         for m in &in_proto {
             let rpc = Rpc::from_path(&format!("{SERVICE_PATH}{m}")).unwrap();
             // Every RPC has a role (the match is exhaustive); readers can
@@ -159,16 +164,39 @@ mod tests {
 
     #[test]
     fn the_issue_role_matrix() {
-        for rpc in [Rpc::Version, Rpc::ServiceList, Rpc::ResourceGet, Rpc::ResourceList, Rpc::Logs] {
+        for rpc in [
+            Rpc::Version,
+            Rpc::ServiceList,
+            Rpc::ResourceGet,
+            Rpc::ResourceList,
+            Rpc::Logs,
+        ] {
             assert!(allows(Role::Reader, rpc), "{rpc}");
         }
-        for rpc in [Rpc::Reboot, Rpc::ReadFile, Rpc::ApplyConfiguration, Rpc::Kubeconfig, Rpc::ServiceRestart] {
+        for rpc in [
+            Rpc::Reboot,
+            Rpc::ReadFile,
+            Rpc::ApplyConfiguration,
+            Rpc::Kubeconfig,
+            Rpc::ServiceRestart,
+        ] {
             assert!(!allows(Role::Reader, rpc), "{rpc}");
         }
-        for rpc in [Rpc::Reboot, Rpc::Shutdown, Rpc::ServiceRestart, Rpc::EtcdSnapshot] {
+        for rpc in [
+            Rpc::Reboot,
+            Rpc::Shutdown,
+            Rpc::ServiceRestart,
+            Rpc::EtcdSnapshot,
+        ] {
             assert!(allows(Role::Operator, rpc), "{rpc}");
         }
-        for rpc in [Rpc::ApplyConfiguration, Rpc::ReadFile, Rpc::Reset, Rpc::Upgrade, Rpc::Kubeconfig] {
+        for rpc in [
+            Rpc::ApplyConfiguration,
+            Rpc::ReadFile,
+            Rpc::Reset,
+            Rpc::Upgrade,
+            Rpc::Kubeconfig,
+        ] {
             assert!(!allows(Role::Operator, rpc), "{rpc}");
         }
         for rpc in Rpc::ALL {
@@ -178,13 +206,23 @@ mod tests {
 
     #[test]
     fn maintenance_serves_only_what_an_unconfigured_node_must() {
-        let served: Vec<Rpc> = Rpc::ALL.iter().copied().filter(|r| served_in_maintenance(*r)).collect();
-        assert_eq!(served, vec![Rpc::Version, Rpc::ApplyConfiguration, Rpc::Disks]);
+        let served: Vec<Rpc> = Rpc::ALL
+            .iter()
+            .copied()
+            .filter(|r| served_in_maintenance(*r))
+            .collect();
+        assert_eq!(
+            served,
+            vec![Rpc::Version, Rpc::ApplyConfiguration, Rpc::Disks]
+        );
     }
 
     #[test]
     fn strongest_role_wins() {
-        assert_eq!(strongest([Role::Reader, Role::Admin, Role::Operator]), Some(Role::Admin));
+        assert_eq!(
+            strongest([Role::Reader, Role::Admin, Role::Operator]),
+            Some(Role::Admin)
+        );
         assert_eq!(strongest([]), None);
     }
 }

@@ -74,7 +74,15 @@ pub struct FrameLimit<B> {
 
 impl<B> FrameLimit<B> {
     pub fn new(inner: B, rpc: Rpc, limit: usize, wire: Arc<Tripwire>) -> Self {
-        FrameLimit { inner, limit, header: [0; 5], header_len: 0, remaining: 0, wire, rpc }
+        FrameLimit {
+            inner,
+            limit,
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+            wire,
+            rpc,
+        }
     }
 
     /// Advances over `data`; the length of a message over the limit on error.
@@ -91,7 +99,12 @@ impl<B> FrameLimit<B> {
             self.header_len += take;
             data = &data[take..];
             if self.header_len == 5 {
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
+                let len = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]) as usize;
                 if len > self.limit {
                     return Err(len);
                 }
@@ -111,7 +124,10 @@ where
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => f,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
@@ -157,10 +173,16 @@ mod tests {
     async fn run(chunks: Vec<Vec<u8>>, limit: usize) -> (Result<Vec<u8>, String>, Arc<Tripwire>) {
         let wire = Arc::new(Tripwire::default());
         let stream = futures::stream::iter(
-            chunks.into_iter().map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(c)))),
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(c)))),
         );
         let body = FrameLimit::new(StreamBody::new(stream), Rpc::Version, limit, wire.clone());
-        let r = body.collect().await.map(|c| c.to_bytes().to_vec()).map_err(|e| e.to_string());
+        let r = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .map_err(|e| e.to_string());
         (r, wire)
     }
 

@@ -47,13 +47,21 @@ impl Connected for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -82,13 +90,20 @@ async fn handshake(tcp: TcpStream, remote: SocketAddr, current: &Current) -> std
     let peer = Peer::from_certificates(io.get_ref().1.peer_certificates());
     Ok(Conn {
         io,
-        info: ConnInfo { remote, peer: Arc::new(peer), trust: settings.trust.clone() },
+        info: ConnInfo {
+            remote,
+            peer: Arc::new(peer),
+            trust: settings.trust.clone(),
+        },
     })
 }
 
 /// Accepts connections on `listener` and yields those whose handshake
 /// succeeded. Handshakes run concurrently, each in its own task.
-pub fn incoming(listener: TcpListener, current: Arc<Current>) -> ReceiverStream<std::io::Result<Conn>> {
+pub fn incoming(
+    listener: TcpListener,
+    current: Arc<Current>,
+) -> ReceiverStream<std::io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
@@ -102,11 +117,15 @@ pub fn incoming(listener: TcpListener, current: Arc<Current>) -> ReceiverStream<
                     continue;
                 }
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let (tx, current) = (tx.clone(), current.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, remote, &current)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, remote, &current))
+                    .await
+                {
                     Ok(Ok(conn)) => {
                         let _ = tx.send(Ok(conn)).await;
                     }

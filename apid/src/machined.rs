@@ -10,8 +10,14 @@ use tonic::transport::{Channel, Endpoint};
 pub fn channel(socket: PathBuf) -> Channel {
     // The URI is required by the API but unused: the connector below
     // decides where to connect.
-    Endpoint::from_static("http://machined.invalid").connect_with_connector_lazy(tower::service_fn(move |_| {
-        let socket = socket.clone();
-        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
-    }))
+    Endpoint::from_static("http://machined.invalid").connect_with_connector_lazy(tower::service_fn(
+        move |_| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        },
+    ))
 }

@@ -53,13 +53,21 @@ fn main() -> anyhow::Result<()> {
 
     // One thread: apid mostly waits on the network and machined, and a
     // current-thread runtime keeps its memory small.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         tracing::info!(listen = %args.listen, "listening");
-        apid::serve(listener, source, args.machined_socket, apid::RELOAD_INTERVAL).await?;
+        apid::serve(
+            listener,
+            source,
+            args.machined_socket,
+            apid::RELOAD_INTERVAL,
+        )
+        .await?;
         Ok(())
     })
 }

@@ -63,13 +63,17 @@ impl NodeAddr {
             Some(p) => p.parse().map_err(|_| bad())?,
             None => config::constants::APID_PORT,
         };
-        Ok(NodeAddr { host: host.to_string(), port })
+        Ok(NodeAddr {
+            host: host.to_string(),
+            port,
+        })
     }
 
     fn server_name(&self) -> Result<ServerName<'static>, PeerError> {
         match self.host.parse::<IpAddr>() {
             Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
-            Err(_) => ServerName::try_from(self.host.clone()).map_err(|_| PeerError::BadNode(self.host.clone())),
+            Err(_) => ServerName::try_from(self.host.clone())
+                .map_err(|_| PeerError::BadNode(self.host.clone())),
         }
     }
 }
@@ -93,7 +97,10 @@ pub struct Peers {
 impl Peers {
     /// A channel to `node` (connecting lazily, on first use).
     pub fn channel(&self, node: &NodeAddr, settings: &Compiled) -> Result<Channel, PeerError> {
-        let tls = settings.forwarding.clone().ok_or(PeerError::NoForwardingCertificate)?;
+        let tls = settings
+            .forwarding
+            .clone()
+            .ok_or(PeerError::NoForwardingCertificate)?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.0 != settings.generation || cache.1.len() >= MAX_PEERS {
             *cache = (settings.generation, HashMap::new());
@@ -108,7 +115,9 @@ impl Peers {
             async move {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                 let _ = tcp.set_nodelay(true);
-                let io = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+                let io = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await?;
                 Ok::<_, std::io::Error>(TokioIo::new(io))
             }
         });
@@ -129,11 +138,41 @@ mod tests {
     #[test]
     fn parses_the_forms_cairnctl_sends() {
         let p = |s| NodeAddr::parse(s);
-        assert_eq!(p("10.5.0.2").unwrap(), NodeAddr { host: "10.5.0.2".into(), port: 50000 });
-        assert_eq!(p("10.5.0.2:50001").unwrap(), NodeAddr { host: "10.5.0.2".into(), port: 50001 });
-        assert_eq!(p("node-1").unwrap(), NodeAddr { host: "node-1".into(), port: 50000 });
-        assert_eq!(p("[fd00::1]:7").unwrap(), NodeAddr { host: "fd00::1".into(), port: 7 });
-        assert_eq!(p("fd00::1").unwrap(), NodeAddr { host: "fd00::1".into(), port: 50000 });
+        assert_eq!(
+            p("10.5.0.2").unwrap(),
+            NodeAddr {
+                host: "10.5.0.2".into(),
+                port: 50000
+            }
+        );
+        assert_eq!(
+            p("10.5.0.2:50001").unwrap(),
+            NodeAddr {
+                host: "10.5.0.2".into(),
+                port: 50001
+            }
+        );
+        assert_eq!(
+            p("node-1").unwrap(),
+            NodeAddr {
+                host: "node-1".into(),
+                port: 50000
+            }
+        );
+        assert_eq!(
+            p("[fd00::1]:7").unwrap(),
+            NodeAddr {
+                host: "fd00::1".into(),
+                port: 7
+            }
+        );
+        assert_eq!(
+            p("fd00::1").unwrap(),
+            NodeAddr {
+                host: "fd00::1".into(),
+                port: 50000
+            }
+        );
         assert_eq!(p("[fd00::1]").unwrap().to_string(), "[fd00::1]:50000");
         for bad in ["", "a,b", "a:b", "[x]:1", "[fd00::1]x", "h:70000"] {
             assert!(p(bad).is_err(), "{bad:?}");

@@ -57,9 +57,14 @@ pub enum ProxyError {
     NoRole { name: String },
     #[error("role {} may not call {rpc}: it needs {} or higher", role.organization(), authz::min_role(*rpc).organization())]
     Denied { role: Role, rpc: Rpc },
-    #[error("{node} forwarded a request that names nodes again; apid forwards a call at most once")]
+    #[error(
+        "{node} forwarded a request that names nodes again; apid forwards a call at most once"
+    )]
     ForwardedTwice { node: String },
-    #[error("{node} forwarded a request without the caller's role ({})", metadata::ROLE)]
+    #[error(
+        "{node} forwarded a request without the caller's role ({})",
+        metadata::ROLE
+    )]
     ForwardedWithoutRole { node: String },
     #[error("the nodes metadata names {0} nodes; apid forwards each call to one node (cairnctl -n a,b,c sends one call per node)")]
     SeveralNodes(usize),
@@ -81,16 +86,18 @@ pub fn to_status(e: &ProxyError) -> Status {
     match e {
         ProxyError::UnknownMethod(_) => Status::unimplemented(msg),
         ProxyError::StaleConnection | ProxyError::NoCertificate => Status::unauthenticated(msg),
-        ProxyError::Maintenance(_) | ProxyError::MaintenanceForward | ProxyError::NoForwarding { .. } => {
-            Status::failed_precondition(msg)
-        }
+        ProxyError::Maintenance(_)
+        | ProxyError::MaintenanceForward
+        | ProxyError::NoForwarding { .. } => Status::failed_precondition(msg),
         ProxyError::NoRole { .. }
         | ProxyError::Denied { .. }
         | ProxyError::ForwardedWithoutRole { .. } => Status::permission_denied(msg),
-        ProxyError::ForwardedTwice { .. } | ProxyError::SeveralNodes(_) | ProxyError::BadNode(_) => {
-            Status::invalid_argument(msg)
+        ProxyError::ForwardedTwice { .. }
+        | ProxyError::SeveralNodes(_)
+        | ProxyError::BadNode(_) => Status::invalid_argument(msg),
+        ProxyError::MachinedUnreachable(_) | ProxyError::NodeUnreachable { .. } => {
+            Status::unavailable(msg)
         }
-        ProxyError::MachinedUnreachable(_) | ProxyError::NodeUnreachable { .. } => Status::unavailable(msg),
         ProxyError::TooLarge(_) => Status::resource_exhausted(msg),
     }
 }
@@ -125,7 +132,13 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeAddr>, ProxyError> {
 /// policy is unit-tested without sockets.
 /// `rbac` false (`machine.features.rbac: false`) makes every client with a
 /// certificate from the OS CA an admin.
-pub fn decide(rpc: Rpc, conn: &ConnInfo, now: &Trust, rbac: bool, headers: &HeaderMap) -> Result<Route, ProxyError> {
+pub fn decide(
+    rpc: Rpc,
+    conn: &ConnInfo,
+    now: &Trust,
+    rbac: bool,
+    headers: &HeaderMap,
+) -> Result<Route, ProxyError> {
     if conn.trust != *now {
         return Err(ProxyError::StaleConnection);
     }
@@ -142,7 +155,9 @@ pub fn decide(rpc: Rpc, conn: &ConnInfo, now: &Trust, rbac: bool, headers: &Head
     let role = match conn.peer.as_ref() {
         Peer::Anonymous => return Err(ProxyError::NoCertificate),
         Peer::Client { .. } if !rbac => Role::Admin,
-        Peer::Client { role: Some(role), .. } => *role,
+        Peer::Client {
+            role: Some(role), ..
+        } => *role,
         Peer::Client { name, role: None } => return Err(ProxyError::NoRole { name: name.clone() }),
         Peer::Impersonator { name } => {
             if node.is_some() {
@@ -170,7 +185,10 @@ fn rewrite_headers(headers: &mut HeaderMap, role: Option<Role>) {
     headers.remove(metadata::NODES);
     headers.remove(metadata::ROLE);
     if let Some(role) = role {
-        headers.insert(metadata::ROLE, HeaderValue::from_static(role.organization()));
+        headers.insert(
+            metadata::ROLE,
+            HeaderValue::from_static(role.organization()),
+        );
     }
 }
 
@@ -204,32 +222,50 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(current: Arc<Current>, machined: Channel) -> Proxy {
-        Proxy { inner: Arc::new(Inner { current, machined, peers: Peers::default() }) }
+        Proxy {
+            inner: Arc::new(Inner {
+                current,
+                machined,
+                peers: Peers::default(),
+            }),
+        }
     }
 }
 
 impl Inner {
     async fn handle(&self, req: http::Request<Body>) -> Result<http::Response<Body>, ProxyError> {
         let path = req.uri().path();
-        let rpc = Rpc::from_path(path).ok_or_else(|| ProxyError::UnknownMethod(path.to_string()))?;
+        let rpc =
+            Rpc::from_path(path).ok_or_else(|| ProxyError::UnknownMethod(path.to_string()))?;
         let settings = self.current.get();
-        let conn = req.extensions().get::<ConnInfo>().ok_or(ProxyError::NoCertificate)?;
-        let route = decide(rpc, conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
-            tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
-        })?;
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .ok_or(ProxyError::NoCertificate)?;
+        let route =
+            decide(rpc, conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
+                tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
+            })?;
         if rpc == Rpc::Version && matches!(route, Route::Machined { .. }) {
             return Ok(crate::version::serve(settings.trust.mode, req).await);
         }
         let (mut parts, body) = req.into_parts();
         let wire = Arc::new(Tripwire::default());
-        let body = Body::new(FrameLimit::new(body, rpc, limit::request_limit(rpc), wire.clone()));
+        let body = Body::new(FrameLimit::new(
+            body,
+            rpc,
+            limit::request_limit(rpc),
+            wire.clone(),
+        ));
         let (channel, role, node) = match &route {
             Route::Machined { role } => (self.machined.clone(), *role, None),
             Route::Node { node, role } => {
-                let channel = self
-                    .peers
-                    .channel(node, &settings)
-                    .map_err(|error| ProxyError::NoForwarding { node: node.to_string(), error })?;
+                let channel = self.peers.channel(node, &settings).map_err(|error| {
+                    ProxyError::NoForwarding {
+                        node: node.to_string(),
+                        error,
+                    }
+                })?;
                 (channel, Some(*role), Some(node.to_string()))
             }
         };
@@ -273,7 +309,12 @@ impl Service<http::Request<Body>> for Proxy {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.handle(req).await.unwrap_or_else(|e| to_status(&e).into_http())) })
+        Box::pin(async move {
+            Ok(inner
+                .handle(req)
+                .await
+                .unwrap_or_else(|e| to_status(&e).into_http()))
+        })
     }
 }
 
@@ -282,11 +323,18 @@ mod tests {
     use super::*;
 
     fn conn(peer: Peer, trust: &Trust) -> ConnInfo {
-        ConnInfo { remote: "127.0.0.1:1".parse().unwrap(), peer: Arc::new(peer), trust: trust.clone() }
+        ConnInfo {
+            remote: "127.0.0.1:1".parse().unwrap(),
+            peer: Arc::new(peer),
+            trust: trust.clone(),
+        }
     }
 
     fn secure() -> Trust {
-        Trust { mode: ApidMode::Secure, ca: Some("ab".into()) }
+        Trust {
+            mode: ApidMode::Secure,
+            ca: Some("ab".into()),
+        }
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -298,20 +346,40 @@ mod tests {
     }
 
     fn client(role: Role) -> Peer {
-        Peer::Client { name: "c".into(), role: Some(role) }
+        Peer::Client {
+            name: "c".into(),
+            role: Some(role),
+        }
     }
 
     #[test]
     fn maintenance_serves_three_rpcs_and_never_forwards() {
-        let t = Trust { mode: ApidMode::Maintenance, ca: None };
+        let t = Trust {
+            mode: ApidMode::Maintenance,
+            ca: None,
+        };
         let c = conn(Peer::Anonymous, &t);
         for rpc in [Rpc::Version, Rpc::ApplyConfiguration, Rpc::Disks] {
-            assert_eq!(decide(rpc, &c, &t, true, &HeaderMap::new()).unwrap(), Route::Machined { role: None });
+            assert_eq!(
+                decide(rpc, &c, &t, true, &HeaderMap::new()).unwrap(),
+                Route::Machined { role: None }
+            );
         }
         let e = decide(Rpc::Reboot, &c, &t, true, &HeaderMap::new()).unwrap_err();
         assert_eq!(to_status(&e).code(), tonic::Code::FailedPrecondition);
-        assert!(e.to_string().starts_with("node is in maintenance mode: apply a config first"), "{e}");
-        let e = decide(Rpc::Version, &c, &t, true, &headers(&[("nodes", "10.0.0.2")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("node is in maintenance mode: apply a config first"),
+            "{e}"
+        );
+        let e = decide(
+            Rpc::Version,
+            &c,
+            &t,
+            true,
+            &headers(&[("nodes", "10.0.0.2")]),
+        )
+        .unwrap_err();
         assert!(matches!(e, ProxyError::MaintenanceForward));
     }
 
@@ -323,18 +391,45 @@ mod tests {
         let h = headers(&[("x-cairn-role", "os:admin")]);
         let e = decide(Rpc::Reboot, &reader, &t, true, &h).unwrap_err();
         assert_eq!(to_status(&e).code(), tonic::Code::PermissionDenied);
-        assert_eq!(e.to_string(), "role os:reader may not call Reboot: it needs os:operator or higher");
+        assert_eq!(
+            e.to_string(),
+            "role os:reader may not call Reboot: it needs os:operator or higher"
+        );
         assert_eq!(
             decide(Rpc::Version, &reader, &t, true, &h).unwrap(),
-            Route::Machined { role: Some(Role::Reader) }
+            Route::Machined {
+                role: Some(Role::Reader)
+            }
         );
-        let none = conn(Peer::Client { name: "x".into(), role: None }, &t);
-        assert!(matches!(decide(Rpc::Version, &none, &t, true, &HeaderMap::new()), Err(ProxyError::NoRole { .. })));
+        let none = conn(
+            Peer::Client {
+                name: "x".into(),
+                role: None,
+            },
+            &t,
+        );
+        assert!(matches!(
+            decide(Rpc::Version, &none, &t, true, &HeaderMap::new()),
+            Err(ProxyError::NoRole { .. })
+        ));
         let anon = conn(Peer::Anonymous, &t);
-        assert!(matches!(decide(Rpc::Version, &anon, &t, true, &HeaderMap::new()), Err(ProxyError::NoCertificate)));
+        assert!(matches!(
+            decide(Rpc::Version, &anon, &t, true, &HeaderMap::new()),
+            Err(ProxyError::NoCertificate)
+        ));
         // machine.features.rbac: false makes every certified client an admin.
-        assert_eq!(decide(Rpc::Reboot, &reader, &t, false, &h).unwrap(), Route::Machined { role: Some(Role::Admin) });
-        assert_eq!(decide(Rpc::ReadFile, &none, &t, false, &h).unwrap(), Route::Machined { role: Some(Role::Admin) });
+        assert_eq!(
+            decide(Rpc::Reboot, &reader, &t, false, &h).unwrap(),
+            Route::Machined {
+                role: Some(Role::Admin)
+            }
+        );
+        assert_eq!(
+            decide(Rpc::ReadFile, &none, &t, false, &h).unwrap(),
+            Route::Machined {
+                role: Some(Role::Admin)
+            }
+        );
     }
 
     #[test]
@@ -344,22 +439,50 @@ mod tests {
         let to_b = headers(&[("nodes", "10.5.0.3")]);
         assert_eq!(
             decide(Rpc::Reboot, &op, &t, true, &to_b).unwrap(),
-            Route::Node { node: NodeAddr::parse("10.5.0.3").unwrap(), role: Role::Operator }
+            Route::Node {
+                node: NodeAddr::parse("10.5.0.3").unwrap(),
+                role: Role::Operator
+            }
         );
         // Checked before forwarding too.
-        assert!(matches!(decide(Rpc::ApplyConfiguration, &op, &t, true, &to_b), Err(ProxyError::Denied { .. })));
+        assert!(matches!(
+            decide(Rpc::ApplyConfiguration, &op, &t, true, &to_b),
+            Err(ProxyError::Denied { .. })
+        ));
         let two = headers(&[("nodes", "a"), ("nodes", "b")]);
-        assert!(matches!(decide(Rpc::Version, &op, &t, true, &two), Err(ProxyError::SeveralNodes(2))));
-        assert!(matches!(decide(Rpc::Version, &op, &t, true, &headers(&[("nodes", "a,b")])), Err(ProxyError::SeveralNodes(2))));
+        assert!(matches!(
+            decide(Rpc::Version, &op, &t, true, &two),
+            Err(ProxyError::SeveralNodes(2))
+        ));
+        assert!(matches!(
+            decide(Rpc::Version, &op, &t, true, &headers(&[("nodes", "a,b")])),
+            Err(ProxyError::SeveralNodes(2))
+        ));
 
         // On the receiving node: the impersonator's role metadata counts.
-        let imp = conn(Peer::Impersonator { name: "node-a".into() }, &t);
+        let imp = conn(
+            Peer::Impersonator {
+                name: "node-a".into(),
+            },
+            &t,
+        );
         let fwd = headers(&[("x-cairn-role", "os:operator")]);
-        assert_eq!(decide(Rpc::Reboot, &imp, &t, true, &fwd).unwrap(), Route::Machined { role: Some(Role::Operator) });
-        assert!(matches!(decide(Rpc::ReadFile, &imp, &t, true, &fwd), Err(ProxyError::Denied { .. })));
+        assert_eq!(
+            decide(Rpc::Reboot, &imp, &t, true, &fwd).unwrap(),
+            Route::Machined {
+                role: Some(Role::Operator)
+            }
+        );
+        assert!(matches!(
+            decide(Rpc::ReadFile, &imp, &t, true, &fwd),
+            Err(ProxyError::Denied { .. })
+        ));
         // ... but it may not forward again, nor come without a role.
         let again = headers(&[("x-cairn-role", "os:admin"), ("nodes", "10.5.0.4")]);
-        assert!(matches!(decide(Rpc::Version, &imp, &t, true, &again), Err(ProxyError::ForwardedTwice { .. })));
+        assert!(matches!(
+            decide(Rpc::Version, &imp, &t, true, &again),
+            Err(ProxyError::ForwardedTwice { .. })
+        ));
         assert!(matches!(
             decide(Rpc::Version, &imp, &t, true, &HeaderMap::new()),
             Err(ProxyError::ForwardedWithoutRole { .. })
@@ -368,19 +491,45 @@ mod tests {
 
     #[test]
     fn connections_from_before_a_trust_change_are_refused() {
-        let maint = Trust { mode: ApidMode::Maintenance, ca: None };
+        let maint = Trust {
+            mode: ApidMode::Maintenance,
+            ca: None,
+        };
         let old = conn(Peer::Anonymous, &maint);
-        let e = decide(Rpc::ApplyConfiguration, &old, &secure(), true, &HeaderMap::new()).unwrap_err();
+        let e = decide(
+            Rpc::ApplyConfiguration,
+            &old,
+            &secure(),
+            true,
+            &HeaderMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(to_status(&e).code(), tonic::Code::Unauthenticated);
-        let other_ca = conn(client(Role::Admin), &Trust { mode: ApidMode::Secure, ca: Some("cd".into()) });
-        assert!(matches!(decide(Rpc::Version, &other_ca, &secure(), true, &HeaderMap::new()), Err(ProxyError::StaleConnection)));
+        let other_ca = conn(
+            client(Role::Admin),
+            &Trust {
+                mode: ApidMode::Secure,
+                ca: Some("cd".into()),
+            },
+        );
+        assert!(matches!(
+            decide(Rpc::Version, &other_ca, &secure(), true, &HeaderMap::new()),
+            Err(ProxyError::StaleConnection)
+        ));
     }
 
     #[test]
     fn next_hop_sees_only_the_vouched_role() {
-        let mut h = headers(&[("x-cairn-role", "os:admin"), ("x-cairn-role", "os:admin"), ("nodes", "b")]);
+        let mut h = headers(&[
+            ("x-cairn-role", "os:admin"),
+            ("x-cairn-role", "os:admin"),
+            ("nodes", "b"),
+        ]);
         rewrite_headers(&mut h, Some(Role::Reader));
-        assert_eq!(h.get_all("x-cairn-role").iter().collect::<Vec<_>>(), vec!["os:reader"]);
+        assert_eq!(
+            h.get_all("x-cairn-role").iter().collect::<Vec<_>>(),
+            vec!["os:reader"]
+        );
         assert!(h.get("nodes").is_none());
         rewrite_headers(&mut h, None);
         assert!(h.get("x-cairn-role").is_none());

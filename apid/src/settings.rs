@@ -24,7 +24,10 @@ use crate::tls;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot open apid's settings directory {path}: {source}")]
-    OpenDir { path: String, source: std::io::Error },
+    OpenDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read {SETTINGS_FILE}: {0}")]
     Read(std::io::Error),
     #[error(transparent)]
@@ -59,7 +62,10 @@ impl Compiled {
         Ok(Compiled {
             trust: Trust {
                 mode: settings.mode,
-                ca: settings.ca.as_ref().map(|c| config::pki::fingerprint(c.der())),
+                ca: settings
+                    .ca
+                    .as_ref()
+                    .map(|c| config::pki::fingerprint(c.der())),
             },
             server: Arc::new(tls::server_config(settings)?),
             forwarding: tls::forwarding_config(settings)?.map(Arc::new),
@@ -118,8 +124,15 @@ impl Source {
 
     /// From a path (tests, or apid started by hand).
     pub fn open(path: &Path) -> Result<Source, SettingsError> {
-        let dir = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| SettingsError::OpenDir { path: path.display().to_string(), source: e.into() })?;
+        let dir = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SettingsError::OpenDir {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
         Ok(Source { dir })
     }
 
@@ -135,10 +148,16 @@ impl Source {
 
     /// Reads and parses the settings file.
     pub fn load(&self) -> Result<ApidSettings, SettingsError> {
-        let fd = rustix::fs::openat(&self.dir, SETTINGS_FILE, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| SettingsError::Read(e.into()))?;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            SETTINGS_FILE,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SettingsError::Read(e.into()))?;
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes).map_err(SettingsError::Read)?;
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
+            .map_err(SettingsError::Read)?;
         Ok(ApidSettings::parse(&bytes)?)
     }
 
@@ -163,9 +182,14 @@ impl Source {
                 continue;
             }
             last = now;
-            match self.load().and_then(|s| current.replace(&s).map(|()| s.mode)) {
+            match self
+                .load()
+                .and_then(|s| current.replace(&s).map(|()| s.mode))
+            {
                 Ok(mode) => tracing::info!(?mode, "reloaded settings and certificates"),
-                Err(e) => tracing::error!(error = %e, "new settings not installed; serving with the previous ones"),
+                Err(e) => {
+                    tracing::error!(error = %e, "new settings not installed; serving with the previous ones")
+                }
             }
         }
     }

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use config::apid::{ApidMode, ApidSettings};
 use config::constants::role;
 use config::pki::{CertifiedKey, Role};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +39,11 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn chain_and_key(ck: &CertifiedKey) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let key = PrivateKeyDer::from_pem_slice(ck.key.pem().as_bytes()).map_err(|e| TlsError::Key(e.to_string()))?;
+fn chain_and_key(
+    ck: &CertifiedKey,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let key = PrivateKeyDer::from_pem_slice(ck.key.pem().as_bytes())
+        .map_err(|e| TlsError::Key(e.to_string()))?;
     Ok((vec![CertificateDer::from(ck.crt.der().to_vec())], key))
 }
 
@@ -58,10 +61,13 @@ fn roots(ca: &config::types::PemCertificate) -> Result<RootCertStore, TlsError> 
 pub fn server_config(settings: &ApidSettings) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let (chain, key) = chain_and_key(&settings.server)?;
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let mut config = match (settings.mode, &settings.ca) {
         (ApidMode::Secure, Some(ca)) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider).build()?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                    .build()?;
             builder
                 .with_client_cert_verifier(Arc::new(OsCaVerifier(verifier)))
                 .with_single_cert(chain, key)?
@@ -113,12 +119,14 @@ impl ClientCertVerifier for OsCaVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.verify_client_cert(end_entity, intermediates, now).map_err(|e| match e {
-            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
-                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
-            }
-            other => other,
-        })
+        self.0
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
+                    rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+                }
+                other => other,
+            })
     }
     fn verify_tls12_signature(
         &self,
@@ -164,7 +172,10 @@ impl Peer {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
             // rustls verified it, so this does not happen; never grant a
             // role to what we cannot read.
-            return Peer::Client { name: "(unreadable certificate)".into(), role: None };
+            return Peer::Client {
+                name: "(unreadable certificate)".into(),
+                role: None,
+            };
         };
         let name = cert
             .subject()
@@ -172,7 +183,11 @@ impl Peer {
             .find_map(|cn| cn.as_str().ok())
             .unwrap_or("")
             .to_string();
-        let orgs: Vec<&str> = cert.subject().iter_organization().filter_map(|o| o.as_str().ok()).collect();
+        let orgs: Vec<&str> = cert
+            .subject()
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok())
+            .collect();
         if orgs.contains(&role::IMPERSONATOR) {
             return Peer::Impersonator { name };
         }
@@ -193,16 +208,30 @@ mod tests {
         let admin = pki::issue_client_cert(&ca, "alice", Role::Admin, pki::LEAF_VALIDITY).unwrap();
         assert_eq!(
             Peer::from_certificates(Some(&der(&admin))),
-            Peer::Client { name: "alice".into(), role: Some(Role::Admin) }
+            Peer::Client {
+                name: "alice".into(),
+                role: Some(Role::Admin)
+            }
         );
         let mut req = pki::LeafRequest::new("node-1", pki::Usage::Client);
         req.organizations = vec![role::IMPERSONATOR.into()];
         let imp = pki::issue(&ca, &req).unwrap();
-        assert_eq!(Peer::from_certificates(Some(&der(&imp))), Peer::Impersonator { name: "node-1".into() });
+        assert_eq!(
+            Peer::from_certificates(Some(&der(&imp))),
+            Peer::Impersonator {
+                name: "node-1".into()
+            }
+        );
         let mut req = pki::LeafRequest::new("nobody", pki::Usage::Client);
         req.organizations = vec!["system:masters".into()];
         let none = pki::issue(&ca, &req).unwrap();
-        assert_eq!(Peer::from_certificates(Some(&der(&none))), Peer::Client { name: "nobody".into(), role: None });
+        assert_eq!(
+            Peer::from_certificates(Some(&der(&none))),
+            Peer::Client {
+                name: "nobody".into(),
+                role: None
+            }
+        );
         assert_eq!(Peer::from_certificates(None), Peer::Anonymous);
     }
 }

@@ -25,7 +25,10 @@ pub fn current(mode: ApidMode) -> VersionResponse {
         kernel: config::version::kernel_release(),
         booted_slot: config::version::booted_slot(),
         maintenance: mode == ApidMode::Maintenance,
-        hostname: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+        hostname: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
     }
 }
 
@@ -43,6 +46,7 @@ impl tonic::server::UnaryService<()> for Unary {
 /// Serves one Version call (the request is decoded and checked like any
 /// gRPC request: a malformed one gets the usual gRPC error).
 pub async fn serve(mode: ApidMode, req: http::Request<Body>) -> http::Response<Body> {
-    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<VersionResponse, ()>::default());
+    let mut grpc =
+        tonic::server::Grpc::new(tonic_prost::ProstCodec::<VersionResponse, ()>::default());
     grpc.unary(Unary(mode), req).await
 }

@@ -43,7 +43,11 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
     machined::maintenance::install_settings(&cert, &settings, Some((50, 50))).unwrap();
     let dirfd = std::fs::File::open(&settings).unwrap();
     let raw = dirfd.as_raw_fd();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_apid"));
     cmd.args([
@@ -84,11 +88,21 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
     assert!(anon.version(()).await.unwrap().into_inner().maintenance);
     let e = anon.disks(()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(e.message().starts_with("apid cannot reach machined"), "{}", e.message());
+    assert!(
+        e.message().starts_with("apid cannot reach machined"),
+        "{}",
+        e.message()
+    );
 
     // Least privilege.
-    assert_eq!(proc_status(pid, "Uid").split_whitespace().next(), Some("50"));
-    assert_eq!(proc_status(pid, "Gid").split_whitespace().next(), Some("50"));
+    assert_eq!(
+        proc_status(pid, "Uid").split_whitespace().next(),
+        Some("50")
+    );
+    assert_eq!(
+        proc_status(pid, "Gid").split_whitespace().next(),
+        Some("50")
+    );
     // The bounding set stays as it was (only root may shrink it, and the
     // uid changes before exec); with no_new_privs no exec can gain a
     // capability, so it grants nothing.
@@ -97,7 +111,11 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
     }
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    assert!(environ.is_empty(), "apid has an environment: {:?}", String::from_utf8_lossy(&environ));
+    assert!(
+        environ.is_empty(),
+        "apid has an environment: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
 
     // machined replaces the settings: mutual TLS from the next connection.
     let cfg = generated("demo");
@@ -110,7 +128,10 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
             let (ca, admin) = (ca.clone(), admin.clone());
             async move {
                 match client(port, Verify::Ca(ca), Some(&admin)).await {
-                    Ok(mut c) => c.version(()).await.is_ok_and(|v| !v.into_inner().maintenance),
+                    Ok(mut c) => c
+                        .version(())
+                        .await
+                        .is_ok_and(|v| !v.into_inner().maintenance),
                     Err(_) => false,
                 }
             }

@@ -15,7 +15,9 @@ pub const SETTINGS_FILE: &str = "apid.yaml";
 pub enum ApidSettingsError {
     #[error("apid settings: {0}")]
     Parse(String),
-    #[error("apid settings: secure mode needs `ca` (the OS CA that client certificates must chain to)")]
+    #[error(
+        "apid settings: secure mode needs `ca` (the OS CA that client certificates must chain to)"
+    )]
     SecureWithoutCa,
 }
 
@@ -58,7 +60,8 @@ fn yes() -> bool {
 
 impl ApidSettings {
     pub fn parse(bytes: &[u8]) -> Result<ApidSettings, ApidSettingsError> {
-        let s: ApidSettings = serde_yaml::from_slice(bytes).map_err(|e| ApidSettingsError::Parse(e.to_string()))?;
+        let s: ApidSettings =
+            serde_yaml::from_slice(bytes).map_err(|e| ApidSettingsError::Parse(e.to_string()))?;
         if s.mode == ApidMode::Secure && s.ca.is_none() {
             return Err(ApidSettingsError::SecureWithoutCa);
         }
@@ -79,11 +82,20 @@ mod tests {
     fn round_trips_and_requires_a_ca_in_secure_mode() {
         let ca = pki::create_os_ca().unwrap();
         let server = pki::issue_server_cert(&ca, "n", &[], pki::LEAF_VALIDITY).unwrap();
-        let mut s = ApidSettings { mode: ApidMode::Secure, server, ca: Some(ca.crt.clone()), forwarding: None, rbac: true };
+        let mut s = ApidSettings {
+            mode: ApidMode::Secure,
+            server,
+            ca: Some(ca.crt.clone()),
+            forwarding: None,
+            rbac: true,
+        };
         assert_eq!(ApidSettings::parse(s.render().as_bytes()).unwrap(), s);
         assert!(s.render().starts_with("mode: secure\n"));
         s.ca = None;
-        assert!(matches!(ApidSettings::parse(s.render().as_bytes()), Err(ApidSettingsError::SecureWithoutCa)));
+        assert!(matches!(
+            ApidSettings::parse(s.render().as_bytes()),
+            Err(ApidSettingsError::SecureWithoutCa)
+        ));
         assert!(ApidSettings::parse(b"mode: sideways\n").is_err());
     }
 }

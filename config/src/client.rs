@@ -14,7 +14,10 @@ use crate::types::{PemCertificate, PemPrivateKey};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error(transparent)]
@@ -63,7 +66,10 @@ impl ClientConfig {
 
     /// Parse client config YAML; `name` labels errors (usually the path).
     pub fn parse(bytes: &[u8], name: &str) -> Result<ClientConfig, ClientConfigError> {
-        let parse_err = |message: String| ClientConfigError::Parse { path: name.to_string(), message };
+        let parse_err = |message: String| ClientConfigError::Parse {
+            path: name.to_string(),
+            message,
+        };
         let text = std::str::from_utf8(bytes).map_err(|_| parse_err("not UTF-8 text".into()))?;
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -78,8 +84,10 @@ impl ClientConfig {
 
     /// Read a client config file.
     pub fn load(path: &Path) -> Result<ClientConfig, ClientConfigError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| ClientConfigError::Read { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ClientConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&bytes, &path.display().to_string())
     }
 
@@ -93,17 +101,27 @@ impl ClientConfig {
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), ClientConfigError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| {
-                ClientConfigError::Write(WriteError::Io { path: dir.display().to_string(), source })
+                ClientConfigError::Write(WriteError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })
             })?;
         }
-        Ok(fsutil::write_private(path, self.render().as_bytes(), overwrite)?)
+        Ok(fsutil::write_private(
+            path,
+            self.render().as_bytes(),
+            overwrite,
+        )?)
     }
 
     /// The named context, or the current one when `name` is `None`.
     pub fn context(&self, name: Option<&str>) -> Result<(&str, &Context), ClientConfigError> {
         let name = match name {
             Some(n) => n,
-            None => self.context.as_deref().ok_or(ClientConfigError::NoCurrentContext)?,
+            None => self
+                .context
+                .as_deref()
+                .ok_or(ClientConfigError::NoCurrentContext)?,
         };
         self.contexts
             .get_key_value(name)

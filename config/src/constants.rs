@@ -88,8 +88,10 @@ pub mod k8s {
     pub const APISERVER_CERT: &str = "/system/secrets/kubernetes/apiserver.crt";
     pub const APISERVER_KEY: &str = "/system/secrets/kubernetes/apiserver.key";
     /// kube-apiserver's client certificate towards kubelets.
-    pub const APISERVER_KUBELET_CLIENT_CERT: &str = "/system/secrets/kubernetes/apiserver-kubelet-client.crt";
-    pub const APISERVER_KUBELET_CLIENT_KEY: &str = "/system/secrets/kubernetes/apiserver-kubelet-client.key";
+    pub const APISERVER_KUBELET_CLIENT_CERT: &str =
+        "/system/secrets/kubernetes/apiserver-kubelet-client.crt";
+    pub const APISERVER_KUBELET_CLIENT_KEY: &str =
+        "/system/secrets/kubernetes/apiserver-kubelet-client.key";
     /// Front-proxy (aggregation layer) CA certificate (from `cluster.aggregatorCa`).
     pub const FRONT_PROXY_CA_CERT: &str = "/system/secrets/kubernetes/front-proxy-ca.crt";
     /// kube-apiserver's front-proxy client certificate.
@@ -99,8 +101,10 @@ pub mod k8s {
     pub const SA_KEY: &str = "/system/secrets/kubernetes/sa.key";
     pub const SA_PUB: &str = "/system/secrets/kubernetes/sa.pub";
     /// kube-apiserver's client certificate towards etcd.
-    pub const APISERVER_ETCD_CLIENT_CERT: &str = "/system/secrets/kubernetes/apiserver-etcd-client.crt";
-    pub const APISERVER_ETCD_CLIENT_KEY: &str = "/system/secrets/kubernetes/apiserver-etcd-client.key";
+    pub const APISERVER_ETCD_CLIENT_CERT: &str =
+        "/system/secrets/kubernetes/apiserver-etcd-client.crt";
+    pub const APISERVER_ETCD_CLIENT_KEY: &str =
+        "/system/secrets/kubernetes/apiserver-etcd-client.key";
     /// The etcd CA certificate, for kube-apiserver's `--etcd-cafile`.
     pub const ETCD_CA_CERT: &str = "/system/secrets/kubernetes/etcd-ca.crt";
     /// `EncryptionConfiguration` for secrets at rest (secretbox).
@@ -108,13 +112,15 @@ pub mod k8s {
     /// Kubeconfigs (all pointing at the local apiserver except admin's,
     /// which names the cluster endpoint).
     pub const ADMIN_KUBECONFIG: &str = "/system/secrets/kubernetes/admin.kubeconfig";
-    pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "/system/secrets/kubernetes/controller-manager.kubeconfig";
+    pub const CONTROLLER_MANAGER_KUBECONFIG: &str =
+        "/system/secrets/kubernetes/controller-manager.kubeconfig";
     pub const SCHEDULER_KUBECONFIG: &str = "/system/secrets/kubernetes/scheduler.kubeconfig";
     /// The kubelet's kubeconfig: on control planes a client certificate
     /// `system:node:<hostname>` (O `system:nodes`) issued by machined.
     pub const KUBELET_KUBECONFIG: &str = "/system/secrets/kubernetes/kubelet.kubeconfig";
     /// On workers: the bootstrap-token kubeconfig the kubelet starts with.
-    pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/system/secrets/kubernetes/bootstrap-kubelet.kubeconfig";
+    pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str =
+        "/system/secrets/kubernetes/bootstrap-kubelet.kubeconfig";
 
     /// kube-apiserver's secure port.
     pub const APISERVER_PORT: u16 = 6443;
@@ -217,7 +223,15 @@ pub mod images {
     /// The end-to-end tests' Pod program (the `testpod` crate).
     pub const TESTPOD: &str = "cairn.local/cairn-testpod:latest";
     /// Every image, as listed in the payload's images/refs.txt.
-    pub const ALL: &[&str] = &[PAUSE, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_PROXY, DNS, TESTPOD];
+    pub const ALL: &[&str] = &[
+        PAUSE,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+        KUBE_PROXY,
+        DNS,
+        TESTPOD,
+    ];
 }
 
 #[cfg(test)]
@@ -227,11 +241,27 @@ mod tests {
     #[test]
     fn k8s_secrets_live_in_their_directories() {
         use k8s::etcd as e;
-        for p in [k8s::CA_CERT, k8s::APISERVER_KEY, k8s::SA_PUB, k8s::ETCD_CA_CERT, k8s::ENCRYPTION_CONFIG, k8s::ADMIN_KUBECONFIG, k8s::KUBELET_KUBECONFIG] {
-            assert_eq!(std::path::Path::new(p).parent().unwrap().to_str(), Some(k8s::SECRETS_DIR), "{p}");
+        for p in [
+            k8s::CA_CERT,
+            k8s::APISERVER_KEY,
+            k8s::SA_PUB,
+            k8s::ETCD_CA_CERT,
+            k8s::ENCRYPTION_CONFIG,
+            k8s::ADMIN_KUBECONFIG,
+            k8s::KUBELET_KUBECONFIG,
+        ] {
+            assert_eq!(
+                std::path::Path::new(p).parent().unwrap().to_str(),
+                Some(k8s::SECRETS_DIR),
+                "{p}"
+            );
         }
         for p in [e::CA_CERT, e::SERVER_KEY, e::PEER_CERT, e::CLIENT_KEY] {
-            assert_eq!(std::path::Path::new(p).parent().unwrap().to_str(), Some(e::SECRETS_DIR), "{p}");
+            assert_eq!(
+                std::path::Path::new(p).parent().unwrap().to_str(),
+                Some(e::SECRETS_DIR),
+                "{p}"
+            );
         }
         assert!(k8s::SECRETS_DIR.starts_with(super::SECRETS_DIR));
         assert!(e::MEMBER_DIR.starts_with(e::DATA_DIR));
@@ -262,7 +292,10 @@ mod tests {
         ] {
             assert_eq!(r, format!("{registry}/{name}:{tag}"));
         }
-        assert_eq!(images::TESTPOD, format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG")));
+        assert_eq!(
+            images::TESTPOD,
+            format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG"))
+        );
         assert_eq!(images::ALL.len(), 7);
     }
 }

@@ -27,7 +27,13 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn file(message: impl Into<String>) -> Self {
-        ParseError { document: None, kind: None, path: String::new(), location: None, message: message.into() }
+        ParseError {
+            document: None,
+            kind: None,
+            path: String::new(),
+            location: None,
+            message: message.into(),
+        }
     }
 }
 

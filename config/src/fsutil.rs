@@ -10,20 +10,29 @@ pub enum WriteError {
     #[error("{path} already exists (use --force to overwrite)")]
     Exists { path: String },
     #[error("cannot write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Write `contents` to `path` with mode 0600. With `overwrite` false an
 /// existing file is left alone and [`WriteError::Exists`] returned.
 pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), WriteError> {
     let shown = path.display().to_string();
-    let io = |source| WriteError::Io { path: shown.clone(), source };
+    let io = |source| WriteError::Io {
+        path: shown.clone(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     // NamedTempFile creates the file with mode 0600.
-    let mut tmp = tempfile::Builder::new().prefix(".cairn-tmp").tempfile_in(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
     tmp.write_all(contents).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     if overwrite {
@@ -31,14 +40,18 @@ pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<()
     } else {
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                WriteError::Exists { path: shown.clone() }
+                WriteError::Exists {
+                    path: shown.clone(),
+                }
             } else {
                 io(e.error)
             }
         })?;
     }
     // Make the rename itself durable.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     Ok(())
 }
 
@@ -52,11 +65,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("secret.yaml");
         write_private(&p, b"one", false).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(matches!(write_private(&p, b"two", false), Err(WriteError::Exists { .. })));
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            write_private(&p, b"two", false),
+            Err(WriteError::Exists { .. })
+        ));
         assert_eq!(std::fs::read(&p).unwrap(), b"one");
         write_private(&p, b"three", true).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"three");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
     }
 }

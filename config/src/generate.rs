@@ -32,7 +32,11 @@ pub struct GenerateInput {
 }
 
 impl GenerateInput {
-    pub fn new(cluster_name: ClusterName, endpoint: ControlPlaneEndpoint, secrets: SecretsBundle) -> Self {
+    pub fn new(
+        cluster_name: ClusterName,
+        endpoint: ControlPlaneEndpoint,
+        secrets: SecretsBundle,
+    ) -> Self {
         GenerateInput {
             cluster_name,
             endpoint,
@@ -66,7 +70,11 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
             token: s.secrets.machine_token.clone(),
             ca: s.certs.os.clone().into(),
             cert_sans: Vec::new(),
-            install: Install { disk: input.install_disk.clone(), image: None, wipe: false },
+            install: Install {
+                disk: input.install_disk.clone(),
+                image: None,
+                wipe: false,
+            },
             network: Default::default(),
             time: Time::default(),
             sysctls: Default::default(),
@@ -77,7 +85,9 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
         },
         cluster: ClusterSpec {
             cluster_name: input.cluster_name.clone(),
-            control_plane: ControlPlane { endpoint: input.endpoint.clone() },
+            control_plane: ControlPlane {
+                endpoint: input.endpoint.clone(),
+            },
             network: ClusterNetwork::default(),
             kubernetes_version: input.kubernetes_version.clone(),
             token: s.secrets.bootstrap_token.clone(),
@@ -85,7 +95,10 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
             ca: s.certs.kubernetes.clone().into(),
             aggregator_ca: Some(s.certs.aggregator.clone().into()),
             service_account: Some(s.certs.service_account.clone()),
-            etcd: Etcd { ca: Some(s.certs.etcd.clone().into()), ..Default::default() },
+            etcd: Etcd {
+                ca: Some(s.certs.etcd.clone().into()),
+                ..Default::default()
+            },
             api_server: Default::default(),
             controller_manager: Default::default(),
             scheduler: Default::default(),
@@ -121,5 +134,8 @@ fn client_config(input: &GenerateInput) -> Result<ClientConfig, GenerateError> {
         crt: admin.crt,
         key: admin.key,
     };
-    Ok(ClientConfig { context: Some(name.clone()), contexts: [(name, context)].into() })
+    Ok(ClientConfig {
+        context: Some(name.clone()),
+        contexts: [(name, context)].into(),
+    })
 }

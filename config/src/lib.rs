@@ -14,9 +14,9 @@ pub mod pki;
 pub mod schema;
 pub mod secrets;
 pub mod spec;
+pub mod tls;
 pub mod types;
 pub mod validate;
-pub mod tls;
 pub mod version;
 
 pub use document::MachineConfig;

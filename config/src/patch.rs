@@ -33,7 +33,10 @@ use crate::MachineConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
     #[error("cannot read patch {name}: {source}")]
-    Read { name: String, source: std::io::Error },
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("patch {name}: {message}")]
     Parse { name: String, message: String },
     #[error("patch {name}: {message}")]
@@ -65,17 +68,23 @@ impl Patch {
     /// Parse patch text: a YAML or JSON list of RFC 6902 operations, or one
     /// or more YAML mappings (strategic merge).
     pub fn parse(text: &[u8], name: &str) -> Result<Patch, PatchError> {
-        let perr = |message: String| PatchError::Parse { name: name.to_string(), message };
+        let perr = |message: String| PatchError::Parse {
+            name: name.to_string(),
+            message,
+        };
         let text = std::str::from_utf8(text).map_err(|_| perr("not UTF-8 text".into()))?;
         let mut docs = Vec::new();
         for de in serde_yaml::Deserializer::from_str(text) {
-            let doc: serde_yaml::Value =
-                serde::Deserialize::deserialize(de).map_err(|e| perr(format!("invalid YAML: {e}")))?;
+            let doc: serde_yaml::Value = serde::Deserialize::deserialize(de)
+                .map_err(|e| perr(format!("invalid YAML: {e}")))?;
             if doc.is_null() {
                 continue;
             }
-            let json = serde_json::to_value(&doc)
-                .map_err(|e| perr(format!("cannot be represented as JSON (are all keys strings?): {e}")))?;
+            let json = serde_json::to_value(&doc).map_err(|e| {
+                perr(format!(
+                    "cannot be represented as JSON (are all keys strings?): {e}"
+                ))
+            })?;
             docs.push(json);
             if docs.len() > 64 {
                 return Err(perr("more than 64 documents".into()));
@@ -85,16 +94,23 @@ impl Patch {
             [] => return Err(perr("the patch is empty".into())),
             [Value::Array(_)] => {
                 let ops = docs.pop().unwrap_or_default();
-                Body::Json(serde_json::from_value(ops).map_err(|e| perr(format!("not an RFC 6902 JSON patch: {e}")))?)
+                Body::Json(
+                    serde_json::from_value(ops)
+                        .map_err(|e| perr(format!("not an RFC 6902 JSON patch: {e}")))?,
+                )
             }
             _ => {
                 for (i, d) in docs.iter().enumerate() {
-                    check_merge_document(d).map_err(|m| perr(format!("document {}: {m}", i + 1)))?;
+                    check_merge_document(d)
+                        .map_err(|m| perr(format!("document {}: {m}", i + 1)))?;
                 }
                 Body::Merge(docs)
             }
         };
-        Ok(Patch { name: name.to_string(), body })
+        Ok(Patch {
+            name: name.to_string(),
+            body,
+        })
     }
 
     /// A patch from a command-line argument: `@file` reads the file, any
@@ -102,8 +118,10 @@ impl Patch {
     pub fn from_arg(arg: &str) -> Result<Patch, PatchError> {
         match arg.strip_prefix('@') {
             Some(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|source| PatchError::Read { name: path.to_string(), source })?;
+                let bytes = std::fs::read(path).map_err(|source| PatchError::Read {
+                    name: path.to_string(),
+                    source,
+                })?;
                 Patch::parse(&bytes, path)
             }
             None => Patch::parse(arg.as_bytes(), "(inline)"),
@@ -125,10 +143,17 @@ impl Patch {
                     merge(&mut view, &doc, "");
                 }
             }
-            Body::Json(ops) => json_patch::patch(&mut view, ops)
-                .map_err(|e| PatchError::Apply { name: self.name.clone(), message: e.to_string() })?,
+            Body::Json(ops) => {
+                json_patch::patch(&mut view, ops).map_err(|e| PatchError::Apply {
+                    name: self.name.clone(),
+                    message: e.to_string(),
+                })?
+            }
         }
-        from_combined(&view).map_err(|errors| PatchError::Invalid { name: self.name.clone(), errors })
+        from_combined(&view).map_err(|errors| PatchError::Invalid {
+            name: self.name.clone(),
+            errors,
+        })
     }
 }
 
@@ -139,11 +164,15 @@ pub fn apply_all(config: &MachineConfig, patches: &[Patch]) -> Result<MachineCon
 
 fn check_merge_document(doc: &Value) -> Result<(), String> {
     let Value::Object(m) = doc else {
-        return Err("a merge patch must be a mapping (or use a list of RFC 6902 operations)".into());
+        return Err(
+            "a merge patch must be a mapping (or use a list of RFC 6902 operations)".into(),
+        );
     };
     for key in m.keys() {
         if !matches!(key.as_str(), "machine" | "cluster" | "apiVersion" | "kind") {
-            return Err(format!("unknown top-level key {key:?} (a patch holds machine: and/or cluster:)"));
+            return Err(format!(
+                "unknown top-level key {key:?} (a patch holds machine: and/or cluster:)"
+            ));
         }
     }
     Ok(())
@@ -151,8 +180,14 @@ fn check_merge_document(doc: &Value) -> Result<(), String> {
 
 fn combined(config: &MachineConfig) -> Value {
     let mut m = Map::new();
-    m.insert("machine".into(), serde_json::to_value(&config.machine).expect("config types are JSON"));
-    m.insert("cluster".into(), serde_json::to_value(&config.cluster).expect("config types are JSON"));
+    m.insert(
+        "machine".into(),
+        serde_json::to_value(&config.machine).expect("config types are JSON"),
+    );
+    m.insert(
+        "cluster".into(),
+        serde_json::to_value(&config.cluster).expect("config types are JSON"),
+    );
     Value::Object(m)
 }
 
@@ -160,7 +195,10 @@ fn from_combined(view: &Value) -> Result<MachineConfig, ParseErrors> {
     let mut text = String::new();
     for (kind, key) in [(MACHINE_KIND, "machine"), (CLUSTER_KIND, "cluster")] {
         let mut doc = Map::new();
-        doc.insert("apiVersion".into(), crate::constants::CONFIG_API_VERSION.into());
+        doc.insert(
+            "apiVersion".into(),
+            crate::constants::CONFIG_API_VERSION.into(),
+        );
         doc.insert("kind".into(), kind.into());
         if let Some(body) = view.get(key) {
             doc.insert(key.into(), body.clone());
@@ -178,7 +216,14 @@ fn from_combined(view: &Value) -> Result<MachineConfig, ParseErrors> {
     // Line numbers would point into this generated text, not the user's
     // files: drop them.
     MachineConfig::parse(text.as_bytes()).map_err(|e| {
-        ParseErrors(e.into_iter().map(|e| crate::ParseError { location: None, ..e }).collect())
+        ParseErrors(
+            e.into_iter()
+                .map(|e| crate::ParseError {
+                    location: None,
+                    ..e
+                })
+                .collect(),
+        )
     })
 }
 
@@ -188,7 +233,9 @@ fn list_key(path: &str) -> Option<&'static [&'static str]> {
     match path {
         "machine.network.interfaces" => Some(&["interface", "deviceSelector"]),
         "machine.network.interfaces[].vlans" => Some(&["vlanId"]),
-        "machine.network.interfaces[].routes" | "machine.network.interfaces[].vlans[].routes" => Some(&["network"]),
+        "machine.network.interfaces[].routes" | "machine.network.interfaces[].vlans[].routes" => {
+            Some(&["network"])
+        }
         "machine.files" => Some(&["path"]),
         _ => None,
     }
@@ -202,9 +249,17 @@ fn is_delete(v: &Value) -> bool {
 fn strip_directives(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| *k != "$patch").map(|(k, v)| (k.clone(), strip_directives(v))).collect(),
+            m.iter()
+                .filter(|(k, _)| *k != "$patch")
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().filter(|v| !is_delete(v)).map(strip_directives).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|v| !is_delete(v))
+                .map(strip_directives)
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -237,8 +292,12 @@ fn merge(base: &mut Value, patch: &Value, path: &str) {
             let keys = list_key(path).unwrap_or(&[]);
             let item_path = format!("{path}[]");
             for item in p {
-                let id = keys.iter().find_map(|k| item.get(*k).map(|v| (*k, v.clone())));
-                let found = id.as_ref().and_then(|(k, v)| b.iter().position(|bi| bi.get(*k) == Some(v)));
+                let id = keys
+                    .iter()
+                    .find_map(|k| item.get(*k).map(|v| (*k, v.clone())));
+                let found = id
+                    .as_ref()
+                    .and_then(|(k, v)| b.iter().position(|bi| bi.get(*k) == Some(v)));
                 match (found, is_delete(item)) {
                     (Some(i), true) => {
                         b.remove(i);
@@ -277,27 +336,44 @@ mod tests {
             "kubelet": {"$patch": "delete"}
         }});
         merge(&mut base, &patch, "");
-        assert_eq!(base, json!({"machine": {
-            "network": {"hostname": "a", "nameservers": ["8.8.8.8"], "interfaces": [
-                {"interface": "eth1", "mtu": 9000},
-                {"interface": "eth2", "dhcp": true}
-            ]},
-            "files": [{"path": "/var/a", "content": "x"}, {"path": "/var/b", "content": "y"}]
-        }}));
+        assert_eq!(
+            base,
+            json!({"machine": {
+                "network": {"hostname": "a", "nameservers": ["8.8.8.8"], "interfaces": [
+                    {"interface": "eth1", "mtu": 9000},
+                    {"interface": "eth2", "dhcp": true}
+                ]},
+                "files": [{"path": "/var/a", "content": "x"}, {"path": "/var/b", "content": "y"}]
+            }})
+        );
         let mut base = json!({"machine": {"network": {"hostname": "a"}}});
-        merge(&mut base, &json!({"machine": {"network": {"$patch": "delete"}}}), "");
+        merge(
+            &mut base,
+            &json!({"machine": {"network": {"$patch": "delete"}}}),
+            "",
+        );
         assert_eq!(base, json!({"machine": {}}));
     }
 
     #[test]
     fn detects_the_patch_kind() {
-        let p = Patch::parse(b"[{\"op\": \"remove\", \"path\": \"/machine/install\"}]", "p.json").unwrap();
+        let p = Patch::parse(
+            b"[{\"op\": \"remove\", \"path\": \"/machine/install\"}]",
+            "p.json",
+        )
+        .unwrap();
         assert!(matches!(p.body, Body::Json(_)));
-        let p = Patch::parse(b"- op: add\n  path: /machine/network/hostname\n  value: x\n", "p.yaml").unwrap();
+        let p = Patch::parse(
+            b"- op: add\n  path: /machine/network/hostname\n  value: x\n",
+            "p.yaml",
+        )
+        .unwrap();
         assert!(matches!(p.body, Body::Json(_)));
         let p = Patch::parse(b"machine:\n  network:\n    hostname: x\n", "p.yaml").unwrap();
         assert!(matches!(p.body, Body::Merge(_)));
-        let e = Patch::parse(b"machin:\n  x: 1\n", "typo.yaml").unwrap_err().to_string();
+        let e = Patch::parse(b"machin:\n  x: 1\n", "typo.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("typo.yaml") && e.contains("\"machin\""), "{e}");
         assert!(Patch::parse(b"", "empty.yaml").is_err());
         assert!(Patch::parse(b"[{\"op\": \"frobnicate\"}]", "bad.json").is_err());

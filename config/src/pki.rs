@@ -77,12 +77,16 @@ impl Role {
     }
     /// Parse an Organization value back into a role.
     pub fn from_organization(o: &str) -> Option<Role> {
-        [Role::Admin, Role::Operator, Role::Reader].into_iter().find(|r| r.organization() == o)
+        [Role::Admin, Role::Operator, Role::Reader]
+            .into_iter()
+            .find(|r| r.organization() == o)
     }
 }
 
 /// A certificate with its private key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct CertifiedKey {
     /// The certificate, PEM.
@@ -131,7 +135,9 @@ impl LeafRequest {
 /// Random bytes from the operating system.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], PkiError> {
     let mut buf = [0u8; N];
-    ring::rand::SystemRandom::new().fill(&mut buf).map_err(|_| PkiError::Random)?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| PkiError::Random)?;
     Ok(buf)
 }
 
@@ -147,8 +153,10 @@ fn to_pem_key(key: &KeyPair) -> Result<PemPrivateKey, PkiError> {
 }
 
 fn to_pem_cert(cert: &rcgen::Certificate) -> Result<PemCertificate, PkiError> {
-    PemCertificate::parse_text(&cert.pem())
-        .map_err(|why| PkiError::Generated { what: "certificate", why })
+    PemCertificate::parse_text(&cert.pem()).map_err(|why| PkiError::Generated {
+        what: "certificate",
+        why,
+    })
 }
 
 fn validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
@@ -182,11 +190,17 @@ pub fn create_ca(
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name, organization.as_slice());
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut params, valid_for)?;
     let cert = params.self_signed(&key)?;
-    Ok(CertifiedKey { crt: to_pem_cert(&cert)?, key: to_pem_key(&key)? })
+    Ok(CertifiedKey {
+        crt: to_pem_cert(&cert)?,
+        key: to_pem_key(&key)?,
+    })
 }
 
 /// The OS CA: signs apid server certificates and cairnctl client
@@ -197,7 +211,12 @@ pub fn create_os_ca() -> Result<CertifiedKey, PkiError> {
 
 /// The Kubernetes cluster CA. ECDSA P-256.
 pub fn create_kubernetes_ca() -> Result<CertifiedKey, PkiError> {
-    create_ca("kubernetes", Some("kubernetes"), KeyAlgorithm::EcdsaP256, CA_VALIDITY)
+    create_ca(
+        "kubernetes",
+        Some("kubernetes"),
+        KeyAlgorithm::EcdsaP256,
+        CA_VALIDITY,
+    )
 }
 
 /// The etcd CA (peer, server and client certificates of etcd). ECDSA P-256.
@@ -242,20 +261,33 @@ pub fn issue(ca: &CertifiedKey, req: &LeafRequest) -> Result<CertifiedKey, PkiEr
     params.use_authority_key_identifier_extension = true;
     params.key_usages = match alg {
         KeyAlgorithm::Ed25519 => vec![KeyUsagePurpose::DigitalSignature],
-        KeyAlgorithm::EcdsaP256 => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+        KeyAlgorithm::EcdsaP256 => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
     };
     params.extended_key_usages = match req.usage {
         Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
         Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::ServerAndClient => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     };
     for dns in &req.dns_names {
-        params.subject_alt_names.push(SanType::DnsName(dns.clone().try_into()?));
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(dns.clone().try_into()?));
     }
-    params.subject_alt_names.extend(req.ips.iter().copied().map(SanType::IpAddress));
+    params
+        .subject_alt_names
+        .extend(req.ips.iter().copied().map(SanType::IpAddress));
     validity(&mut params, req.validity)?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(CertifiedKey { crt: to_pem_cert(&cert)?, key: to_pem_key(&key)? })
+    Ok(CertifiedKey {
+        crt: to_pem_cert(&cert)?,
+        key: to_pem_key(&key)?,
+    })
 }
 
 /// A client certificate for the Cairn API whose Organization is the role.
@@ -297,8 +329,10 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Whether `key` is the private key of `crt`.
 pub fn key_matches(crt: &PemCertificate, key: &PemPrivateKey) -> bool {
-    let (Ok(key), Ok((_, cert))) = (key.key_pair(), x509_parser::parse_x509_certificate(crt.der()))
-    else {
+    let (Ok(key), Ok((_, cert))) = (
+        key.key_pair(),
+        x509_parser::parse_x509_certificate(crt.der()),
+    ) else {
         return false;
     };
     cert.public_key().raw == key.subject_public_key_info().as_slice()

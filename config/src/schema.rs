@@ -27,7 +27,8 @@ pub fn machine_config_schema() -> Value {
 
 /// Pretty-printed schema with a trailing newline, as committed.
 pub fn machine_config_schema_text() -> String {
-    let mut s = serde_json::to_string_pretty(&machine_config_schema()).expect("a schema serializes");
+    let mut s =
+        serde_json::to_string_pretty(&machine_config_schema()).expect("a schema serializes");
     s.push('\n');
     s
 }
@@ -37,7 +38,12 @@ fn sort_keys(v: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
         other => other,

@@ -85,7 +85,9 @@ pub fn generate_token() -> Result<Token, PkiError> {
             }
         }
     }
-    chars.parse().map_err(|why| PkiError::Generated { what: "token", why })
+    chars
+        .parse()
+        .map_err(|why| PkiError::Generated { what: "token", why })
 }
 
 impl SecretsBundle {
@@ -102,7 +104,9 @@ impl SecretsBundle {
                 kubernetes: pki::create_kubernetes_ca()?,
                 etcd: pki::create_etcd_ca()?,
                 aggregator: pki::create_aggregator_ca()?,
-                service_account: ServiceAccount { key: pki::create_service_account_key()? },
+                service_account: ServiceAccount {
+                    key: pki::create_service_account_key()?,
+                },
             },
         })
     }
@@ -111,9 +115,14 @@ impl SecretsBundle {
     pub fn parse(bytes: &[u8]) -> Result<SecretsBundle, ParseErrors> {
         let (text, docs) = read::read_documents(bytes, &[SECRETS_KIND], &[SECRETS_KIND])?;
         let mut errors = Vec::new();
-        let doc = docs.first().and_then(|d| typed::<SecretsBundleDocument>(d, text, &mut errors));
+        let doc = docs
+            .first()
+            .and_then(|d| typed::<SecretsBundleDocument>(d, text, &mut errors));
         match doc {
-            Some(d) if errors.is_empty() => Ok(SecretsBundle { secrets: d.secrets, certs: d.certs }),
+            Some(d) if errors.is_empty() => Ok(SecretsBundle {
+                secrets: d.secrets,
+                certs: d.certs,
+            }),
             _ => Err(ParseErrors(errors)),
         }
     }
@@ -171,8 +180,16 @@ mod tests {
 
     #[test]
     fn bundle_errors_name_fields() {
-        let text = SecretsBundle::generate().unwrap().render().replace("bootstrapToken:", "bootstrapTokn:");
-        let errs = SecretsBundle::parse(text.as_bytes()).unwrap_err().to_string();
-        assert!(errs.contains("secrets.bootstrapTokn: unknown field"), "{errs}");
+        let text = SecretsBundle::generate()
+            .unwrap()
+            .render()
+            .replace("bootstrapToken:", "bootstrapTokn:");
+        let errs = SecretsBundle::parse(text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("secrets.bootstrapTokn: unknown field"),
+            "{errs}"
+        );
     }
 }

@@ -111,10 +111,18 @@ struct Problems(Vec<ValidationError>);
 
 impl Problems {
     fn machine(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ValidationError { kind: MACHINE_KIND, path: path.into(), message: message.into() });
+        self.0.push(ValidationError {
+            kind: MACHINE_KIND,
+            path: path.into(),
+            message: message.into(),
+        });
     }
     fn cluster(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ValidationError { kind: CLUSTER_KIND, path: path.into(), message: message.into() });
+        self.0.push(ValidationError {
+            kind: CLUSTER_KIND,
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -130,20 +138,27 @@ pub fn validate(config: &MachineConfig, mode: Mode) -> Result<(), ValidationErro
     }
 }
 
-const WORKER_NO_KEY: &str = "must not be set on a worker: only control-plane machines hold this key";
+const WORKER_NO_KEY: &str =
+    "must not be set on a worker: only control-plane machines hold this key";
 
 fn machine_checks(config: &MachineConfig, mode: Mode, p: &mut Problems) {
     let m = &config.machine;
     let controlplane = m.machine_type == MachineType::Controlplane;
     match (controlplane, &m.ca.key) {
-        (true, None) => p.machine("machine.ca.key", "required on a control-plane machine (it signs apid and client certificates)"),
+        (true, None) => p.machine(
+            "machine.ca.key",
+            "required on a control-plane machine (it signs apid and client certificates)",
+        ),
         (false, Some(_)) => p.machine("machine.ca.key", WORKER_NO_KEY),
         _ => {}
     }
     check_ca("machine.ca", &m.ca, |path, msg| p.machine(path, msg));
 
     if mode == Mode::Metal && m.install.disk.is_none() {
-        p.machine("machine.install.disk", "required in metal mode (the disk to install Cairn to, e.g. /dev/vda)");
+        p.machine(
+            "machine.install.disk",
+            "required in metal mode (the disk to install Cairn to, e.g. /dev/vda)",
+        );
     }
 
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -161,14 +176,20 @@ fn machine_checks(config: &MachineConfig, mode: Mode, p: &mut Problems) {
     }
 
     if !m.time.disabled && m.time.servers.is_empty() {
-        p.machine("machine.time.servers", "list at least one server, or set machine.time.disabled: true");
+        p.machine(
+            "machine.time.servers",
+            "list at least one server, or set machine.time.disabled: true",
+        );
     }
 
     for (i, f) in m.files.iter().enumerate() {
         if !f.path.as_str().starts_with("/var/") {
             p.machine(
                 format!("machine.files[{i}].path"),
-                format!("{} is outside /var: the root filesystem is read-only", f.path),
+                format!(
+                    "{} is outside /var: the root filesystem is read-only",
+                    f.path
+                ),
             );
         }
     }
@@ -176,8 +197,14 @@ fn machine_checks(config: &MachineConfig, mode: Mode, p: &mut Problems) {
 
 fn check_interface(path: &str, iface: &Interface, p: &mut Problems) {
     match (&iface.interface, &iface.device_selector) {
-        (None, None) => p.machine(path.to_string(), "give either interface (a link name) or deviceSelector"),
-        (Some(_), Some(_)) => p.machine(path.to_string(), "give interface or deviceSelector, not both"),
+        (None, None) => p.machine(
+            path.to_string(),
+            "give either interface (a link name) or deviceSelector",
+        ),
+        (Some(_), Some(_)) => p.machine(
+            path.to_string(),
+            "give interface or deviceSelector, not both",
+        ),
         _ => {}
     }
     check_routes(&format!("{path}.routes"), &iface.routes, p);
@@ -186,17 +213,26 @@ fn check_interface(path: &str, iface: &Interface, p: &mut Problems) {
         if let Some(first) = ids.insert(vlan.vlan_id.get(), j) {
             p.machine(
                 format!("{path}.vlans[{j}].vlanId"),
-                format!("VLAN {} is configured twice (also in vlans[{first}])", vlan.vlan_id.get()),
+                format!(
+                    "VLAN {} is configured twice (also in vlans[{first}])",
+                    vlan.vlan_id.get()
+                ),
             );
         }
         check_routes(&format!("{path}.vlans[{j}].routes"), &vlan.routes, p);
     }
     if let Some(bond) = &iface.bond {
         if bond.interfaces.is_empty() {
-            p.machine(format!("{path}.bond.interfaces"), "a bond needs at least one member link");
+            p.machine(
+                format!("{path}.bond.interfaces"),
+                "a bond needs at least one member link",
+            );
         }
         if iface.interface.is_none() {
-            p.machine(format!("{path}.interface"), "a bond needs a name for the new link");
+            p.machine(
+                format!("{path}.interface"),
+                "a bond needs a name for the new link",
+            );
         }
     }
 }
@@ -207,7 +243,10 @@ fn check_routes(path: &str, routes: &[Route], p: &mut Problems) {
             if gw.addr().is_ipv4() != r.network.is_ipv4() {
                 p.machine(
                     format!("{path}[{i}].gateway"),
-                    format!("{gw} and the network {} are of different IP families", r.network),
+                    format!(
+                        "{gw} and the network {} are of different IP families",
+                        r.network
+                    ),
                 );
             }
         }
@@ -217,11 +256,17 @@ fn check_routes(path: &str, routes: &[Route], p: &mut Problems) {
 /// The certificate must be a CA and the key, when present, its key.
 fn check_ca(path: &str, ca: &CertAndKey, mut report: impl FnMut(String, String)) {
     if !pki::is_ca(&ca.crt) {
-        report(format!("{path}.crt"), "is not a CA certificate (basicConstraints CA:TRUE)".into());
+        report(
+            format!("{path}.crt"),
+            "is not a CA certificate (basicConstraints CA:TRUE)".into(),
+        );
     }
     if let Some(key) = &ca.key {
         if !pki::key_matches(&ca.crt, key) {
-            report(format!("{path}.key"), format!("does not belong to {path}.crt"));
+            report(
+                format!("{path}.key"),
+                format!("does not belong to {path}.crt"),
+            );
         }
     }
 }
@@ -232,7 +277,9 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
 
     check_ca("cluster.ca", &c.ca, |path, msg| p.cluster(path, msg));
     if let Some(agg) = &c.aggregator_ca {
-        check_ca("cluster.aggregatorCa", agg, |path, msg| p.cluster(path, msg));
+        check_ca("cluster.aggregatorCa", agg, |path, msg| {
+            p.cluster(path, msg)
+        });
     }
     if let Some(etcd) = &c.etcd.ca {
         check_ca("cluster.etcd.ca", etcd, |path, msg| p.cluster(path, msg));
@@ -241,7 +288,10 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
     if controlplane {
         let why = "required on a control-plane machine";
         if c.ca.key.is_none() {
-            p.cluster("cluster.ca.key", format!("{why} (it signs the Kubernetes certificates)"));
+            p.cluster(
+                "cluster.ca.key",
+                format!("{why} (it signs the Kubernetes certificates)"),
+            );
         }
         match &c.aggregator_ca {
             None => p.cluster("cluster.aggregatorCa", why),
@@ -254,10 +304,16 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
             _ => {}
         }
         if c.service_account.is_none() {
-            p.cluster("cluster.serviceAccount", format!("{why} (it signs service-account tokens)"));
+            p.cluster(
+                "cluster.serviceAccount",
+                format!("{why} (it signs service-account tokens)"),
+            );
         }
         if c.secretbox_encryption_secret.is_none() {
-            p.cluster("cluster.secretboxEncryptionSecret", format!("{why} (it encrypts Secrets in etcd)"));
+            p.cluster(
+                "cluster.secretboxEncryptionSecret",
+                format!("{why} (it encrypts Secrets in etcd)"),
+            );
         }
     } else {
         if c.ca.key.is_some() {
@@ -278,7 +334,10 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
     }
 
     if c.kubernetes_version.major() != 1 {
-        p.cluster("cluster.kubernetesVersion", format!("{} is not a Kubernetes 1.x version", c.kubernetes_version));
+        p.cluster(
+            "cluster.kubernetesVersion",
+            format!("{} is not a Kubernetes 1.x version", c.kubernetes_version),
+        );
     }
 
     let net = &c.network;
@@ -338,7 +397,10 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
         }
     }
     match (net.cni.name, net.cni.urls.is_empty()) {
-        (CniName::Custom, true) => p.cluster("cluster.network.cni.urls", "a custom CNI needs at least one manifest URL"),
+        (CniName::Custom, true) => p.cluster(
+            "cluster.network.cni.urls",
+            "a custom CNI needs at least one manifest URL",
+        ),
         (CniName::Custom, false) | (_, true) => {}
         (_, false) => p.cluster("cluster.network.cni.urls", "only used with name: custom"),
     }
@@ -349,8 +411,14 @@ fn check_subnets(path: &str, subnets: &[Cidr], p: &mut Problems) {
         0 => p.cluster(path, "list at least one subnet"),
         1 => {}
         2 if subnets[0].is_ipv4() != subnets[1].is_ipv4() => {}
-        2 => p.cluster(path, "two subnets must be one IPv4 and one IPv6 (dual-stack)"),
-        n => p.cluster(path, format!("{n} subnets given; at most one IPv4 and one IPv6")),
+        2 => p.cluster(
+            path,
+            "two subnets must be one IPv4 and one IPv6 (dual-stack)",
+        ),
+        n => p.cluster(
+            path,
+            format!("{n} subnets given; at most one IPv4 and one IPv6"),
+        ),
     }
 }
 

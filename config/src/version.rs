@@ -26,7 +26,10 @@ pub fn running() -> &'static Release {
         std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|text| from_os_release(&text))
-            .unwrap_or_else(|| Release { version: VERSION.to_string(), build_id: BUILD_ID.to_string() })
+            .unwrap_or_else(|| Release {
+                version: VERSION.to_string(),
+                build_id: BUILD_ID.to_string(),
+            })
     })
 }
 
@@ -39,7 +42,10 @@ pub fn from_os_release(text: &str) -> Option<Release> {
             .next_back()
     };
     (field("ID")? == "cairn").then_some(())?;
-    Some(Release { version: field("VERSION")?, build_id: field("BUILD_ID").unwrap_or_default() })
+    Some(Release {
+        version: field("VERSION")?,
+        build_id: field("BUILD_ID").unwrap_or_default(),
+    })
 }
 
 /// The Kubernetes version a generated config uses and the image carries.
@@ -105,15 +111,24 @@ mod tests {
 
     #[test]
     fn the_release_is_read_from_a_cairn_os_release_only() {
-        let cairn = "NAME=\"Cairn\"\nID=cairn\nVERSION=\"v1.2.3\"\nVERSION_ID=1.2.3\nBUILD_ID=abc123\n";
+        let cairn =
+            "NAME=\"Cairn\"\nID=cairn\nVERSION=\"v1.2.3\"\nVERSION_ID=1.2.3\nBUILD_ID=abc123\n";
         assert_eq!(
             from_os_release(cairn),
-            Some(Release { version: "v1.2.3".into(), build_id: "abc123".into() })
+            Some(Release {
+                version: "v1.2.3".into(),
+                build_id: "abc123".into()
+            })
         );
-        assert_eq!(from_os_release("ID=debian\nVERSION=\"12 (bookworm)\"\n"), None);
+        assert_eq!(
+            from_os_release("ID=debian\nVERSION=\"12 (bookworm)\"\n"),
+            None
+        );
         assert_eq!(from_os_release("ID=cairn\n"), None, "no VERSION");
         // On this host (not a Cairn node) the compiled-in values.
-        if from_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()).is_none() {
+        if from_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default())
+            .is_none()
+        {
             assert_eq!(running().version, VERSION);
         }
     }

@@ -17,7 +17,11 @@ fn problems(bytes: &[u8], mode: Mode) -> Vec<String> {
     match MachineConfig::parse(bytes) {
         Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
         Ok(config) => match validate(&config, mode) {
-            Err(errors) => errors.locate(bytes).iter().map(ToString::to_string).collect(),
+            Err(errors) => errors
+                .locate(bytes)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             Ok(()) => Vec::new(),
         },
     }
@@ -37,10 +41,18 @@ fn corpus() -> Vec<PathBuf> {
 #[test]
 fn every_broken_config_is_rejected_with_the_expected_problems() {
     let files = corpus();
-    assert!(files.len() >= 30, "the corpus must hold at least 30 broken configs, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "the corpus must hold at least 30 broken configs, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
-        let mode = if file.to_string_lossy().ends_with(".metal.yaml") { Mode::Metal } else { Mode::Cloud };
+        let mode = if file.to_string_lossy().ends_with(".metal.yaml") {
+            Mode::Metal
+        } else {
+            Mode::Cloud
+        };
         let bytes = std::fs::read(file).unwrap();
         let got = problems(&bytes, mode);
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -49,7 +61,10 @@ fn every_broken_config_is_rejected_with_the_expected_problems() {
             continue;
         }
         for line in &got {
-            assert!(!line.contains('\n') && !line.trim().is_empty(), "{name}: bad problem line {line:?}");
+            assert!(
+                !line.contains('\n') && !line.trim().is_empty(),
+                "{name}: bad problem line {line:?}"
+            );
         }
         let expect_path = file.with_extension("expect");
         let actual = got.join("\n") + "\n";
@@ -73,6 +88,9 @@ fn every_broken_config_is_rejected_with_the_expected_problems() {
 fn the_valid_golden_configs_are_not_in_the_corpus_by_mistake() {
     for name in ["controlplane.yaml", "worker.yaml"] {
         let bytes = std::fs::read(common::golden_dir().join(name)).unwrap();
-        assert!(problems(&bytes, Mode::Cloud).is_empty(), "{name} must be valid");
+        assert!(
+            problems(&bytes, Mode::Cloud).is_empty(),
+            "{name} must be valid"
+        );
     }
 }

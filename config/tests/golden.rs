@@ -26,7 +26,8 @@ fn golden_files_parse_back() {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/machineconfig.schema.json");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/machineconfig.schema.json");
     check_golden(&path, &config::schema::machine_config_schema_text());
 }
 

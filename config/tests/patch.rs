@@ -38,11 +38,21 @@ cluster:
     )
     .unwrap();
     let out = apply_all(&cp, &[patch, second]).unwrap();
-    assert_eq!(out.machine.install.disk.as_ref().unwrap().as_str(), "/dev/vda");
-    assert_eq!(out.machine.network.hostname.as_ref().unwrap().as_str(), "cp-1");
+    assert_eq!(
+        out.machine.install.disk.as_ref().unwrap().as_str(),
+        "/dev/vda"
+    );
+    assert_eq!(
+        out.machine.network.hostname.as_ref().unwrap().as_str(),
+        "cp-1"
+    );
     let eth0 = &out.machine.network.interfaces[0];
     assert_eq!(eth0.mtu.unwrap().get(), 9000);
-    assert_eq!(eth0.addresses.len(), 1, "merged by interface name, not appended");
+    assert_eq!(
+        eth0.addresses.len(),
+        1,
+        "merged by interface name, not appended"
+    );
     assert_eq!(out.machine.network.interfaces.len(), 1);
     assert_eq!(out.machine.sysctls.values().next().unwrap().as_str(), "1");
     assert!(out.cluster.allow_scheduling_on_control_planes);
@@ -61,25 +71,42 @@ fn json_patch_replaces_by_pointer() {
     )
     .unwrap();
     let out = patch.apply(&cp).unwrap();
-    assert_eq!(out.cluster.network.pod_subnets[0].to_string(), "10.32.0.0/16");
+    assert_eq!(
+        out.cluster.network.pod_subnets[0].to_string(),
+        "10.32.0.0/16"
+    );
     assert_eq!(out.machine.network.hostname.unwrap().as_str(), "n1");
 }
 
 #[test]
 fn a_patch_that_breaks_the_config_is_named_with_the_field() {
     let (cp, _) = common::demo_configs();
-    let patch = Patch::parse(b"cluster:\n  network:\n    podSubnets: [10.244.0.0/33]\n", "bad.yaml").unwrap();
+    let patch = Patch::parse(
+        b"cluster:\n  network:\n    podSubnets: [10.244.0.0/33]\n",
+        "bad.yaml",
+    )
+    .unwrap();
     let err = patch.apply(&cp).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, PatchError::Invalid { .. }));
-    assert!(text.starts_with("patch bad.yaml makes the config invalid:"), "{text}");
-    assert!(text.contains(r#"cluster.network.podSubnets[0]: "10.244.0.0/33" is not a CIDR"#), "{text}");
+    assert!(
+        text.starts_with("patch bad.yaml makes the config invalid:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cluster.network.podSubnets[0]: "10.244.0.0/33" is not a CIDR"#),
+        "{text}"
+    );
 
     let typo = Patch::parse(b"machine:\n  netwrok:\n    hostname: x\n", "typo.yaml").unwrap();
     let text = typo.apply(&cp).unwrap_err().to_string();
     assert!(text.contains("machine.netwrok: unknown field"), "{text}");
 
-    let missing = Patch::parse(br#"[{"op": "remove", "path": "/machine/nothing"}]"#, "rm.json").unwrap();
+    let missing = Patch::parse(
+        br#"[{"op": "remove", "path": "/machine/nothing"}]"#,
+        "rm.json",
+    )
+    .unwrap();
     let text = missing.apply(&cp).unwrap_err().to_string();
     assert!(text.starts_with("patch rm.json:"), "{text}");
 }

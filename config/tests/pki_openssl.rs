@@ -26,7 +26,11 @@ fn openssl_verify(dir: &Path, ca: &CertifiedKey, leaf: &CertifiedKey, purpose: &
         .output()
         .expect("openssl must be installed (images/install-deps.sh installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "openssl verify failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl verify failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -70,7 +74,13 @@ fn chains_verify_with_openssl() {
         let spki = ca_cert.public_key();
         assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
         assert_eq!(
-            spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap().to_id_string(),
+            spki.algorithm
+                .parameters
+                .as_ref()
+                .unwrap()
+                .as_oid()
+                .unwrap()
+                .to_id_string(),
             "1.2.840.10045.3.1.7"
         );
 
@@ -78,7 +88,8 @@ fn chains_verify_with_openssl() {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let server = pki::issue_server_cert(&ca, "kube-apiserver", &sans, pki::LEAF_VALIDITY).unwrap();
+        let server =
+            pki::issue_server_cert(&ca, "kube-apiserver", &sans, pki::LEAF_VALIDITY).unwrap();
         let out = openssl_verify(dir.path(), &ca, &server, "sslserver");
         assert!(out.trim_end().ends_with(": OK"), "{out}");
         let cert = parse(&server);
@@ -98,7 +109,13 @@ fn chains_verify_with_openssl() {
             }
         }
         assert_eq!(dns, vec!["cp.example.org"]);
-        assert_eq!(ips, vec!["10.5.0.2".parse::<IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+        assert_eq!(
+            ips,
+            vec![
+                "10.5.0.2".parse::<IpAddr>().unwrap(),
+                "fd00::2".parse().unwrap()
+            ]
+        );
         // A certificate from another CA must not verify.
         let other = pki::create_kubernetes_ca().unwrap();
         let ca_path = write(dir.path(), "other.crt", other.crt.pem());
@@ -118,9 +135,16 @@ fn service_account_key_is_p256_pkcs8() {
     let dir = tempfile::tempdir().unwrap();
     let key = pki::create_service_account_key().unwrap();
     let path = write(dir.path(), "sa.key", key.pem());
-    let out = Command::new("openssl").args(["pkey", "-noout", "-text", "-in"]).arg(&path).output().unwrap();
+    let out = Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("prime256v1") || text.contains("P-256"), "{text}");
+    assert!(
+        text.contains("prime256v1") || text.contains("P-256"),
+        "{text}"
+    );
     assert!(key.pem().starts_with("-----BEGIN PRIVATE KEY-----"));
 }

@@ -26,7 +26,8 @@ fn valid_text() -> &'static str {
 fn exercise(bytes: &[u8]) {
     if let Ok(c) = MachineConfig::parse(bytes) {
         let _ = validate(&c, Mode::Metal);
-        let again = MachineConfig::parse(c.render().as_bytes()).expect("a parsed config renders to a parsable one");
+        let again = MachineConfig::parse(c.render().as_bytes())
+            .expect("a parsed config renders to a parsable one");
         assert_eq!(again, c);
     }
     let _ = SecretsBundle::parse(bytes);
@@ -49,13 +50,44 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Mutation::FlipByte(p, b)),
         (any::<usize>(), 1usize..200).prop_map(|(p, n)| Mutation::Delete(p, n)),
-        (any::<usize>(), prop::sample::select(vec![
-            ": ", "- ", "\t", "---\n", "&a ", "*a", "!!binary ", "[", "{", "\"", "'", "\n", "null", "~",
-            "10.244.0.0/33", "99999999999999999999", "-1", "0x1F", ".inf", "? ", "|", ">", "#", "\u{0}", "é",
-        ]).prop_map(String::from)).prop_map(|(p, s)| Mutation::Insert(p, s)),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                ": ",
+                "- ",
+                "\t",
+                "---\n",
+                "&a ",
+                "*a",
+                "!!binary ",
+                "[",
+                "{",
+                "\"",
+                "'",
+                "\n",
+                "null",
+                "~",
+                "10.244.0.0/33",
+                "99999999999999999999",
+                "-1",
+                "0x1F",
+                ".inf",
+                "? ",
+                "|",
+                ">",
+                "#",
+                "\u{0}",
+                "é",
+            ])
+            .prop_map(String::from)
+        )
+            .prop_map(|(p, s)| Mutation::Insert(p, s)),
         any::<usize>().prop_map(Mutation::DuplicateLine),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
-        (any::<usize>(), prop::sample::select(vec![" ", "  ", "\t", "    "]).prop_map(String::from))
+        (
+            any::<usize>(),
+            prop::sample::select(vec![" ", "  ", "\t", "    "]).prop_map(String::from)
+        )
             .prop_map(|(p, s)| Mutation::Indent(p, s)),
     ]
 }
@@ -112,7 +144,8 @@ fn cluster_name() -> impl Strategy<Value = String> {
 
 fn endpoint() -> impl Strategy<Value = String> {
     let host = prop_oneof![
-        (1u8..=223, any::<u8>(), any::<u8>(), 1u8..=254).prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
+        (1u8..=223, any::<u8>(), any::<u8>(), 1u8..=254)
+            .prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
         "[a-z]{1,10}(\\.[a-z]{2,5}){0,2}",
         any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s))),
     ];

@@ -218,7 +218,8 @@ pub async fn connect_with_timeout(
 fn server_name(node: &Node) -> Result<ServerName<'static>, ClientError> {
     match node.host.parse::<IpAddr>() {
         Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
-        Err(_) => ServerName::try_from(node.host.clone()).map_err(|_| ClientError::BadNode(node.to_string())),
+        Err(_) => ServerName::try_from(node.host.clone())
+            .map_err(|_| ClientError::BadNode(node.to_string())),
     }
 }
 
@@ -231,11 +232,17 @@ pub async fn refusal_alert(node: &Node) -> Option<String> {
     use tokio::io::AsyncReadExt;
     let tls = TlsConnector::from(Arc::new(Credentials::Insecure.tls_config().ok()?));
     let server_name = server_name(node).ok()?;
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((node.host.as_str(), node.port)))
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((node.host.as_str(), node.port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(server_name, tcp))
         .await
         .ok()?
         .ok()?;
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(server_name, tcp)).await.ok()?.ok()?;
     let mut buf = [0u8; 256];
     match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
         Ok(Err(e)) => {
@@ -474,7 +481,9 @@ mod tests {
     #[test]
     fn a_client_cert_from_another_ca_is_not_trusted() {
         for alert in ["UnknownCA", "DecryptError"] {
-            let err = Wrapped(Box::new(io::Error::other(format!("received fatal alert: {alert}"))));
+            let err = Wrapped(Box::new(io::Error::other(format!(
+                "received fatal alert: {alert}"
+            ))));
             assert_eq!(
                 explain(&err, &node()),
                 "the node does not trust this client certificate: is this the right cairnconfig for this cluster?",

@@ -126,7 +126,11 @@ impl Session {
         self.clients
             .iter()
             .flatten()
-            .filter(|c| results.iter().any(|r| r.node == c.node.to_string() && r.result.is_ok()))
+            .filter(|c| {
+                results
+                    .iter()
+                    .any(|r| r.node == c.node.to_string() && r.result.is_ok())
+            })
             .cloned()
             .collect()
     }
@@ -258,7 +262,13 @@ impl NodeClient {
             // refuses with a TLS alert after the handshake, which the HTTP/2
             // client may report only as a canceled call: ask the node once
             // more, bare, for the alert itself.
-            Err(s) if self.insecure() && matches!(s.code(), Code::Cancelled | Code::Unknown | Code::Unavailable) => {
+            Err(s)
+                if self.insecure()
+                    && matches!(
+                        s.code(),
+                        Code::Cancelled | Code::Unknown | Code::Unavailable
+                    ) =>
+            {
                 match client::refusal_alert(&self.node).await {
                     Some(why) => Err(format!("{}: {why}", self.node)),
                     None => Err(self.explain(&s, rpc)),
@@ -301,7 +311,12 @@ impl NodeClient {
         let mut last = String::new();
         for endpoint in endpoints {
             match client::connect_with_timeout(endpoint, &self.credentials, None).await {
-                Ok(conn) => return Ok(NodeClient { machine: conn.machine, ..self.clone() }),
+                Ok(conn) => {
+                    return Ok(NodeClient {
+                        machine: conn.machine,
+                        ..self.clone()
+                    })
+                }
                 Err(e) => last = format!("{endpoint}: {e}"),
             }
         }

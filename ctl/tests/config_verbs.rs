@@ -30,7 +30,17 @@ fn corpus_dir() -> PathBuf {
 fn gen_config_then_validate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = cairnctl(&["gen", "config", "demo", "https://10.5.0.2:6443", "-o", "out"], d);
+    let out = cairnctl(
+        &[
+            "gen",
+            "config",
+            "demo",
+            "https://10.5.0.2:6443",
+            "-o",
+            "out",
+        ],
+        d,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     for f in ["controlplane.yaml", "worker.yaml", "cairnconfig"] {
         assert_eq!(mode(&d.join("out").join(f)), 0o600, "{f} must be 0600");
@@ -44,8 +54,14 @@ fn gen_config_then_validate() {
     let v = cairnctl(&["validate", "-f", "out/worker.yaml", "--mode", "metal"], d);
     assert_eq!(v.status.code(), Some(1));
     let err = stderr(&v);
-    assert!(err.starts_with("out/worker.yaml: document 1 (MachineConfig), line "), "{err}");
-    assert!(err.contains(": machine.install.disk: required in metal mode"), "{err}");
+    assert!(
+        err.starts_with("out/worker.yaml: document 1 (MachineConfig), line "),
+        "{err}"
+    );
+    assert!(
+        err.contains(": machine.install.disk: required in metal mode"),
+        "{err}"
+    );
 
     // The client config is loadable and points at the endpoint.
     let client = config::client::ClientConfig::load(&d.join("out/cairnconfig")).unwrap();
@@ -55,13 +71,45 @@ fn gen_config_then_validate() {
 
     // Existing files are not overwritten without --force.
     let before = std::fs::read(d.join("out/controlplane.yaml")).unwrap();
-    let again = cairnctl(&["gen", "config", "demo", "https://10.5.0.2:6443", "-o", "out"], d);
+    let again = cairnctl(
+        &[
+            "gen",
+            "config",
+            "demo",
+            "https://10.5.0.2:6443",
+            "-o",
+            "out",
+        ],
+        d,
+    );
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
-    assert_eq!(std::fs::read(d.join("out/controlplane.yaml")).unwrap(), before);
-    let forced = cairnctl(&["gen", "config", "demo", "https://10.5.0.2:6443", "-o", "out", "--force"], d);
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read(d.join("out/controlplane.yaml")).unwrap(),
+        before
+    );
+    let forced = cairnctl(
+        &[
+            "gen",
+            "config",
+            "demo",
+            "https://10.5.0.2:6443",
+            "-o",
+            "out",
+            "--force",
+        ],
+        d,
+    );
     assert!(forced.status.success(), "{}", stderr(&forced));
-    assert_ne!(std::fs::read(d.join("out/controlplane.yaml")).unwrap(), before, "new secrets");
+    assert_ne!(
+        std::fs::read(d.join("out/controlplane.yaml")).unwrap(),
+        before,
+        "new secrets"
+    );
 }
 
 #[test]
@@ -75,10 +123,22 @@ fn gen_secrets_and_reuse_them() {
     assert_eq!(again.status.code(), Some(1));
 
     let args = [
-        "gen", "config", "demo", "https://10.5.0.2:6443", "--with-secrets", "secrets.yaml",
-        "--install-disk", "/dev/vda", "--kubernetes-version", "v1.20.2",
-        "--config-patch-control-plane", "machine: {network: {hostname: cp-1}}",
-        "--config-patch-worker", "@worker-patch.json", "-o", "out",
+        "gen",
+        "config",
+        "demo",
+        "https://10.5.0.2:6443",
+        "--with-secrets",
+        "secrets.yaml",
+        "--install-disk",
+        "/dev/vda",
+        "--kubernetes-version",
+        "v1.20.2",
+        "--config-patch-control-plane",
+        "machine: {network: {hostname: cp-1}}",
+        "--config-patch-worker",
+        "@worker-patch.json",
+        "-o",
+        "out",
     ];
     std::fs::write(
         d.join("worker-patch.json"),
@@ -90,19 +150,44 @@ fn gen_secrets_and_reuse_them() {
     let cp = std::fs::read_to_string(d.join("out/controlplane.yaml")).unwrap();
     let worker = std::fs::read_to_string(d.join("out/worker.yaml")).unwrap();
     assert!(cp.contains("hostname: cp-1") && worker.contains("hostname: w-1"));
-    let bundle = config::SecretsBundle::parse(&std::fs::read(d.join("secrets.yaml")).unwrap()).unwrap();
+    let bundle =
+        config::SecretsBundle::parse(&std::fs::read(d.join("secrets.yaml")).unwrap()).unwrap();
     let parsed = config::MachineConfig::parse(cp.as_bytes()).unwrap();
-    assert_eq!(config::SecretsBundle::from_config(&parsed).unwrap(), bundle, "the bundle's secrets were used");
+    assert_eq!(
+        config::SecretsBundle::from_config(&parsed).unwrap(),
+        bundle,
+        "the bundle's secrets were used"
+    );
     for f in ["out/controlplane.yaml", "out/worker.yaml"] {
         let v = cairnctl(&["validate", "-f", f, "--mode", "metal"], d);
         assert_eq!(v.status.code(), Some(0), "{f}: {}", stderr(&v));
     }
 
     // A broken secrets bundle is reported with its field.
-    std::fs::write(d.join("bad.yaml"), bundle.render().replace("bootstrapToken:", "bootstrapTokn:")).unwrap();
-    let b = cairnctl(&["gen", "config", "x", "https://1.2.3.4:6443", "--with-secrets", "bad.yaml", "-o", "o2"], d);
+    std::fs::write(
+        d.join("bad.yaml"),
+        bundle.render().replace("bootstrapToken:", "bootstrapTokn:"),
+    )
+    .unwrap();
+    let b = cairnctl(
+        &[
+            "gen",
+            "config",
+            "x",
+            "https://1.2.3.4:6443",
+            "--with-secrets",
+            "bad.yaml",
+            "-o",
+            "o2",
+        ],
+        d,
+    );
     assert_eq!(b.status.code(), Some(1));
-    assert!(stderr(&b).contains("bad.yaml: document 1 (SecretsBundle)"), "{}", stderr(&b));
+    assert!(
+        stderr(&b).contains("bad.yaml: document 1 (SecretsBundle)"),
+        "{}",
+        stderr(&b)
+    );
     assert!(!d.join("o2/controlplane.yaml").exists());
 }
 
@@ -120,7 +205,11 @@ fn validate_rejects_the_whole_corpus() {
     assert!(files.len() >= 30);
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let mode = if name.ends_with(".metal.yaml") { "metal" } else { "cloud" };
+        let mode = if name.ends_with(".metal.yaml") {
+            "metal"
+        } else {
+            "cloud"
+        };
         let out = cairnctl(&["validate", "-f", &name, "--mode", mode], &dir);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         let err = stderr(&out);
@@ -138,28 +227,82 @@ fn validate_rejects_the_whole_corpus() {
 fn machineconfig_patch() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(cairnctl(&["gen", "config", "demo", "https://10.5.0.2:6443", "-o", "."], d).status.success());
-    std::fs::write(d.join("net.yaml"), "machine:\n  network:\n    hostname: w-7\n    nameservers: [10.5.0.1]\n").unwrap();
-    std::fs::write(d.join("ops.json"), r#"[{"op": "replace", "path": "/cluster/network/podSubnets/0", "value": "10.32.0.0/16"}]"#).unwrap();
-    let out = cairnctl(&["machineconfig", "patch", "worker.yaml", "-p", "@net.yaml", "-p", "@ops.json", "-o", "w7.yaml"], d);
+    assert!(cairnctl(
+        &["gen", "config", "demo", "https://10.5.0.2:6443", "-o", "."],
+        d
+    )
+    .status
+    .success());
+    std::fs::write(
+        d.join("net.yaml"),
+        "machine:\n  network:\n    hostname: w-7\n    nameservers: [10.5.0.1]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ops.json"),
+        r#"[{"op": "replace", "path": "/cluster/network/podSubnets/0", "value": "10.32.0.0/16"}]"#,
+    )
+    .unwrap();
+    let out = cairnctl(
+        &[
+            "machineconfig",
+            "patch",
+            "worker.yaml",
+            "-p",
+            "@net.yaml",
+            "-p",
+            "@ops.json",
+            "-o",
+            "w7.yaml",
+        ],
+        d,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&d.join("w7.yaml")), 0o600);
     let text = std::fs::read_to_string(d.join("w7.yaml")).unwrap();
     assert!(text.contains("hostname: w-7") && text.contains("10.32.0.0/16"));
-    assert_eq!(cairnctl(&["validate", "-f", "w7.yaml"], d).status.code(), Some(0));
+    assert_eq!(
+        cairnctl(&["validate", "-f", "w7.yaml"], d).status.code(),
+        Some(0)
+    );
 
     // To stdout without -o.
-    let out = cairnctl(&["machineconfig", "patch", "worker.yaml", "-p", "@net.yaml"], d);
+    let out = cairnctl(
+        &["machineconfig", "patch", "worker.yaml", "-p", "@net.yaml"],
+        d,
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("hostname: w-7"));
 
     // A patch that breaks the config: exit 1, the patch and the field named.
-    std::fs::write(d.join("bad.yaml"), "cluster:\n  network:\n    podSubnets: [10.244.0.0/33]\n").unwrap();
-    let out = cairnctl(&["machineconfig", "patch", "worker.yaml", "-p", "@bad.yaml"], d);
+    std::fs::write(
+        d.join("bad.yaml"),
+        "cluster:\n  network:\n    podSubnets: [10.244.0.0/33]\n",
+    )
+    .unwrap();
+    let out = cairnctl(
+        &["machineconfig", "patch", "worker.yaml", "-p", "@bad.yaml"],
+        d,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("patch bad.yaml makes the config invalid"), "{err}");
-    assert!(err.contains(r#"cluster.network.podSubnets[0]: "10.244.0.0/33" is not a CIDR"#), "{err}");
-    let out = cairnctl(&["machineconfig", "patch", "worker.yaml", "-p", "@missing.yaml"], d);
+    assert!(
+        err.contains("patch bad.yaml makes the config invalid"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"cluster.network.podSubnets[0]: "10.244.0.0/33" is not a CIDR"#),
+        "{err}"
+    );
+    let out = cairnctl(
+        &[
+            "machineconfig",
+            "patch",
+            "worker.yaml",
+            "-p",
+            "@missing.yaml",
+        ],
+        d,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.yaml"));
 }
@@ -178,6 +321,9 @@ fn every_verb_has_help_with_an_example() {
         let out = cairnctl(verb, dir.path());
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Examples:\n  cairnctl "), "{verb:?} has no example:\n{text}");
+        assert!(
+            text.contains("Examples:\n  cairnctl "),
+            "{verb:?} has no example:\n{text}"
+        );
     }
 }

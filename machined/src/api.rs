@@ -114,7 +114,9 @@ pub fn to_status(e: ApiError) -> Status {
             use crate::etcd::EtcdError as E;
             match e {
                 E::AlreadyBootstrapped(_) | E::AlreadyRunning => Status::already_exists(msg),
-                E::NoConfig | E::NotControlPlane | E::NotRunning => Status::failed_precondition(msg),
+                E::NoConfig | E::NotControlPlane | E::NotRunning => {
+                    Status::failed_precondition(msg)
+                }
                 E::Pki(p) => pki_status(&p, msg),
                 E::Client(_) => Status::unavailable(msg),
                 E::Read { .. } | E::Supervisor(_) => Status::internal(msg),
@@ -130,7 +132,9 @@ fn pki_status(e: &crate::k8s_pki::K8sPkiError, msg: String) -> Status {
         E::Missing { .. } | E::NoConfig | E::NotControlPlane | E::ServiceAccountKey(_) => {
             Status::failed_precondition(msg)
         }
-        E::Issue { .. } | E::Write(_) | E::Dir { .. } | E::Read { .. } | E::Task(_) => Status::internal(msg),
+        E::Issue { .. } | E::Write(_) | E::Dir { .. } | E::Read { .. } | E::Task(_) => {
+            Status::internal(msg)
+        }
     }
 }
 
@@ -317,7 +321,9 @@ impl MachineService for MachineApi {
         let bytes = crate::k8s_pki::admin_kubeconfig(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
-        Ok(Response::new(Box::pin(futures::stream::once(async { Ok(Data { bytes }) }))))
+        Ok(Response::new(Box::pin(futures::stream::once(async {
+            Ok(Data { bytes })
+        }))))
     }
 
     async fn service_list(&self, _: Request<()>) -> Result<Response<ServiceListResponse>, Status> {
@@ -529,11 +535,19 @@ impl MachineService for MachineApi {
         Ok(Response::new(ProcessesResponse { processes }))
     }
 
-    async fn netstat(&self, req: Request<NetstatRequest>) -> Result<Response<NetstatResponse>, Status> {
+    async fn netstat(
+        &self,
+        req: Request<NetstatRequest>,
+    ) -> Result<Response<NetstatResponse>, Status> {
         let listening = req.into_inner().listening;
-        let sockets = blocking(move || Ok(crate::network::netstat::sockets(Path::new("/proc"), listening)))
-            .await
-            .map_err(to_status)?;
+        let sockets = blocking(move || {
+            Ok(crate::network::netstat::sockets(
+                Path::new("/proc"),
+                listening,
+            ))
+        })
+        .await
+        .map_err(to_status)?;
         Ok(Response::new(NetstatResponse { sockets }))
     }
 
@@ -541,8 +555,13 @@ impl MachineService for MachineApi {
         Ok(Response::new(crate::time::time_response(&self.node)))
     }
 
-    async fn containers(&self, req: Request<ContainersRequest>) -> Result<Response<ContainersResponse>, Status> {
-        crate::containerd::list::handle(req.into_inner().kubernetes).await.map(Response::new)
+    async fn containers(
+        &self,
+        req: Request<ContainersRequest>,
+    ) -> Result<Response<ContainersResponse>, Status> {
+        crate::containerd::list::handle(req.into_inner().kubernetes)
+            .await
+            .map(Response::new)
     }
 
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {
@@ -605,11 +624,17 @@ impl MachineService for MachineApi {
         let chunks = crate::etcd::snapshot(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
-        let stream = chunks.map(|c| c.map(|bytes| Data { bytes }).map_err(|e| to_status(e.into())));
+        let stream = chunks.map(|c| {
+            c.map(|bytes| Data { bytes })
+                .map_err(|e| to_status(e.into()))
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn cluster_health(&self, _: Request<()>) -> Result<Response<ClusterHealthResponse>, Status> {
+    async fn cluster_health(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<ClusterHealthResponse>, Status> {
         let checks = crate::cluster_health::checks(&self.node).await;
         Ok(Response::new(ClusterHealthResponse { checks }))
     }

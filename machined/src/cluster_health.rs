@@ -36,8 +36,16 @@ type Check = Result<String, String>;
 
 fn result(name: &str, c: Check) -> ClusterHealthCheck {
     match c {
-        Ok(message) => ClusterHealthCheck { name: name.into(), ok: true, message },
-        Err(message) => ClusterHealthCheck { name: name.into(), ok: false, message },
+        Ok(message) => ClusterHealthCheck {
+            name: name.into(),
+            ok: true,
+            message,
+        },
+        Err(message) => ClusterHealthCheck {
+            name: name.into(),
+            ok: false,
+            message,
+        },
     }
 }
 
@@ -62,14 +70,22 @@ pub async fn checks(node: &Node) -> Vec<ClusterHealthCheck> {
 
 async fn etcd(node: &Node) -> Check {
     let Some(h) = node.supervisor.handle(crate::etcd::SERVICE_ID) else {
-        return Err("etcd is not started on this node (not bootstrapped yet? `cairnctl bootstrap`)".into());
+        return Err(
+            "etcd is not started on this node (not bootstrapped yet? `cairnctl bootstrap`)".into(),
+        );
     };
     let s = h.snapshot();
     if s.health != crate::supervisor::Health::Ok {
-        let why = if s.health_message.is_empty() { s.message } else { s.health_message };
+        let why = if s.health_message.is_empty() {
+            s.message
+        } else {
+            s.health_message
+        };
         return Err(format!("etcd {}: {why}", s.state));
     }
-    let members = crate::etcd::members(node).await.map_err(|e| e.to_string())?;
+    let members = crate::etcd::members(node)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(format!("healthy, {} member(s)", members.len()))
 }
 
@@ -83,10 +99,12 @@ async fn kube_client() -> Result<kube::Client, String> {
 
 /// A client from the kubeconfig at `path`, talking to `server`.
 pub async fn kube_client_for(path: &Path, server: &str) -> Result<kube::Client, String> {
-    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
+    let kc = kube::config::Kubeconfig::read_from(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     config.cluster_url = server.parse().map_err(|e| format!("{server}: {e}"))?;
     config.connect_timeout = Some(Duration::from_secs(3));
     config.read_timeout = Some(Duration::from_secs(5));
@@ -94,8 +112,13 @@ pub async fn kube_client_for(path: &Path, server: &str) -> Result<kube::Client, 
 }
 
 pub async fn apiserver(client: &kube::Client) -> Check {
-    let req = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
-    let text = client.request_text(req).await.map_err(|e| format!("/readyz: {e}"))?;
+    let req = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .request_text(req)
+        .await
+        .map_err(|e| format!("/readyz: {e}"))?;
     match text.trim() {
         "ok" => Ok("/readyz ok".into()),
         other => Err(format!("/readyz: {other}")),
@@ -135,13 +158,21 @@ pub fn nodes_ready(nodes: &[KubeNode]) -> (bool, String) {
     if not_ready.is_empty() {
         (true, format!("{ready}/{} Ready", nodes.len()))
     } else {
-        (false, format!("{ready}/{} Ready; not Ready: {}", nodes.len(), not_ready.join(", ")))
+        (
+            false,
+            format!(
+                "{ready}/{} Ready; not Ready: {}",
+                nodes.len(),
+                not_ready.join(", ")
+            ),
+        )
     }
 }
 
 async fn dns(node: &Node) -> Check {
     let cfg = node.running_config().ok_or("no running config")?;
-    let server = crate::kubernetes::dns_service_ip(&cfg).ok_or("the service subnet has no 10th address for DNS")?;
+    let server = crate::kubernetes::dns_service_ip(&cfg)
+        .ok_or("the service subnet has no 10th address for DNS")?;
     let want = cfg
         .cluster
         .network
@@ -159,15 +190,30 @@ async fn dns(node: &Node) -> Check {
 }
 
 /// The A records `server` answers for `name` (one UDP query).
-pub async fn resolve_a(server: SocketAddr, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+pub async fn resolve_a(
+    server: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, String> {
     let qname = Name::from_ascii(name).map_err(|e| format!("{name}: {e}"))?;
     let mut query = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = true;
     query.add_query(Query::query(qname, RecordType::A));
-    let bytes = query.to_vec().map_err(|e| format!("encoding the query: {e}"))?;
-    let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| format!("UDP socket: {e}"))?;
-    socket.connect(server).await.map_err(|e| format!("{server}: {e}"))?;
+    let bytes = query
+        .to_vec()
+        .map_err(|e| format!("encoding the query: {e}"))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("UDP socket: {e}"))?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| format!("{server}: {e}"))?;
     let exchange = async {
         socket.send(&bytes).await?;
         let mut buf = vec![0u8; 4096];
@@ -185,7 +231,10 @@ pub async fn resolve_a(server: SocketAddr, name: &str, timeout: Duration) -> Res
         .map_err(|_| format!("{server} did not answer within {timeout:?}"))?
         .map_err(|e: std::io::Error| format!("{server}: {e}"))?;
     if answer.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
-        return Err(format!("{server} answers {name}: {}", answer.metadata.response_code));
+        return Err(format!(
+            "{server} answers {name}: {}",
+            answer.metadata.response_code
+        ));
     }
     Ok(answer
         .answers
@@ -200,7 +249,9 @@ pub async fn resolve_a(server: SocketAddr, name: &str, timeout: Duration) -> Res
 /// A query id that differs between queries (not a security measure: the
 /// socket is connected to the one server).
 fn rand_id() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     (nanos ^ (nanos >> 16)) as u16
 }
 
@@ -214,7 +265,11 @@ mod tests {
         let mut n = KubeNode::default();
         n.metadata.name = Some(name.into());
         n.status = Some(NodeStatus {
-            conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: ready.into(), ..Default::default() }]),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         });
         n
@@ -223,8 +278,15 @@ mod tests {
     #[test]
     fn nodes_are_ready_only_when_all_are() {
         assert_eq!(nodes_ready(&[]), (false, "no nodes registered yet".into()));
-        assert_eq!(nodes_ready(&[node("cp-1", "True")]), (true, "1/1 Ready".into()));
-        let (ok, why) = nodes_ready(&[node("cp-1", "True"), node("w-1", "False"), node("w-2", "Unknown")]);
+        assert_eq!(
+            nodes_ready(&[node("cp-1", "True")]),
+            (true, "1/1 Ready".into())
+        );
+        let (ok, why) = nodes_ready(&[
+            node("cp-1", "True"),
+            node("w-1", "False"),
+            node("w-2", "Unknown"),
+        ]);
         assert!(!ok);
         assert_eq!(why, "1/3 Ready; not Ready: w-1, w-2");
     }
@@ -238,7 +300,11 @@ mod tests {
             let mut buf = vec![0u8; 512];
             let (n, peer) = s.recv_from(&mut buf).await.unwrap();
             let q = Message::from_vec(&buf[..n]).unwrap();
-            let mut stray = Message::new(q.metadata.id.wrapping_add(1), MessageType::Response, OpCode::Query);
+            let mut stray = Message::new(
+                q.metadata.id.wrapping_add(1),
+                MessageType::Response,
+                OpCode::Query,
+            );
             stray.metadata.response_code = hickory_proto::op::ResponseCode::NoError;
             s.send_to(&stray.to_vec().unwrap(), peer).await.unwrap();
             let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
@@ -255,14 +321,31 @@ mod tests {
     async fn resolves_a_records_and_reports_failures() {
         let ip = "10.96.0.1".parse().unwrap();
         let addr = server(ip, hickory_proto::op::ResponseCode::NoError).await;
-        let got = resolve_a(addr, "kubernetes.default.svc.cluster.local.", Duration::from_secs(2)).await.unwrap();
+        let got = resolve_a(
+            addr,
+            "kubernetes.default.svc.cluster.local.",
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
         assert_eq!(got, vec![IpAddr::V4(ip)]);
         let addr = server(ip, hickory_proto::op::ResponseCode::NXDomain).await;
-        let err = resolve_a(addr, "nope.svc.cluster.local.", Duration::from_secs(2)).await.unwrap_err();
-        assert!(err.contains("NXDomain") || err.contains("Non-Existent"), "{err}");
+        let err = resolve_a(addr, "nope.svc.cluster.local.", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("NXDomain") || err.contains("Non-Existent"),
+            "{err}"
+        );
         // Nobody listening: a timeout, named.
         let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let err = resolve_a(silent.local_addr().unwrap(), "x.", Duration::from_millis(200)).await.unwrap_err();
+        let err = resolve_a(
+            silent.local_addr().unwrap(),
+            "x.",
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("did not answer"), "{err}");
     }
 }

@@ -109,7 +109,8 @@ impl Cmdline {
 
     /// The kernel's `ip=` settings, parsed (see [`crate::network::kernel_ip`]).
     pub fn ip(&self) -> Option<Result<crate::network::kernel_ip::KernelIp, String>> {
-        self.get("ip").map(crate::network::kernel_ip::KernelIp::parse)
+        self.get("ip")
+            .map(crate::network::kernel_ip::KernelIp::parse)
     }
 
     /// What a panic in machined should end in.

@@ -28,7 +28,8 @@ pub enum ExecError {
 
 async fn read_all(fd: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
     let mut buf = Vec::new();
-    if let Some(mut r) = fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()) {
+    if let Some(mut r) = fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok())
+    {
         let _ = r.read_to_end(&mut buf).await;
     }
     buf
@@ -36,7 +37,11 @@ async fn read_all(fd: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
 
 /// Spawns `cmd` through the reaper with stdout and stderr piped.
 fn spawn_piped(cmd: &mut Command) -> std::io::Result<reaper::Spawned> {
-    reaper::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()))
+    reaper::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
 }
 
 /// Both output streams and the exit status of a child from [`spawn_piped`];
@@ -51,9 +56,16 @@ async fn collect(mut spawned: reaper::Spawned) -> Option<(ExitStatus, Vec<u8>, V
 /// Runs `program args...` with a minimal environment and waits for it.
 pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
     let mut cmd = Command::new(program);
-    cmd.args(args).env_clear().env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
-    let spawned = spawn_piped(&mut cmd).map_err(|source| ExecError::Spawn { program: program.to_string(), source })?;
-    let (status, out, err) = collect(spawned).await.ok_or_else(|| ExecError::Lost(program.to_string()))?;
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
+    let spawned = spawn_piped(&mut cmd).map_err(|source| ExecError::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
+    let (status, out, err) = collect(spawned)
+        .await
+        .ok_or_else(|| ExecError::Lost(program.to_string()))?;
     Ok(Output {
         status,
         output: String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
@@ -67,14 +79,21 @@ pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
 /// `Command::output` then fails with ECHILD.
 pub fn output_blocking(cmd: &mut Command) -> std::io::Result<std::process::Output> {
     let spawned = spawn_piped(cmd)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-    let (status, stdout, stderr) =
-        rt.block_on(collect(spawned)).ok_or_else(|| std::io::Error::other("the reaper lost the child"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (status, stdout, stderr) = rt
+        .block_on(collect(spawned))
+        .ok_or_else(|| std::io::Error::other("the reaper lost the child"))?;
     let raw = match status {
         ExitStatus::Exited(code) => (code & 0xff) << 8,
         ExitStatus::Signaled(sig) => sig as i32,
     };
-    Ok(std::process::Output { status: std::process::ExitStatus::from_raw(raw), stdout, stderr })
+    Ok(std::process::Output {
+        status: std::process::ExitStatus::from_raw(raw),
+        stdout,
+        stderr,
+    })
 }
 
 #[cfg(test)]
@@ -83,7 +102,9 @@ mod tests {
 
     #[test]
     fn output_blocking_reports_status_and_both_streams() {
-        let out = output_blocking(Command::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap();
+        let out =
+            output_blocking(Command::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"]))
+                .unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");

@@ -64,7 +64,11 @@ pub fn generate_certificate(
 
 /// Writes apid's maintenance-mode settings (the self-signed certificate,
 /// no client certificates) to `dir`, owned by apid's user.
-pub fn install_settings(cert: &Certificate, dir: &Path, owner: Option<(u32, u32)>) -> Result<(), MaintenanceError> {
+pub fn install_settings(
+    cert: &Certificate,
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), MaintenanceError> {
     let settings = crate::secure::maintenance_settings(cert).map_err(MaintenanceError::Settings)?;
     crate::secure::write_settings(dir, &settings, owner).map_err(MaintenanceError::Settings)
 }
@@ -142,7 +146,10 @@ mod tests {
         let c = generate_certificate("n", &[]).unwrap();
         let d = dir.path().join("apid");
         install_settings(&c, &d, None).unwrap();
-        let s = config::apid::ApidSettings::parse(&std::fs::read(d.join(config::apid::SETTINGS_FILE)).unwrap()).unwrap();
+        let s = config::apid::ApidSettings::parse(
+            &std::fs::read(d.join(config::apid::SETTINGS_FILE)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(s.mode, config::apid::ApidMode::Maintenance);
         assert_eq!(s.server.crt.pem(), c.cert_pem);
         assert_eq!(s.server.key.pem(), c.key_pem);

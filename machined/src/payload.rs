@@ -43,9 +43,16 @@ pub enum PayloadError {
     #[error("cannot read the mount table: {0}")]
     MountTable(#[from] mounts::MountError),
     #[error("cannot mount {what} at {at}: {source}")]
-    Mount { what: String, at: String, source: std::io::Error },
+    Mount {
+        what: String,
+        at: String,
+        source: std::io::Error,
+    },
     #[error("cannot attach {file} to a loop device: {source}")]
-    Loop { file: String, source: std::io::Error },
+    Loop {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("the payload task failed: {0}")]
     Task(String),
 }
@@ -131,14 +138,24 @@ pub fn mount(
     layout: &Layout,
 ) -> Result<PayloadPaths, PayloadError> {
     let rel = Path::new(slot).join(payload::FILE_NAME);
-    let (file, medium) = find_file(sys, devices, &rel, layout)?
-        .ok_or_else(|| PayloadError::NotFound { file: rel.display().to_string(), slot: slot.into() })?;
+    let (file, medium) =
+        find_file(sys, devices, &rel, layout)?.ok_or_else(|| PayloadError::NotFound {
+            file: rel.display().to_string(),
+            slot: slot.into(),
+        })?;
     let root = layout.payload_dir.clone();
     if mounts::is_mounted(sys, &root)? {
-        return Ok(PayloadPaths { root, file, medium, loop_device: PathBuf::new() });
+        return Ok(PayloadPaths {
+            root,
+            file,
+            medium,
+            loop_device: PathBuf::new(),
+        });
     }
-    let device = loopdev::attach_read_only(&file)
-        .map_err(|source| PayloadError::Loop { file: file.display().to_string(), source })?;
+    let device = loopdev::attach_read_only(&file).map_err(|source| PayloadError::Loop {
+        file: file.display().to_string(),
+        source,
+    })?;
     let m = mounts::MountPoint::new(
         &device.path.to_string_lossy(),
         &root.to_string_lossy(),
@@ -151,7 +168,12 @@ pub fn mount(
         at: root.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    Ok(PayloadPaths { root, file, medium, loop_device: device.path.clone() })
+    Ok(PayloadPaths {
+        root,
+        file,
+        medium,
+        loop_device: device.path.clone(),
+    })
 }
 
 /// The payload file and a description of its medium, mounting the medium
@@ -175,7 +197,9 @@ fn find_file(
     // 2. BOOT by partition name, 3. ISO volumes.
     let boot = devices
         .iter()
-        .filter(|d| d.is_partition && d.partname.as_deref() == Some(config::constants::partition::BOOT))
+        .filter(|d| {
+            d.is_partition && d.partname.as_deref() == Some(config::constants::partition::BOOT)
+        })
         .map(|d| (d, "ext4", format!("BOOT ({})", d.node.display())));
     let isos = devices.iter().filter_map(|d| match probe::probe(&d.node) {
         Ok(Contents::Filesystem(Filesystem::Iso9660 { label })) => {
@@ -247,7 +271,11 @@ pub fn spawn(node: &Arc<Node>, devices: Vec<BlockDevice>) {
             return;
         }
     };
-    let slot = node.cmdline.slot().unwrap_or(payload::DEFAULT_SLOT).to_string();
+    let slot = node
+        .cmdline
+        .slot()
+        .unwrap_or(payload::DEFAULT_SLOT)
+        .to_string();
     let pending = PayloadSpec {
         state: PayloadSpec::MOUNTING.into(),
         path: payload::PAYLOAD_DIR.into(),
@@ -288,7 +316,11 @@ pub fn spawn(node: &Arc<Node>, devices: Vec<BlockDevice>) {
             }
             Err(e) => {
                 crate::console!("payload: {e}");
-                PayloadSpec { state: PayloadSpec::FAILED.into(), message: e.to_string(), ..pending }
+                PayloadSpec {
+                    state: PayloadSpec::FAILED.into(),
+                    message: e.to_string(),
+                    ..pending
+                }
             }
         };
         let _ = writer.put(PayloadSpec::ID, spec);
@@ -347,7 +379,12 @@ mod tests {
         sys.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Mount { target, fstype, flags, .. } => Some((target, fstype.unwrap_or_default(), flags)),
+                Call::Mount {
+                    target,
+                    fstype,
+                    flags,
+                    ..
+                } => Some((target, fstype.unwrap_or_default(), flags)),
                 _ => None,
             })
             .collect()
@@ -362,9 +399,22 @@ mod tests {
             "30 1 8:3 / {} rw - ext4 /dev/vda3 rw\n",
             l.boot_mount.display()
         ));
-        let found = find_file(&sys, &[device("vda3", Some("BOOT"))], Path::new("B/payload.sqsh"), &l).unwrap();
-        assert_eq!(found, Some((l.boot_mount.join("B/payload.sqsh"), "BOOT".to_string())));
-        assert!(mounts(&sys).is_empty(), "nothing is mounted again: {:?}", sys.calls());
+        let found = find_file(
+            &sys,
+            &[device("vda3", Some("BOOT"))],
+            Path::new("B/payload.sqsh"),
+            &l,
+        )
+        .unwrap();
+        assert_eq!(
+            found,
+            Some((l.boot_mount.join("B/payload.sqsh"), "BOOT".to_string()))
+        );
+        assert!(
+            mounts(&sys).is_empty(),
+            "nothing is mounted again: {:?}",
+            sys.calls()
+        );
     }
 
     #[test]
@@ -375,12 +425,17 @@ mod tests {
         put_file(&l.medium_dir, "A/payload.sqsh");
         let sys = Recording::default();
         let devices = [device("vda", None), device("vda3", Some("BOOT"))];
-        let (file, what) = find_file(&sys, &devices, Path::new("A/payload.sqsh"), &l).unwrap().unwrap();
+        let (file, what) = find_file(&sys, &devices, Path::new("A/payload.sqsh"), &l)
+            .unwrap()
+            .unwrap();
         assert_eq!(file, l.medium_dir.join("A/payload.sqsh"));
         assert_eq!(what, "BOOT (/nonexistent/dev/vda3)");
         let m = mounts(&sys);
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].0.as_path(), m[0].1.as_str()), (l.medium_dir.as_path(), "ext4"));
+        assert_eq!(
+            (m[0].0.as_path(), m[0].1.as_str()),
+            (l.medium_dir.as_path(), "ext4")
+        );
         assert!(m[0].2.contains(MsFlags::MS_RDONLY));
     }
 
@@ -389,9 +444,19 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let l = layout(tmp.path());
         let sys = Recording::default();
-        let found = find_file(&sys, &[device("vda3", Some("BOOT"))], Path::new("A/payload.sqsh"), &l).unwrap();
+        let found = find_file(
+            &sys,
+            &[device("vda3", Some("BOOT"))],
+            Path::new("A/payload.sqsh"),
+            &l,
+        )
+        .unwrap();
         assert_eq!(found, None);
-        assert!(sys.calls().contains(&Call::Umount(l.medium_dir.clone())), "{:?}", sys.calls());
+        assert!(
+            sys.calls().contains(&Call::Umount(l.medium_dir.clone())),
+            "{:?}",
+            sys.calls()
+        );
         let err = mount(&sys, &[], "A", &l).unwrap_err();
         assert!(err.to_string().contains("A/payload.sqsh"), "{err}");
     }
@@ -415,7 +480,11 @@ mod tests {
     fn describes_versions_id_and_images() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        std::fs::write(root.join("versions.env"), "# comment\nKUBERNETES_VERSION=v1.20.2\nRUNC_VERSION=1\n").unwrap();
+        std::fs::write(
+            root.join("versions.env"),
+            "# comment\nKUBERNETES_VERSION=v1.20.2\nRUNC_VERSION=1\n",
+        )
+        .unwrap();
         std::fs::write(root.join("id"), "abc123\n").unwrap();
         std::fs::create_dir(root.join("images")).unwrap();
         std::fs::write(
@@ -433,7 +502,13 @@ mod tests {
         assert_eq!(spec.state, PayloadSpec::MOUNTED);
         assert_eq!(spec.kubernetes_version, "v1.20.2");
         assert_eq!(spec.id, "abc123");
-        assert_eq!(spec.images, ["cairn.local/pause:v1.20.2", "cairn.local/kube-proxy:v1.20.2"]);
+        assert_eq!(
+            spec.images,
+            [
+                "cairn.local/pause:v1.20.2",
+                "cairn.local/kube-proxy:v1.20.2"
+            ]
+        );
         let yaml = spec.to_yaml(Secrets::Redact);
         assert!(yaml.contains("kubernetesVersion: v1.20.2"), "{yaml}");
     }
@@ -448,16 +523,31 @@ mod tests {
             tx,
         );
         let w = node.store.writer("payload", &[kind::PAYLOAD]).unwrap();
-        w.put(PayloadSpec::ID, PayloadSpec { state: PayloadSpec::MOUNTING.into(), ..Default::default() }).unwrap();
+        w.put(
+            PayloadSpec::ID,
+            PayloadSpec {
+                state: PayloadSpec::MOUNTING.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let waiting = wait_mounted(&node);
         let put = async {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let spec = PayloadSpec { state: PayloadSpec::MOUNTED.into(), id: "x".into(), ..Default::default() };
+            let spec = PayloadSpec {
+                state: PayloadSpec::MOUNTED.into(),
+                id: "x".into(),
+                ..Default::default()
+            };
             w.put(PayloadSpec::ID, spec).unwrap();
         };
         let (got, ()) = tokio::join!(waiting, put);
         assert_eq!(got.unwrap().id, "x");
-        let failed = PayloadSpec { state: PayloadSpec::FAILED.into(), message: "no payload".into(), ..Default::default() };
+        let failed = PayloadSpec {
+            state: PayloadSpec::FAILED.into(),
+            message: "no payload".into(),
+            ..Default::default()
+        };
         w.put(PayloadSpec::ID, failed).unwrap();
         assert_eq!(wait_mounted(&node).await.unwrap_err(), "no payload");
     }

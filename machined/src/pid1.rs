@@ -160,7 +160,10 @@ fn report_state_cleanup(done: &apply::store::BootCleanup) {
         console!("config: a tried config was never confirmed; the previous config is used");
     }
     if done.temp_removed > 0 {
-        console!("config: removed {} file(s) of an interrupted write", done.temp_removed);
+        console!(
+            "config: removed {} file(s) of an interrupted write",
+            done.temp_removed
+        );
     }
 }
 
@@ -297,7 +300,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let hostname = cmdline
         .hostname()
         .map(str::to_string)
-        .or_else(|| cmdline.ip().and_then(Result::ok).and_then(|ip| ip.hostname().map(str::to_string)))
+        .or_else(|| {
+            cmdline
+                .ip()
+                .and_then(Result::ok)
+                .and_then(|ip| ip.hostname().map(str::to_string))
+        })
         .unwrap_or_else(|| crate::state::default_hostname(link.as_ref().and_then(|l| l.mac)));
     if let Err(e) = nix::unistd::sethostname(&hostname) {
         console!("cannot set the hostname: {e}");
@@ -346,8 +354,10 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
 
     // The machine config: STATE's files first (a staged config, an
     // unconfirmed try), then the sources in order.
-    let state_mounted = state.is_ok() && partitions::find(&devices).is_some_and(|f| f.state.is_some());
-    let files = state_mounted.then(|| apply::store::StateFiles::new(config::constants::STATE_MOUNT));
+    let state_mounted =
+        state.is_ok() && partitions::find(&devices).is_some_and(|f| f.state.is_some());
+    let files =
+        state_mounted.then(|| apply::store::StateFiles::new(config::constants::STATE_MOUNT));
     // A node booted from its disk is installed; a live boot needs an
     // install disk in its config.
     let validation = if state_mounted {
@@ -358,17 +368,26 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     if let Some(f) = &files {
         report_state_cleanup(&f.prepare_boot(|b| apply::validate_bytes(b, validation).map(|_| ())));
     }
-    let configurator =
-        apply::Configurator::new(files, validation, apply::node::NodeEffects::new(&node, net.clone()));
+    let configurator = apply::Configurator::new(
+        files,
+        validation,
+        apply::node::NodeEffects::new(&node, net.clone()),
+    );
     let _ = node.configurator.set(configurator.clone());
     if cmdline.config_url().is_some() {
         network_ready.wait().await;
     }
     let config = match acquire::acquire(&sys, &cmdline, &devices).await {
-        Some(a) => match configurator.validate(&a.bytes).and_then(|c| Ok(secure::check(&c).map(|()| c)?)) {
+        Some(a) => match configurator
+            .validate(&a.bytes)
+            .and_then(|c| Ok(secure::check(&c).map(|()| c)?))
+        {
             Ok(c) => Some((a, c)),
             Err(e) => {
-                console!("config: {} cannot be used, staying in maintenance mode: {e}", a.source);
+                console!(
+                    "config: {} cannot be used, staying in maintenance mode: {e}",
+                    a.source
+                );
                 None
             }
         },
@@ -388,7 +407,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             network_ready.wait().await;
             start_observers(&node);
             configurator
-                .boot(&acquired.bytes, &cfg, &acquired.source.to_string(), from_state)
+                .boot(
+                    &acquired.bytes,
+                    &cfg,
+                    &acquired.source.to_string(),
+                    from_state,
+                )
                 .await;
             let n = node.clone();
             tokio::spawn(async move {
@@ -407,15 +431,19 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                 Ok(made) => made,
                 Err(_) => maintenance::generate_certificate(&hostname, &[]),
             };
-            match made
-                .and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c))
-            {
+            match made.and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c)) {
                 Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
                     Ok(apid) => {
                         let n = node.clone();
                         tokio::spawn(async move {
                             let addresses = network_ready.wait().await;
-                            maintenance::banner_when_ready(apid, hostname, addresses, cert.fingerprint).await;
+                            maintenance::banner_when_ready(
+                                apid,
+                                hostname,
+                                addresses,
+                                cert.fingerprint,
+                            )
+                            .await;
                             console::status_loop(n).await;
                         });
                     }

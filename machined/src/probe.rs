@@ -2,8 +2,8 @@
 //! blank. Hand-written because the only complete probers are C (libblkid)
 //! and machined only needs three well-documented superblock layouts.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,7 +65,9 @@ pub fn partitions_for(mode: WipeMode) -> &'static [&'static str] {
 
 /// The Reset RPC: check, reply, then wipe in the background.
 pub async fn handle_reset(node: &Arc<Node>, req: ResetRequest) -> Result<Response<()>, Status> {
-    start(node, req).map(Response::new).map_err(|e| to_status(&e))
+    start(node, req)
+        .map(Response::new)
+        .map_err(|e| to_status(&e))
 }
 
 fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
@@ -88,13 +90,27 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
         .filter_map(|name| {
             devices
                 .iter()
-                .find(|d| d.is_partition && d.parent.as_deref() == Some(&disk) && d.partname.as_deref() == Some(*name))
+                .find(|d| {
+                    d.is_partition
+                        && d.parent.as_deref() == Some(&disk)
+                        && d.partname.as_deref() == Some(*name)
+                })
                 .cloned()
         })
         .collect();
-    let action = if req.reboot { PowerAction::Reboot } else { PowerAction::PowerOff };
-    let names: Vec<String> = targets.iter().map(|d| d.partname.clone().unwrap_or_default()).collect();
-    node.events.record(EventType::Power, format!("reset requested: wiping {}", names.join(", ")));
+    let action = if req.reboot {
+        PowerAction::Reboot
+    } else {
+        PowerAction::PowerOff
+    };
+    let names: Vec<String> = targets
+        .iter()
+        .map(|d| d.partname.clone().unwrap_or_default())
+        .collect();
+    node.events.record(
+        EventType::Power,
+        format!("reset requested: wiping {}", names.join(", ")),
+    );
     let node = node.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -106,7 +122,9 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
         for d in &targets {
             let name = d.partname.as_deref().unwrap_or_default();
             let r = if name == partition::META {
-                crate::meta::MetaStore::open(&d.node).and_then(|mut m| m.erase()).map_err(|e| e.to_string())
+                crate::meta::MetaStore::open(&d.node)
+                    .and_then(|mut m| m.erase())
+                    .map_err(|e| e.to_string())
             } else {
                 crate::install::disk::zero(&d.node, 0, d.size_bytes).map_err(|e| e.to_string())
             };

@@ -47,7 +47,10 @@ pub enum SecureError {
     #[error("the maintenance certificate: {0}")]
     Maintenance(String),
     #[error("cannot write apid's settings to {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// apid's settings directory.
@@ -58,13 +61,22 @@ pub fn settings_dir() -> PathBuf {
 /// Whether this node can serve mutual TLS with `config` (it can issue
 /// apid's certificates).
 pub fn check(config: &MachineConfig) -> Result<(), SecureError> {
-    config.machine.ca.certified_key().map(|_| ()).ok_or(SecureError::NoCaKey)
+    config
+        .machine
+        .ca
+        .certified_key()
+        .map(|_| ())
+        .ok_or(SecureError::NoCaKey)
 }
 
 /// Names apid's server certificate is valid for: the node's addresses and
 /// hostname, `machine.certSANs`, and loopback (a local client, or a port
 /// forwarded to 127.0.0.1).
-pub fn server_sans(config: &MachineConfig, hostname: &str, addresses: &[IpAddr]) -> Vec<SubjectAltName> {
+pub fn server_sans(
+    config: &MachineConfig,
+    hostname: &str,
+    addresses: &[IpAddr],
+) -> Vec<SubjectAltName> {
     let mut sans: Vec<SubjectAltName> = Vec::new();
     let mut add = |s: SubjectAltName| {
         if !sans.contains(&s) {
@@ -88,10 +100,27 @@ pub fn server_sans(config: &MachineConfig, hostname: &str, addresses: &[IpAddr])
 
 /// Settings for mutual TLS: a server certificate and a forwarding client
 /// certificate (`os:impersonator`), both issued now from the OS CA.
-pub fn secure_settings(config: &MachineConfig, hostname: &str, addresses: &[IpAddr]) -> Result<ApidSettings, SecureError> {
-    let ca = config.machine.ca.certified_key().ok_or(SecureError::NoCaKey)?;
-    let name = if hostname.is_empty() { "cairn" } else { hostname };
-    let server = pki::issue_server_cert(&ca, name, &server_sans(config, hostname, addresses), pki::LEAF_VALIDITY)?;
+pub fn secure_settings(
+    config: &MachineConfig,
+    hostname: &str,
+    addresses: &[IpAddr],
+) -> Result<ApidSettings, SecureError> {
+    let ca = config
+        .machine
+        .ca
+        .certified_key()
+        .ok_or(SecureError::NoCaKey)?;
+    let name = if hostname.is_empty() {
+        "cairn"
+    } else {
+        hostname
+    };
+    let server = pki::issue_server_cert(
+        &ca,
+        name,
+        &server_sans(config, hostname, addresses),
+        pki::LEAF_VALIDITY,
+    )?;
     let mut forwarding = LeafRequest::new(name, Usage::Client);
     forwarding.organizations = vec![role::IMPERSONATOR.to_string()];
     let forwarding = pki::issue(&ca, &forwarding)?;
@@ -105,23 +134,39 @@ pub fn secure_settings(config: &MachineConfig, hostname: &str, addresses: &[IpAd
 }
 
 /// Settings for maintenance mode with a self-signed certificate.
-pub fn maintenance_settings(cert: &crate::maintenance::Certificate) -> Result<ApidSettings, SecureError> {
+pub fn maintenance_settings(
+    cert: &crate::maintenance::Certificate,
+) -> Result<ApidSettings, SecureError> {
     let server = CertifiedKey {
         crt: cert.cert_pem.parse().map_err(SecureError::Maintenance)?,
         key: cert.key_pem.parse().map_err(SecureError::Maintenance)?,
     };
-    Ok(ApidSettings { mode: ApidMode::Maintenance, server, ca: None, forwarding: None, rbac: true })
+    Ok(ApidSettings {
+        mode: ApidMode::Maintenance,
+        server,
+        ca: None,
+        forwarding: None,
+        rbac: true,
+    })
 }
 
 /// Writes `settings` into `dir` atomically: a 0600 temp file owned by
 /// `owner`, fsync, rename, fsync of the directory. The directory is made
 /// 0700 and owned by `owner` too.
-pub fn write_settings(dir: &Path, settings: &ApidSettings, owner: Option<(u32, u32)>) -> Result<(), SecureError> {
+pub fn write_settings(
+    dir: &Path,
+    settings: &ApidSettings,
+    owner: Option<(u32, u32)>,
+) -> Result<(), SecureError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SecureError::Write { path, source }
     };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err(dir))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err(dir))?;
     let chown = |p: &Path| -> std::io::Result<()> {
         if let Some((uid, gid)) = owner {
@@ -132,14 +177,23 @@ pub fn write_settings(dir: &Path, settings: &ApidSettings, owner: Option<(u32, u
     chown(dir).map_err(err(dir))?;
     let target = dir.join(SETTINGS_FILE);
     // NamedTempFile creates the file with mode 0600.
-    let mut tmp = tempfile::Builder::new().prefix(".apid-tmp").tempfile_in(dir).map_err(err(dir))?;
-    tmp.write_all(settings.render().as_bytes()).map_err(err(&target))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".apid-tmp")
+        .tempfile_in(dir)
+        .map_err(err(dir))?;
+    tmp.write_all(settings.render().as_bytes())
+        .map_err(err(&target))?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).map_err(err(&target))?;
     }
     tmp.as_file().sync_all().map_err(err(&target))?;
-    tmp.persist(&target).map_err(|e| SecureError::Write { path: target.clone(), source: e.error })?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err(dir))?;
+    tmp.persist(&target).map_err(|e| SecureError::Write {
+        path: target.clone(),
+        source: e.error,
+    })?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err(dir))?;
     Ok(())
 }
 
@@ -160,18 +214,21 @@ pub fn apid_service(dir: &Path) -> Service {
     runner.no_new_privs = true;
     runner.pass_files = vec![(dir.to_path_buf(), SETTINGS_FD)];
     runner.stop_timeout = Duration::from_secs(5);
-    Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(HealthCheck::tcp_connect(
-        ([127, 0, 0, 1], APID_PORT).into(),
-        Duration::from_secs(5),
-    ))
+    Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(
+        HealthCheck::tcp_connect(([127, 0, 0, 1], APID_PORT).into(), Duration::from_secs(5)),
+    )
 }
 
 /// Prints that apid serves mutual TLS once it is healthy for the first
 /// time (a configured boot: no maintenance banner).
 pub async fn banner_when_ready(apid: std::sync::Arc<crate::supervisor::ServiceHandle>) {
     let mut rx = apid.status.subscribe();
-    let _ = rx.wait_for(|s| s.health == crate::supervisor::Health::Ok).await;
-    crate::console!("apid listening on :{APID_PORT} with mutual TLS (client certificates from the OS CA)");
+    let _ = rx
+        .wait_for(|s| s.health == crate::supervisor::Health::Ok)
+        .await;
+    crate::console!(
+        "apid listening on :{APID_PORT} with mutual TLS (client certificates from the OS CA)"
+    );
 }
 
 #[cfg(test)]
@@ -196,17 +253,33 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        for want in ["node-1", "localhost", "IPAddress(0a:00:02:0f)", "IPAddress(7f:00:00:01)"] {
-            assert!(names.iter().any(|n| n.contains(want)), "{want} not in {names:?}");
+        for want in [
+            "node-1",
+            "localhost",
+            "IPAddress(0a:00:02:0f)",
+            "IPAddress(7f:00:00:01)",
+        ] {
+            assert!(
+                names.iter().any(|n| n.contains(want)),
+                "{want} not in {names:?}"
+            );
         }
-        let (_, fwd) = x509_parser::parse_x509_certificate(s.forwarding.as_ref().unwrap().crt.der()).unwrap();
-        let orgs: Vec<&str> = fwd.subject().iter_organization().filter_map(|o| o.as_str().ok()).collect();
+        let (_, fwd) =
+            x509_parser::parse_x509_certificate(s.forwarding.as_ref().unwrap().crt.der()).unwrap();
+        let orgs: Vec<&str> = fwd
+            .subject()
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok())
+            .collect();
         assert_eq!(orgs, vec!["os:impersonator"]);
 
         let mut worker = cfg.clone();
         worker.machine.ca = worker.machine.ca.without_key();
         assert!(matches!(check(&worker), Err(SecureError::NoCaKey)));
-        assert!(matches!(secure_settings(&worker, "n", &[]), Err(SecureError::NoCaKey)));
+        assert!(matches!(
+            secure_settings(&worker, "n", &[]),
+            Err(SecureError::NoCaKey)
+        ));
     }
 
     #[test]
@@ -222,15 +295,28 @@ mod tests {
         let file = d.join(SETTINGS_FILE);
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         if let Some((uid, gid)) = owner {
             assert_eq!((meta.uid(), meta.gid()), (uid, gid));
         }
-        assert_eq!(ApidSettings::parse(&std::fs::read(&file).unwrap()).unwrap(), m);
+        assert_eq!(
+            ApidSettings::parse(&std::fs::read(&file).unwrap()).unwrap(),
+            m
+        );
         let (cfg, _) = generated();
         let s = secure_settings(&cfg, "n", &[]).unwrap();
         write_settings(&d, &s, owner).unwrap();
-        assert_eq!(ApidSettings::parse(&std::fs::read(&file).unwrap()).unwrap(), s);
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp files left");
+        assert_eq!(
+            ApidSettings::parse(&std::fs::read(&file).unwrap()).unwrap(),
+            s
+        );
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            1,
+            "no temp files left"
+        );
     }
 }

@@ -6,7 +6,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 fn spawn_pause() -> Reaped {
-    Reaped(Command::new(env!("CARGO_BIN_EXE_pause")).spawn().expect("spawn pause"))
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_pause"))
+            .spawn()
+            .expect("spawn pause"),
+    )
 }
 
 /// Kills and waits for pause when a test ends, even by a failed assertion.
@@ -31,7 +35,10 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(start.elapsed() < timeout, "pause did not exit within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "pause did not exit within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -40,10 +47,16 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 fn children_of(parent: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // "pid (comm) S ppid ...": comm may hold spaces, so split after ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let mut fields = rest.split_whitespace();
         let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
         if fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
@@ -97,7 +110,11 @@ fn ignores_other_children_exiting_and_reaps_them() {
     let child = &mut child.0;
     std::thread::sleep(Duration::from_millis(250));
     let before = children_of(child.id());
-    assert_eq!(before.len(), 1, "pause should have the one grandchild: {before:?}");
+    assert_eq!(
+        before.len(),
+        1,
+        "pause should have the one grandchild: {before:?}"
+    );
     let grandchild = before[0].0;
     // The grandchild exits after 600 ms; pause must collect it (no 'Z' left).
     let start = Instant::now();
@@ -106,10 +123,16 @@ fn ignores_other_children_exiting_and_reaps_them() {
         if now.iter().all(|(pid, _)| *pid != grandchild) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "child not reaped: {now:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "child not reaped: {now:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(child.try_wait().unwrap().is_none(), "pause exited when its child did");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "pause exited when its child did"
+    );
     kill(child, libc::SIGTERM);
     assert_eq!(wait_exit(child, Duration::from_secs(5)).code(), Some(0));
 }

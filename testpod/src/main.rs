@@ -92,7 +92,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get { url, ca, token_file, body, resolv_conf } => {
+        Command::Get {
+            url,
+            ca,
+            token_file,
+            body,
+            resolv_conf,
+        } => {
             let ca = ca
                 .map(|p| std::fs::read(&p).with_context(|| format!("reading --ca {}", p.display())))
                 .transpose()?;
@@ -104,13 +110,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .transpose()?;
             let resolver = resolve::from_resolv_conf(&resolv_conf).ok();
-            let request = get::Request { url: &url, ca: ca.as_deref(), token: token.as_deref() };
+            let request = get::Request {
+                url: &url,
+                ca: ca.as_deref(),
+                token: token.as_deref(),
+            };
             let response = get::get(&request, resolver.as_ref()).await?;
             println!("{}", response.status);
             if body {
                 println!("{}", String::from_utf8_lossy(&response.body));
             }
-            Ok(if response.status < 400 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if response.status < 400 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
     }
 }

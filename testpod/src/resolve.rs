@@ -11,7 +11,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("reading {path}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a usable resolv.conf: {message}")]
     Parse { path: String, message: String },
     #[error("resolving {name}: {message}")]
@@ -23,9 +26,16 @@ pub enum ResolveError {
 /// A resolver configured from a resolv.conf file.
 pub fn from_resolv_conf(path: &Path) -> Result<TokioResolver, ResolveError> {
     let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| ResolveError::Read { path: p.clone(), source })?;
-    let (config, opts) = hickory_resolver::system_conf::parse_resolv_conf(data)
-        .map_err(|e| ResolveError::Parse { path: p.clone(), message: e.to_string() })?;
+    let data = std::fs::read(path).map_err(|source| ResolveError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let (config, opts) = hickory_resolver::system_conf::parse_resolv_conf(data).map_err(|e| {
+        ResolveError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        }
+    })?;
     with_config(config, opts).map_err(|message| ResolveError::Parse { path: p, message })
 }
 
@@ -39,13 +49,19 @@ pub fn with_config(config: ResolverConfig, opts: ResolverOpts) -> Result<TokioRe
 
 /// The addresses of `name` (an IP literal is its own answer).
 pub async fn resolve(resolver: &TokioResolver, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
-    if let Ok(ip) = name.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+    if let Ok(ip) = name
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
         return Ok(vec![ip]);
     }
     let lookup = resolver
         .lookup_ip(name)
         .await
-        .map_err(|e| ResolveError::Lookup { name: name.into(), message: e.to_string() })?;
+        .map_err(|e| ResolveError::Lookup {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
     let addrs: Vec<IpAddr> = lookup.iter().collect();
     if addrs.is_empty() {
         return Err(ResolveError::NoAddresses { name: name.into() });
@@ -79,13 +95,20 @@ pub(crate) mod tests {
                     let name = q.name().to_ascii();
                     if name.trim_end_matches('.').ends_with(zone) {
                         if q.query_type() == RecordType::A {
-                            reply.add_answer(Record::from_rdata(q.name().clone(), 30, RData::A(A(addr))));
+                            reply.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                30,
+                                RData::A(A(addr)),
+                            ));
                         }
                     } else {
                         reply.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
                     }
                 }
-                socket.send_to(&reply.to_vec().unwrap(), peer).await.unwrap();
+                socket
+                    .send_to(&reply.to_vec().unwrap(), peer)
+                    .await
+                    .unwrap();
             }
         });
         port
@@ -111,7 +134,9 @@ pub(crate) mod tests {
         let r = resolver_for(port, &["default.svc.cluster.local", "svc.cluster.local"]);
         let addrs = resolve(&r, "kubernetes.default").await.unwrap();
         assert_eq!(addrs, vec![IpAddr::from([10, 96, 0, 1])]);
-        let addrs = resolve(&r, "kubernetes.default.svc.cluster.local").await.unwrap();
+        let addrs = resolve(&r, "kubernetes.default.svc.cluster.local")
+            .await
+            .unwrap();
         assert_eq!(addrs, vec![IpAddr::from([10, 96, 0, 1])]);
     }
 
@@ -132,7 +157,10 @@ pub(crate) mod tests {
             "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
         )
         .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async { from_resolv_conf(&path).unwrap() });
         let err = from_resolv_conf(&dir.path().join("missing")).err().unwrap();
         assert!(err.to_string().contains("missing"), "{err}");

@@ -26,10 +26,11 @@ pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let body = body.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                let body = body.clone();
-                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
-            });
+            let service =
+                hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                });
             // A client that goes away mid-request is not our problem.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -41,7 +42,10 @@ pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
 /// Resolves on SIGTERM or SIGINT.
 pub async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         }
@@ -60,7 +64,16 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(serve(listener, "pod-a".into()));
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/anything")).unwrap();
-        let r = get(&Request { url: &url, ca: None, token: None }, None).await.unwrap();
+        let r = get(
+            &Request {
+                url: &url,
+                ca: None,
+                token: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(String::from_utf8_lossy(&r.body), "pod-a\n");
     }

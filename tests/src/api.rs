@@ -59,4 +59,3 @@ pub async fn version_insecure(port: u16) -> Result<VersionResponse, ApiError> {
         .map(tonic::Response::into_inner)
         .map_err(|status| ApiError::Call { port, status })
 }
-

@@ -48,7 +48,12 @@ fn text(out: &Output) -> String {
 fn ctl_ok(args: &[&str]) -> anyhow::Result<String> {
     let out = cairnctl::run(args);
     if !out.status.success() {
-        bail!("cairnctl {} failed ({}):\n{}", args.join(" "), out.status, text(&out));
+        bail!(
+            "cairnctl {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            text(&out)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -115,9 +120,12 @@ impl Node {
             "--mode",
             "no-reboot",
         ])?;
-        eventually("the node answering mutual TLS", Duration::from_secs(120), Duration::from_secs(2), || {
-            node.ctl(&["version"]).map(drop)
-        })?;
+        eventually(
+            "the node answering mutual TLS",
+            Duration::from_secs(120),
+            Duration::from_secs(2),
+            || node.ctl(&["version"]).map(drop),
+        )?;
         Ok(node)
     }
 
@@ -167,7 +175,11 @@ impl Kubectl {
     pub fn new(images_dir: &Path, kubeconfig: &Path) -> Kubectl {
         let built = images_dir.join("kubectl");
         Kubectl {
-            bin: if built.is_file() { built } else { PathBuf::from("kubectl") },
+            bin: if built.is_file() {
+                built
+            } else {
+                PathBuf::from("kubectl")
+            },
             kubeconfig: kubeconfig.to_path_buf(),
         }
     }
@@ -186,7 +198,12 @@ impl Kubectl {
     pub fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.run(args);
         if !out.status.success() {
-            bail!("kubectl {} failed ({}): {}", args.join(" "), out.status, text(&out).trim());
+            bail!(
+                "kubectl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                text(&out).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -206,7 +223,12 @@ impl Kubectl {
         let file = dir.path().join("manifest.yaml");
         std::fs::write(&file, yaml)?;
         let path = file.to_str().context("path")?;
-        eventually("kubectl apply", Duration::from_secs(300), Duration::from_secs(5), || self.ok(&["apply", "-f", path]))
+        eventually(
+            "kubectl apply",
+            Duration::from_secs(300),
+            Duration::from_secs(5),
+            || self.ok(&["apply", "-f", path]),
+        )
     }
 
     /// Names of the nodes whose Ready condition is True.
@@ -228,7 +250,10 @@ impl Kubectl {
                     p["metadata"]["namespace"].as_str().unwrap_or("?"),
                     p["metadata"]["name"].as_str().unwrap_or("?")
                 );
-                let phase = p["status"]["phase"].as_str().unwrap_or("Unknown").to_string();
+                let phase = p["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("Unknown")
+                    .to_string();
                 (name, phase, condition(p, "Ready"))
             })
             .collect())
@@ -244,39 +269,52 @@ impl Kubectl {
         progress: &mut dyn FnMut(&str),
     ) -> anyhow::Result<()> {
         let mut last = String::new();
-        eventually("Pods Running and Ready", timeout, Duration::from_secs(5), || {
-            let pods = self.pod_phases()?;
-            let missing: Vec<&&str> = prefixes
-                .iter()
-                .filter(|prefix| {
-                    !pods.iter().any(|(name, phase, ready)| {
-                        name.strip_prefix(&format!("{namespace}/"))
-                            .is_some_and(|n| n.starts_with(**prefix))
-                            && phase == "Running"
-                            && *ready
+        eventually(
+            "Pods Running and Ready",
+            timeout,
+            Duration::from_secs(5),
+            || {
+                let pods = self.pod_phases()?;
+                let missing: Vec<&&str> = prefixes
+                    .iter()
+                    .filter(|prefix| {
+                        !pods.iter().any(|(name, phase, ready)| {
+                            name.strip_prefix(&format!("{namespace}/"))
+                                .is_some_and(|n| n.starts_with(**prefix))
+                                && phase == "Running"
+                                && *ready
+                        })
                     })
-                })
-                .collect();
-            let now = format!("waiting for {missing:?} in {namespace}");
-            if now != last && !missing.is_empty() {
-                progress(&now);
-                last = now;
-            }
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                bail!("not ready: {missing:?}; pods: {pods:?}")
-            }
-        })
+                    .collect();
+                let now = format!("waiting for {missing:?} in {namespace}");
+                if now != last && !missing.is_empty() {
+                    progress(&now);
+                    last = now;
+                }
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    bail!("not ready: {missing:?}; pods: {pods:?}")
+                }
+            },
+        )
     }
 
     /// Runs `testpod <args>` in `pod` until it succeeds; returns its stdout.
-    pub fn exec_until_ok(&self, pod: &str, args: &[&str], timeout: Duration) -> anyhow::Result<String> {
+    pub fn exec_until_ok(
+        &self,
+        pod: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let mut argv = vec!["exec", pod, "--", TESTPOD];
         argv.extend_from_slice(args);
-        eventually(&format!("testpod {} in {pod}", args.join(" ")), timeout, Duration::from_secs(5), || {
-            self.ok(&argv)
-        })
+        eventually(
+            &format!("testpod {} in {pod}", args.join(" ")),
+            timeout,
+            Duration::from_secs(5),
+            || self.ok(&argv),
+        )
     }
 }
 

@@ -106,7 +106,13 @@ impl Node {
     pub fn configure(vm: Vm, cluster: &Cluster, name: &str, machine_patch: &str) -> Node {
         let (config, cairnconfig) = cluster.config(name, machine_patch);
         let addr = vm.apid_node();
-        cairnctl::run_ok(&["--cairnconfig", cairnconfig.to_str().unwrap(), "config", "endpoint", &addr]);
+        cairnctl::run_ok(&[
+            "--cairnconfig",
+            cairnconfig.to_str().unwrap(),
+            "config",
+            "endpoint",
+            &addr,
+        ]);
         let out = cairnctl::run(&[
             "apply-config",
             "--insecure",
@@ -117,8 +123,17 @@ impl Node {
             "--mode",
             "no-reboot",
         ]);
-        assert!(out.status.success(), "insecure apply-config: {}", text(&out));
-        let node = Node { vm, addr, cairnconfig, config };
+        assert!(
+            out.status.success(),
+            "insecure apply-config: {}",
+            text(&out)
+        );
+        let node = Node {
+            vm,
+            addr,
+            cairnconfig,
+            config,
+        };
         let configured = wait_until(Duration::from_secs(180), || {
             let out = node.ctl(&["version", "-o", "json"]);
             serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -134,7 +149,12 @@ impl Node {
 
     /// `cairnctl --cairnconfig <admin> -n <addr> <args>`.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        let mut argv = vec!["--cairnconfig", self.cairnconfig.to_str().unwrap(), "-n", &self.addr];
+        let mut argv = vec![
+            "--cairnconfig",
+            self.cairnconfig.to_str().unwrap(),
+            "-n",
+            &self.addr,
+        ];
         argv.extend_from_slice(args);
         cairnctl::run(&argv)
     }
@@ -145,7 +165,8 @@ impl Node {
         if !out.status.success() {
             return Err(text(&out));
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", text(&out)))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", text(&out)))?;
         Ok(v.as_array()
             .map(|a| a.iter().map(|r| r["spec"].clone()).collect())
             .unwrap_or_default())
@@ -171,7 +192,12 @@ impl Node {
     /// Like [`Node::ctl`], but gives up (killing cairnctl) after `limit`:
     /// an unreachable node may hold a connection open.
     pub fn ctl_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
-        let mut argv = vec!["--cairnconfig", self.cairnconfig.to_str().unwrap(), "-n", &self.addr];
+        let mut argv = vec![
+            "--cairnconfig",
+            self.cairnconfig.to_str().unwrap(),
+            "-n",
+            &self.addr,
+        ];
         argv.extend_from_slice(args);
         let mut child = std::process::Command::new(cairnctl::path())
             .args(&argv)
@@ -221,7 +247,12 @@ impl Checks {
             .iter()
             .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
             .collect();
-        assert!(failed.is_empty(), "{} check(s) failed:\n{}", failed.len(), failed.join("\n"));
+        assert!(
+            failed.is_empty(),
+            "{} check(s) failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
     }
 }
 

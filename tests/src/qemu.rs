@@ -269,7 +269,11 @@ impl VmConfig {
             Boot::Disks => {}
         }
         for d in &self.disks {
-            let format = if d.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+            let format = if d.extension().is_some_and(|e| e == "qcow2") {
+                "qcow2"
+            } else {
+                "raw"
+            };
             a.push("-drive".into());
             a.push(format!("file={},format={format},if=virtio", qemu_path(d)).into());
         }
@@ -285,7 +289,9 @@ fn qemu_path(p: &Path) -> String {
 fn create_overlay(raw: &Path, overlay: &Path, gib: Option<u32>) -> Result<(), VmError> {
     let raw = fs::canonicalize(raw).map_err(io_err(format!("resolving {}", raw.display())))?;
     let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&raw).arg(overlay);
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&raw)
+        .arg(overlay);
     if let Some(gib) = gib {
         cmd.arg(format!("{gib}G"));
     }
@@ -609,14 +615,21 @@ mod tests {
     fn extra_disks_are_writable_virtio_drives_after_the_medium() {
         let mut c = config(Boot::Iso("/o/metal-amd64.iso".into()), Firmware::SeaBios);
         c.disks = vec!["/t/blank.qcow2".into(), "/t/used.raw".into()];
-        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        let a =
+            strings(&c.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
         let iso = a.find("metal-amd64.iso").unwrap();
-        let blank = a.find("file=/t/blank.qcow2,format=qcow2,if=virtio").unwrap();
+        let blank = a
+            .find("file=/t/blank.qcow2,format=qcow2,if=virtio")
+            .unwrap();
         let used = a.find("file=/t/used.raw,format=raw,if=virtio").unwrap();
         assert!(iso < blank && blank < used, "{a}");
         let d = VmConfig::from_disks("d", vec!["/t/blank.qcow2".into()], Firmware::SeaBios);
-        let a = strings(&d.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
-        assert!(a.contains("file=/t/blank.qcow2,format=qcow2,if=virtio") && !a.contains("-boot"), "{a}");
+        let a =
+            strings(&d.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        assert!(
+            a.contains("file=/t/blank.qcow2,format=qcow2,if=virtio") && !a.contains("-boot"),
+            "{a}"
+        );
     }
 
     #[test]

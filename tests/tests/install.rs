@@ -22,28 +22,42 @@ fn iso_installs_to_a_blank_disk_and_refuses_a_used_one() {
     // A disk with a filesystem on it (no partition table), as a user's
     // data disk would have.
     let used = dir.path().join("used.raw");
-    std::fs::File::create(&used).unwrap().set_len(2 << 30).unwrap();
+    std::fs::File::create(&used)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
     let mkfs = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "userdata"])
         .arg(&used)
         .output()
         .expect("running mkfs.ext4");
-    assert!(mkfs.status.success(), "{}", String::from_utf8_lossy(&mkfs.stderr));
+    assert!(
+        mkfs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mkfs.stderr)
+    );
 
-    let mut config = VmConfig::iso("install-iso", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    let mut config =
+        VmConfig::iso("install-iso", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
     config.disks = vec![blank.clone(), used.clone()];
     // The reboot after installing ends QEMU: the ISO is "removed".
     config.no_reboot = true;
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(MAINTENANCE_BANNER, config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for_version(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, config.boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_version(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     let addr = vm.apid_node();
 
     // /dev/vdb holds ext4: refused, naming the disk and what is on it.
     let refused = Cluster::generate("install: {disk: /dev/vdb}");
     let out = refused.apply_insecure(&addr, &refused.config(), "auto");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "installing over ext4 was not refused: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "installing over ext4 was not refused: {}",
+        text(&out)
+    );
     assert!(
         stderr.contains("/dev/vdb") && stderr.contains("ext4") && stderr.contains("wipe"),
         "the refusal should name the disk, its contents and the way out: {}",
@@ -57,34 +71,59 @@ fn iso_installs_to_a_blank_disk_and_refuses_a_used_one() {
     let cluster = Cluster::generate("install: {disk: /dev/vda}");
     let config_path = cluster.config();
     let apply = Command::new(cairnctl::path())
-        .args(["apply-config", "--insecure", "-n", &addr, "-f", config_path.to_str().unwrap()])
+        .args([
+            "apply-config",
+            "--insecure",
+            "-n",
+            &addr,
+            "-f",
+            config_path.to_str().unwrap(),
+        ])
         .env_remove("CAIRNCONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    vm.expect(r"install: done in", Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_exit(Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(r"install: done in", Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}"));
     let installed_at = started.elapsed();
     drop(vm);
     let mut apply = apply;
     let _ = apply.kill();
     let out = apply.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(said.contains("installing to /dev/vda"), "{said}");
 
     // The installed disk alone: GRUB, slot A, the config from STATE.
     let config = VmConfig::from_disks("install-disk", vec![blank.clone()], Firmware::SeaBios);
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(r"cairn: booting slot A", config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(r"config: using the machine config from STATE", Duration::from_secs(240))
+    vm.expect(r"cairn: booting slot A", config.boot_timeout())
         .unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(
+        r"config: using the machine config from STATE",
+        Duration::from_secs(240),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let addr = cluster.target(&vm);
     let v = cluster.wait_configured(&vm, &addr, Duration::from_secs(240));
     assert_eq!(v["slot"], "A", "{v}");
     let meta = cluster.meta(&addr);
-    assert_eq!(meta.get("install.version").map(String::as_str), v["tag"].as_str(), "{meta:?}");
-    assert_eq!(meta.get("boot.count.A").map(String::as_str), Some("1"), "{meta:?}");
+    assert_eq!(
+        meta.get("install.version").map(String::as_str),
+        v["tag"].as_str(),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta.get("boot.count.A").map(String::as_str),
+        Some("1"),
+        "{meta:?}"
+    );
     let disks = cluster.ctl(&addr, &["disks"]);
     let listed = String::from_utf8_lossy(&disks.stdout);
     assert!(

@@ -28,7 +28,12 @@ fn progress(started: Instant) -> impl FnMut(&str) {
 }
 
 fn or_panic<T>(vm: &Vm, what: &str, r: anyhow::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{what}: {e:#}\n--- console tail ---\n{}", vm.console_tail(60)))
+    r.unwrap_or_else(|e| {
+        panic!(
+            "{what}: {e:#}\n--- console tail ---\n{}",
+            vm.console_tail(60)
+        )
+    })
 }
 
 #[test]
@@ -36,28 +41,43 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let started = Instant::now();
     let mut say = progress(started);
     let images = Images::locate();
-    let mut config = VmConfig::disk("kubernetes", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    let mut config =
+        VmConfig::disk("kubernetes", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
     config.disk_gib = Some(kube::NODE_DISK_GIB);
     config.memory_mib = 4096;
     let api_port = ports::free_port().unwrap();
     config.forwards.push((api_port, kube::APISERVER_PORT));
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(MAINTENANCE_BANNER, config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for_version(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, config.boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_version(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     say("maintenance mode; applying the control-plane config");
 
     let dir = tempfile::tempdir().unwrap();
-    let node = or_panic(&vm, "configure", Node::configure(dir.path(), "e2e", &vm.apid_node()));
+    let node = or_panic(
+        &vm,
+        "configure",
+        Node::configure(dir.path(), "e2e", &vm.apid_node()),
+    );
     say("configured; bootstrapping etcd");
     or_panic(&vm, "cairnctl bootstrap", node.bootstrap());
     // A second bootstrap is refused, with a message that says why.
-    let again = node.bootstrap().expect_err("a second bootstrap must be refused");
-    assert!(format!("{again:#}").contains("already"), "second bootstrap: {again:#}");
+    let again = node
+        .bootstrap()
+        .expect_err("a second bootstrap must be refused");
+    assert!(
+        format!("{again:#}").contains("already"),
+        "second bootstrap: {again:#}"
+    );
 
     let kubectl = Kubectl::new(&images.dir, &node.kubeconfig);
-    let fetched = kube::eventually("cairnctl kubeconfig", Duration::from_secs(300), Duration::from_secs(5), || {
-        node.fetch_kubeconfig(&kubectl, api_port)
-    });
+    let fetched = kube::eventually(
+        "cairnctl kubeconfig",
+        Duration::from_secs(300),
+        Duration::from_secs(5),
+        || node.fetch_kubeconfig(&kubectl, api_port),
+    );
     or_panic(&vm, "kubeconfig", fetched);
     say("kubeconfig written; waiting for the node to be Ready");
     let ready = kube::eventually("node Ready", BRING_UP, Duration::from_secs(10), || {
@@ -70,36 +90,65 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let system = kubectl.wait_pods_ready("kube-system", SYSTEM_PODS, BRING_UP, &mut say);
     or_panic(&vm, "system Pods", system);
     say("control plane, kube-proxy and cluster DNS Running");
-    let labelled = kube::eventually("control-plane role label", Duration::from_secs(120), Duration::from_secs(5), || {
-        let n = kubectl.json(&["get", "node", &nodes[0]])?;
-        let labels = &n["metadata"]["labels"];
-        anyhow::ensure!(labels.get("node-role.kubernetes.io/control-plane").is_some(), "labels: {labels}");
-        Ok(())
-    });
+    let labelled = kube::eventually(
+        "control-plane role label",
+        Duration::from_secs(120),
+        Duration::from_secs(5),
+        || {
+            let n = kubectl.json(&["get", "node", &nodes[0]])?;
+            let labels = &n["metadata"]["labels"];
+            anyhow::ensure!(
+                labels
+                    .get("node-role.kubernetes.io/control-plane")
+                    .is_some(),
+                "labels: {labels}"
+            );
+            Ok(())
+        },
+    );
     or_panic(&vm, "control-plane role label", labelled);
 
     // Workloads: the images come from the payload (imagePullPolicy: Never).
-    or_panic(&vm, "apply the test workload", kubectl.apply(&kube::test_workload()));
+    or_panic(
+        &vm,
+        "apply the test workload",
+        kubectl.apply(&kube::test_workload()),
+    );
     let pods = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
     or_panic(&vm, "test Pods", pods);
     check_pod_networking(&vm, &kubectl, &mut say);
 
     // kubelet restarted through the API.
-    or_panic(&vm, "restart kubelet", node.ctl(&["service", "kubelet", "restart"]));
+    or_panic(
+        &vm,
+        "restart kubelet",
+        node.ctl(&["service", "kubelet", "restart"]),
+    );
     say("kubelet restarted");
     wait_recovered(&vm, &kubectl, &mut say);
 
     // etcd restarted through the API (machined stops and starts it): the
     // API server reconnects.
-    or_panic(&vm, "restart etcd", node.ctl(&["service", "etcd", "restart"]));
+    or_panic(
+        &vm,
+        "restart etcd",
+        node.ctl(&["service", "etcd", "restart"]),
+    );
     say("etcd restarted");
     wait_recovered(&vm, &kubectl, &mut say);
     let members = or_panic(&vm, "etcd members", node.ctl(&["etcd", "members"]));
-    assert!(members.lines().count() >= 2, "one member expected in a table with a header:\n{members}");
+    assert!(
+        members.lines().count() >= 2,
+        "one member expected in a table with a header:\n{members}"
+    );
 
     // A reboot keeps the cluster: etcd's data is on EPHEMERAL.
     say("rebooting");
-    or_panic(&vm, "reboot --wait", node.ctl(&["reboot", "--wait", "--timeout", "15m"]));
+    or_panic(
+        &vm,
+        "reboot --wait",
+        node.ctl(&["reboot", "--wait", "--timeout", "15m"]),
+    );
     say("the node is back; waiting for the cluster");
     wait_recovered(&vm, &kubectl, &mut say);
     let workload = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
@@ -111,9 +160,20 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
 /// From inside the client Pod: cluster DNS, the API server through the
 /// `kubernetes` Service IP, and the web Pod through its ClusterIP Service.
 fn check_pod_networking(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
-    let resolved = kubectl.exec_until_ok("client", &["resolve", "kubernetes.default.svc.cluster.local"], CHECK);
-    let addresses = or_panic(vm, "resolving kubernetes.default.svc.cluster.local", resolved);
-    assert!(addresses.lines().any(|l| l.trim() == "10.96.0.1"), "kubernetes.default resolves to {addresses:?}");
+    let resolved = kubectl.exec_until_ok(
+        "client",
+        &["resolve", "kubernetes.default.svc.cluster.local"],
+        CHECK,
+    );
+    let addresses = or_panic(
+        vm,
+        "resolving kubernetes.default.svc.cluster.local",
+        resolved,
+    );
+    assert!(
+        addresses.lines().any(|l| l.trim() == "10.96.0.1"),
+        "kubernetes.default resolves to {addresses:?}"
+    );
     say("DNS: kubernetes.default.svc.cluster.local is 10.96.0.1");
 
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -130,23 +190,38 @@ fn check_pod_networking(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
         CHECK,
     );
     let status = or_panic(vm, "the API server through its Service", api);
-    assert!(status.starts_with("200"), "GET /healthz through the Service IP: {status}");
+    assert!(
+        status.starts_with("200"),
+        "GET /healthz through the Service IP: {status}"
+    );
     say("API server through the kubernetes Service: 200");
 
-    let web = kubectl.exec_until_ok("client", &["get", "http://web.default.svc.cluster.local/", "--body"], CHECK);
+    let web = kubectl.exec_until_ok(
+        "client",
+        &["get", "http://web.default.svc.cluster.local/", "--body"],
+        CHECK,
+    );
     let reply = or_panic(vm, "the web Pod through its Service", web);
-    assert!(reply.starts_with("200") && reply.contains("web"), "GET web through its ClusterIP Service: {reply}");
+    assert!(
+        reply.starts_with("200") && reply.contains("web"),
+        "GET web through its ClusterIP Service: {reply}"
+    );
     say("Pod to Pod through a ClusterIP Service: 200");
 }
 
 /// The API answers /readyz and the node is Ready again.
 fn wait_recovered(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
-    let r = kube::eventually("the cluster recovering", RECOVERY, Duration::from_secs(10), || {
-        let readyz = kubectl.ok(&["get", "--raw", "/readyz"])?;
-        anyhow::ensure!(readyz.trim() == "ok", "readyz: {readyz}");
-        anyhow::ensure!(!kubectl.ready_nodes()?.is_empty(), "no Ready node");
-        Ok(())
-    });
+    let r = kube::eventually(
+        "the cluster recovering",
+        RECOVERY,
+        Duration::from_secs(10),
+        || {
+            let readyz = kubectl.ok(&["get", "--raw", "/readyz"])?;
+            anyhow::ensure!(readyz.trim() == "ok", "readyz: {readyz}");
+            anyhow::ensure!(!kubectl.ready_nodes()?.is_empty(), "no Ready node");
+            Ok(())
+        },
+    );
     or_panic(vm, "recovery", r);
     say("API ready and node Ready");
 }

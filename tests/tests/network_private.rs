@@ -7,14 +7,18 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_tests::netnode::{is, wait_maintenance, text, wait_until, Checks, Cluster, Node};
+use cairn_tests::netnode::{is, text, wait_maintenance, wait_until, Checks, Cluster, Node};
 use cairn_tests::{cairnctl, Firmware, Images, Vm, VmConfig};
 
 fn private_nic(dir: &std::path::Path, me: &str, peer: &str, mac: &str) -> Vec<String> {
     let path = |n: &str| dir.join(format!("{n}.sock")).display().to_string();
     vec![
         "-netdev".into(),
-        format!("dgram,id=priv,local.type=unix,local.path={},remote.type=unix,remote.path={}", path(me), path(peer)),
+        format!(
+            "dgram,id=priv,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            path(me),
+            path(peer)
+        ),
         "-device".into(),
         format!("virtio-net-pci,netdev=priv,mac={mac}"),
     ]
@@ -26,7 +30,8 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
     let sockets = tempfile::tempdir().unwrap();
     let images = Images::locate();
     let vm_config = |name: &str, me: &str, peer: &str, mac: &str| {
-        let mut c = VmConfig::disk(name, &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+        let mut c =
+            VmConfig::disk(name, &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
         c.extra_args = private_nic(sockets.path(), me, peer, mac);
         c.memory_mib = 1536;
         c
@@ -58,27 +63,66 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
     let mut c = Checks::default();
 
     let has_addr = |n: &Node, a: &str| {
-        n.specs("addresses").unwrap_or_default().iter().any(|s| s["address"] == a && s["link"] == "eth1")
+        n.specs("addresses")
+            .unwrap_or_default()
+            .iter()
+            .any(|s| s["address"] == a && s["link"] == "eth1")
     };
-    c.check("node 1 has 192.168.77.1/24 on eth1 (by MAC)", is(wait_until(Duration::from_secs(30), || has_addr(&n1, "192.168.77.1/24")), || {
-        format!("{:?}", n1.specs("addresses"))
-    }));
-    c.check("node 2 has 192.168.77.2/24 on eth1", is(wait_until(Duration::from_secs(30), || has_addr(&n2, "192.168.77.2/24")), || {
-        format!("{:?}", n2.specs("addresses"))
-    }));
+    c.check(
+        "node 1 has 192.168.77.1/24 on eth1 (by MAC)",
+        is(
+            wait_until(Duration::from_secs(30), || has_addr(&n1, "192.168.77.1/24")),
+            || format!("{:?}", n1.specs("addresses")),
+        ),
+    );
+    c.check(
+        "node 2 has 192.168.77.2/24 on eth1",
+        is(
+            wait_until(Duration::from_secs(30), || has_addr(&n2, "192.168.77.2/24")),
+            || format!("{:?}", n2.specs("addresses")),
+        ),
+    );
     let links = n1.specs("links").unwrap_or_default();
-    c.check("node 1's eth1 has MTU 1400", is(links.iter().any(|l| l["mtu"] == 1400 && l["hardwareAddr"] == "52:54:00:aa:00:01"), || {
-        format!("{links:?}")
-    }));
-    let route = |n: &Node| n.specs("routes").unwrap_or_default().iter().any(|r| r["destination"] == "10.99.0.0/16" && r["gateway"] == "192.168.77.2");
-    c.check("node 1 has its static route", is(route(&n1), || format!("{:?}", n1.specs("routes"))));
-    c.check("node 2 has both addresses (DHCP and static)", is(has_addr(&n2, "192.168.77.2/24") && n2.specs("addresses").unwrap_or_default().iter().any(|a| a["address"] == "10.0.2.15/24"), || {
-        format!("{:?}", n2.specs("addresses"))
-    }));
+    c.check(
+        "node 1's eth1 has MTU 1400",
+        is(
+            links
+                .iter()
+                .any(|l| l["mtu"] == 1400 && l["hardwareAddr"] == "52:54:00:aa:00:01"),
+            || format!("{links:?}"),
+        ),
+    );
+    let route = |n: &Node| {
+        n.specs("routes")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r["destination"] == "10.99.0.0/16" && r["gateway"] == "192.168.77.2")
+    };
+    c.check(
+        "node 1 has its static route",
+        is(route(&n1), || format!("{:?}", n1.specs("routes"))),
+    );
+    c.check(
+        "node 2 has both addresses (DHCP and static)",
+        is(
+            has_addr(&n2, "192.168.77.2/24")
+                && n2
+                    .specs("addresses")
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|a| a["address"] == "10.0.2.15/24"),
+            || format!("{:?}", n2.specs("addresses")),
+        ),
+    );
 
     // Node 1's apid forwards to node 2 over the private network.
     let forwarded = |args: &[&str]| {
-        let mut argv = vec!["--cairnconfig", n1.cairnconfig.to_str().unwrap(), "-n", "192.168.77.2"];
+        let mut argv = vec![
+            "--cairnconfig",
+            n1.cairnconfig.to_str().unwrap(),
+            "-n",
+            "192.168.77.2",
+        ];
         argv.extend_from_slice(args);
         cairnctl::run(&argv)
     };
@@ -88,10 +132,28 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
         last = text(&out);
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv2")
     });
-    c.check("node 1 reaches node 2's apid at 192.168.77.2", is(reached, || last.clone()));
-    let mut argv = vec!["--cairnconfig", n2.cairnconfig.to_str().unwrap(), "-n", "192.168.77.1", "get", "hostname", "-o", "json"];
+    c.check(
+        "node 1 reaches node 2's apid at 192.168.77.2",
+        is(reached, || last.clone()),
+    );
+    let mut argv = vec![
+        "--cairnconfig",
+        n2.cairnconfig.to_str().unwrap(),
+        "-n",
+        "192.168.77.1",
+        "get",
+        "hostname",
+        "-o",
+        "json",
+    ];
     let out = cairnctl::run(&argv);
-    c.check("node 2 reaches node 1's apid at 192.168.77.1", is(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv1"), || text(&out)));
+    c.check(
+        "node 2 reaches node 1's apid at 192.168.77.1",
+        is(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv1"),
+            || text(&out),
+        ),
+    );
     argv.clear();
 
     // Removing the route from the config removes it from the node, live.
@@ -100,12 +162,30 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
         "no-route",
         r#"[{"op": "remove", "path": "/machine/network/interfaces/1/routes"}]"#,
     );
-    let out = n1.ctl(&["apply-config", "-f", without.to_str().unwrap(), "--mode", "no-reboot"]);
-    c.check("apply-config without the route, no reboot", is(out.status.success(), || text(&out)));
-    c.check("the route is gone", is(wait_until(Duration::from_secs(30), || !route(&n1)), || format!("{:?}", n1.specs("routes"))));
-    c.check("node 1 still answers and still has its address", is(n1.answers(Duration::from_secs(20)) && has_addr(&n1, "192.168.77.1/24"), || {
-        n1.vm.console_tail(20)
-    }));
+    let out = n1.ctl(&[
+        "apply-config",
+        "-f",
+        without.to_str().unwrap(),
+        "--mode",
+        "no-reboot",
+    ]);
+    c.check(
+        "apply-config without the route, no reboot",
+        is(out.status.success(), || text(&out)),
+    );
+    c.check(
+        "the route is gone",
+        is(wait_until(Duration::from_secs(30), || !route(&n1)), || {
+            format!("{:?}", n1.specs("routes"))
+        }),
+    );
+    c.check(
+        "node 1 still answers and still has its address",
+        is(
+            n1.answers(Duration::from_secs(20)) && has_addr(&n1, "192.168.77.1/24"),
+            || n1.vm.console_tail(20),
+        ),
+    );
     eprintln!("network_private: {:?} in all", started.elapsed());
     c.finish();
 }

@@ -30,6 +30,10 @@ fn kernel_ip_static_address_and_hostname() {
     assert_eq!(version.hostname, "node1");
     assert!(version.maintenance);
     let console = vm.console();
-    assert!(!console.contains("asking for a DHCP lease"), "no DHCP with a static ip=:\n{}", vm.console_tail(40));
+    assert!(
+        !console.contains("asking for a DHCP lease"),
+        "no DHCP with a static ip=:\n{}",
+        vm.console_tail(40)
+    );
     eprintln!("network_static: {:?}", started.elapsed());
 }

@@ -40,7 +40,10 @@ fn wait_console(vm: &Vm, pattern: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(c) = re.captures(&vm.console()) {
-            return c.get(1).map(|m| m.as_str().trim().to_string()).unwrap_or_default();
+            return c
+                .get(1)
+                .map(|m| m.as_str().trim().to_string())
+                .unwrap_or_default();
         }
         assert!(
             Instant::now() < deadline,
@@ -56,18 +59,23 @@ fn wait_console(vm: &Vm, pattern: &str, timeout: Duration) -> String {
 /// returns (apid listening, payload mounted) in guest uptime and the medium.
 fn boot_to_payload(config: &VmConfig) -> (Vm, f64, f64, String) {
     let mut vm = Vm::start(config).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(MAINTENANCE_BANNER, config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, config.boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
     let medium = wait_console(&vm, MOUNTED, Duration::from_secs(120));
     let api = uptime_of(&vm, MAINTENANCE_BANNER);
     let mounted = uptime_of(&vm, MOUNTED);
-    assert!(mounted >= api, "the payload was mounted at {mounted} s, before apid listened at {api} s");
+    assert!(
+        mounted >= api,
+        "the payload was mounted at {mounted} s, before apid listened at {api} s"
+    );
     (vm, api, mounted, medium)
 }
 
 #[test]
 fn raw_disk_mounts_the_payload_read_only_from_boot() {
     let started = Instant::now();
-    let config = VmConfig::disk("payload-raw", &Images::locate(), Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    let config = VmConfig::disk("payload-raw", &Images::locate(), Firmware::SeaBios)
+        .unwrap_or_else(|e| panic!("{e}"));
     let (vm, api, mounted, medium) = boot_to_payload(&config);
     assert_eq!(medium, "BOOT", "medium");
     eprintln!("payload-raw: apid listening at {api:.2} s, payload mounted at {mounted:.2} s (guest uptime)");
@@ -93,29 +101,42 @@ fn raw_disk_mounts_the_payload_read_only_from_boot() {
         "ip6tables-restore",
     ] {
         assert!(
-            listing.lines().any(|l| l.split_whitespace().any(|w| w == program)),
+            listing
+                .lines()
+                .any(|l| l.split_whitespace().any(|w| w == program)),
             "{} lacks {program}:\n{listing}",
             payload::BIN_DIR
         );
     }
     let out = cluster.ctl(&addr, &["ls", payload::CNI_BIN_DIR]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("host-local"), "cni: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("host-local"),
+        "cni: {}",
+        text(&out)
+    );
 
     let out = cluster.ctl(&addr, &["get", "payload", "-o", "json"]);
     assert!(out.status.success(), "get payload: {}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("get -o json prints JSON");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("get -o json prints JSON");
     let spec = &v[0]["spec"];
     assert_eq!(spec["state"], "mounted", "{v}");
     assert_eq!(spec["kubernetesVersion"], images::KUBERNETES_VERSION, "{v}");
     assert_eq!(spec["slot"], "A", "{v}");
-    let refs: Vec<&str> = spec["images"].as_array().unwrap().iter().filter_map(|i| i.as_str()).collect();
+    let refs: Vec<&str> = spec["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
     for r in images::ALL {
         assert!(refs.contains(r), "payload images lack {r}: {refs:?}");
     }
 
     let out = cluster.ctl(&addr, &["mounts", "-o", "json"]);
     assert!(out.status.success(), "mounts: {}", text(&out));
-    let mounts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("mounts -o json prints JSON");
+    let mounts: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("mounts -o json prints JSON");
     let m = mounts
         .as_array()
         .unwrap()
@@ -124,10 +145,20 @@ fn raw_disk_mounts_the_payload_read_only_from_boot() {
         .unwrap_or_else(|| panic!("{} is not a mount point: {mounts}", payload::PAYLOAD_DIR));
     assert_eq!(m["filesystem"], "squashfs", "{m}");
     assert!(
-        m["options"].as_str().unwrap_or_default().split(',').any(|o| o == "ro"),
+        m["options"]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .any(|o| o == "ro"),
         "the payload is not read-only: {m}"
     );
-    assert!(m["source"].as_str().unwrap_or_default().starts_with("/dev/loop"), "{m}");
+    assert!(
+        m["source"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/dev/loop"),
+        "{m}"
+    );
     eprintln!("payload-raw test: {} s", started.elapsed().as_secs());
 }
 
@@ -135,7 +166,8 @@ fn raw_disk_mounts_the_payload_read_only_from_boot() {
 fn iso_mounts_the_payload_after_the_api_without_slowing_it() {
     let started = Instant::now();
     let images = Images::locate();
-    let config = VmConfig::iso("payload-iso", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        VmConfig::iso("payload-iso", &images, Firmware::SeaBios).unwrap_or_else(|e| panic!("{e}"));
     let (mut vm, api_iso, mounted, medium) = boot_to_payload(&config);
     assert!(medium.starts_with("ISO CAIRN"), "medium {medium:?}");
     vm.kill();
@@ -143,7 +175,8 @@ fn iso_mounts_the_payload_after_the_api_without_slowing_it() {
     // The same kernel and initramfs without a boot medium: no payload.
     let config = VmConfig::direct("payload-none", &images, "").unwrap_or_else(|e| panic!("{e}"));
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(MAINTENANCE_BANNER, config.boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, config.boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
     wait_console(&vm, r"payload: no A/payload\.sqsh", Duration::from_secs(60));
     let api_none = uptime_of(&vm, MAINTENANCE_BANNER);
     vm.kill();

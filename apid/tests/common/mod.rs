@@ -71,15 +71,24 @@ pub fn start_machined(dir: &Path, hostname: &str, running: Option<&MachineConfig
         }
         None => node.set_maintenance(true),
     }
-    let roots = machined::apply::live::Roots { root: dir.join("root"), set_hostname: false };
+    let roots = machined::apply::live::Roots {
+        root: dir.join("root"),
+        set_hostname: false,
+    };
     let effects = machined::apply::node::NodeEffects::for_test(&node, roots, dir.join("apid"));
     let files = machined::apply::store::StateFiles::new(&state);
-    let configurator = machined::apply::Configurator::new(Some(files), config::validate::Mode::Cloud, effects);
+    let configurator =
+        machined::apply::Configurator::new(Some(files), config::validate::Mode::Cloud, effects);
     let _ = node.configurator.set(configurator);
     let listener = machined::api::bind(&socket, None).unwrap();
     let (n, p) = (node.clone(), socket.clone());
     tokio::spawn(async move { machined::api::serve(n, listener, &p).await });
-    Machined { socket, node, power: rx, state }
+    Machined {
+        socket,
+        node,
+        power: rx,
+        state,
+    }
 }
 
 /// A stand-in for machined that answers ServiceList with what apid told
@@ -93,9 +102,17 @@ pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
     let svc = tower::service_fn(move |req: http::Request<tonic::body::Body>| {
         let name = name.clone();
         async move {
-            let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+            let header = |k: &str| {
+                req.headers()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
             if req.uri().path() != "/cairn.machine.v1.MachineService/ServiceList" {
-                return Ok::<_, Infallible>(tonic::Status::unimplemented("echo").into_http::<tonic::body::Body>());
+                return Ok::<_, Infallible>(
+                    tonic::Status::unimplemented("echo").into_http::<tonic::body::Body>(),
+                );
             }
             let reply = ServiceListResponse {
                 services: vec![ServiceInfo {
@@ -125,7 +142,10 @@ pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
     });
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .serve_with_incoming(svc, tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .serve_with_incoming(
+                svc,
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+            )
             .await
     });
     socket
@@ -138,7 +158,9 @@ pub async fn start_apid(settings_dir: &Path, machined: &Path) -> u16 {
     let port = listener.local_addr().unwrap().port();
     let source = apid::settings::Source::open(settings_dir).unwrap();
     let sock = machined.to_path_buf();
-    tokio::spawn(async move { apid::serve(listener, source, sock, Duration::from_millis(100)).await });
+    tokio::spawn(
+        async move { apid::serve(listener, source, sock, Duration::from_millis(100)).await },
+    );
     port
 }
 
@@ -166,7 +188,11 @@ pub enum Verify {
 
 /// A client of apid on `127.0.0.1:port`. Connection errors (handshake
 /// included) come back as text.
-pub async fn client(port: u16, verify: Verify, cert: Option<&CertifiedKey>) -> Result<MachineServiceClient<Channel>, String> {
+pub async fn client(
+    port: u16,
+    verify: Verify,
+    cert: Option<&CertifiedKey>,
+) -> Result<MachineServiceClient<Channel>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -174,10 +200,16 @@ pub async fn client(port: u16, verify: Verify, cert: Option<&CertifiedKey>) -> R
     let builder = match &verify {
         Verify::Ca(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(CertificateDer::from(ca.crt.der().to_vec())).unwrap();
+            roots
+                .add(CertificateDer::from(ca.crt.der().to_vec()))
+                .unwrap();
             builder.with_root_certificates(roots)
         }
-        Verify::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(config::tls::AcceptAnyServerCert::new(provider))),
+        Verify::Nothing => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(config::tls::AcceptAnyServerCert::new(
+                provider,
+            ))),
     };
     let mut tls = match cert {
         Some(c) => builder
@@ -244,11 +276,13 @@ where
     false
 }
 
-
 /// The certificate apid presents on a new connection (SHA-256, hex).
 pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
     #[derive(Debug)]
-    struct Capture(Arc<rustls::crypto::CryptoProvider>, std::sync::Mutex<Option<Vec<u8>>>);
+    struct Capture(
+        Arc<rustls::crypto::CryptoProvider>,
+        std::sync::Mutex<Option<Vec<u8>>>,
+    );
     impl ServerCertVerifier for Capture {
         fn verify_server_cert(
             &self,
@@ -267,7 +301,12 @@ pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
             c: &CertificateDer<'_>,
             d: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn verify_tls13_signature(
             &self,
@@ -275,7 +314,12 @@ pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
             c: &CertificateDer<'_>,
             d: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
@@ -293,14 +337,22 @@ pub async fn served_certificate(port: u16, cert: &CertifiedKey) -> String {
             PrivateKeyDer::from_pem_slice(cert.key.pem().as_bytes()).unwrap(),
         )
         .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let _conn = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let _conn = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
     let der = capture.1.lock().unwrap().clone().unwrap();
     config::pki::fingerprint(&der)
 }
 
 /// This host's name: apid answers Version itself, from its UTS namespace.
 pub fn this_host() -> String {
-    nix::unistd::gethostname().unwrap().to_string_lossy().into_owned()
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -33,7 +33,11 @@ impl fmt::Display for FieldPath {
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
                 // Map keys such as sysctl names contain dots: quote them.
-                Seg::Key(k) if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
+                Seg::Key(k)
+                    if !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                {
                     write!(f, "[{k:?}]")?
                 }
                 Seg::Key(k) if i == 0 => write!(f, "{k}")?,
@@ -102,7 +106,11 @@ pub(crate) struct FieldError {
 
 /// Deserialize `value` into `T`, or return every error found. `text` and
 /// `doc` (0-based) locate the first error in the source.
-pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value, text: &str, doc: usize) -> Result<T, Vec<FieldError>> {
+pub(crate) fn deserialize<T: DeserializeOwned>(
+    value: &Value,
+    text: &str,
+    doc: usize,
+) -> Result<T, Vec<FieldError>> {
     let mut work = value.clone();
     let mut errors: Vec<FieldError> = Vec::new();
     // Original paths of removed nodes; removed list indices per list.
@@ -116,7 +124,11 @@ pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value, text: &str, doc: u
             Err(e) => e,
         };
         let Some(current) = FieldPath::from_serde(err.path()) else {
-            errors.push(FieldError { path: FieldPath::default(), location: None, message: err.inner().to_string() });
+            errors.push(FieldError {
+                path: FieldPath::default(),
+                location: None,
+                message: err.inner().to_string(),
+            });
             break;
         };
         let original = translate(&current, &removed_indices);
@@ -125,7 +137,11 @@ pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value, text: &str, doc: u
         if let Some(field) = backticked(&message, "missing field `") {
             let full = original.child(field);
             if !removed.contains(&full) {
-                errors.push(FieldError { path: full, location: None, message: "required field is missing".into() });
+                errors.push(FieldError {
+                    path: full,
+                    location: None,
+                    message: "required field is missing".into(),
+                });
             }
             break;
         }
@@ -141,7 +157,11 @@ pub(crate) fn deserialize<T: DeserializeOwned>(value: &Value, text: &str, doc: u
             }
             None => (original, message, current),
         };
-        errors.push(FieldError { path: path.clone(), location: None, message });
+        errors.push(FieldError {
+            path: path.clone(),
+            location: None,
+            message,
+        });
         if remove_at.0.is_empty() || !remove(&mut work, &remove_at.0) {
             break;
         }
@@ -168,9 +188,14 @@ fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
 
 /// "unknown field `x`, expected one of `a`, `b`" -> "unknown field; expected one of: a, b".
 fn unknown_field_message(message: &str) -> String {
-    let expected = message.split_once(", expected ").map(|(_, e)| e.replace('`', ""));
+    let expected = message
+        .split_once(", expected ")
+        .map(|(_, e)| e.replace('`', ""));
     match expected {
-        Some(e) => format!("unknown field (expected {})", e.replace("one of ", "one of: ")),
+        Some(e) => format!(
+            "unknown field (expected {})",
+            e.replace("one of ", "one of: ")
+        ),
         None => "unknown field (this mapping has no fields)".into(),
     }
 }
@@ -199,7 +224,9 @@ fn translate(current: &FieldPath, removed_indices: &HashMap<FieldPath, Vec<usize
 
 /// Remove the node at `path` from `value`; false when it is not there.
 fn remove(value: &mut Value, path: &[Seg]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut node = value;
     for seg in parents {
         node = match (seg, node) {

@@ -77,7 +77,9 @@ impl<'de> Visitor<'de> for Probe<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
             match (&self.0[0], key.as_str()) {
-                (Seg::Key(want), Some(k)) if want == k => map.next_value_seed(Probe(&self.0[1..]))?,
+                (Seg::Key(want), Some(k)) if want == k => {
+                    map.next_value_seed(Probe(&self.0[1..]))?
+                }
                 _ => map.next_value::<IgnoredAny>().map(drop)?,
             }
         }
@@ -87,7 +89,9 @@ impl<'de> Visitor<'de> for Probe<'_> {
         let mut i = 0;
         loop {
             let more = match self.0[0] {
-                Seg::Index(want) if want == i => seq.next_element_seed(Probe(&self.0[1..]))?.is_some(),
+                Seg::Index(want) if want == i => {
+                    seq.next_element_seed(Probe(&self.0[1..]))?.is_some()
+                }
                 _ => seq.next_element::<IgnoredAny>()?.is_some(),
             };
             if !more {
@@ -136,6 +140,9 @@ pub(crate) fn locate(text: &str, doc: usize, path: &[Seg]) -> Option<Location> {
         if !err.to_string().contains(FOUND) {
             return None;
         }
-        err.location().map(|l| Location { line: l.line(), column: l.column() })
+        err.location().map(|l| Location {
+            line: l.line(),
+            column: l.column(),
+        })
     })
 }

@@ -91,18 +91,26 @@ impl MachineConfig {
     /// with its document, field path and, where known, line and column.
     /// Semantic checks across fields are in [`crate::validate`].
     pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ParseErrors> {
-        let (text, docs) = read::read_documents(bytes, &[MACHINE_KIND, CLUSTER_KIND], &[MACHINE_KIND, CLUSTER_KIND])?;
+        let (text, docs) = read::read_documents(
+            bytes,
+            &[MACHINE_KIND, CLUSTER_KIND],
+            &[MACHINE_KIND, CLUSTER_KIND],
+        )?;
         let mut errors = Vec::new();
         let mut machine = None;
         let mut cluster = None;
         for doc in &docs {
             match doc.kind {
-                MACHINE_KIND => machine = typed::<MachineDocument>(doc, text, &mut errors).map(|d| d.machine),
+                MACHINE_KIND => {
+                    machine = typed::<MachineDocument>(doc, text, &mut errors).map(|d| d.machine)
+                }
                 _ => cluster = typed::<ClusterDocument>(doc, text, &mut errors).map(|d| d.cluster),
             }
         }
         match (machine, cluster) {
-            (Some(machine), Some(cluster)) if errors.is_empty() => Ok(MachineConfig { machine, cluster }),
+            (Some(machine), Some(cluster)) if errors.is_empty() => {
+                Ok(MachineConfig { machine, cluster })
+            }
             _ => Err(ParseErrors(errors)),
         }
     }
@@ -127,12 +135,19 @@ impl MachineConfig {
 /// `cluster.network.podSubnets[0]`) of the `kind` document sits in
 /// `source`: the 1-based document number and the line and column of the
 /// field, or of its closest present parent when it is missing.
-pub fn locate_field(source: &[u8], kind: &str, path: &str) -> (Option<usize>, Option<crate::error::Location>) {
+pub fn locate_field(
+    source: &[u8],
+    kind: &str,
+    path: &str,
+) -> (Option<usize>, Option<crate::error::Location>) {
     let Ok((text, docs)) = read::read_documents(source, &[MACHINE_KIND, CLUSTER_KIND], &[]) else {
         return (None, None);
     };
-    let Some(doc) = docs.iter().find(|d| d.kind == kind) else { return (None, None) };
-    let location = collect::FieldPath::parse(path).and_then(|p| locate::locate(text, doc.index - 1, &p.0));
+    let Some(doc) = docs.iter().find(|d| d.kind == kind) else {
+        return (None, None);
+    };
+    let location =
+        collect::FieldPath::parse(path).and_then(|p| locate::locate(text, doc.index - 1, &p.0));
     (Some(doc.index), location)
 }
 

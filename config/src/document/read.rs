@@ -48,7 +48,9 @@ pub(crate) fn read_documents<'t>(
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
         if index > MAX_DOCUMENTS {
-            errors.push(ParseError::file(format!("more than {MAX_DOCUMENTS} YAML documents")));
+            errors.push(ParseError::file(format!(
+                "more than {MAX_DOCUMENTS} YAML documents"
+            )));
             break;
         }
         let value = match <Value as serde::Deserialize>::deserialize(de) {
@@ -79,7 +81,9 @@ pub(crate) fn read_documents<'t>(
                         kind: Some(kind.into()),
                         path: String::new(),
                         location: None,
-                        message: format!("duplicate {kind} document (document {first} is one already)"),
+                        message: format!(
+                            "duplicate {kind} document (document {first} is one already)"
+                        ),
                     });
                 } else {
                     seen_kinds.push((kind, index));
@@ -96,7 +100,10 @@ pub(crate) fn read_documents<'t>(
     } else if errors.is_empty() {
         for kind in required {
             if !seen_kinds.iter().any(|(k, _)| k == kind) {
-                errors.push(ParseError::file(format!("no {kind} document; expected {}", describe(required))));
+                errors.push(ParseError::file(format!(
+                    "no {kind} document; expected {}",
+                    describe(required)
+                )));
             }
         }
     }
@@ -124,25 +131,51 @@ struct HeaderProblem {
 
 /// Validate `apiVersion` and `kind` and return the kind.
 fn check_header(value: &Value, kinds: &[&'static str]) -> Result<&'static str, HeaderProblem> {
-    let err = |path: &'static str, message: String| HeaderProblem { kind: None, path, message };
+    let err = |path: &'static str, message: String| HeaderProblem {
+        kind: None,
+        path,
+        message,
+    };
     let Value::Mapping(map) = value else {
-        return Err(err("", format!("a document must be a mapping with apiVersion and kind, not {}", value_kind(value))));
+        return Err(err(
+            "",
+            format!(
+                "a document must be a mapping with apiVersion and kind, not {}",
+                value_kind(value)
+            ),
+        ));
     };
     let kind = match map.get("kind") {
-        None => Err(err("kind", format!("required field is missing (one of: {})", kinds.join(", ")))),
+        None => Err(err(
+            "kind",
+            format!("required field is missing (one of: {})", kinds.join(", ")),
+        )),
         Some(Value::String(k)) => match kinds.iter().find(|known| *known == k) {
             Some(known) => Ok(*known),
-            None => Err(err("kind", format!("unknown kind {k:?} (expected one of: {})", kinds.join(", ")))),
+            None => Err(err(
+                "kind",
+                format!("unknown kind {k:?} (expected one of: {})", kinds.join(", ")),
+            )),
         },
-        Some(other) => Err(err("kind", format!("must be a string, not {}", value_kind(other)))),
+        Some(other) => Err(err(
+            "kind",
+            format!("must be a string, not {}", value_kind(other)),
+        )),
     };
     let api = match map.get("apiVersion") {
-        None => Err(err("apiVersion", format!("required field is missing (use {CONFIG_API_VERSION})"))),
+        None => Err(err(
+            "apiVersion",
+            format!("required field is missing (use {CONFIG_API_VERSION})"),
+        )),
         Some(Value::String(v)) if v == CONFIG_API_VERSION => Ok(()),
-        Some(Value::String(v)) => {
-            Err(err("apiVersion", format!("unsupported apiVersion {v:?} (expected {CONFIG_API_VERSION})")))
-        }
-        Some(other) => Err(err("apiVersion", format!("must be a string, not {}", value_kind(other)))),
+        Some(Value::String(v)) => Err(err(
+            "apiVersion",
+            format!("unsupported apiVersion {v:?} (expected {CONFIG_API_VERSION})"),
+        )),
+        Some(other) => Err(err(
+            "apiVersion",
+            format!("must be a string, not {}", value_kind(other)),
+        )),
     };
     match (kind, api) {
         (Ok(k), Ok(())) => Ok(k),
@@ -166,7 +199,10 @@ pub(crate) fn value_kind(v: &Value) -> &'static str {
 /// A YAML syntax error with its location and, for tabs in indentation, a
 /// plain explanation.
 fn syntax_error(text: &str, index: usize, e: &serde_yaml::Error) -> ParseError {
-    let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
+    let location = e.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    });
     let mut message = e.to_string();
     if let Some(loc) = location {
         message = message.replace(&format!(" at line {} column {}", loc.line, loc.column), "");
@@ -181,5 +217,11 @@ fn syntax_error(text: &str, index: usize, e: &serde_yaml::Error) -> ParseError {
     } else if message.starts_with("repetition limit exceeded") {
         message.push_str(" (too many alias expansions)");
     }
-    ParseError { document: Some(index), kind: None, path: String::new(), location, message: format!("invalid YAML: {message}") }
+    ParseError {
+        document: Some(index),
+        kind: None,
+        path: String::new(),
+        location,
+        message: format!("invalid YAML: {message}"),
+    }
 }

@@ -66,7 +66,9 @@ pub struct ClusterSpec {
 }
 
 pub fn default_kubernetes_version() -> KubernetesVersion {
-    crate::version::KUBERNETES_VERSION.parse().expect("KUBERNETES_VERSION is valid")
+    crate::version::KUBERNETES_VERSION
+        .parse()
+        .expect("KUBERNETES_VERSION is valid")
 }
 
 /// The Kubernetes API endpoint.
@@ -210,19 +212,31 @@ impl ClusterSpec {
     }
     /// The kube-apiserver image to run.
     pub fn api_server_image(&self) -> ImageRef {
-        self.api_server.image.clone().unwrap_or_else(|| self.default_image("kube-apiserver"))
+        self.api_server
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image("kube-apiserver"))
     }
     /// The kube-controller-manager image to run.
     pub fn controller_manager_image(&self) -> ImageRef {
-        self.controller_manager.image.clone().unwrap_or_else(|| self.default_image("kube-controller-manager"))
+        self.controller_manager
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image("kube-controller-manager"))
     }
     /// The kube-scheduler image to run.
     pub fn scheduler_image(&self) -> ImageRef {
-        self.scheduler.image.clone().unwrap_or_else(|| self.default_image("kube-scheduler"))
+        self.scheduler
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image("kube-scheduler"))
     }
     /// The kube-proxy image to run.
     pub fn proxy_image(&self) -> ImageRef {
-        self.proxy.image.clone().unwrap_or_else(|| self.default_image("kube-proxy"))
+        self.proxy
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image("kube-proxy"))
     }
     /// The etcd image to run.
     pub fn etcd_image(&self) -> ImageRef {
@@ -236,6 +250,9 @@ impl ClusterSpec {
     }
     /// The kubelet image for a machine with `kubelet`.
     pub fn kubelet_image(&self, kubelet: &super::Kubelet) -> ImageRef {
-        kubelet.image.clone().unwrap_or_else(|| self.default_image("kubelet"))
+        kubelet
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image("kubelet"))
     }
 }

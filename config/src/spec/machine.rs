@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{is_default, is_false, yes, CertAndKey};
 use crate::types::{
-    ArgName, DiskPath, DnsName, Duration, FileMode, FilePath, HardwareAddrSelector, HttpUrl, ImageRef,
-    InterfaceAddress, InterfaceName, IpAddress, LabelKey, LabelValue, Mtu, NetworkHost, RegistryName,
-    ScalarString, SubjectAltName, SysctlName, TaintValue, Token, VlanId, Cidr,
+    ArgName, Cidr, DiskPath, DnsName, Duration, FileMode, FilePath, HardwareAddrSelector, HttpUrl,
+    ImageRef, InterfaceAddress, InterfaceName, IpAddress, LabelKey, LabelValue, Mtu, NetworkHost,
+    RegistryName, ScalarString, SubjectAltName, SysctlName, TaintValue, Token, VlanId,
 };
 
 /// The machine document's body: the role of this node and how its disk,
@@ -239,7 +239,11 @@ pub struct Time {
 
 impl Default for Time {
     fn default() -> Self {
-        Time { disabled: false, servers: default_time_servers(), boot_timeout: default_boot_timeout() }
+        Time {
+            disabled: false,
+            servers: default_time_servers(),
+            boot_timeout: default_boot_timeout(),
+        }
     }
 }
 

@@ -7,12 +7,12 @@ mod cluster;
 mod machine;
 
 pub use cluster::{
-    default_kubernetes_version, ClusterNetwork, ClusterSpec, Cni, CniName, Component, ControlPlane, Etcd, Proxy,
-    ServiceAccount,
+    default_kubernetes_version, ClusterNetwork, ClusterSpec, Cni, CniName, Component, ControlPlane,
+    Etcd, Proxy, ServiceAccount,
 };
 pub use machine::{
-    Bond, BondMode, DeviceSelector, Features, File, FileOp, Install, Interface, Kubelet, MachineSpec,
-    MachineType, Mirror, Network, Registries, Route, Time, Vlan,
+    Bond, BondMode, DeviceSelector, Features, File, FileOp, Install, Interface, Kubelet,
+    MachineSpec, MachineType, Mirror, Network, Registries, Route, Time, Vlan,
 };
 
 use schemars::JsonSchema;
@@ -34,18 +34,27 @@ pub struct CertAndKey {
 
 impl From<crate::pki::CertifiedKey> for CertAndKey {
     fn from(c: crate::pki::CertifiedKey) -> Self {
-        CertAndKey { crt: c.crt, key: Some(c.key) }
+        CertAndKey {
+            crt: c.crt,
+            key: Some(c.key),
+        }
     }
 }
 
 impl CertAndKey {
     /// The certificate without its key (what a worker gets).
     pub fn without_key(&self) -> Self {
-        CertAndKey { crt: self.crt.clone(), key: None }
+        CertAndKey {
+            crt: self.crt.clone(),
+            key: None,
+        }
     }
     /// Both halves, when the key is present.
     pub fn certified_key(&self) -> Option<crate::pki::CertifiedKey> {
-        self.key.as_ref().map(|key| crate::pki::CertifiedKey { crt: self.crt.clone(), key: key.clone() })
+        self.key.as_ref().map(|key| crate::pki::CertifiedKey {
+            crt: self.crt.clone(),
+            key: key.clone(),
+        })
     }
 }
 

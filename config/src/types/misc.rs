@@ -20,14 +20,15 @@ impl Duration {
 impl StrScalar for Duration {
     const EXPECTING: &'static str = "a duration such as 30s, 2m or 1h30m";
     fn parse_text(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s)
-            .map(Duration)
-            .map_err(|e| {
-                // humantime appends a long list of units; the example says enough.
-                let e = e.to_string();
-                let why = e.split(", supported units").next().unwrap_or(&e);
-                format!("{} is not a duration (expected e.g. 30s, 2m or 1h30m): {why}", quote(s))
-            })
+        humantime::parse_duration(s).map(Duration).map_err(|e| {
+            // humantime appends a long list of units; the example says enough.
+            let e = e.to_string();
+            let why = e.split(", supported units").next().unwrap_or(&e);
+            format!(
+                "{} is not a duration (expected e.g. 30s, 2m or 1h30m): {why}",
+                quote(s)
+            )
+        })
     }
     fn text(&self) -> Cow<'_, str> {
         humantime::format_duration(self.0).to_string().into()
@@ -72,7 +73,12 @@ impl StrScalar for FileMode {
             .ok()
             .filter(|_| !digits.is_empty() && digits.len() <= 5)
             .and_then(FileMode::new)
-            .ok_or_else(|| format!("{} is not an octal file mode between 0000 and 7777", quote(s)))
+            .ok_or_else(|| {
+                format!(
+                    "{} is not an octal file mode between 0000 and 7777",
+                    quote(s)
+                )
+            })
     }
     fn text(&self) -> Cow<'_, str> {
         format!("{:04o}", self.0).into()
@@ -240,8 +246,13 @@ mod tests {
     fn bounded() {
         assert!(Mtu::new(1500).is_some());
         assert!(Mtu::new(10).is_none());
-        let e = serde_yaml::from_str::<VlanId>("5000").unwrap_err().to_string();
-        assert!(e.contains("5000 is out of range for a VLAN ID (1-4094)"), "{e}");
+        let e = serde_yaml::from_str::<VlanId>("5000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("5000 is out of range for a VLAN ID (1-4094)"),
+            "{e}"
+        );
     }
 
     #[test]

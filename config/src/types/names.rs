@@ -52,7 +52,9 @@ pub(crate) fn check_wildcard_dns_name(s: &str) -> Result<(), String> {
 
 fn check_dns_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
-        return Err("it has an empty label (two dots in a row, or a leading or trailing dot)".into());
+        return Err(
+            "it has an empty label (two dots in a row, or a leading or trailing dot)".into(),
+        );
     }
     if label.len() > 63 {
         return Err(format!("label {label:?} is longer than 63 characters"));
@@ -60,7 +62,10 @@ fn check_dns_label(label: &str) -> Result<(), String> {
     if label.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err("it must be lowercase".into());
     }
-    if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("only a-z, 0-9, '-' and '.' are allowed".into());
     }
     if label.starts_with('-') || label.ends_with('-') {
@@ -158,7 +163,11 @@ fn check_interface_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 15 {
         return Err("it must be 1 to 15 characters long".into());
     }
-    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+    if s == "."
+        || s == ".."
+        || s.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err("it must not contain '/', ':' or whitespace".into());
     }
     Ok(())
@@ -179,7 +188,10 @@ fn check_sysctl_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 256 {
         return Err("it must be 1 to 256 characters long".into());
     }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)) {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+    {
         return Err("only letters, digits, '_', '-', '.' and '/' are allowed".into());
     }
     if s.starts_with(['.', '/']) || s.contains("..") {
@@ -205,7 +217,8 @@ fn check_arg_name(s: &str) -> Result<(), String> {
     }
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !ok {
         return Err("only letters, digits, '-', '_' and '.' are allowed".into());
     }
@@ -230,7 +243,9 @@ fn check_k8s_name(s: &str) -> Result<(), String> {
         return Err("the name part is longer than 63 characters".into());
     }
     let bytes = s.as_bytes();
-    let inner_ok = bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b));
+    let inner_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b));
     let ends_ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
     if !inner_ok || !ends_ok {
@@ -273,7 +288,9 @@ checked_string!(
 );
 
 fn check_taint(s: &str) -> Result<(), String> {
-    let (value, effect) = s.rsplit_once(':').ok_or("expected value:Effect, e.g. true:NoSchedule")?;
+    let (value, effect) = s
+        .rsplit_once(':')
+        .ok_or("expected value:Effect, e.g. true:NoSchedule")?;
     if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
         return Err(format!(
             "effect {effect:?} is not one of NoSchedule, PreferNoSchedule, NoExecute"
@@ -306,7 +323,10 @@ fn check_registry_name(s: &str) -> Result<(), String> {
         _ => (s, None),
     };
     if let Some(p) = port {
-        p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("port {p:?} is not in 1-65535"))?;
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(format!("port {p:?} is not in 1-65535"))?;
     }
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
@@ -338,21 +358,32 @@ fn check_image_ref(s: &str) -> Result<(), String> {
         None => (s, None),
     };
     if let Some(d) = digest {
-        let hex = d.strip_prefix("sha256:").ok_or("the digest must start with sha256:")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = d
+            .strip_prefix("sha256:")
+            .ok_or("the digest must start with sha256:")?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err("the sha256 digest must be 64 lowercase hex digits".into());
         }
     }
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
         None => (name_tag, None),
     };
     if let Some(tag) = tag {
         let ok = !tag.is_empty()
             && tag.len() <= 128
             && !tag.starts_with(['.', '-'])
-            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !ok {
             return Err(format!("tag {tag:?} is not valid"));
         }
@@ -364,7 +395,9 @@ fn check_image_ref(s: &str) -> Result<(), String> {
     for part in parts {
         let bytes = part.as_bytes();
         let ok = !bytes.is_empty()
-            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
             && bytes.first().is_some_and(|b| b.is_ascii_alphanumeric())
             && bytes.last().is_some_and(|b| b.is_ascii_alphanumeric());
         if !ok {
@@ -418,24 +451,46 @@ impl KubernetesVersion {
 impl StrScalar for KubernetesVersion {
     const EXPECTING: &'static str = "a Kubernetes version such as v1.20.2";
     fn parse_text(s: &str) -> Result<Self, String> {
-        let bad = || format!("{} is not a Kubernetes version (expected e.g. v1.20.2)", quote(s));
+        let bad = || {
+            format!(
+                "{} is not a Kubernetes version (expected e.g. v1.20.2)",
+                quote(s)
+            )
+        };
         let bare = s.strip_prefix('v').unwrap_or(s);
         let (core, pre) = match bare.split_once('-') {
             Some((c, p)) => (c, Some(p)),
             None => (bare, None),
         };
         if let Some(pre) = pre {
-            if pre.is_empty() || !pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            if pre.is_empty()
+                || !pre
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            {
                 return Err(bad());
             }
         }
         let nums: Vec<u32> = core
             .split('.')
-            .map(|n| if n.is_empty() || n.len() > 6 { None } else { n.parse().ok() })
+            .map(|n| {
+                if n.is_empty() || n.len() > 6 {
+                    None
+                } else {
+                    n.parse().ok()
+                }
+            })
             .collect::<Option<_>>()
             .ok_or_else(bad)?;
-        let [major, minor, patch] = nums[..] else { return Err(bad()) };
-        Ok(KubernetesVersion { text: format!("v{bare}"), major, minor, patch })
+        let [major, minor, patch] = nums[..] else {
+            return Err(bad());
+        };
+        Ok(KubernetesVersion {
+            text: format!("v{bare}"),
+            major,
+            minor,
+            patch,
+        })
     }
     fn text(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.text)
@@ -454,8 +509,12 @@ mod tests {
     #[test]
     fn dns_names() {
         assert!(DnsName::parse_text("cp-1.cluster.local").is_ok());
-        assert!(DnsName::parse_text("CP1").unwrap_err().contains("lowercase"));
-        assert!(DnsName::parse_text("node_1").unwrap_err().contains("only a-z"));
+        assert!(DnsName::parse_text("CP1")
+            .unwrap_err()
+            .contains("lowercase"));
+        assert!(DnsName::parse_text("node_1")
+            .unwrap_err()
+            .contains("only a-z"));
         assert!(DnsName::parse_text("-a").is_err());
         assert!(DnsName::parse_text("a..b").is_err());
         assert!(ClusterName::parse_text("a.b").is_err());
@@ -502,7 +561,9 @@ mod tests {
         assert!(LabelValue::parse_text("").is_ok());
         assert!(TaintValue::parse_text("true:NoSchedule").is_ok());
         assert!(TaintValue::parse_text(":NoExecute").is_ok());
-        assert!(TaintValue::parse_text("true:Never").unwrap_err().contains("effect"));
+        assert!(TaintValue::parse_text("true:Never")
+            .unwrap_err()
+            .contains("effect"));
         assert!(ArgName::parse_text("--v").unwrap_err().contains("dashes"));
         assert!(RegistryName::parse_text("registry.local:5000").is_ok());
         assert!(RegistryName::parse_text("registry.local:0").is_err());

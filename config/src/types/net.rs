@@ -166,7 +166,11 @@ impl StrScalar for ControlPlaneEndpoint {
         if port == 0 {
             return Err(format!("{} has port 0", quote(s)));
         }
-        Ok(ControlPlaneEndpoint { text: s.to_string(), host, port })
+        Ok(ControlPlaneEndpoint {
+            text: s.to_string(),
+            host,
+            port,
+        })
     }
     fn text(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.text)
@@ -225,7 +229,12 @@ impl StrScalar for NetworkHost {
         }
         check_dns_name(s)
             .map(|()| NetworkHost::Dns(s.to_string()))
-            .map_err(|why| format!("{} is neither an IP address nor a DNS name: {why}", quote(s)))
+            .map_err(|why| {
+                format!(
+                    "{} is neither an IP address nor a DNS name: {why}",
+                    quote(s)
+                )
+            })
     }
     fn text(&self) -> Cow<'_, str> {
         match self {
@@ -255,7 +264,12 @@ impl StrScalar for SubjectAltName {
         }
         check_wildcard_dns_name(s)
             .map(|()| SubjectAltName::Dns(s.to_string()))
-            .map_err(|why| format!("{} is neither an IP address nor a DNS name: {why}", quote(s)))
+            .map_err(|why| {
+                format!(
+                    "{} is neither an IP address nor a DNS name: {why}",
+                    quote(s)
+                )
+            })
     }
     fn text(&self) -> Cow<'_, str> {
         match self {
@@ -295,8 +309,10 @@ impl StrScalar for HardwareAddrSelector {
     fn parse_text(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'*')
-            && s.split(':').all(|part| part.contains('*') || part.len() == 2);
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'*')
+            && s.split(':')
+                .all(|part| part.contains('*') || part.len() == 2);
         if !ok {
             return Err(format!(
                 "{} is not a MAC address selector (expected e.g. 52:54:00:12:34:56 or 52:54:00:*)",
@@ -320,12 +336,17 @@ mod tests {
 
     #[test]
     fn cidr() {
-        assert_eq!(Cidr::parse_text("10.244.0.0/16").unwrap().text(), "10.244.0.0/16");
+        assert_eq!(
+            Cidr::parse_text("10.244.0.0/16").unwrap().text(),
+            "10.244.0.0/16"
+        );
         assert_eq!(
             Cidr::parse_text("10.244.0.0/33").unwrap_err(),
             r#""10.244.0.0/33" is not a CIDR (expected e.g. 10.244.0.0/16)"#
         );
-        assert!(Cidr::parse_text("10.244.0.1/16").unwrap_err().contains("did you mean 10.244.0.0/16"));
+        assert!(Cidr::parse_text("10.244.0.1/16")
+            .unwrap_err()
+            .contains("did you mean 10.244.0.0/16"));
         assert!(Cidr::parse_text("fd00::/8").unwrap().text() == "fd00::/8");
     }
 
@@ -334,11 +355,18 @@ mod tests {
         let e = ControlPlaneEndpoint::parse_text("https://10.5.0.2:6443").unwrap();
         assert_eq!((e.host(), e.port()), ("10.5.0.2", 6443));
         assert_eq!(e.text(), "https://10.5.0.2:6443");
-        assert_eq!(ControlPlaneEndpoint::parse_text("https://cp.example").unwrap().port(), 443);
+        assert_eq!(
+            ControlPlaneEndpoint::parse_text("https://cp.example")
+                .unwrap()
+                .port(),
+            443
+        );
         assert!(ControlPlaneEndpoint::parse_text("https://10.5.0.2:70000")
             .unwrap_err()
             .contains("invalid port number"));
-        assert!(ControlPlaneEndpoint::parse_text("http://10.5.0.2:6443").unwrap_err().contains("https"));
+        assert!(ControlPlaneEndpoint::parse_text("http://10.5.0.2:6443")
+            .unwrap_err()
+            .contains("https"));
         assert!(ControlPlaneEndpoint::parse_text("10.5.0.2:6443").is_err());
         assert!(ControlPlaneEndpoint::parse_text("https://h:6443/api").is_err());
         let v6 = ControlPlaneEndpoint::parse_text("https://[fd00::2]:6443").unwrap();
@@ -347,10 +375,18 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert!(InterfaceAddress::parse_text("10.5.0.2").unwrap_err().contains("no prefix length"));
-        assert_eq!(InterfaceAddress::parse_text("10.5.0.2/24").unwrap().text(), "10.5.0.2/24");
+        assert!(InterfaceAddress::parse_text("10.5.0.2")
+            .unwrap_err()
+            .contains("no prefix length"));
+        assert_eq!(
+            InterfaceAddress::parse_text("10.5.0.2/24").unwrap().text(),
+            "10.5.0.2/24"
+        );
         assert!(IpAddress::parse_text("10.5.0.300").is_err());
-        assert_eq!(SubjectAltName::parse_text("*.example.org").unwrap(), SubjectAltName::Dns("*.example.org".into()));
+        assert_eq!(
+            SubjectAltName::parse_text("*.example.org").unwrap(),
+            SubjectAltName::Dns("*.example.org".into())
+        );
         assert!(SubjectAltName::parse_text("bad name").is_err());
     }
 

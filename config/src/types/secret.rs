@@ -50,11 +50,17 @@ impl StrScalar for PemCertificate {
             }));
         };
         if block.label != "CERTIFICATE" {
-            return Err(bad(format!("the PEM block is a {:?}, not a CERTIFICATE", block.label)));
+            return Err(bad(format!(
+                "the PEM block is a {:?}, not a CERTIFICATE",
+                block.label
+            )));
         }
         x509_parser::parse_x509_certificate(&block.contents)
             .map_err(|e| bad(format!("the DER inside does not parse as X.509: {e}")))?;
-        Ok(PemCertificate { pem: s.to_string(), der: block.contents.clone() })
+        Ok(PemCertificate {
+            pem: s.to_string(),
+            der: block.contents.clone(),
+        })
     }
     fn text(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.pem)
@@ -149,7 +155,9 @@ impl StrScalar for Token {
     const EXPECTING: &'static str = "a token such as abcdef.0123456789abcdef";
     fn parse_text(s: &str) -> Result<Self, String> {
         let part_ok = |p: &str, n: usize| {
-            p.len() == n && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            p.len() == n
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         };
         match s.split_once('.') {
             Some((id, secret)) if part_ok(id, 6) && part_ok(secret, 16) => Ok(Token(s.to_string())),
@@ -176,7 +184,9 @@ impl EncryptionKey {
     }
     /// The raw 32 bytes.
     pub fn bytes(&self) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(&self.0).unwrap_or_default()
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.0)
+            .unwrap_or_default()
     }
     /// Encode 32 raw bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
@@ -195,7 +205,10 @@ impl StrScalar for EncryptionKey {
     fn parse_text(s: &str) -> Result<Self, String> {
         match base64::engine::general_purpose::STANDARD.decode(s) {
             Ok(b) if b.len() == 32 => Ok(EncryptionKey(s.to_string())),
-            Ok(b) => Err(format!("not an encryption key: it decodes to {} bytes, expected 32", b.len())),
+            Ok(b) => Err(format!(
+                "not an encryption key: it decodes to {} bytes, expected 32",
+                b.len()
+            )),
             Err(_) => Err("not an encryption key: not standard base64".into()),
         }
     }
@@ -224,18 +237,29 @@ mod tests {
     #[test]
     fn encryption_keys() {
         let k = EncryptionKey::from_bytes(&[7; 32]);
-        assert_eq!(EncryptionKey::parse_text(k.as_str()).unwrap().bytes(), vec![7; 32]);
-        assert!(EncryptionKey::parse_text("aGVsbG8=").unwrap_err().contains("5 bytes"));
+        assert_eq!(
+            EncryptionKey::parse_text(k.as_str()).unwrap().bytes(),
+            vec![7; 32]
+        );
+        assert!(EncryptionKey::parse_text("aGVsbG8=")
+            .unwrap_err()
+            .contains("5 bytes"));
         assert!(EncryptionKey::parse_text("!!!").is_err());
     }
 
     #[test]
     fn pem_errors() {
-        assert!(PemCertificate::parse_text("hello").unwrap_err().contains("no -----BEGIN CERTIFICATE"));
-        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(PemCertificate::parse_text(garbage).unwrap_err().contains("X.509"));
-        assert!(PemPrivateKey::parse_text("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+        assert!(PemCertificate::parse_text("hello")
             .unwrap_err()
-            .contains("PKCS#8"));
+            .contains("no -----BEGIN CERTIFICATE"));
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(PemCertificate::parse_text(garbage)
+            .unwrap_err()
+            .contains("X.509"));
+        assert!(PemPrivateKey::parse_text(
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"
+        )
+        .unwrap_err()
+        .contains("PKCS#8"));
     }
 }

@@ -22,14 +22,20 @@ pub fn check_golden(path: &Path, actual: &str) {
         return;
     }
     let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run `UPDATE_GOLDEN=1 cargo test -p config` to create it", path.display())
+        panic!(
+            "{}: {e}; run `UPDATE_GOLDEN=1 cargo test -p config` to create it",
+            path.display()
+        )
     });
     if expected != actual {
         let diff_line = expected
             .lines()
             .zip(actual.lines())
             .position(|(a, b)| a != b)
-            .map_or(expected.lines().count().min(actual.lines().count()) + 1, |i| i + 1);
+            .map_or(
+                expected.lines().count().min(actual.lines().count()) + 1,
+                |i| i + 1,
+            );
         panic!(
             "{} differs from the generated output (first difference at line {diff_line}).\n\
              If the change is intended, regenerate with `UPDATE_GOLDEN=1 cargo test -p config` and commit.",

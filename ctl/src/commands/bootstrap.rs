@@ -24,10 +24,18 @@ pub async fn run(_args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global).await?;
     let client = session.single("bootstrap")?;
     client
-        .call("Bootstrap", BootstrapRequest {}, |mut m, r| async move { m.bootstrap(r).await })
+        .call("Bootstrap", BootstrapRequest {}, |mut m, r| async move {
+            m.bootstrap(r).await
+        })
         .await
         .map_err(anyhow::Error::msg)?;
-    println!("{}: bootstrapping: etcd starts as a new cluster, then the control plane", client.node);
-    println!("next: cairnctl -n {} health, then cairnctl -n {} kubeconfig", client.node, client.node);
+    println!(
+        "{}: bootstrapping: etcd starts as a new cluster, then the control plane",
+        client.node
+    );
+    println!(
+        "next: cairnctl -n {} health, then cairnctl -n {} kubeconfig",
+        client.node, client.node
+    );
     Ok(ExitCode::SUCCESS)
 }

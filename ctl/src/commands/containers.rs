@@ -58,16 +58,32 @@ pub fn records(node: &str, r: &ContainersResponse) -> Vec<ContainerRecord> {
 }
 
 pub fn table(records: &[ContainerRecord]) -> Table {
-    let mut t = Table::new(["NODE", "NAMESPACE", "POD", "CONTAINER", "IMAGE", "STATE", "PID"]);
+    let mut t = Table::new([
+        "NODE",
+        "NAMESPACE",
+        "POD",
+        "CONTAINER",
+        "IMAGE",
+        "STATE",
+        "PID",
+    ]);
     for r in records {
         t.row([
             r.node.clone(),
             r.namespace.clone(),
-            if r.pod.is_empty() { "-".to_string() } else { r.pod.clone() },
+            if r.pod.is_empty() {
+                "-".to_string()
+            } else {
+                r.pod.clone()
+            },
             r.name.clone(),
             r.image.clone(),
             r.state.clone(),
-            if r.pid > 0 { r.pid.to_string() } else { "-".to_string() },
+            if r.pid > 0 {
+                r.pid.to_string()
+            } else {
+                "-".to_string()
+            },
         ]);
     }
     t
@@ -78,11 +94,17 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let kubernetes = args.kubernetes;
     let results = session
         .each(|c| async move {
-            c.call("Containers", ContainersRequest { kubernetes }, |mut m, r| async move { m.containers(r).await })
-                .await
+            c.call(
+                "Containers",
+                ContainersRequest { kubernetes },
+                |mut m, r| async move { m.containers(r).await },
+            )
+            .await
         })
         .await;
-    let all: Vec<ContainerRecord> = session::successes(&results).flat_map(|(node, r)| records(node, r)).collect();
+    let all: Vec<ContainerRecord> = session::successes(&results)
+        .flat_map(|(node, r)| records(node, r))
+        .collect();
     output::print_records(args.output, || table(&all), &all)?;
     Ok(session::report_errors(&results))
 }
@@ -105,12 +127,21 @@ mod tests {
                     state: "RUNNING".into(),
                     pid: 42,
                 },
-                Container { namespace: "k8s.io".into(), id: "def".into(), name: "def".into(), state: "NONE".into(), ..Default::default() },
+                Container {
+                    namespace: "k8s.io".into(),
+                    id: "def".into(),
+                    name: "def".into(),
+                    state: "NONE".into(),
+                    ..Default::default()
+                },
             ],
         };
         let recs = records("10.5.0.2", &r);
         assert_eq!(recs[0].pod, "kube-system/kube-apiserver-cp1");
         let text = table(&recs).render();
-        assert!(text.contains("POD") && text.contains("42") && text.contains(" - "), "{text}");
+        assert!(
+            text.contains("POD") && text.contains("42") && text.contains(" - "),
+            "{text}"
+        );
     }
 }

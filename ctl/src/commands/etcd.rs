@@ -83,7 +83,14 @@ impl MemberRecord {
 }
 
 pub fn table(records: &[MemberRecord]) -> Table {
-    let mut t = Table::new(["NODE", "ID", "HOSTNAME", "PEER URLS", "CLIENT URLS", "LEARNER"]);
+    let mut t = Table::new([
+        "NODE",
+        "ID",
+        "HOSTNAME",
+        "PEER URLS",
+        "CLIENT URLS",
+        "LEARNER",
+    ]);
     for r in records {
         t.row([
             r.node.clone(),
@@ -107,7 +114,12 @@ pub async fn run(command: EtcdCommand, global: &GlobalArgs) -> anyhow::Result<Ex
 async fn members(args: MembersArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global).await?;
     let results = session
-        .each(|c| async move { c.call("EtcdMemberList", (), |mut m, r| async move { m.etcd_member_list(r).await }).await })
+        .each(|c| async move {
+            c.call("EtcdMemberList", (), |mut m, r| async move {
+                m.etcd_member_list(r).await
+            })
+            .await
+        })
         .await;
     let records: Vec<MemberRecord> = session::successes(&results)
         .flat_map(|(node, list)| list.members.iter().map(move |m| MemberRecord::new(node, m)))
@@ -150,19 +162,27 @@ impl SnapshotDigest {
 
 /// `FILE.part` next to FILE.
 fn part_path(file: &Path) -> PathBuf {
-    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".part");
     file.with_file_name(name)
 }
 
 async fn snapshot(args: SnapshotArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if args.file.exists() && !args.force {
-        anyhow::bail!("{} already exists (use --force to replace it)", args.file.display());
+        anyhow::bail!(
+            "{} already exists (use --force to replace it)",
+            args.file.display()
+        );
     }
     let session = Session::open(global).await?;
     let client = session.single("etcd snapshot")?;
     let mut stream = client
-        .call("EtcdSnapshot", (), |mut m, r| async move { m.etcd_snapshot(r).await })
+        .call("EtcdSnapshot", (), |mut m, r| async move {
+            m.etcd_snapshot(r).await
+        })
         .await
         .map_err(anyhow::Error::msg)?;
 
@@ -179,18 +199,25 @@ async fn snapshot(args: SnapshotArgs, global: &GlobalArgs) -> anyhow::Result<Exi
     };
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec})").expect("a valid template"),
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec})")
+            .expect("a valid template"),
     );
     progress.set_message(format!("snapshot from {}", client.node));
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut digest = SnapshotDigest::default();
     let result: anyhow::Result<()> = async {
-        while let Some(d) = stream.message().await.map_err(|s| anyhow::anyhow!(client.explain(&s, "EtcdSnapshot")))? {
-            out.write_all(&d.bytes).with_context(|| format!("writing {}", part.display()))?;
+        while let Some(d) = stream
+            .message()
+            .await
+            .map_err(|s| anyhow::anyhow!(client.explain(&s, "EtcdSnapshot")))?
+        {
+            out.write_all(&d.bytes)
+                .with_context(|| format!("writing {}", part.display()))?;
             digest.update(&d.bytes);
             progress.set_position(digest.size);
         }
-        out.sync_all().with_context(|| format!("writing {}", part.display()))?;
+        out.sync_all()
+            .with_context(|| format!("writing {}", part.display()))?;
         Ok(())
     }
     .await;
@@ -205,8 +232,18 @@ async fn snapshot(args: SnapshotArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         let _ = std::fs::remove_file(&part);
         anyhow::bail!("the snapshot is corrupt: its SHA-256 trailer does not match ({size} bytes received); nothing was saved");
     }
-    std::fs::rename(&part, &args.file).with_context(|| format!("cannot rename {} to {}", part.display(), args.file.display()))?;
-    println!("saved {} ({}, {size} bytes)", args.file.display(), output::bytes(size));
+    std::fs::rename(&part, &args.file).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            part.display(),
+            args.file.display()
+        )
+    })?;
+    println!(
+        "saved {} ({}, {size} bytes)",
+        args.file.display(),
+        output::bytes(size)
+    );
     println!("sha256 {sha256}");
     println!("etcd's integrity trailer: ok");
     Ok(ExitCode::SUCCESS)
@@ -255,6 +292,9 @@ mod tests {
         snap[0] ^= 1;
         assert!(!digest_of(&snap, 7).1);
         assert!(!digest_of(b"short", 2).1);
-        assert_eq!(part_path(Path::new("/b/etcd.db")), PathBuf::from("/b/etcd.db.part"));
+        assert_eq!(
+            part_path(Path::new("/b/etcd.db")),
+            PathBuf::from("/b/etcd.db.part")
+        );
     }
 }

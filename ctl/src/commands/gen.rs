@@ -63,7 +63,12 @@ pub struct ConfigArgs {
     /// The Kubernetes API endpoint, e.g. https://10.5.0.2:6443.
     pub endpoint: ControlPlaneEndpoint,
     /// Directory to write controlplane.yaml, worker.yaml and cairnconfig to.
-    #[arg(short = 'o', long = "output-dir", value_name = "DIR", default_value = ".")]
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "DIR",
+        default_value = "."
+    )]
     pub output_dir: PathBuf,
     /// Use this secrets bundle (from `gen secrets`) instead of generating
     /// new secrets.
@@ -110,7 +115,10 @@ fn load_secrets(path: &Path) -> anyhow::Result<Option<SecretsBundle>> {
 
 fn secrets(a: SecretsArgs) -> anyhow::Result<ExitCode> {
     if !a.force && a.output.exists() {
-        anyhow::bail!("{} already exists (use --force to overwrite)", a.output.display());
+        anyhow::bail!(
+            "{} already exists (use --force to overwrite)",
+            a.output.display()
+        );
     }
     let bundle = match &a.from_controlplane_config {
         None => generate_secrets().context("generating secrets")?,
@@ -132,14 +140,24 @@ fn secrets(a: SecretsArgs) -> anyhow::Result<ExitCode> {
 fn configs(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     let targets = ["controlplane.yaml", "worker.yaml", "cairnconfig"].map(|f| a.output_dir.join(f));
     if !a.force {
-        let existing: Vec<String> =
-            targets.iter().filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
+        let existing: Vec<String> = targets
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
         if !existing.is_empty() {
-            anyhow::bail!("refusing to overwrite {} (use --force)", existing.join(", "));
+            anyhow::bail!(
+                "refusing to overwrite {} (use --force)",
+                existing.join(", ")
+            );
         }
     }
     let common = parse_patches(&a.config_patch)?;
-    let cp_patches = [common.clone(), parse_patches(&a.config_patch_control_plane)?].concat();
+    let cp_patches = [
+        common.clone(),
+        parse_patches(&a.config_patch_control_plane)?,
+    ]
+    .concat();
     let worker_patches = [common, parse_patches(&a.config_patch_worker)?].concat();
 
     let secrets = match &a.with_secrets {
@@ -152,7 +170,11 @@ fn configs(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     let mut input = GenerateInput::new(a.cluster_name, a.endpoint, secrets);
     input.kubernetes_version = a.kubernetes_version;
     input.install_disk = a.install_disk;
-    let mode = if input.install_disk.is_some() { Mode::Metal } else { Mode::Cloud };
+    let mode = if input.install_disk.is_some() {
+        Mode::Metal
+    } else {
+        Mode::Cloud
+    };
     let (cp, worker, client) = generate_configs(&input).context("generating configs")?;
 
     let Some(cp) = apply_validated("controlplane.yaml", cp, &cp_patches, mode) else {

@@ -139,11 +139,19 @@ const HEADER: [&str; 5] = ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"];
 pub fn meta_table(records: &[ResourceRecord]) -> Table {
     let mut t = Table::new(["NODE", "KEY", "VALUE"]);
     for r in records {
-        let value = r.spec.get("value").and_then(|v| v.as_str()).unwrap_or_default();
+        let value = r
+            .spec
+            .get("value")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let mut lines = value.lines();
         let first: String = lines.next().unwrap_or_default().chars().take(160).collect();
         let more = lines.count();
-        let shown = if more > 0 { format!("{first} (+{more} lines, -o yaml shows them)") } else { first };
+        let shown = if more > 0 {
+            format!("{first} (+{more} lines, -o yaml shows them)")
+        } else {
+            first
+        };
         t.row([r.node.clone(), r.metadata.id.clone(), shown]);
     }
     t
@@ -177,7 +185,13 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .collect();
     output::print_records(
         args.output,
-        || if resource_type == "meta" { meta_table(&records) } else { table(&records) },
+        || {
+            if resource_type == "meta" {
+                meta_table(&records)
+            } else {
+                table(&records)
+            }
+        },
         &records,
     )?;
     Ok(session::report_errors(&results))

@@ -40,7 +40,9 @@ pub fn progress(checks: &[ClusterHealthCheck]) -> (usize, Option<&ClusterHealthC
 
 async fn poll(client: &NodeClient) -> Result<Vec<ClusterHealthCheck>, String> {
     client
-        .call("ClusterHealth", (), |mut m, r| async move { m.cluster_health(r).await })
+        .call("ClusterHealth", (), |mut m, r| async move {
+            m.cluster_health(r).await
+        })
         .await
         .map(|r| r.checks)
 }
@@ -51,7 +53,10 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let client = session.single("health")?;
     let started = Instant::now();
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})").expect("a valid template"));
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+            .expect("a valid template"),
+    );
     spinner.enable_steady_tick(Duration::from_millis(120));
     // Checks already reported as passed.
     let mut reported = 0;
@@ -60,7 +65,14 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok(checks) => {
                 let (passed, first_failing) = progress(&checks);
                 for c in checks.iter().take(passed).skip(reported) {
-                    spinner.suspend(|| println!("ok   {}: {} ({}s)", c.name, c.message, started.elapsed().as_secs()));
+                    spinner.suspend(|| {
+                        println!(
+                            "ok   {}: {} ({}s)",
+                            c.name,
+                            c.message,
+                            started.elapsed().as_secs()
+                        )
+                    });
                 }
                 reported = reported.max(passed);
                 match first_failing {
@@ -69,7 +81,10 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                         println!("the cluster is healthy ({}s)", started.elapsed().as_secs());
                         return Ok(ExitCode::SUCCESS);
                     }
-                    None => ("health".to_string(), "the node reported no checks".to_string()),
+                    None => (
+                        "health".to_string(),
+                        "the node reported no checks".to_string(),
+                    ),
                     Some(c) => (c.name.clone(), c.message.clone()),
                 }
             }
@@ -94,12 +109,21 @@ mod tests {
     use super::*;
 
     fn check(name: &str, ok: bool) -> ClusterHealthCheck {
-        ClusterHealthCheck { name: name.into(), ok, message: format!("{name} says") }
+        ClusterHealthCheck {
+            name: name.into(),
+            ok,
+            message: format!("{name} says"),
+        }
     }
 
     #[test]
     fn progress_counts_passed_checks_in_order() {
-        let all = [check("etcd", true), check("kube-apiserver", true), check("nodes", false), check("cluster-dns", true)];
+        let all = [
+            check("etcd", true),
+            check("kube-apiserver", true),
+            check("nodes", false),
+            check("cluster-dns", true),
+        ];
         let (passed, first) = progress(&all);
         assert_eq!(passed, 2);
         assert_eq!(first.unwrap().name, "nodes");

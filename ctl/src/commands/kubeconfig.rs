@@ -54,13 +54,22 @@ fn default_path(kubeconfig_env: Option<&str>, home: Option<&Path>) -> anyhow::Re
     if let Some(first) = kubeconfig_env.and_then(|v| v.split(':').find(|p| !p.is_empty())) {
         return Ok(PathBuf::from(first));
     }
-    Ok(home.context("cannot find the home directory for ~/.kube/config; pass a PATH")?.join(".kube").join("config"))
+    Ok(home
+        .context("cannot find the home directory for ~/.kube/config; pass a PATH")?
+        .join(".kube")
+        .join("config"))
 }
 
-fn target(args: &Args, default: impl FnOnce() -> anyhow::Result<PathBuf>) -> anyhow::Result<Target> {
+fn target(
+    args: &Args,
+    default: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<Target> {
     Ok(match args.path.as_deref() {
         Some("-") => Target::Stdout,
-        None if args.force => Target::Write { path: default()?, force: true },
+        None if args.force => Target::Write {
+            path: default()?,
+            force: true,
+        },
         None => Target::Merge(default()?),
         Some(p) => {
             let mut path = PathBuf::from(p);
@@ -70,7 +79,10 @@ fn target(args: &Args, default: impl FnOnce() -> anyhow::Result<PathBuf>) -> any
             if args.merge {
                 Target::Merge(path)
             } else {
-                Target::Write { path, force: args.force }
+                Target::Write {
+                    path,
+                    force: args.force,
+                }
             }
         }
     })
@@ -93,7 +105,10 @@ pub struct Merged {
 }
 
 fn entries<'a>(doc: &'a Mapping, section: &str) -> impl Iterator<Item = &'a Value> {
-    doc.get(section).and_then(Value::as_sequence).into_iter().flatten()
+    doc.get(section)
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
 }
 
 fn name_of(entry: &Value) -> Option<&str> {
@@ -102,14 +117,24 @@ fn name_of(entry: &Value) -> Option<&str> {
 
 /// An entry without its name, to compare entries.
 fn body(e: &Value) -> Option<Vec<(&Value, &Value)>> {
-    e.as_mapping().map(|m| m.iter().filter(|(k, _)| k.as_str() != Some("name")).collect())
+    e.as_mapping().map(|m| {
+        m.iter()
+            .filter(|(k, _)| k.as_str() != Some("name"))
+            .collect()
+    })
 }
 
 /// Adds `entry` to `section` of `doc` under its name, or a suffixed one
 /// (`-1`, `-2`, ...) when a different entry has that name; an identical
 /// entry already there is reused. Returns the name used.
-fn add_entry(doc: &mut Mapping, section: &'static str, entry: &Value, renamed: &mut Vec<Renamed>) -> anyhow::Result<String> {
-    let name = name_of(entry).with_context(|| format!("the new kubeconfig has a {section} entry without a name"))?;
+fn add_entry(
+    doc: &mut Mapping,
+    section: &'static str,
+    entry: &Value,
+    renamed: &mut Vec<Renamed>,
+) -> anyhow::Result<String> {
+    let name = name_of(entry)
+        .with_context(|| format!("the new kubeconfig has a {section} entry without a name"))?;
     let mut candidate = name.to_string();
     for n in 1.. {
         match entries(doc, section).find(|e| name_of(e) == Some(candidate.as_str())) {
@@ -122,7 +147,9 @@ fn add_entry(doc: &mut Mapping, section: &'static str, entry: &Value, renamed: &
     if let Some(m) = entry.as_mapping_mut() {
         m.insert("name".into(), candidate.clone().into());
     }
-    let list = doc.entry(section.into()).or_insert_with(|| Value::Sequence(Vec::new()));
+    let list = doc
+        .entry(section.into())
+        .or_insert_with(|| Value::Sequence(Vec::new()));
     if !list.is_sequence() {
         anyhow::bail!("{section} in the existing kubeconfig is not a list");
     }
@@ -130,7 +157,11 @@ fn add_entry(doc: &mut Mapping, section: &'static str, entry: &Value, renamed: &
         s.push(entry);
     }
     if candidate != name {
-        renamed.push(Renamed { section, from: name.to_string(), to: candidate.clone() });
+        renamed.push(Renamed {
+            section,
+            from: name.to_string(),
+            to: candidate.clone(),
+        });
     }
     Ok(candidate)
 }
@@ -138,11 +169,13 @@ fn add_entry(doc: &mut Mapping, section: &'static str, entry: &Value, renamed: &
 /// Merges the kubeconfig `new` into `existing` (the text of the user's
 /// file; empty when there is none) and makes its context current.
 pub fn merge(existing: &str, new: &str) -> anyhow::Result<Merged> {
-    let new: Mapping = serde_yaml::from_str(new).context("the node sent a kubeconfig that is not YAML")?;
+    let new: Mapping =
+        serde_yaml::from_str(new).context("the node sent a kubeconfig that is not YAML")?;
     let mut doc: Mapping = if existing.trim().is_empty() {
         Mapping::new()
     } else {
-        serde_yaml::from_str(existing).context("the existing kubeconfig is not valid YAML; pass a PATH or --force")?
+        serde_yaml::from_str(existing)
+            .context("the existing kubeconfig is not valid YAML; pass a PATH or --force")?
     };
     doc.entry("apiVersion".into()).or_insert("v1".into());
     doc.entry("kind".into()).or_insert("Config".into());
@@ -154,13 +187,21 @@ pub fn merge(existing: &str, new: &str) -> anyhow::Result<Merged> {
             names.insert((section, name_of(e).unwrap_or_default().to_string()), used);
         }
     }
-    let wanted = new.get("current-context").and_then(Value::as_str).unwrap_or_default().to_string();
+    let wanted = new
+        .get("current-context")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut current = None;
     for e in entries(&new, "contexts") {
         let mut e = e.clone();
         if let Some(ctx) = e.get_mut("context").and_then(Value::as_mapping_mut) {
             for (key, section) in [("cluster", "clusters"), ("user", "users")] {
-                let old = ctx.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+                let old = ctx
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if let Some(n) = names.get(&(section, old)) {
                     ctx.insert(key.into(), n.clone().into());
                 }
@@ -173,13 +214,20 @@ pub fn merge(existing: &str, new: &str) -> anyhow::Result<Merged> {
     }
     let context = current.context("the node sent a kubeconfig without a context")?;
     doc.insert("current-context".into(), context.clone().into());
-    Ok(Merged { text: serde_yaml::to_string(&doc)?, renamed, context })
+    Ok(Merged {
+        text: serde_yaml::to_string(&doc)?,
+        renamed,
+        context,
+    })
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600, creating the
 /// directory (0700) when missing.
 fn write(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         use std::os::unix::fs::DirBuilderExt as _;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -195,11 +243,19 @@ fn write(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
 pub async fn fetch(session: &Session) -> anyhow::Result<Vec<u8>> {
     let client = session.single("kubeconfig")?;
     let mut stream = client
-        .call("Kubeconfig", (), |mut m, r| async move { m.kubeconfig(r).await })
+        .call(
+            "Kubeconfig",
+            (),
+            |mut m, r| async move { m.kubeconfig(r).await },
+        )
         .await
         .map_err(anyhow::Error::msg)?;
     let mut bytes = Vec::new();
-    while let Some(d) = stream.message().await.map_err(|s| anyhow::anyhow!(client.explain(&s, "Kubeconfig")))? {
+    while let Some(d) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!(client.explain(&s, "Kubeconfig")))?
+    {
         bytes.extend(d.bytes);
     }
     Ok(bytes)
@@ -207,7 +263,9 @@ pub async fn fetch(session: &Session) -> anyhow::Result<Vec<u8>> {
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let env = std::env::var("KUBECONFIG").ok();
-    let target = target(&args, || default_path(env.as_deref(), dirs::home_dir().as_deref()))?;
+    let target = target(&args, || {
+        default_path(env.as_deref(), dirs::home_dir().as_deref())
+    })?;
     let session = Session::open(global).await?;
     let bytes = fetch(&session).await?;
     match target {
@@ -226,13 +284,21 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
             };
-            let new = std::str::from_utf8(&bytes).context("the node sent a kubeconfig that is not UTF-8")?;
+            let new = std::str::from_utf8(&bytes)
+                .context("the node sent a kubeconfig that is not UTF-8")?;
             let merged = merge(&existing, new)?;
             write(&path, merged.text.as_bytes(), true)?;
             for r in &merged.renamed {
-                eprintln!("{}: {:?} is taken by a different entry; added as {:?}", r.section, r.from, r.to);
+                eprintln!(
+                    "{}: {:?} is taken by a different entry; added as {:?}",
+                    r.section, r.from, r.to
+                );
             }
-            eprintln!("kubeconfig merged into {} (current context {})", path.display(), merged.context);
+            eprintln!(
+                "kubeconfig merged into {} (current context {})",
+                path.display(),
+                merged.context
+            );
             eprintln!("next: kubectl get nodes");
         }
     }
@@ -256,7 +322,12 @@ mod tests {
     }
 
     fn names(v: &Value, section: &str) -> Vec<String> {
-        v[section].as_sequence().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
+        v[section]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
@@ -282,7 +353,10 @@ mod tests {
         assert_eq!(v["current-context"], "admin@c1");
         assert_eq!(v["preferences"]["colors"], true);
         assert_eq!(v["users"][0]["user"]["exec"]["command"], "aws");
-        assert_eq!(v["clusters"][0]["cluster"]["extensions"][0]["extension"]["a"], 1);
+        assert_eq!(
+            v["clusters"][0]["cluster"]["extensions"][0]["extension"]["a"],
+            1
+        );
     }
 
     #[test]
@@ -298,7 +372,11 @@ mod tests {
     fn conflicting_names_get_a_suffix_and_the_context_points_at_the_renamed_entries() {
         let old = merge("", &kubeconfig("c1", "https://10.5.0.2:6443", "QQ==")).unwrap();
         // Another cluster of the same name (a rebuilt one): new server and cert.
-        let m = merge(&old.text, &kubeconfig("c1", "https://10.5.0.9:6443", "Qg==")).unwrap();
+        let m = merge(
+            &old.text,
+            &kubeconfig("c1", "https://10.5.0.9:6443", "Qg=="),
+        )
+        .unwrap();
         let v = doc(&m.text);
         assert_eq!(names(&v, "clusters"), vec!["c1", "c1-1"]);
         assert_eq!(names(&v, "users"), vec!["admin", "admin-1"]);
@@ -306,46 +384,100 @@ mod tests {
         assert_eq!(v["contexts"][1]["context"]["cluster"], "c1-1");
         assert_eq!(v["contexts"][1]["context"]["user"], "admin-1");
         assert_eq!(v["current-context"], "admin@c1-1");
-        assert_eq!(v["contexts"][0]["context"]["cluster"], "c1", "the old context is untouched");
+        assert_eq!(
+            v["contexts"][0]["context"]["cluster"], "c1",
+            "the old context is untouched"
+        );
         assert_eq!(
             m.renamed,
             vec![
-                Renamed { section: "clusters", from: "c1".into(), to: "c1-1".into() },
-                Renamed { section: "users", from: "admin".into(), to: "admin-1".into() },
-                Renamed { section: "contexts", from: "admin@c1".into(), to: "admin@c1-1".into() },
+                Renamed {
+                    section: "clusters",
+                    from: "c1".into(),
+                    to: "c1-1".into()
+                },
+                Renamed {
+                    section: "users",
+                    from: "admin".into(),
+                    to: "admin-1".into()
+                },
+                Renamed {
+                    section: "contexts",
+                    from: "admin@c1".into(),
+                    to: "admin@c1-1".into()
+                },
             ]
         );
         // A third, different one: -2; the second again: reused.
         let third = merge(&m.text, &kubeconfig("c1", "https://10.5.0.10:6443", "Qw==")).unwrap();
-        assert_eq!(names(&doc(&third.text), "clusters"), vec!["c1", "c1-1", "c1-2"]);
-        let again = merge(&third.text, &kubeconfig("c1", "https://10.5.0.9:6443", "Qg==")).unwrap();
+        assert_eq!(
+            names(&doc(&third.text), "clusters"),
+            vec!["c1", "c1-1", "c1-2"]
+        );
+        let again = merge(
+            &third.text,
+            &kubeconfig("c1", "https://10.5.0.9:6443", "Qg=="),
+        )
+        .unwrap();
         assert_eq!(names(&doc(&again.text), "clusters").len(), 3);
         assert_eq!(again.context, "admin@c1-1");
     }
 
     #[test]
     fn a_broken_existing_file_is_not_overwritten_by_a_merge() {
-        let err = merge("clusters: [unclosed", &kubeconfig("c1", "https://x:6443", "QQ==")).unwrap_err();
+        let err = merge(
+            "clusters: [unclosed",
+            &kubeconfig("c1", "https://x:6443", "QQ=="),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not valid YAML"), "{err}");
     }
 
     #[test]
     fn targets() {
         let home = || Ok(PathBuf::from("/home/u/.kube/config"));
-        let args = |path: Option<&str>, force, merge| Args { path: path.map(str::to_string), force, merge };
-        assert_eq!(target(&args(None, false, false), home).unwrap(), Target::Merge("/home/u/.kube/config".into()));
-        assert_eq!(target(&args(Some("-"), false, false), home).unwrap(), Target::Stdout);
+        let args = |path: Option<&str>, force, merge| Args {
+            path: path.map(str::to_string),
+            force,
+            merge,
+        };
+        assert_eq!(
+            target(&args(None, false, false), home).unwrap(),
+            Target::Merge("/home/u/.kube/config".into())
+        );
+        assert_eq!(
+            target(&args(Some("-"), false, false), home).unwrap(),
+            Target::Stdout
+        );
         assert_eq!(
             target(&args(Some("/tmp/nonexistent-k"), false, false), home).unwrap(),
-            Target::Write { path: "/tmp/nonexistent-k".into(), force: false }
+            Target::Write {
+                path: "/tmp/nonexistent-k".into(),
+                force: false
+            }
         );
         let merge_into = "/nonexistent-cairn-dir/kubeconfig";
-        assert_eq!(target(&args(Some(merge_into), false, true), home).unwrap(), Target::Merge(merge_into.into()));
+        assert_eq!(
+            target(&args(Some(merge_into), false, true), home).unwrap(),
+            Target::Merge(merge_into.into())
+        );
         let dir = tempfile::tempdir().unwrap();
         let t = target(&args(Some(dir.path().to_str().unwrap()), true, false), home).unwrap();
-        assert_eq!(t, Target::Write { path: dir.path().join("kubeconfig"), force: true });
-        assert_eq!(default_path(Some(":/a/b:/c"), None).unwrap(), PathBuf::from("/a/b"));
-        assert_eq!(default_path(None, Some(Path::new("/h"))).unwrap(), PathBuf::from("/h/.kube/config"));
+        assert_eq!(
+            t,
+            Target::Write {
+                path: dir.path().join("kubeconfig"),
+                force: true
+            }
+        );
+        assert_eq!(
+            default_path(Some(":/a/b:/c"), None).unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert_eq!(
+            default_path(None, Some(Path::new("/h"))).unwrap(),
+            PathBuf::from("/h/.kube/config")
+        );
         assert!(default_path(None, None).is_err());
     }
 
@@ -355,8 +487,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/kubeconfig");
         write(&p, b"a", false).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         let err = write(&p, b"b", false).unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
         write(&p, b"c", true).unwrap();

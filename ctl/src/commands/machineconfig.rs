@@ -37,7 +37,12 @@ pub struct PatchArgs {
     pub file: PathBuf,
     /// A patch: `@file` (YAML or JSON) or the patch text itself. Repeat to
     /// apply several, in order.
-    #[arg(short = 'p', long = "patch", value_name = "@FILE|PATCH", required = true)]
+    #[arg(
+        short = 'p',
+        long = "patch",
+        value_name = "@FILE|PATCH",
+        required = true
+    )]
     pub patches: Vec<String>,
     /// Write the result here (mode 0600) instead of to standard output.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -46,12 +51,19 @@ pub struct PatchArgs {
 
 /// Parse `args` (`@file` or inline patch text).
 pub(crate) fn parse_patches(args: &[String]) -> anyhow::Result<Vec<Patch>> {
-    args.iter().map(|a| Patch::from_arg(a).map_err(anyhow::Error::from)).collect()
+    args.iter()
+        .map(|a| Patch::from_arg(a).map_err(anyhow::Error::from))
+        .collect()
 }
 
 /// Apply patches in order, validating after each one so a problem names
 /// the patch that caused it. Problems are printed with `label`.
-pub(crate) fn apply_validated(label: &str, config: MachineConfig, patches: &[Patch], mode: Mode) -> Option<MachineConfig> {
+pub(crate) fn apply_validated(
+    label: &str,
+    config: MachineConfig,
+    patches: &[Patch],
+    mode: Mode,
+) -> Option<MachineConfig> {
     let mut config = config;
     for p in patches {
         config = match p.apply(&config) {

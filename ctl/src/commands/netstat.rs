@@ -71,14 +71,21 @@ pub fn table(records: &[SocketRecord]) -> Table {
             r.local.clone(),
             r.remote.clone(),
             r.state.clone(),
-            if r.pid > 0 { format!("{}/{}", r.pid, r.process) } else { "-".to_string() },
+            if r.pid > 0 {
+                format!("{}/{}", r.pid, r.process)
+            } else {
+                "-".to_string()
+            },
         ]);
     }
     t
 }
 
 pub fn records(node: &str, r: &NetstatResponse) -> Vec<SocketRecord> {
-    r.sockets.iter().map(|s| SocketRecord::new(node, s)).collect()
+    r.sockets
+        .iter()
+        .map(|s| SocketRecord::new(node, s))
+        .collect()
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -86,8 +93,12 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let listening = args.listening;
     let results = session
         .each(|c| async move {
-            c.call("Netstat", NetstatRequest { listening }, |mut m, r| async move { m.netstat(r).await })
-                .await
+            c.call(
+                "Netstat",
+                NetstatRequest { listening },
+                |mut m, r| async move { m.netstat(r).await },
+            )
+            .await
         })
         .await;
     let all: Vec<SocketRecord> = session::successes(&results)
@@ -115,12 +126,21 @@ mod tests {
                     process: "apid".into(),
                     ..Default::default()
                 },
-                Socket { protocol: "udp6".into(), local_address: "::1".into(), local_port: 123, remote_address: "::".into(), ..Default::default() },
+                Socket {
+                    protocol: "udp6".into(),
+                    local_address: "::1".into(),
+                    local_port: 123,
+                    remote_address: "::".into(),
+                    ..Default::default()
+                },
             ],
         };
         let recs = records("n1", &r);
         assert_eq!(recs[1].local, "[::1]:123");
         let text = table(&recs).render();
-        assert!(text.contains("0.0.0.0:50000") && text.contains("42/apid") && text.contains("LISTEN"), "{text}");
+        assert!(
+            text.contains("0.0.0.0:50000") && text.contains("42/apid") && text.contains("LISTEN"),
+            "{text}"
+        );
     }
 }

@@ -67,7 +67,11 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .await;
-    let then = if args.reboot { "rebooting into maintenance mode" } else { "powering off" };
+    let then = if args.reboot {
+        "rebooting into maintenance mode"
+    } else {
+        "powering off"
+    };
     for (node, ()) in session::successes(&results) {
         eprintln!("{node}: wiping, then {then}");
     }
@@ -80,7 +84,11 @@ mod tests {
 
     #[test]
     fn wipe_modes_map_to_the_api() {
-        let a = Args { graceful: true, reboot: true, wipe_mode: Wipe::User };
+        let a = Args {
+            graceful: true,
+            reboot: true,
+            wipe_mode: Wipe::User,
+        };
         let r = request(&a);
         assert_eq!(r.mode, WipeMode::UserDisks as i32);
         assert!(r.graceful && r.reboot);

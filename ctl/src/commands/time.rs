@@ -68,15 +68,35 @@ impl TimeRecord {
 }
 
 pub fn table(records: &[TimeRecord]) -> Table {
-    let mut t = Table::new(["NODE", "NODE TIME", "DRIFT", "SYNCED", "SERVER", "OFFSET", "NOTE"]);
+    let mut t = Table::new([
+        "NODE",
+        "NODE TIME",
+        "DRIFT",
+        "SYNCED",
+        "SERVER",
+        "OFFSET",
+        "NOTE",
+    ]);
     for r in records {
         t.row([
             r.node.clone(),
             r.node_time.clone(),
             format!("{:+.3}s", r.drift_seconds),
-            if r.disabled { "disabled".to_string() } else { r.synced.to_string() },
-            if r.server.is_empty() { "-".to_string() } else { r.server.clone() },
-            if r.synced { format!("{:+.3}s", r.offset_seconds) } else { "-".to_string() },
+            if r.disabled {
+                "disabled".to_string()
+            } else {
+                r.synced.to_string()
+            },
+            if r.server.is_empty() {
+                "-".to_string()
+            } else {
+                r.server.clone()
+            },
+            if r.synced {
+                format!("{:+.3}s", r.offset_seconds)
+            } else {
+                "-".to_string()
+            },
             r.message.clone(),
         ]);
     }
@@ -118,9 +138,22 @@ mod tests {
         assert!((r.drift_seconds - 1.5).abs() < 1e-6);
         assert_eq!(r.node_time, "2023-11-14T22:13:21.500Z");
         let text = table(&[r]).render();
-        assert!(text.contains("+1.500s") && text.contains("true") && text.contains("-0.250s"), "{text}");
-        let unsynced = TimeRecord::new("n2", &TimeResponse { message: "no time server answered".into(), ..Default::default() }, local);
+        assert!(
+            text.contains("+1.500s") && text.contains("true") && text.contains("-0.250s"),
+            "{text}"
+        );
+        let unsynced = TimeRecord::new(
+            "n2",
+            &TimeResponse {
+                message: "no time server answered".into(),
+                ..Default::default()
+            },
+            local,
+        );
         let text = table(&[unsynced]).render();
-        assert!(text.contains("false") && text.contains("no time server answered"), "{text}");
+        assert!(
+            text.contains("false") && text.contains("no time server answered"),
+            "{text}"
+        );
     }
 }

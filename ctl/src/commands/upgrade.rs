@@ -71,9 +71,11 @@ pub fn image_assets(dir: &Path) -> anyhow::Result<Vec<Asset>> {
         );
     }
     let mut assets = Vec::new();
-    for (name, file, required) in
-        [("kernel", "vmlinuz", true), ("initramfs", "initramfs.img", true), ("payload", "payload.sqsh", false)]
-    {
+    for (name, file, required) in [
+        ("kernel", "vmlinuz", true),
+        ("initramfs", "initramfs.img", true),
+        ("payload", "payload.sqsh", false),
+    ] {
         let path = dir.join(file);
         if !path.is_file() {
             if required {
@@ -82,18 +84,26 @@ pub fn image_assets(dir: &Path) -> anyhow::Result<Vec<Asset>> {
             continue;
         }
         let (size, sha256) = digest(&path)?;
-        assets.push(Asset { name, path, size, sha256 });
+        assets.push(Asset {
+            name,
+            path,
+            size,
+            sha256,
+        });
     }
     Ok(assets)
 }
 
 fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -135,29 +145,59 @@ pub fn requests(
                     let file = match std::fs::File::open(&a.path) {
                         Ok(f) => f,
                         Err(e) => {
-                            progress.abandon_with_message(format!("cannot read {}: {e}", a.path.display()));
+                            progress.abandon_with_message(format!(
+                                "cannot read {}: {e}",
+                                a.path.display()
+                            ));
                             return None;
                         }
                     };
                     progress.set_message(a.name);
-                    let header = UpgradeHeader { asset: a.name.into(), size: a.size, version, stage };
-                    Some((UpgradeRequest { part: Some(Part::Header(header)) }, Step::Data(i, file)))
+                    let header = UpgradeHeader {
+                        asset: a.name.into(),
+                        size: a.size,
+                        version,
+                        stage,
+                    };
+                    Some((
+                        UpgradeRequest {
+                            part: Some(Part::Header(header)),
+                        },
+                        Step::Data(i, file),
+                    ))
                 }
                 Step::Data(i, mut file) => {
                     let mut buf = vec![0u8; CHUNK];
                     match file.read(&mut buf) {
                         Ok(0) => {
                             let sha = assets[i].sha256.clone();
-                            let next = if i + 1 < assets.len() { Step::Header(i + 1) } else { Step::Done };
-                            Some((UpgradeRequest { part: Some(Part::Sha256(sha)) }, next))
+                            let next = if i + 1 < assets.len() {
+                                Step::Header(i + 1)
+                            } else {
+                                Step::Done
+                            };
+                            Some((
+                                UpgradeRequest {
+                                    part: Some(Part::Sha256(sha)),
+                                },
+                                next,
+                            ))
                         }
                         Ok(n) => {
                             buf.truncate(n);
                             progress.inc(n as u64);
-                            Some((UpgradeRequest { part: Some(Part::Chunk(buf)) }, Step::Data(i, file)))
+                            Some((
+                                UpgradeRequest {
+                                    part: Some(Part::Chunk(buf)),
+                                },
+                                Step::Data(i, file),
+                            ))
                         }
                         Err(e) => {
-                            progress.abandon_with_message(format!("reading {}: {e}", assets[i].path.display()));
+                            progress.abandon_with_message(format!(
+                                "reading {}: {e}",
+                                assets[i].path.display()
+                            ));
                             None
                         }
                     }
@@ -170,27 +210,45 @@ pub fn requests(
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // An ISO: its boot files, copied out to a temporary directory.
-    let extracted = if args.image.is_file() { Some(iso::extract(&args.image)?) } else { None };
-    let dir = extracted.as_ref().map_or(args.image.as_path(), |d| d.path());
+    let extracted = if args.image.is_file() {
+        Some(iso::extract(&args.image)?)
+    } else {
+        None
+    };
+    let dir = extracted
+        .as_ref()
+        .map_or(args.image.as_path(), |d| d.path());
     let assets = image_assets(dir)?;
     let version = image_version(dir);
     let total: u64 = assets.iter().map(|a| a.size).sum();
-    let names: Vec<String> =
-        assets.iter().map(|a| format!("{} ({})", a.name, crate::output::bytes(a.size))).collect();
+    let names: Vec<String> = assets
+        .iter()
+        .map(|a| format!("{} ({})", a.name, crate::output::bytes(a.size)))
+        .collect();
     eprintln!(
         "upgrade: {}{} from {}",
         names.join(", "),
-        if version.is_empty() { String::new() } else { format!(", version {version}") },
+        if version.is_empty() {
+            String::new()
+        } else {
+            format!(", version {version}")
+        },
         args.image.display()
     );
     let session = Session::open(global).await?;
     let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-        .expect("a valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ");
     let results = session
         .each(|c| {
-            let bar = bars.add(ProgressBar::new(total).with_style(style.clone()).with_prefix(c.node.to_string()));
+            let bar = bars.add(
+                ProgressBar::new(total)
+                    .with_style(style.clone())
+                    .with_prefix(c.node.to_string()),
+            );
             let stream = requests(assets.clone(), version.clone(), args.stage, bar.clone());
             async move {
                 let c = c.without_call_timeout().await?;
@@ -220,7 +278,10 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         for c in &accepted {
             match c.probe_version(Duration::from_secs(10)).await {
-                Ok(v) => eprintln!("{}: running {} in slot {}", c.node, v.version, v.booted_slot),
+                Ok(v) => eprintln!(
+                    "{}: running {} in slot {}",
+                    c.node, v.version, v.booted_slot
+                ),
                 Err(e) => eprintln!("{}: {e}", c.node),
             }
         }
@@ -284,10 +345,16 @@ pub mod iso {
             }
             let name_len = r[32] as usize;
             let raw = &r[33..(33 + name_len).min(r.len())];
-            let su = r.get(33 + name_len + (1 - name_len % 2)..).unwrap_or_default();
+            let su = r
+                .get(33 + name_len + (1 - name_len % 2)..)
+                .unwrap_or_default();
             let name = rock_ridge_name(su).unwrap_or_else(|| {
                 let n = String::from_utf8_lossy(raw).to_lowercase();
-                n.split(';').next().unwrap_or_default().trim_end_matches('.').to_string()
+                n.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_string()
             });
             if raw != [0] && raw != [1] {
                 out.push(Entry {
@@ -318,7 +385,10 @@ pub mod iso {
             if !at.dir {
                 return Ok(None);
             }
-            match list(f, at.lba, at.size)?.into_iter().find(|e| e.name == part) {
+            match list(f, at.lba, at.size)?
+                .into_iter()
+                .find(|e| e.name == part)
+            {
                 Some(e) => at = e,
                 None => return Ok(None),
             }
@@ -346,7 +416,8 @@ pub mod iso {
     pub fn extract(iso: &Path) -> anyhow::Result<Scratch> {
         let ctx = |e: std::io::Error| anyhow::anyhow!("--image {}: {e}", iso.display());
         let f = File::open(iso).map_err(ctx)?;
-        let dir = Scratch(std::env::temp_dir().join(format!("cairnctl-upgrade-{}", std::process::id())));
+        let dir =
+            Scratch(std::env::temp_dir().join(format!("cairnctl-upgrade-{}", std::process::id())));
         std::fs::create_dir_all(dir.path()).map_err(ctx)?;
         for (from, to) in [
             ("boot/vmlinuz", "vmlinuz"),
@@ -354,7 +425,9 @@ pub mod iso {
             ("A/payload.sqsh", "payload.sqsh"),
             ("boot/payload.sqsh", "payload.sqsh"),
         ] {
-            let Some(e) = find(&f, from).map_err(ctx)? else { continue };
+            let Some(e) = find(&f, from).map_err(ctx)? else {
+                continue;
+            };
             let out = File::create(dir.path().join(to)).map_err(ctx)?;
             let mut done = 0;
             while done < e.size {
@@ -365,7 +438,10 @@ pub mod iso {
             }
         }
         if !dir.path().join("vmlinuz").exists() {
-            anyhow::bail!("--image {}: no /boot/vmlinuz in this ISO; is it a Cairn ISO?", iso.display());
+            anyhow::bail!(
+                "--image {}: no /boot/vmlinuz in this ISO; is it a Cairn ISO?",
+                iso.display()
+            );
         }
         Ok(dir)
     }
@@ -399,8 +475,14 @@ mod tests {
             }
         }
         let out = iso::extract(&iso).unwrap();
-        assert_eq!(std::fs::read(out.path().join("vmlinuz")).unwrap(), vec![7u8; 5000]);
-        assert_eq!(std::fs::read(out.path().join("initramfs.img")).unwrap(), b"initramfs-bytes");
+        assert_eq!(
+            std::fs::read(out.path().join("vmlinuz")).unwrap(),
+            vec![7u8; 5000]
+        );
+        assert_eq!(
+            std::fs::read(out.path().join("initramfs.img")).unwrap(),
+            b"initramfs-bytes"
+        );
         assert!(!out.path().join("payload.sqsh").exists());
         let not_iso = dir.path().join("tree/boot/vmlinuz");
         assert!(iso::extract(&not_iso).is_err());
@@ -413,10 +495,15 @@ mod tests {
         std::fs::write(dir.path().join("initramfs.img"), b"init").unwrap();
         std::fs::write(dir.path().join("version"), "v9.9.9 abc\n").unwrap();
         let assets = image_assets(dir.path()).unwrap();
-        assert_eq!(assets.iter().map(|a| a.name).collect::<Vec<_>>(), ["kernel", "initramfs"]);
+        assert_eq!(
+            assets.iter().map(|a| a.name).collect::<Vec<_>>(),
+            ["kernel", "initramfs"]
+        );
         assert_eq!(image_version(dir.path()), "v9.9.9");
         let bar = ProgressBar::hidden();
-        let msgs: Vec<UpgradeRequest> = requests(assets.clone(), "v9".into(), false, bar.clone()).collect().await;
+        let msgs: Vec<UpgradeRequest> = requests(assets.clone(), "v9".into(), false, bar.clone())
+            .collect()
+            .await;
         let kinds: Vec<&str> = msgs
             .iter()
             .map(|m| match m.part.as_ref().unwrap() {
@@ -427,11 +514,18 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["h", "c", "c", "s", "h", "c", "s"]);
         assert_eq!(bar.position(), (CHUNK + 10 + 4) as u64);
-        let Part::Sha256(s) = msgs[6].part.as_ref().unwrap() else { panic!() };
+        let Part::Sha256(s) = msgs[6].part.as_ref().unwrap() else {
+            panic!()
+        };
         assert_eq!(*s, hex::encode(Sha256::digest(b"init")));
-        let err = image_assets(&dir.path().join("nope")).unwrap_err().to_string();
+        let err = image_assets(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected a directory"), "{err}");
         std::fs::remove_file(dir.path().join("initramfs.img")).unwrap();
-        assert!(image_assets(dir.path()).unwrap_err().to_string().contains("no initramfs.img"));
+        assert!(image_assets(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no initramfs.img"));
     }
 }

@@ -49,7 +49,8 @@ impl From<ModeArg> for Mode {
 pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("cannot read standard input")?;
         Ok(buf)
     } else {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
@@ -85,7 +86,10 @@ pub async fn run(a: Args, _g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mode = Mode::from(a.mode);
     match load_valid(&label, &bytes, mode) {
         Some(config) => {
-            println!("{label}: valid {} config for mode {mode}", config.machine.machine_type);
+            println!(
+                "{label}: valid {} config for mode {mode}",
+                config.machine.machine_type
+            );
             Ok(ExitCode::SUCCESS)
         }
         None => Ok(ExitCode::from(1)),

@@ -10,7 +10,9 @@ use crate::resources::machineconfig::redact_yaml;
 /// A unified diff (`--- running` / `+++ new`), empty when nothing changes.
 /// Without a running config (maintenance mode) every line is added.
 pub fn diff(running: Option<&MachineConfig>, new: &MachineConfig) -> String {
-    let old = running.map(|c| redact_yaml(&c.render())).unwrap_or_default();
+    let old = running
+        .map(|c| redact_yaml(&c.render()))
+        .unwrap_or_default();
     let new = redact_yaml(&new.render());
     if old == new {
         return String::new();
@@ -34,7 +36,11 @@ mod tests {
         changed.machine.network.hostname = Some("renamed".parse().unwrap());
         let d = diff(Some(&cfg), &changed);
         assert!(d.starts_with("--- running\n+++ new\n"), "{d}");
-        assert!(d.lines().any(|l| l.starts_with('+') && l.contains("hostname: renamed")), "{d}");
+        assert!(
+            d.lines()
+                .any(|l| l.starts_with('+') && l.contains("hostname: renamed")),
+            "{d}"
+        );
         assert!(diff(Some(&cfg), &cfg).is_empty());
         // From maintenance mode: everything is new, and still redacted.
         let all = diff(None, &cfg);

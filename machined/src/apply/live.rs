@@ -21,7 +21,10 @@ pub struct Roots {
 
 impl Roots {
     pub fn node() -> Roots {
-        Roots { root: PathBuf::from("/"), set_hostname: true }
+        Roots {
+            root: PathBuf::from("/"),
+            set_hostname: true,
+        }
     }
 
     fn under(&self, absolute: &str) -> PathBuf {
@@ -38,7 +41,12 @@ pub type Problems = Vec<String>;
 /// set one, and the problems.
 pub fn apply(config: &MachineConfig, roots: &Roots) -> (Option<String>, Problems) {
     let mut problems = Problems::new();
-    let hostname = config.machine.network.hostname.as_ref().map(|h| h.to_string());
+    let hostname = config
+        .machine
+        .network
+        .hostname
+        .as_ref()
+        .map(|h| h.to_string());
     if let Some(h) = &hostname {
         if roots.set_hostname {
             if let Err(e) = nix::unistd::sethostname(h) {
@@ -49,7 +57,10 @@ pub fn apply(config: &MachineConfig, roots: &Roots) -> (Option<String>, Problems
     for (key, value) in &config.machine.sysctls {
         let path = roots.under(&format!("/proc/sys/{}", key.to_string().replace('.', "/")));
         if let Err(e) = std::fs::write(&path, value.to_string()) {
-            problems.push(format!("machine.sysctls.{key}: cannot write {}: {e}", path.display()));
+            problems.push(format!(
+                "machine.sysctls.{key}: cannot write {}: {e}",
+                path.display()
+            ));
         }
     }
     for (i, f) in config.machine.files.iter().enumerate() {
@@ -97,12 +108,21 @@ mod tests {
     #[test]
     fn writes_sysctls_and_files_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = Roots { root: dir.path().to_path_buf(), set_hostname: false };
+        let roots = Roots {
+            root: dir.path().to_path_buf(),
+            set_hostname: false,
+        };
         std::fs::create_dir_all(dir.path().join("proc/sys/net/ipv4")).unwrap();
         let (mut cfg, _) = generated();
         cfg.machine.network.hostname = Some("n1".parse().unwrap());
-        cfg.machine.sysctls.insert("net.ipv4.ip_forward".parse().unwrap(), config::types::ScalarString::new("1"));
-        cfg.machine.sysctls.insert("kernel.nope".parse().unwrap(), config::types::ScalarString::new("1"));
+        cfg.machine.sysctls.insert(
+            "net.ipv4.ip_forward".parse().unwrap(),
+            config::types::ScalarString::new("1"),
+        );
+        cfg.machine.sysctls.insert(
+            "kernel.nope".parse().unwrap(),
+            config::types::ScalarString::new("1"),
+        );
         let file = |path: &str, content: &str, op: FileOp| config::spec::File {
             path: path.parse().unwrap(),
             content: content.into(),
@@ -117,12 +137,24 @@ mod tests {
         ];
         let (hostname, problems) = apply(&cfg, &roots);
         assert_eq!(hostname.as_deref(), Some("n1"));
-        assert_eq!(std::fs::read_to_string(dir.path().join("proc/sys/net/ipv4/ip_forward")).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("proc/sys/net/ipv4/ip_forward")).unwrap(),
+            "1"
+        );
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("machine.sysctls.kernel.nope"), "{problems:?}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("var/etc/a.conf")).unwrap(), "one\ntwo\n");
+        assert!(
+            problems[0].starts_with("machine.sysctls.kernel.nope"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("var/etc/a.conf")).unwrap(),
+            "one\ntwo\n"
+        );
         let b = dir.path().join("var/etc/b.conf");
-        assert_eq!(std::fs::metadata(&b).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // Applying again changes nothing for `create`, replaces `overwrite`.
         let _ = apply(&cfg, &roots);
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "b\n");

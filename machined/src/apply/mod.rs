@@ -60,7 +60,9 @@ pub enum ApplyError {
          to keep it, or wait for it to revert, then apply again"
     )]
     TryPending(u64),
-    #[error("no configuration is waiting for confirmation (confirm follows apply-config --mode try)")]
+    #[error(
+        "no configuration is waiting for confirmation (confirm follows apply-config --mode try)"
+    )]
     NothingToConfirm,
     #[error(
         "this node has no STATE partition (live boot): --mode {0} needs one, since the config must survive a reboot"
@@ -149,10 +151,22 @@ fn mode_name(mode: ApplyMode) -> &'static str {
 /// Parses and validates a config file for a node that `validation`
 /// describes; every problem, one per line, as `cairnctl validate` prints
 /// them.
-pub fn validate_bytes(bytes: &[u8], validation: ValidationMode) -> Result<MachineConfig, Vec<String>> {
-    let config = MachineConfig::parse(bytes).map_err(|e| e.errors().iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    validate::validate(&config, validation)
-        .map_err(|e| e.locate(bytes).iter().map(ToString::to_string).collect::<Vec<_>>())?;
+pub fn validate_bytes(
+    bytes: &[u8],
+    validation: ValidationMode,
+) -> Result<MachineConfig, Vec<String>> {
+    let config = MachineConfig::parse(bytes).map_err(|e| {
+        e.errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    })?;
+    validate::validate(&config, validation).map_err(|e| {
+        e.locate(bytes)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    })?;
     Ok(config)
 }
 
@@ -160,8 +174,17 @@ impl Configurator {
     /// `files`: STATE's config files, `None` on a node without STATE (the
     /// config then lives in memory only). `validation`: cloud when the node
     /// boots from its disk, metal on a live boot (an install disk is needed).
-    pub fn new(files: Option<StateFiles>, validation: ValidationMode, effects: Arc<dyn Effects>) -> Arc<Configurator> {
-        Arc::new(Configurator { files, validation, effects, inner: Mutex::new(Inner::default()) })
+    pub fn new(
+        files: Option<StateFiles>,
+        validation: ValidationMode,
+        effects: Arc<dyn Effects>,
+    ) -> Arc<Configurator> {
+        Arc::new(Configurator {
+            files,
+            validation,
+            effects,
+            inner: Mutex::new(Inner::default()),
+        })
     }
 
     pub fn validate(&self, bytes: &[u8]) -> Result<MachineConfig, ApplyError> {
@@ -171,7 +194,13 @@ impl Configurator {
     /// Makes a config found at boot the running one (no maintenance mode).
     /// A config from elsewhere than STATE is written to STATE, so the next
     /// boot finds it there.
-    pub async fn boot(&self, bytes: &[u8], config: &MachineConfig, source: &str, from_state: bool) -> Vec<String> {
+    pub async fn boot(
+        &self,
+        bytes: &[u8],
+        config: &MachineConfig,
+        source: &str,
+        from_state: bool,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         if !from_state {
             if let Some(files) = &self.files {
@@ -180,11 +209,18 @@ impl Configurator {
                 }
             }
         }
-        problems.extend(self.effects.activate(None, config, &BTreeSet::new(), source).await);
+        problems.extend(
+            self.effects
+                .activate(None, config, &BTreeSet::new(), source)
+                .await,
+        );
         problems
     }
 
-    pub async fn apply(self: &Arc<Self>, req: &ApplyConfigurationRequest) -> Result<ApplyConfigurationResponse, ApplyError> {
+    pub async fn apply(
+        self: &Arc<Self>,
+        req: &ApplyConfigurationRequest,
+    ) -> Result<ApplyConfigurationResponse, ApplyError> {
         let new = self.validate(&req.data)?;
         let mode = ApplyMode::try_from(req.mode).map_err(|_| ApplyError::BadMode(req.mode))?;
         crate::secure::check(&new)?;
@@ -203,16 +239,25 @@ impl Configurator {
             return Ok(response);
         }
         if let Some(p) = &inner.pending {
-            return Err(ApplyError::TryPending(p.deadline.saturating_duration_since(Instant::now()).as_secs()));
+            return Err(ApplyError::TryPending(
+                p.deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_secs(),
+            ));
         }
         // A live boot's first config with an install disk installs the
         // node rather than running it from the ISO.
         if running.is_none() && self.files.is_none() && new.machine.install.disk.is_some() {
             if !matches!(mode, ApplyMode::Auto | ApplyMode::Reboot) {
-                return Err(ApplyError::NeedsReboot(vec!["machine.install.disk (installing)".into()]));
+                return Err(ApplyError::NeedsReboot(vec![
+                    "machine.install.disk (installing)".into(),
+                ]));
             }
             response.reboot_required = true;
-            response.summary = self.effects.install(&req.data, &new).map_err(ApplyError::Install)?;
+            response.summary = self
+                .effects
+                .install(&req.data, &new)
+                .map_err(ApplyError::Install)?;
             return Ok(response);
         }
         let reboot = match mode {
@@ -227,7 +272,10 @@ impl Configurator {
         let memory_only = "; this node has no STATE partition (live boot), so it is kept in memory only and lost at reboot";
         response.summary = match mode {
             ApplyMode::Staged => {
-                self.files.as_ref().ok_or(ApplyError::NoState("staged"))?.write(store::STAGED, &req.data)?;
+                self.files
+                    .as_ref()
+                    .ok_or(ApplyError::NoState("staged"))?
+                    .write(store::STAGED, &req.data)?;
                 "staged: the config is applied at the next reboot".to_string()
             }
             ApplyMode::Try => {
@@ -239,10 +287,17 @@ impl Configurator {
                     0 => DEFAULT_TRY_TIMEOUT,
                     s => Duration::from_secs(u64::from(s)),
                 };
-                let problems = self.effects.activate(Some(&previous), &new, &plan.services, &source).await;
+                let problems = self
+                    .effects
+                    .activate(Some(&previous), &new, &plan.services, &source)
+                    .await;
                 inner.next_try += 1;
                 let id = inner.next_try;
-                inner.pending = Some(PendingTry { id, previous, deadline: Instant::now() + timeout });
+                inner.pending = Some(PendingTry {
+                    id,
+                    previous,
+                    deadline: Instant::now() + timeout,
+                });
                 tokio::spawn(self.clone().revert_after(id, timeout));
                 crate::console!("config: applied for a trial of {} s", timeout.as_secs());
                 with_problems(
@@ -255,20 +310,29 @@ impl Configurator {
                 )
             }
             _ if reboot => {
-                self.files.as_ref().ok_or(ApplyError::NoState(mode_name(mode)))?.write(store::CONFIG, &req.data)?;
+                self.files
+                    .as_ref()
+                    .ok_or(ApplyError::NoState(mode_name(mode)))?
+                    .write(store::CONFIG, &req.data)?;
                 crate::console!("config: applied; rebooting to put it into effect");
                 self.effects.reboot();
                 if mode == ApplyMode::Reboot {
                     "applied: the node reboots now".to_string()
                 } else {
-                    format!("applied: the node reboots now, as these changes need it: {}", plan.needs_reboot.join(", "))
+                    format!(
+                        "applied: the node reboots now, as these changes need it: {}",
+                        plan.needs_reboot.join(", ")
+                    )
                 }
             }
             _ => {
                 if let Some(files) = &self.files {
                     files.write(store::CONFIG, &req.data)?;
                 }
-                let problems = self.effects.activate(running.as_ref(), &new, &plan.services, &source).await;
+                let problems = self
+                    .effects
+                    .activate(running.as_ref(), &new, &plan.services, &source)
+                    .await;
                 let mut s = if running.is_none() {
                     "applied: the node left maintenance mode; from now on the API needs a client certificate (mutual TLS)".to_string()
                 } else if plan.changed.is_empty() {
@@ -301,10 +365,15 @@ impl Configurator {
         } else {
             "the changes apply without a reboot".to_string()
         };
-        let refused = matches!(mode, ApplyMode::NoReboot | ApplyMode::Try) && plan.reboot_required();
+        let refused =
+            matches!(mode, ApplyMode::NoReboot | ApplyMode::Try) && plan.reboot_required();
         format!(
             "dry run, nothing was changed: {what}{}",
-            if refused { "; --mode no-reboot and try would be refused" } else { "" }
+            if refused {
+                "; --mode no-reboot and try would be refused"
+            } else {
+                ""
+            }
         )
     }
 
@@ -339,7 +408,16 @@ impl Configurator {
         }
         let current = self.effects.running();
         let plan = plan::plan(current.as_ref(), &previous);
-        for p in self.effects.activate(current.as_ref(), &previous, &plan.services, "revert of an unconfirmed try").await {
+        for p in self
+            .effects
+            .activate(
+                current.as_ref(),
+                &previous,
+                &plan.services,
+                "revert of an unconfirmed try",
+            )
+            .await
+        {
             crate::console!("config: {p}");
         }
         crate::console!(
@@ -362,7 +440,10 @@ pub async fn handle_apply(
     node: &crate::state::Node,
     req: ApplyConfigurationRequest,
 ) -> Result<tonic::Response<ApplyConfigurationResponse>, Status> {
-    let c = node.configurator.get().ok_or_else(|| to_status(&ApplyError::NotReady))?;
+    let c = node
+        .configurator
+        .get()
+        .ok_or_else(|| to_status(&ApplyError::NotReady))?;
     c.apply(&req).await.map(tonic::Response::new).map_err(|e| {
         tracing::info!(error = %e, "apply-config refused");
         to_status(&e)
@@ -371,8 +452,14 @@ pub async fn handle_apply(
 
 /// ConfirmConfiguration for the API.
 pub async fn handle_confirm(node: &crate::state::Node) -> Result<tonic::Response<()>, Status> {
-    let c = node.configurator.get().ok_or_else(|| to_status(&ApplyError::NotReady))?;
-    c.confirm().await.map(|_| tonic::Response::new(())).map_err(|e| to_status(&e))
+    let c = node
+        .configurator
+        .get()
+        .ok_or_else(|| to_status(&ApplyError::NotReady))?;
+    c.confirm()
+        .await
+        .map(|_| tonic::Response::new(()))
+        .map_err(|e| to_status(&e))
 }
 
 #[cfg(test)]

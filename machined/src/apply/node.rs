@@ -62,11 +62,15 @@ impl NodeEffects {
         };
         // The config's static addresses too: the network configurator puts
         // them on the links only after this config is running.
-        addresses.extend(crate::network::desired::static_addresses(&config.machine.network));
+        addresses.extend(crate::network::desired::static_addresses(
+            &config.machine.network,
+        ));
         addresses.sort_by_key(|a| (a.is_ipv6(), *a));
         addresses.dedup();
-        let settings = crate::secure::secure_settings(config, &node.hostname(), &addresses).map_err(|e| e.to_string())?;
-        crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner).map_err(|e| e.to_string())?;
+        let settings = crate::secure::secure_settings(config, &node.hostname(), &addresses)
+            .map_err(|e| e.to_string())?;
+        crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner)
+            .map_err(|e| e.to_string())?;
         if self.start_apid && node.supervisor.handle("apid").is_none() {
             node.supervisor
                 .start(crate::secure::apid_service(&self.apid_dir))
@@ -89,13 +93,19 @@ impl Effects for NodeEffects {
         source: &'a str,
     ) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move {
-            let Some(node) = self.node.upgrade() else { return vec!["machined is shutting down".into()] };
+            let Some(node) = self.node.upgrade() else {
+                return vec!["machined is shutting down".into()];
+            };
             let (hostname, mut problems) = live::apply(config, &self.roots);
             if let Some(h) = hostname.filter(|h| *h != node.hostname()) {
                 node.set_hostname(&h);
                 let etc = std::path::Path::new(crate::network::resolv::SYSTEM_ETC);
                 if self.roots.set_hostname {
-                    let _ = crate::network::resolv::write_atomic(etc, "hosts", &crate::network::resolv::hosts(&h, None));
+                    let _ = crate::network::resolv::write_atomic(
+                        etc,
+                        "hosts",
+                        &crate::network::resolv::hosts(&h, None),
+                    );
                 }
             }
             if previous.is_none() || services.contains("apid") {
@@ -132,14 +142,21 @@ impl Effects for NodeEffects {
 
     fn install(&self, bytes: &[u8], config: &MachineConfig) -> Result<String, String> {
         let node = self.node.upgrade().ok_or("machined is shutting down")?;
-        let disk = config.machine.install.disk.as_ref().ok_or("the config names no install disk")?;
+        let disk = config
+            .machine
+            .install
+            .disk
+            .as_ref()
+            .ok_or("the config names no install disk")?;
         let target = crate::install::check_target(disk.as_str(), config.machine.install.wipe)
             .map_err(|e| e.to_string())?;
         Ok(crate::install::start(&node, target, bytes.to_vec()))
     }
 
     fn reboot(&self) {
-        let Some(node) = self.node.upgrade() else { return };
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
         let power = node.power.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REBOOT_DELAY).await;

@@ -48,7 +48,9 @@ pub fn impact(path: &str) -> Impact {
         .iter()
         .filter(|(prefix, _)| {
             path == *prefix
-                || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
         })
         .max_by_key(|(prefix, _)| prefix.len())
         .map_or(Impact::Reboot, |(_, i)| *i)
@@ -118,7 +120,10 @@ fn changed_paths(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Some(ma), Some(mb)) if a.is_object() || b.is_object() => {
             let keys: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
             for k in keys {
-                let (va, vb) = (ma.get(k).unwrap_or(&Value::Null), mb.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    ma.get(k).unwrap_or(&Value::Null),
+                    mb.get(k).unwrap_or(&Value::Null),
+                );
                 changed_paths(&format!("{path}.{k}"), va, vb, out);
             }
         }
@@ -139,9 +144,14 @@ mod tests {
 
         let mut c = cfg.clone();
         c.machine.network.hostname = Some("n2".parse().unwrap());
-        c.machine.cert_sans.push(config::types::SubjectAltName::Dns("lb.example".into()));
+        c.machine
+            .cert_sans
+            .push(config::types::SubjectAltName::Dns("lb.example".into()));
         let p = plan(Some(&cfg), &c);
-        assert_eq!(p.changed, vec!["machine.certSans", "machine.network.hostname"]);
+        assert_eq!(
+            p.changed,
+            vec!["machine.certSans", "machine.network.hostname"]
+        );
         assert!(!p.reboot_required());
         assert_eq!(p.services.iter().copied().collect::<Vec<_>>(), vec!["apid"]);
 
@@ -150,7 +160,10 @@ mod tests {
         c.machine.install.disk = Some("/dev/vdb".parse().unwrap());
         let p = plan(Some(&cfg), &c);
         assert!(p.reboot_required());
-        assert_eq!(p.needs_reboot, vec!["machine.install.disk", "cluster.network.podSubnets"]);
+        assert_eq!(
+            p.needs_reboot,
+            vec!["machine.install.disk", "cluster.network.podSubnets"]
+        );
     }
 
     #[test]
@@ -159,7 +172,10 @@ mod tests {
         assert_eq!(impact("machine.network.interfaces"), Impact::Live(&[]));
         assert_eq!(impact("machine.time.servers"), Impact::Live(&[]));
         assert_eq!(impact("machine.features.rbac"), Impact::Live(&["apid"]));
-        assert_eq!(impact("machine.sysctls.net.ipv4.ip_forward"), Impact::Live(&[]));
+        assert_eq!(
+            impact("machine.sysctls.net.ipv4.ip_forward"),
+            Impact::Live(&[])
+        );
         assert_eq!(impact("machine.certSansX"), Impact::Reboot);
         assert_eq!(impact("machine.somethingNew"), Impact::Reboot);
     }

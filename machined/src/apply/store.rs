@@ -26,11 +26,21 @@ pub enum StoreError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("cannot rename {from} to {to}: {source}")]
-    Rename { from: PathBuf, to: PathBuf, source: std::io::Error },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot remove {path}: {source}")]
-    Remove { path: PathBuf, source: std::io::Error },
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot sync {path}: {source}")]
-    Sync { path: PathBuf, source: std::io::Error },
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The config files in STATE's mount point.
@@ -64,7 +74,10 @@ impl StateFiles {
     fn sync_dir(&self) -> Result<(), StoreError> {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| StoreError::Sync { path: self.dir.clone(), source })
+            .map_err(|source| StoreError::Sync {
+                path: self.dir.clone(),
+                source,
+            })
     }
 
     /// Writes `name` atomically (0600).
@@ -100,7 +113,9 @@ impl StateFiles {
         let mut done = BootCleanup::default();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && std::fs::remove_file(e.path()).is_ok() {
+                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
                     done.temp_removed += 1;
                 }
             }
@@ -133,7 +148,14 @@ mod tests {
         s.write(CONFIG, b"old").unwrap();
         s.write(CONFIG, b"new").unwrap();
         assert_eq!(std::fs::read(s.path(CONFIG)).unwrap(), b"new");
-        assert_eq!(std::fs::metadata(s.path(CONFIG)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(s.path(CONFIG))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         // Only the target is left: no temp file survives a write.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
@@ -161,7 +183,15 @@ mod tests {
         // What a power cut between write and rename leaves behind.
         std::fs::write(dir.path().join(".cairn-tmpAbC123"), b"half").unwrap();
         let done = s.prepare_boot(|_| Ok(()));
-        assert_eq!(done, BootCleanup { staged_applied: true, staged_rejected: vec![], try_discarded: true, temp_removed: 1 });
+        assert_eq!(
+            done,
+            BootCleanup {
+                staged_applied: true,
+                staged_rejected: vec![],
+                try_discarded: true,
+                temp_removed: 1
+            }
+        );
         assert_eq!(std::fs::read(s.path(CONFIG)).unwrap(), b"staged");
         assert!(!s.exists(STAGED) && !s.exists(TRY));
 

@@ -18,7 +18,11 @@ pub(crate) fn generated() -> (MachineConfig, Vec<String>) {
     let list = vec![
         secrets.secrets.bootstrap_token.as_str().to_string(),
         secrets.secrets.machine_token.as_str().to_string(),
-        secrets.secrets.secretbox_encryption_secret.as_str().to_string(),
+        secrets
+            .secrets
+            .secretbox_encryption_secret
+            .as_str()
+            .to_string(),
         c.os.key.pem().to_string(),
         c.kubernetes.key.pem().to_string(),
         c.etcd.key.pem().to_string(),
@@ -41,7 +45,10 @@ struct Fake(Mutex<Recorded>);
 
 impl Fake {
     fn with(running: Option<MachineConfig>) -> Arc<Fake> {
-        Arc::new(Fake(Mutex::new(Recorded { running, ..Default::default() })))
+        Arc::new(Fake(Mutex::new(Recorded {
+            running,
+            ..Default::default()
+        })))
     }
     fn get<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T {
         f(&self.0.lock().unwrap())
@@ -60,7 +67,8 @@ impl Effects for Fake {
         _source: &'a str,
     ) -> BoxFuture<'a, Vec<String>> {
         let mut r = self.0.lock().unwrap();
-        r.activations.push((previous.is_none(), services.iter().copied().collect()));
+        r.activations
+            .push((previous.is_none(), services.iter().copied().collect()));
         r.running = Some(config.clone());
         Box::pin(async { Vec::new() })
     }
@@ -70,10 +78,17 @@ impl Effects for Fake {
 }
 
 fn request(config: &MachineConfig, mode: ApplyMode) -> ApplyConfigurationRequest {
-    ApplyConfigurationRequest { data: config.render().into_bytes(), mode: mode as i32, dry_run: false, try_timeout_seconds: 0 }
+    ApplyConfigurationRequest {
+        data: config.render().into_bytes(),
+        mode: mode as i32,
+        dry_run: false,
+        try_timeout_seconds: 0,
+    }
 }
 
-fn setup(running: Option<MachineConfig>) -> (tempfile::TempDir, StateFiles, Arc<Fake>, Arc<Configurator>) {
+fn setup(
+    running: Option<MachineConfig>,
+) -> (tempfile::TempDir, StateFiles, Arc<Fake>, Arc<Configurator>) {
     let dir = tempfile::tempdir().unwrap();
     let files = StateFiles::new(dir.path());
     let fake = Fake::with(running);
@@ -97,10 +112,23 @@ async fn a_rejected_config_changes_nothing_and_names_the_fields() {
     let e = c.apply(&req).await.unwrap_err();
     let status = to_status(&e);
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("the config was rejected (1 problem); nothing was changed:\n"), "{}", status.message());
-    assert!(status.message().contains("cluster.network.podSubnets[0]"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .starts_with("the config was rejected (1 problem); nothing was changed:\n"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("cluster.network.podSubnets[0]"),
+        "{}",
+        status.message()
+    );
     // Semantic problems carry their path and line too.
-    req.data = cfg.render().replace("servers:\n", "servers: []\n").into_bytes();
+    req.data = cfg
+        .render()
+        .replace("servers:\n", "servers: []\n")
+        .into_bytes();
     let mut no_time = cfg.clone();
     no_time.machine.time.servers.clear();
     req.data = no_time.render().into_bytes();
@@ -124,15 +152,25 @@ async fn the_first_config_leaves_maintenance_mode_and_lands_on_state() {
     let mut dry = request(&cfg, ApplyMode::NoReboot);
     dry.dry_run = true;
     let r = c.apply(&dry).await.unwrap();
-    assert!(r.summary.contains("would leave maintenance mode"), "{}", r.summary);
+    assert!(
+        r.summary.contains("would leave maintenance mode"),
+        "{}",
+        r.summary
+    );
     assert!(r.diff.contains("+kind: MachineConfig"));
-    assert!(secrets.iter().all(|s| !r.diff.contains(s.as_str())), "secrets in the diff");
+    assert!(
+        secrets.iter().all(|s| !r.diff.contains(s.as_str())),
+        "secrets in the diff"
+    );
     assert!(!files.exists(store::CONFIG));
 
     let r = c.apply(&request(&cfg, ApplyMode::NoReboot)).await.unwrap();
     assert!(r.summary.contains("left maintenance mode"), "{}", r.summary);
     assert!(!r.reboot_required);
-    assert_eq!(std::fs::read(files.path(store::CONFIG)).unwrap(), cfg.render().into_bytes());
+    assert_eq!(
+        std::fs::read(files.path(store::CONFIG)).unwrap(),
+        cfg.render().into_bytes()
+    );
     assert_eq!(fake.get(|r| r.activations.clone()), vec![(true, vec![])]);
 }
 
@@ -144,12 +182,21 @@ async fn modes_decide_about_reboots() {
     cluster_change.cluster.network.pod_subnets = vec!["10.200.0.0/16".parse().unwrap()];
 
     // no-reboot refuses a change that needs one, and writes nothing.
-    let e = c.apply(&request(&cluster_change, ApplyMode::NoReboot)).await.unwrap_err();
-    assert!(matches!(&e, ApplyError::NeedsReboot(p) if p == &["cluster.network.podSubnets"]), "{e}");
+    let e = c
+        .apply(&request(&cluster_change, ApplyMode::NoReboot))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ApplyError::NeedsReboot(p) if p == &["cluster.network.podSubnets"]),
+        "{e}"
+    );
     assert!(!files.exists(store::CONFIG));
 
     // auto: written, and the node reboots.
-    let r = c.apply(&request(&cluster_change, ApplyMode::Auto)).await.unwrap();
+    let r = c
+        .apply(&request(&cluster_change, ApplyMode::Auto))
+        .await
+        .unwrap();
     assert!(r.reboot_required);
     assert_eq!(fake.get(|r| r.reboots), 1);
     assert_eq!(fake.get(|r| r.activations.len()), 0);
@@ -157,10 +204,15 @@ async fn modes_decide_about_reboots() {
 
     // auto without a reboot: applied live, apid reloads for new SANs.
     let mut sans = cfg.clone();
-    sans.machine.cert_sans.push(config::types::SubjectAltName::Dns("lb.test".into()));
+    sans.machine
+        .cert_sans
+        .push(config::types::SubjectAltName::Dns("lb.test".into()));
     let r = c.apply(&request(&sans, ApplyMode::Auto)).await.unwrap();
     assert_eq!(r.services_to_restart, vec!["apid"]);
-    assert_eq!(fake.get(|r| r.activations.clone()), vec![(false, vec!["apid"])]);
+    assert_eq!(
+        fake.get(|r| r.activations.clone()),
+        vec![(false, vec!["apid"])]
+    );
     assert_eq!(fake.get(|r| r.reboots), 1);
 
     // reboot: always.
@@ -171,7 +223,10 @@ async fn modes_decide_about_reboots() {
     let staged = with_hostname(&cfg, "later");
     let r = c.apply(&request(&staged, ApplyMode::Staged)).await.unwrap();
     assert!(r.summary.contains("next reboot"));
-    assert_eq!(std::fs::read(files.path(store::STAGED)).unwrap(), staged.render().into_bytes());
+    assert_eq!(
+        std::fs::read(files.path(store::STAGED)).unwrap(),
+        staged.render().into_bytes()
+    );
     assert_eq!(fake.get(|r| r.activations.len()), 1);
 }
 
@@ -188,13 +243,19 @@ async fn try_reverts_unless_confirmed() {
     assert_eq!(fake.running(), Some(tried.clone()));
     assert!(files.exists(store::TRY));
     // Nothing else is applied while a try waits.
-    let e = c.apply(&request(&cfg, ApplyMode::NoReboot)).await.unwrap_err();
+    let e = c
+        .apply(&request(&cfg, ApplyMode::NoReboot))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ApplyError::TryPending(_)), "{e}");
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.running(), Some(cfg.clone()), "not reverted");
     assert!(!files.exists(store::TRY));
-    assert_eq!(std::fs::read(files.path(store::CONFIG)).unwrap(), cfg.render().into_bytes());
+    assert_eq!(
+        std::fs::read(files.path(store::CONFIG)).unwrap(),
+        cfg.render().into_bytes()
+    );
     let e = c.confirm().await.unwrap_err();
     assert_eq!(to_status(&e).code(), tonic::Code::FailedPrecondition);
 
@@ -206,12 +267,18 @@ async fn try_reverts_unless_confirmed() {
     c.confirm().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.running(), Some(kept.clone()));
-    assert_eq!(std::fs::read(files.path(store::CONFIG)).unwrap(), kept.render().into_bytes());
+    assert_eq!(
+        std::fs::read(files.path(store::CONFIG)).unwrap(),
+        kept.render().into_bytes()
+    );
     assert!(!files.exists(store::TRY));
 
     // A try needs something to go back to.
     let (_d2, _f2, _fake2, fresh) = setup(None);
-    let e = fresh.apply(&request(&cfg, ApplyMode::Try)).await.unwrap_err();
+    let e = fresh
+        .apply(&request(&cfg, ApplyMode::Try))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ApplyError::TryWithoutRunningConfig));
 }
 

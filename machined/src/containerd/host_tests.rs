@@ -24,7 +24,9 @@ fn cannot_run() -> Option<String> {
         return Some("needs root".into());
     }
     if !Path::new(HOST_CONTAINERD).exists() {
-        return Some(format!("{HOST_CONTAINERD} is missing (images/install-deps.sh installs Debian's containerd)"));
+        return Some(format!(
+            "{HOST_CONTAINERD} is missing (images/install-deps.sh installs Debian's containerd)"
+        ));
     }
     None
 }
@@ -106,9 +108,19 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
     let dir = tempfile::tempdir().unwrap();
     let layout = test_layout(dir.path());
     let config_path: PathBuf = dir.path().join("etc/config.toml");
-    let settings = Settings { sandbox_image: pause_image(), mirrors: Default::default() };
+    let settings = Settings {
+        sandbox_image: pause_image(),
+        mirrors: Default::default(),
+    };
     let sup = Supervisor::new();
-    let h = sup.start(service_with(HOST_CONTAINERD.into(), config_path.clone(), layout.clone(), settings)).unwrap();
+    let h = sup
+        .start(service_with(
+            HOST_CONTAINERD.into(),
+            config_path.clone(),
+            layout.clone(),
+            settings,
+        ))
+        .unwrap();
     let mut rx = h.status.subscribe();
     // Drop the watch guard at once: holding it blocks the service's writes.
     let up = tokio::time::timeout(Duration::from_secs(60), async {
@@ -121,7 +133,9 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
         "containerd did not become healthy: {status:?}\nlog:\n{}",
         h.logs.contents()
     );
-    assert!(std::fs::read_to_string(&config_path).unwrap().contains("version = 2"));
+    assert!(std::fs::read_to_string(&config_path)
+        .unwrap()
+        .contains("version = 2"));
     let v = version(&layout.socket).await.unwrap();
     assert!(v.starts_with("1.") || v.starts_with('v'), "version {v}");
 
@@ -130,8 +144,16 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
     std::fs::create_dir_all(&images_dir).unwrap();
     // 3 MiB: bigger than one Write message and than the in-memory limit.
     let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let d1 = oci_archive(&images_dir.join("hello.tar"), "cairn.local/hello:test", &big);
-    let d2 = oci_archive(&images_dir.join("small.tar"), "cairn.local/small:test", b"tiny");
+    let d1 = oci_archive(
+        &images_dir.join("hello.tar"),
+        "cairn.local/hello:test",
+        &big,
+    );
+    let d2 = oci_archive(
+        &images_dir.join("small.tar"),
+        "cairn.local/small:test",
+        b"tiny",
+    );
     std::fs::write(images_dir.join("README"), "not an archive").unwrap();
 
     let first = import_dir(&channel, &images_dir, k8s::CONTAINERD_NAMESPACE).await;
@@ -144,11 +166,14 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
 
     let ns = |msg| {
         let mut r = tonic::Request::new(msg);
-        r.metadata_mut().insert("containerd-namespace", "k8s.io".parse().unwrap());
+        r.metadata_mut()
+            .insert("containerd-namespace", "k8s.io".parse().unwrap());
         r
     };
     let img = ImagesClient::new(channel.clone())
-        .get(ns(GetImageRequest { name: "cairn.local/hello:test".into() }))
+        .get(ns(GetImageRequest {
+            name: "cairn.local/hello:test".into(),
+        }))
         .await
         .unwrap()
         .into_inner()
@@ -157,27 +182,70 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
     assert_eq!(img.target.unwrap().digest, d1);
     // The manifest carries the GC references to its config and layer.
     let mut req = tonic::Request::new(InfoRequest { digest: d1.clone() });
-    req.metadata_mut().insert("containerd-namespace", "k8s.io".parse().unwrap());
-    let info = ContentClient::new(channel.clone()).info(req).await.unwrap().into_inner().info.unwrap();
-    assert!(info.labels.contains_key("containerd.io/gc.ref.content.config"), "{:?}", info.labels);
-    assert!(info.labels.contains_key("containerd.io/gc.ref.content.l.0"), "{:?}", info.labels);
+    req.metadata_mut()
+        .insert("containerd-namespace", "k8s.io".parse().unwrap());
+    let info = ContentClient::new(channel.clone())
+        .info(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .unwrap();
+    assert!(
+        info.labels
+            .contains_key("containerd.io/gc.ref.content.config"),
+        "{:?}",
+        info.labels
+    );
+    assert!(
+        info.labels.contains_key("containerd.io/gc.ref.content.l.0"),
+        "{:?}",
+        info.labels
+    );
 
     // Again: nothing to do.
-    let again = import_archive(&channel, &images_dir.join("hello.tar"), k8s::CONTAINERD_NAMESPACE).await.unwrap();
+    let again = import_archive(
+        &channel,
+        &images_dir.join("hello.tar"),
+        k8s::CONTAINERD_NAMESPACE,
+    )
+    .await
+    .unwrap();
     assert_eq!(again[0].outcome, Outcome::Present);
     // Other contents under the same name replace the image.
-    let d3 = oci_archive(&images_dir.join("hello.tar"), "cairn.local/hello:test", b"changed");
-    let changed = import_archive(&channel, &images_dir.join("hello.tar"), k8s::CONTAINERD_NAMESPACE).await.unwrap();
-    assert_eq!((changed[0].outcome.clone(), changed[0].digest.clone()), (Outcome::Imported, d3));
+    let d3 = oci_archive(
+        &images_dir.join("hello.tar"),
+        "cairn.local/hello:test",
+        b"changed",
+    );
+    let changed = import_archive(
+        &channel,
+        &images_dir.join("hello.tar"),
+        k8s::CONTAINERD_NAMESPACE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (changed[0].outcome.clone(), changed[0].digest.clone()),
+        (Outcome::Imported, d3)
+    );
 
     // A broken archive is an error naming it.
     std::fs::write(images_dir.join("broken.tar"), b"garbage").unwrap();
-    let e = import_archive(&channel, &images_dir.join("broken.tar"), "k8s.io").await.unwrap_err();
+    let e = import_archive(&channel, &images_dir.join("broken.tar"), "k8s.io")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("broken.tar"), "{e}");
 
     // No containers yet, in either namespace.
-    assert!(list::containers(&channel, "k8s.io").await.unwrap().is_empty());
-    assert!(list::containers(&channel, SYSTEM_NAMESPACE).await.unwrap().is_empty());
+    assert!(list::containers(&channel, "k8s.io")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(list::containers(&channel, SYSTEM_NAMESPACE)
+        .await
+        .unwrap()
+        .is_empty());
 
     sup.stop_all().await;
     assert_eq!(h.snapshot().state, State::Stopped);

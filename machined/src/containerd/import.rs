@@ -18,8 +18,8 @@ use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
-    CreateImageRequest, CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest, GetImageRequest,
-    Image, InfoRequest, UpdateImageRequest, WriteAction, WriteContentRequest,
+    CreateImageRequest, CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
+    GetImageRequest, Image, InfoRequest, UpdateImageRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::Descriptor;
 use serde::Deserialize;
@@ -34,19 +34,30 @@ const SMALL_BLOB: u64 = 1 << 20;
 /// Bytes per content Write message.
 const CHUNK: usize = 1 << 20;
 
-const INDEX_TYPES: &[&str] =
-    &["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-const MANIFEST_TYPES: &[&str] =
-    &["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
+const INDEX_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not an OCI image archive: {reason}")]
     Format { path: String, reason: String },
     #[error("{path}: containerd {call} failed: {status}")]
-    Call { path: String, call: &'static str, status: Box<tonic::Status> },
+    Call {
+        path: String,
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
 }
 
 /// What happened to one image.
@@ -87,12 +98,19 @@ struct ManifestDoc {
 
 /// Path of an entry in the archive, without a leading `./`.
 fn entry_name(e: &tar::Entry<'_, std::fs::File>) -> Option<String> {
-    let p = e.path().ok()?.to_string_lossy().trim_start_matches("./").to_string();
+    let p = e
+        .path()
+        .ok()?
+        .to_string_lossy()
+        .trim_start_matches("./")
+        .to_string();
     Some(p)
 }
 
 fn blob_digest(name: &str) -> Option<String> {
-    name.strip_prefix("blobs/").and_then(|rest| rest.split_once('/')).map(|(alg, hex)| format!("{alg}:{hex}"))
+    name.strip_prefix("blobs/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(alg, hex)| format!("{alg}:{hex}"))
 }
 
 /// The archive's index.json and every small blob.
@@ -103,13 +121,18 @@ struct FirstPass {
 
 fn first_pass(path: &Path) -> Result<FirstPass, ImportError> {
     let shown = path.display().to_string();
-    let io = |source| ImportError::Read { path: shown.clone(), source };
+    let io = |source| ImportError::Read {
+        path: shown.clone(),
+        source,
+    };
     let mut archive = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
     let mut index = None;
     let mut small = HashMap::new();
     for entry in archive.entries_with_seek().map_err(io)? {
         let mut entry = entry.map_err(io)?;
-        let Some(name) = entry_name(&entry) else { continue };
+        let Some(name) = entry_name(&entry) else {
+            continue;
+        };
         if name == "index.json" {
             let mut buf = Vec::new();
             entry.read_to_end(&mut buf).map_err(io)?;
@@ -122,7 +145,10 @@ fn first_pass(path: &Path) -> Result<FirstPass, ImportError> {
             }
         }
     }
-    let index = index.ok_or_else(|| ImportError::Format { path: shown.clone(), reason: "no index.json".into() })?;
+    let index = index.ok_or_else(|| ImportError::Format {
+        path: shown.clone(),
+        reason: "no index.json".into(),
+    })?;
     Ok(FirstPass { index, small })
 }
 
@@ -147,18 +173,27 @@ fn image_name(desc: &Desc, archive: &Path) -> Option<String> {
         return Some(r.clone());
     }
     let stem = archive.file_stem()?.to_string_lossy();
-    Some(format!("{}/{stem}:{r}", ::config::constants::IMAGE_REGISTRY))
+    Some(format!(
+        "{}/{stem}:{r}",
+        ::config::constants::IMAGE_REGISTRY
+    ))
 }
 
 fn plan(path: &Path, first: &FirstPass) -> Result<Plan, ImportError> {
-    let format = |reason: String| ImportError::Format { path: path.display().to_string(), reason };
+    let format = |reason: String| ImportError::Format {
+        path: path.display().to_string(),
+        reason,
+    };
     let index: IndexDoc =
         serde_json::from_slice(&first.index).map_err(|e| format(format!("index.json: {e}")))?;
     let mut blobs = BTreeMap::new();
     let mut images = Vec::new();
     for m in &index.manifests {
         let name = image_name(m, path).ok_or_else(|| {
-            format(format!("the index entry {} has no image name annotation", m.digest))
+            format(format!(
+                "the index entry {} has no image name annotation",
+                m.digest
+            ))
         })?;
         images.push((name, m.clone()));
         let mut todo = vec![m.clone()];
@@ -167,24 +202,40 @@ fn plan(path: &Path, first: &FirstPass) -> Result<Plan, ImportError> {
             let is_index = INDEX_TYPES.contains(&d.media_type.as_str());
             let is_manifest = MANIFEST_TYPES.contains(&d.media_type.as_str());
             if is_index || is_manifest {
-                let bytes = first
-                    .small
-                    .get(&d.digest)
-                    .ok_or_else(|| format(format!("blob {} ({}) is missing or too large", d.digest, d.media_type)))?;
+                let bytes = first.small.get(&d.digest).ok_or_else(|| {
+                    format(format!(
+                        "blob {} ({}) is missing or too large",
+                        d.digest, d.media_type
+                    ))
+                })?;
                 if is_index {
-                    let doc: IndexDoc = serde_json::from_slice(bytes).map_err(|e| format(format!("{}: {e}", d.digest)))?;
+                    let doc: IndexDoc = serde_json::from_slice(bytes)
+                        .map_err(|e| format(format!("{}: {e}", d.digest)))?;
                     for (i, c) in doc.manifests.iter().enumerate() {
-                        labels.insert(format!("containerd.io/gc.ref.content.m.{i}"), c.digest.clone());
+                        labels.insert(
+                            format!("containerd.io/gc.ref.content.m.{i}"),
+                            c.digest.clone(),
+                        );
                         todo.push(c.clone());
                     }
                 } else {
-                    let doc: ManifestDoc =
-                        serde_json::from_slice(bytes).map_err(|e| format(format!("{}: {e}", d.digest)))?;
-                    labels.insert("containerd.io/gc.ref.content.config".into(), doc.config.digest.clone());
-                    blobs.entry(doc.config.digest.clone()).or_insert((doc.config.size, HashMap::new()));
+                    let doc: ManifestDoc = serde_json::from_slice(bytes)
+                        .map_err(|e| format(format!("{}: {e}", d.digest)))?;
+                    labels.insert(
+                        "containerd.io/gc.ref.content.config".into(),
+                        doc.config.digest.clone(),
+                    );
+                    blobs
+                        .entry(doc.config.digest.clone())
+                        .or_insert((doc.config.size, HashMap::new()));
                     for (i, l) in doc.layers.iter().enumerate() {
-                        labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
-                        blobs.entry(l.digest.clone()).or_insert((l.size, HashMap::new()));
+                        labels.insert(
+                            format!("containerd.io/gc.ref.content.l.{i}"),
+                            l.digest.clone(),
+                        );
+                        blobs
+                            .entry(l.digest.clone())
+                            .or_insert((l.size, HashMap::new()));
                     }
                 }
             }
@@ -257,7 +308,9 @@ async fn write_blob(
     };
     let sent = tx.send(commit).await;
     drop(tx);
-    let result = call.await.map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let result = call
+        .await
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
     match result {
         Err(s) if s.code() == Code::AlreadyExists => Ok(()),
         Err(s) => Err(s),
@@ -268,7 +321,13 @@ async fn write_blob(
 
 /// Whether the content store has `digest` already.
 async fn has_blob(channel: &Channel, namespace: &str, digest: &str) -> Result<bool, tonic::Status> {
-    let req = request(InfoRequest { digest: digest.to_string() }, namespace, "");
+    let req = request(
+        InfoRequest {
+            digest: digest.to_string(),
+        },
+        namespace,
+        "",
+    );
     match ContentClient::new(channel.clone()).info(req).await {
         Ok(_) => Ok(true),
         Err(s) if s.code() == Code::NotFound => Ok(false),
@@ -277,16 +336,27 @@ async fn has_blob(channel: &Channel, namespace: &str, digest: &str) -> Result<bo
 }
 
 /// Imports every image of the archive at `path` into `namespace`.
-pub async fn import_archive(channel: &Channel, path: &Path, namespace: &str) -> Result<Vec<Imported>, ImportError> {
+pub async fn import_archive(
+    channel: &Channel,
+    path: &Path,
+    namespace: &str,
+) -> Result<Vec<Imported>, ImportError> {
     let shown = path.display().to_string();
     let call = |call: &'static str| {
         let path = shown.clone();
-        move |status| ImportError::Call { path, call, status: Box::new(status) }
+        move |status| ImportError::Call {
+            path,
+            call,
+            status: Box::new(status),
+        }
     };
     let owned = path.to_path_buf();
     let first = tokio::task::spawn_blocking(move || first_pass(&owned))
         .await
-        .map_err(|e| ImportError::Read { path: shown.clone(), source: std::io::Error::other(e) })??;
+        .map_err(|e| ImportError::Read {
+            path: shown.clone(),
+            source: std::io::Error::other(e),
+        })??;
     let plan = plan(path, &first)?;
 
     // Images already there with the same digest are done.
@@ -294,14 +364,28 @@ pub async fn import_archive(channel: &Channel, path: &Path, namespace: &str) -> 
     let mut todo = Vec::new();
     let mut done = Vec::new();
     for (name, desc) in &plan.images {
-        let existing = match images.get(request(GetImageRequest { name: name.clone() }, namespace, "")).await {
+        let existing = match images
+            .get(request(
+                GetImageRequest { name: name.clone() },
+                namespace,
+                "",
+            ))
+            .await
+        {
             Ok(r) => r.into_inner().image,
             Err(s) if s.code() == Code::NotFound => None,
             Err(s) => return Err(call("Images.Get")(s)),
         };
-        let same = existing.as_ref().and_then(|i| i.target.as_ref()).is_some_and(|t| t.digest == desc.digest);
+        let same = existing
+            .as_ref()
+            .and_then(|i| i.target.as_ref())
+            .is_some_and(|t| t.digest == desc.digest);
         if same {
-            done.push(Imported { name: name.clone(), digest: desc.digest.clone(), outcome: Outcome::Present });
+            done.push(Imported {
+                name: name.clone(),
+                digest: desc.digest.clone(),
+                outcome: Outcome::Present,
+            });
         } else {
             todo.push((name.clone(), desc.clone(), existing.is_some()));
         }
@@ -314,16 +398,33 @@ pub async fn import_archive(channel: &Channel, path: &Path, namespace: &str) -> 
     // reference them.
     let lease = format!("cairn-import-{}", std::process::id());
     let mut leases = LeasesClient::new(channel.clone());
-    let lease_req = CreateLeaseRequest { id: lease.clone(), labels: HashMap::new() };
+    let lease_req = CreateLeaseRequest {
+        id: lease.clone(),
+        labels: HashMap::new(),
+    };
     match leases.create(request(lease_req, namespace, "")).await {
         Ok(_) => {}
         Err(s) if s.code() == Code::AlreadyExists => {}
         Err(s) => return Err(call("Leases.Create")(s)),
     }
-    let result = write_blobs_and_images(channel, path, namespace, &lease, &plan, first.small, &todo).await;
-    let _ = leases.delete(request(DeleteLeaseRequest { id: lease.clone(), sync: false }, namespace, "")).await;
+    let result =
+        write_blobs_and_images(channel, path, namespace, &lease, &plan, first.small, &todo).await;
+    let _ = leases
+        .delete(request(
+            DeleteLeaseRequest {
+                id: lease.clone(),
+                sync: false,
+            },
+            namespace,
+            "",
+        ))
+        .await;
     result?;
-    done.extend(todo.into_iter().map(|(name, desc, _)| Imported { name, digest: desc.digest, outcome: Outcome::Imported }));
+    done.extend(todo.into_iter().map(|(name, desc, _)| Imported {
+        name,
+        digest: desc.digest,
+        outcome: Outcome::Imported,
+    }));
     Ok(done)
 }
 
@@ -339,21 +440,32 @@ async fn write_blobs_and_images(
     let shown = path.display().to_string();
     let call = |call: &'static str| {
         let path = shown.clone();
-        move |status| ImportError::Call { path, call, status: Box::new(status) }
+        move |status| ImportError::Call {
+            path,
+            call,
+            status: Box::new(status),
+        }
     };
     let mut missing = BTreeMap::new();
     for (digest, (size, labels)) in &plan.blobs {
-        if !has_blob(channel, namespace, digest).await.map_err(call("Content.Info"))? {
+        if !has_blob(channel, namespace, digest)
+            .await
+            .map_err(call("Content.Info"))?
+        {
             missing.insert(digest.clone(), (*size, labels.clone()));
         }
     }
     // Small blobs from memory.
     for (digest, bytes) in &small {
-        let Some((size, labels)) = missing.remove(digest) else { continue };
+        let Some((size, labels)) = missing.remove(digest) else {
+            continue;
+        };
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(bytes.clone()).await;
         drop(tx);
-        write_blob(channel.clone(), namespace, lease, digest, size, labels, rx).await.map_err(call("Content.Write"))?;
+        write_blob(channel.clone(), namespace, lease, digest, size, labels, rx)
+            .await
+            .map_err(call("Content.Write"))?;
     }
     // Large blobs streamed from a second pass over the archive.
     if !missing.is_empty() {
@@ -362,14 +474,30 @@ async fn write_blobs_and_images(
         let owned: PathBuf = path.to_path_buf();
         let reader = tokio::task::spawn_blocking(move || stream_blobs(&owned, &wanted, tx));
         while let Some((digest, data)) = rx.recv().await {
-            let Some((size, labels)) = missing.remove(&digest) else { continue };
-            write_blob(channel.clone(), namespace, lease, &digest, size, labels, data)
-                .await
-                .map_err(call("Content.Write"))?;
+            let Some((size, labels)) = missing.remove(&digest) else {
+                continue;
+            };
+            write_blob(
+                channel.clone(),
+                namespace,
+                lease,
+                &digest,
+                size,
+                labels,
+                data,
+            )
+            .await
+            .map_err(call("Content.Write"))?;
         }
-        reader.await.map_err(|e| ImportError::Read { path: shown.clone(), source: std::io::Error::other(e) })??;
+        reader.await.map_err(|e| ImportError::Read {
+            path: shown.clone(),
+            source: std::io::Error::other(e),
+        })??;
         if let Some(d) = missing.keys().next() {
-            return Err(ImportError::Format { path: shown.clone(), reason: format!("blob {d} is not in the archive") });
+            return Err(ImportError::Format {
+                path: shown.clone(),
+                reason: format!("blob {d} is not in the archive"),
+            });
         }
     }
     let mut images = ImagesClient::new(channel.clone());
@@ -387,11 +515,24 @@ async fn write_blobs_and_images(
             updated_at: None,
         };
         if *exists {
-            let req = UpdateImageRequest { image: Some(image), update_mask: None, source_date_epoch: None };
-            images.update(request(req, namespace, lease)).await.map_err(call("Images.Update"))?;
+            let req = UpdateImageRequest {
+                image: Some(image),
+                update_mask: None,
+                source_date_epoch: None,
+            };
+            images
+                .update(request(req, namespace, lease))
+                .await
+                .map_err(call("Images.Update"))?;
         } else {
-            let req = CreateImageRequest { image: Some(image), source_date_epoch: None };
-            images.create(request(req, namespace, lease)).await.map_err(call("Images.Create"))?;
+            let req = CreateImageRequest {
+                image: Some(image),
+                source_date_epoch: None,
+            };
+            images
+                .create(request(req, namespace, lease))
+                .await
+                .map_err(call("Images.Create"))?;
         }
         tracing::info!(image = %name, digest = %desc.digest, "imported");
     }
@@ -405,11 +546,16 @@ fn stream_blobs(
     tx: mpsc::Sender<(String, mpsc::Receiver<Vec<u8>>)>,
 ) -> Result<(), ImportError> {
     let shown = path.display().to_string();
-    let io = |source| ImportError::Read { path: shown.clone(), source };
+    let io = |source| ImportError::Read {
+        path: shown.clone(),
+        source,
+    };
     let mut archive = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
     for entry in archive.entries_with_seek().map_err(io)? {
         let mut entry = entry.map_err(io)?;
-        let Some(digest) = entry_name(&entry).and_then(|n| blob_digest(&n)) else { continue };
+        let Some(digest) = entry_name(&entry).and_then(|n| blob_digest(&n)) else {
+            continue;
+        };
         if !wanted.contains(&digest) {
             continue;
         }
@@ -440,13 +586,22 @@ fn stream_blobs(
 
 /// Imports every `*.tar` in `dir` (sorted by name); an archive that fails
 /// is reported and the others still go in.
-pub async fn import_dir(channel: &Channel, dir: &Path, namespace: &str) -> Vec<Result<Vec<Imported>, ImportError>> {
+pub async fn import_dir(
+    channel: &Channel,
+    dir: &Path,
+    namespace: &str,
+) -> Vec<Result<Vec<Imported>, ImportError>> {
     let mut archives: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "tar"))
             .collect(),
-        Err(source) => return vec![Err(ImportError::Read { path: dir.display().to_string(), source })],
+        Err(source) => {
+            return vec![Err(ImportError::Read {
+                path: dir.display().to_string(),
+                source,
+            })]
+        }
     };
     archives.sort();
     let mut out = Vec::new();
@@ -469,11 +624,31 @@ mod tests {
             annotations: BTreeMap::from([(k.to_string(), v.to_string())]),
         };
         let a = Path::new("/system/payload/images/pause.tar");
-        assert_eq!(image_name(&d("io.containerd.image.name", "cairn.local/pause:v1.20.2"), a).unwrap(), "cairn.local/pause:v1.20.2");
-        assert_eq!(image_name(&d("org.opencontainers.image.ref.name", "cairn.local/x:1"), a).unwrap(), "cairn.local/x:1");
-        assert_eq!(image_name(&d("org.opencontainers.image.ref.name", "v1.20.2"), a).unwrap(), "cairn.local/pause:v1.20.2");
+        assert_eq!(
+            image_name(
+                &d("io.containerd.image.name", "cairn.local/pause:v1.20.2"),
+                a
+            )
+            .unwrap(),
+            "cairn.local/pause:v1.20.2"
+        );
+        assert_eq!(
+            image_name(
+                &d("org.opencontainers.image.ref.name", "cairn.local/x:1"),
+                a
+            )
+            .unwrap(),
+            "cairn.local/x:1"
+        );
+        assert_eq!(
+            image_name(&d("org.opencontainers.image.ref.name", "v1.20.2"), a).unwrap(),
+            "cairn.local/pause:v1.20.2"
+        );
         assert_eq!(image_name(&d("other", "x"), a), None);
-        assert_eq!(blob_digest("blobs/sha256/abc").as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            blob_digest("blobs/sha256/abc").as_deref(),
+            Some("sha256:abc")
+        );
         assert_eq!(blob_digest("index.json"), None);
     }
 }

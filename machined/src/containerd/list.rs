@@ -49,11 +49,17 @@ fn state_name(status: i32) -> &'static str {
 
 /// Names a container from its CRI labels.
 fn describe(labels: &HashMap<String, String>, id: &str) -> (String, String) {
-    let pod = match (labels.get("io.kubernetes.pod.namespace"), labels.get("io.kubernetes.pod.name")) {
+    let pod = match (
+        labels.get("io.kubernetes.pod.namespace"),
+        labels.get("io.kubernetes.pod.name"),
+    ) {
         (Some(n), Some(p)) => format!("{n}/{p}"),
         _ => String::new(),
     };
-    let name = match (labels.get("io.cri-containerd.kind").map(String::as_str), labels.get("io.kubernetes.container.name")) {
+    let name = match (
+        labels.get("io.cri-containerd.kind").map(String::as_str),
+        labels.get("io.kubernetes.container.name"),
+    ) {
         (Some("sandbox"), _) => "POD".to_string(),
         (_, Some(c)) => c.clone(),
         _ => id.to_string(),
@@ -63,15 +69,28 @@ fn describe(labels: &HashMap<String, String>, id: &str) -> (String, String) {
 
 /// Every container in `namespace` with its task's state, sorted by pod
 /// and name.
-pub async fn containers(channel: &Channel, namespace: &str) -> Result<Vec<ContainerInfo>, ContainerdError> {
+pub async fn containers(
+    channel: &Channel,
+    namespace: &str,
+) -> Result<Vec<ContainerInfo>, ContainerdError> {
     let list = ContainersClient::new(channel.clone())
-        .list(ns(ListContainersRequest { filters: Vec::new() }, namespace))
+        .list(ns(
+            ListContainersRequest {
+                filters: Vec::new(),
+            },
+            namespace,
+        ))
         .await
         .map_err(ContainerdError::call("Containers.List"))?
         .into_inner()
         .containers;
     let tasks: HashMap<String, (i32, u32)> = TasksClient::new(channel.clone())
-        .list(ns(ListTasksRequest { filter: String::new() }, namespace))
+        .list(ns(
+            ListTasksRequest {
+                filter: String::new(),
+            },
+            namespace,
+        ))
         .await
         .map_err(ContainerdError::call("Tasks.List"))?
         .into_inner()
@@ -87,7 +106,15 @@ pub async fn containers(channel: &Channel, namespace: &str) -> Result<Vec<Contai
                 Some((s, pid)) => (state_name(*s).to_string(), *pid),
                 None => ("NONE".to_string(), 0),
             };
-            ContainerInfo { namespace: namespace.to_string(), image: c.image, pod, name, state, pid, id: c.id }
+            ContainerInfo {
+                namespace: namespace.to_string(),
+                image: c.image,
+                pod,
+                name,
+                state,
+                pid,
+                id: c.id,
+            }
         })
         .collect();
     out.sort_by(|a, b| (&a.pod, &a.name, &a.id).cmp(&(&b.pod, &b.name, &b.id)));
@@ -97,7 +124,11 @@ pub async fn containers(channel: &Channel, namespace: &str) -> Result<Vec<Contai
 /// The Containers RPC: this node's containerd, in the system namespace
 /// or (`kubernetes`) in `k8s.io`.
 pub async fn handle(kubernetes: bool) -> Result<api::machine::ContainersResponse, tonic::Status> {
-    let namespace = if kubernetes { config::constants::k8s::CONTAINERD_NAMESPACE } else { super::SYSTEM_NAMESPACE };
+    let namespace = if kubernetes {
+        config::constants::k8s::CONTAINERD_NAMESPACE
+    } else {
+        super::SYSTEM_NAMESPACE
+    };
     let socket = std::path::Path::new(config::constants::k8s::CONTAINERD_SOCKET);
     if !socket.exists() {
         return Err(tonic::Status::failed_precondition(
@@ -130,16 +161,37 @@ mod tests {
     #[test]
     fn cri_labels_name_pod_and_container() {
         let labels = HashMap::from([
-            ("io.kubernetes.pod.namespace".to_string(), "kube-system".to_string()),
-            ("io.kubernetes.pod.name".to_string(), "kube-apiserver-cp1".to_string()),
-            ("io.kubernetes.container.name".to_string(), "kube-apiserver".to_string()),
-            ("io.cri-containerd.kind".to_string(), "container".to_string()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                "kube-system".to_string(),
+            ),
+            (
+                "io.kubernetes.pod.name".to_string(),
+                "kube-apiserver-cp1".to_string(),
+            ),
+            (
+                "io.kubernetes.container.name".to_string(),
+                "kube-apiserver".to_string(),
+            ),
+            (
+                "io.cri-containerd.kind".to_string(),
+                "container".to_string(),
+            ),
         ]);
-        assert_eq!(describe(&labels, "abc"), ("kube-system/kube-apiserver-cp1".into(), "kube-apiserver".into()));
+        assert_eq!(
+            describe(&labels, "abc"),
+            (
+                "kube-system/kube-apiserver-cp1".into(),
+                "kube-apiserver".into()
+            )
+        );
         let mut sandbox = labels.clone();
         sandbox.insert("io.cri-containerd.kind".into(), "sandbox".into());
         assert_eq!(describe(&sandbox, "abc").1, "POD");
-        assert_eq!(describe(&HashMap::new(), "abc"), (String::new(), "abc".into()));
+        assert_eq!(
+            describe(&HashMap::new(), "abc"),
+            (String::new(), "abc".into())
+        );
         assert_eq!(state_name(TaskStatus::Running as i32), "RUNNING");
     }
 }

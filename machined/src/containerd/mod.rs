@@ -44,18 +44,33 @@ pub fn pause_image() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerdError {
     #[error("cannot connect to containerd at {path}: {source}")]
-    Connect { path: String, source: tonic::transport::Error },
+    Connect {
+        path: String,
+        source: tonic::transport::Error,
+    },
     #[error("containerd {call} failed: {status}")]
-    Call { call: &'static str, status: Box<tonic::Status> },
+    Call {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: ::config::fsutil::WriteError },
+    Write {
+        path: String,
+        source: ::config::fsutil::WriteError,
+    },
     #[error("cannot create {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl ContainerdError {
     pub fn call(call: &'static str) -> impl FnOnce(tonic::Status) -> ContainerdError {
-        move |status| ContainerdError::Call { call, status: Box::new(status) }
+        move |status| ContainerdError::Call {
+            call,
+            status: Box::new(status),
+        }
     }
 }
 
@@ -76,7 +91,10 @@ pub fn payload_env() -> Vec<(String, String)> {
 pub async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
     containerd_client::connect(socket)
         .await
-        .map_err(|source| ContainerdError::Connect { path: socket.display().to_string(), source })
+        .map_err(|source| ContainerdError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })
 }
 
 /// containerd's version, asked over the API: the health check.
@@ -91,23 +109,45 @@ pub async fn version(socket: &Path) -> Result<String, ContainerdError> {
 }
 
 /// Writes the config and creates the directories containerd needs.
-pub fn prepare(config_path: &Path, layout: &Layout, settings: &Settings) -> Result<(), ContainerdError> {
-    for dir in [config_path.parent(), Some(layout.root.as_path()), Some(layout.state.as_path()), Some(layout.cni_conf_dir.as_path())]
-        .into_iter()
-        .flatten()
+pub fn prepare(
+    config_path: &Path,
+    layout: &Layout,
+    settings: &Settings,
+) -> Result<(), ContainerdError> {
+    for dir in [
+        config_path.parent(),
+        Some(layout.root.as_path()),
+        Some(layout.state.as_path()),
+        Some(layout.cni_conf_dir.as_path()),
+    ]
+    .into_iter()
+    .flatten()
     {
-        std::fs::create_dir_all(dir).map_err(|source| ContainerdError::Dir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ContainerdError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let text = self::config::render(layout, settings);
-    ::config::fsutil::write_private(config_path, text.as_bytes(), true)
-        .map_err(|source| ContainerdError::Write { path: config_path.display().to_string(), source })
+    ::config::fsutil::write_private(config_path, text.as_bytes(), true).map_err(|source| {
+        ContainerdError::Write {
+            path: config_path.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// containerd as a service: `binary` with the config at `config_path`,
 /// written by the pre hook at every start (so a config change takes effect
 /// at the next restart), restarted always, healthy once Version answers.
-pub fn service_with(binary: PathBuf, config_path: PathBuf, layout: Layout, settings: Settings) -> Service {
-    let mut runner = ProcessRunner::new(binary).args(["--config".to_string(), config_path.display().to_string()]);
+pub fn service_with(
+    binary: PathBuf,
+    config_path: PathBuf,
+    layout: Layout,
+    settings: Settings,
+) -> Service {
+    let mut runner = ProcessRunner::new(binary)
+        .args(["--config".to_string(), config_path.display().to_string()]);
     runner.env = payload_env();
     // containerd takes a while to stop its shims' event streams.
     runner.stop_timeout = Duration::from_secs(20);
@@ -118,10 +158,14 @@ pub fn service_with(binary: PathBuf, config_path: PathBuf, layout: Layout, setti
             let l = pre_layout.clone();
             Box::pin(async move { prepare(&l.0, &l.1, &l.2).map_err(anyhow::Error::from) })
         }))
-        .health(HealthCheck::new(Duration::from_secs(10), Duration::from_secs(3), move || {
-            let socket = socket.clone();
-            async move { version(&socket).await.map(drop).map_err(|e| e.to_string()) }
-        }))
+        .health(HealthCheck::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            move || {
+                let socket = socket.clone();
+                async move { version(&socket).await.map(drop).map_err(|e| e.to_string()) }
+            },
+        ))
 }
 
 /// containerd on the node, from the payload, configured from `cfg`.

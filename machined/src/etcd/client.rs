@@ -24,30 +24,47 @@ impl ClientFiles {
     pub fn in_dir(dir: &Path) -> ClientFiles {
         use config::constants::k8s::etcd;
         let f = |c: &str| dir.join(Path::new(c).file_name().expect("a file path"));
-        ClientFiles { ca: f(etcd::CA_CERT), cert: f(etcd::CLIENT_CERT), key: f(etcd::CLIENT_KEY) }
+        ClientFiles {
+            ca: f(etcd::CA_CERT),
+            cert: f(etcd::CLIENT_CERT),
+            key: f(etcd::CLIENT_KEY),
+        }
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, EtcdError> {
-    std::fs::read(path).map_err(|source| EtcdError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| EtcdError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Connects to `endpoint` (`https://127.0.0.1:2379`); every request then
 /// has `timeout`, or none.
-pub async fn connect(endpoint: &str, files: &ClientFiles, timeout: Option<Duration>) -> Result<Client, EtcdError> {
+pub async fn connect(
+    endpoint: &str,
+    files: &ClientFiles,
+    timeout: Option<Duration>,
+) -> Result<Client, EtcdError> {
     let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&files.ca)?))
         .identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?));
-    let mut options = ConnectOptions::new().with_tls(tls).with_connect_timeout(Duration::from_secs(5));
+    let mut options = ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(Duration::from_secs(5));
     if let Some(t) = timeout {
         options = options.with_timeout(t);
     }
-    Client::connect([endpoint], Some(options)).await.map_err(|e| EtcdError::Client(e.to_string()))
+    Client::connect([endpoint], Some(options))
+        .await
+        .map_err(|e| EtcdError::Client(e.to_string()))
 }
 
 /// Healthy when the member answers a status request and knows a leader.
 pub async fn health(endpoint: &str, files: &ClientFiles) -> Result<(), String> {
-    let mut c = connect(endpoint, files, Some(Duration::from_secs(3))).await.map_err(|e| e.to_string())?;
+    let mut c = connect(endpoint, files, Some(Duration::from_secs(3)))
+        .await
+        .map_err(|e| e.to_string())?;
     let s = c.status().await.map_err(|e| format!("status: {e}"))?;
     if s.leader() == 0 {
         return Err("no leader elected yet".into());
@@ -56,9 +73,15 @@ pub async fn health(endpoint: &str, files: &ClientFiles) -> Result<(), String> {
 }
 
 /// The cluster's members, as the API reports them.
-pub async fn members(endpoint: &str, files: &ClientFiles) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {
+pub async fn members(
+    endpoint: &str,
+    files: &ClientFiles,
+) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {
     let mut c = connect(endpoint, files, Some(Duration::from_secs(10))).await?;
-    let list = c.member_list().await.map_err(|e| EtcdError::Client(e.to_string()))?;
+    let list = c
+        .member_list()
+        .await
+        .map_err(|e| EtcdError::Client(e.to_string()))?;
     Ok(list
         .members()
         .iter()
@@ -80,7 +103,10 @@ pub async fn snapshot(endpoint: &str, files: &ClientFiles) -> Result<Chunks, Etc
     // No per-request deadline: a snapshot of a large keyspace takes a while.
     let c = connect(endpoint, files, None).await?;
     let mut m = c.maintenance_client();
-    let s = m.snapshot().await.map_err(|e| EtcdError::Client(e.to_string()))?;
+    let s = m
+        .snapshot()
+        .await
+        .map_err(|e| EtcdError::Client(e.to_string()))?;
     Ok(Box::pin(futures::stream::unfold(Some(s), |s| async move {
         let mut s = s?;
         match s.message().await {

@@ -60,12 +60,17 @@ pub enum EtcdError {
     NoConfig,
     #[error("this node is a worker (machine.type); bootstrap a control-plane node")]
     NotControlPlane,
-    #[error("etcd is not running on this node (not bootstrapped yet? `cairnctl bootstrap` starts it)")]
+    #[error(
+        "etcd is not running on this node (not bootstrapped yet? `cairnctl bootstrap` starts it)"
+    )]
     NotRunning,
     #[error(transparent)]
     Pki(#[from] K8sPkiError),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("etcd: {0}")]
     Client(String),
     #[error("cannot start etcd: {0}")]
@@ -146,12 +151,22 @@ impl EtcdSettings {
             lib_dir: layout.lib_dir.clone(),
             data_dir: layout.data_dir.clone(),
             secrets_dir: layout.secrets.etcd.clone(),
-            name: if facts.hostname.is_empty() { "cairn".into() } else { facts.hostname.clone() },
+            name: if facts.hostname.is_empty() {
+                "cairn".into()
+            } else {
+                facts.hostname.clone()
+            },
             advertise,
             client_port: layout.client_port,
             peer_port: layout.peer_port,
             cluster_token: cfg.cluster.cluster_name.to_string(),
-            extra_args: cfg.cluster.etcd.extra_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_args: cfg
+                .cluster
+                .etcd
+                .extra_args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -160,7 +175,10 @@ impl EtcdSettings {
     }
 
     fn file(&self, constant: &str) -> String {
-        self.secrets_dir.join(Path::new(constant).file_name().expect("a file path")).display().to_string()
+        self.secrets_dir
+            .join(Path::new(constant).file_name().expect("a file path"))
+            .display()
+            .to_string()
     }
 
     /// The local client endpoint machined talks to.
@@ -171,13 +189,20 @@ impl EtcdSettings {
     /// etcd's flags. A new one-member cluster when the data directory is
     /// empty; etcd ignores the `--initial-*` flags once it has data.
     pub fn args(&self) -> Vec<String> {
-        let any = if self.advertise.is_ipv6() { "::".parse().expect("valid") } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+        let any = if self.advertise.is_ipv6() {
+            "::".parse().expect("valid")
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
         let peer = self.url(self.advertise, self.peer_port);
         let mut flags: BTreeMap<String, String> = [
             ("name", self.name.clone()),
             ("data-dir", self.data_dir.display().to_string()),
             ("listen-client-urls", self.url(any, self.client_port)),
-            ("advertise-client-urls", self.url(self.advertise, self.client_port)),
+            (
+                "advertise-client-urls",
+                self.url(self.advertise, self.client_port),
+            ),
             ("listen-peer-urls", self.url(any, self.peer_port)),
             ("initial-advertise-peer-urls", peer.clone()),
             ("initial-cluster", format!("{}={peer}", self.name)),
@@ -203,7 +228,10 @@ impl EtcdSettings {
         for (k, v) in &self.extra_args {
             flags.insert(k.clone(), v.clone());
         }
-        flags.into_iter().map(|(k, v)| format!("--{k}={v}")).collect()
+        flags
+            .into_iter()
+            .map(|(k, v)| format!("--{k}={v}"))
+            .collect()
     }
 }
 
@@ -218,7 +246,9 @@ pub fn service(cfg: &MachineConfig, facts: &NodeFacts) -> Service {
 pub fn service_with(settings: EtcdSettings) -> Service {
     let mut runner = ProcessRunner::new(&settings.binary).args(settings.args());
     if let Some(lib) = &settings.lib_dir {
-        runner.env.push(("LD_LIBRARY_PATH".into(), lib.display().to_string()));
+        runner
+            .env
+            .push(("LD_LIBRARY_PATH".into(), lib.display().to_string()));
     }
     // etcd writes its WAL on stop; give it time before SIGKILL.
     runner.stop_timeout = Duration::from_secs(15);
@@ -227,7 +257,10 @@ pub fn service_with(settings: EtcdSettings) -> Service {
         let data_dir = data_dir.clone();
         Box::pin(async move {
             use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&data_dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data_dir)?;
             // etcd refuses a data directory readable by others.
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
             Ok(())
@@ -243,15 +276,22 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     .startup_grace(Duration::from_secs(90));
     // A Bootstrap can come before the payload is mounted: wait for the binary.
     let binary = Condition::file_exists(&settings.binary, PAYLOAD_WAIT);
-    Service::new(SERVICE_ID, RestartRunner::new(runner, RestartPolicy::Always))
-        .condition(binary)
-        .pre(pre)
-        .health(health)
+    Service::new(
+        SERVICE_ID,
+        RestartRunner::new(runner, RestartPolicy::Always),
+    )
+    .condition(binary)
+    .pre(pre)
+    .health(health)
 }
 
 /// Starts etcd on this node: waits (bounded) for the clock, issues the
 /// PKI, registers the service. Refuses when etcd is registered already.
-pub async fn start(node: &Arc<Node>, cfg: &MachineConfig, facts: &NodeFacts) -> Result<Arc<ServiceHandle>, EtcdError> {
+pub async fn start(
+    node: &Arc<Node>,
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+) -> Result<Arc<ServiceHandle>, EtcdError> {
     start_in(node, cfg, facts, &Layout::node()).await
 }
 
@@ -271,10 +311,12 @@ pub async fn start_in(
     tokio::task::spawn_blocking(move || k8s_pki::issue_into(&c, &f, &secrets))
         .await
         .map_err(|e| EtcdError::Client(format!("the PKI task failed: {e}")))??;
-    node.supervisor.start(service_with(EtcdSettings::new(cfg, facts, layout))).map_err(|e| match e {
-        SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
-        other => EtcdError::Supervisor(other),
-    })
+    node.supervisor
+        .start(service_with(EtcdSettings::new(cfg, facts, layout)))
+        .map_err(|e| match e {
+            SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
+            other => EtcdError::Supervisor(other),
+        })
 }
 
 /// Waits (bounded) for the clock to be synchronized: certificates and raft
@@ -322,13 +364,17 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
         return Err(EtcdError::NotControlPlane);
     }
     if bootstrapped(&layout.data_dir) {
-        return Err(EtcdError::AlreadyBootstrapped(layout.data_dir.display().to_string()));
+        return Err(EtcdError::AlreadyBootstrapped(
+            layout.data_dir.display().to_string(),
+        ));
     }
     if node.supervisor.handle(SERVICE_ID).is_some() {
         return Err(EtcdError::AlreadyRunning);
     }
     if BOOTSTRAP_PENDING.load(Ordering::SeqCst) {
-        return Err(EtcdError::AlreadyBootstrapped(layout.data_dir.display().to_string()));
+        return Err(EtcdError::AlreadyBootstrapped(
+            layout.data_dir.display().to_string(),
+        ));
     }
     let facts = NodeFacts::of(node);
     // With the clock synchronized (or no wait configured) etcd starts
@@ -339,7 +385,10 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
     // is refused.
     if layout.time_sync_timeout.is_zero() || crate::time::wait_synced(node, Duration::ZERO).await {
         start_in(node, &cfg, &facts, layout).await?;
-        crate::console!("etcd: bootstrapping a new cluster (member {}), requested over the API", facts.hostname);
+        crate::console!(
+            "etcd: bootstrapping a new cluster (member {}), requested over the API",
+            facts.hostname
+        );
         return Ok(());
     }
     BOOTSTRAP_PENDING.store(true, Ordering::SeqCst);
@@ -350,8 +399,13 @@ pub async fn bootstrap_in(node: &Arc<Node>, layout: &Layout) -> Result<(), EtcdE
     let (node, layout) = (node.clone(), layout.clone());
     tokio::spawn(async move {
         match start_in(&node, &cfg, &facts, &layout).await {
-            Ok(_) => crate::console!("etcd: bootstrapping a new cluster (member {})", facts.hostname),
-            Err(e) => crate::console!("etcd: the requested bootstrap failed: {e}; call Bootstrap again"),
+            Ok(_) => crate::console!(
+                "etcd: bootstrapping a new cluster (member {})",
+                facts.hostname
+            ),
+            Err(e) => {
+                crate::console!("etcd: the requested bootstrap failed: {e}; call Bootstrap again")
+            }
         }
         BOOTSTRAP_PENDING.store(false, Ordering::SeqCst);
     });
@@ -379,5 +433,8 @@ pub fn local_client(node: &Node) -> Result<(String, client::ClientFiles), EtcdEr
         return Err(EtcdError::NotRunning);
     }
     let endpoint = format!("https://127.0.0.1:{}", k8s::etcd::CLIENT_PORT);
-    Ok((endpoint, client::ClientFiles::in_dir(Path::new(k8s::etcd::SECRETS_DIR))))
+    Ok((
+        endpoint,
+        client::ClientFiles::in_dir(Path::new(k8s::etcd::SECRETS_DIR)),
+    ))
 }

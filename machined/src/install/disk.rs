@@ -24,11 +24,21 @@ const DISKBOOT_SEGMENT: u16 = 0x820;
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     #[error("cannot write the partition table of {disk}: {source}")]
-    Gpt { disk: PathBuf, source: gpt::GptError },
+    Gpt {
+        disk: PathBuf,
+        source: gpt::GptError,
+    },
     #[error("cannot write the MBR of {disk}: {source}")]
-    Mbr { disk: PathBuf, source: gpt::mbr::MBRError },
+    Mbr {
+        disk: PathBuf,
+        source: gpt::mbr::MBRError,
+    },
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("GRUB's core.img is {0} bytes; the BIOS boot partition holds 1 MiB")]
     CoreTooLarge(usize),
     #[error("GRUB's boot.img is {0} bytes, expected 512")]
@@ -43,20 +53,36 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskErr
 /// Writes a new GPT with [`LAYOUT`] (EPHEMERAL to the end of the disk) and a
 /// protective MBR. `lba` is the logical block size (512 or 4096).
 pub fn write_gpt(disk: &Path, lba: u64) -> Result<(), DiskError> {
-    let gerr = |source| DiskError::Gpt { disk: disk.to_path_buf(), source };
-    let lb = if lba == 4096 { gpt::disk::LogicalBlockSize::Lb4096 } else { gpt::disk::LogicalBlockSize::Lb512 };
-    let mut g = gpt::GptConfig::new().writable(true).logical_block_size(lb).create(disk).map_err(gerr)?;
+    let gerr = |source| DiskError::Gpt {
+        disk: disk.to_path_buf(),
+        source,
+    };
+    let lb = if lba == 4096 {
+        gpt::disk::LogicalBlockSize::Lb4096
+    } else {
+        gpt::disk::LogicalBlockSize::Lb512
+    };
+    let mut g = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(lb)
+        .create(disk)
+        .map_err(gerr)?;
     let header = g.header().clone();
     let last_usable = header.last_usable;
     for ((i, part), start) in LAYOUT.iter().enumerate().zip(layout::starts_mib()) {
         let first = start * MIB / lba;
-        let length = if part.size_mib == 0 { last_usable + 1 - first } else { part.size_mib * MIB / lba };
+        let length = if part.size_mib == 0 {
+            last_usable + 1 - first
+        } else {
+            part.size_mib * MIB / lba
+        };
         let t = match part.kind {
             Kind::Efi => gpt::partition_types::EFI,
             Kind::BiosBoot => gpt::partition_types::BIOS,
             Kind::Linux => gpt::partition_types::LINUX_FS,
         };
-        g.add_partition_at(part.name, i as u32 + 1, first, length, t, 0).map_err(gerr)?;
+        g.add_partition_at(part.name, i as u32 + 1, first, length, t, 0)
+            .map_err(gerr)?;
     }
     g.write().map_err(gerr)?;
     Ok(())
@@ -76,7 +102,12 @@ pub fn patch_core(core: &[u8], start_lba: u64) -> Result<Vec<u8>, DiskError> {
     let mut c = core.to_vec();
     put_le(&mut c, DISKBOOT_BLOCKLIST, start_lba + 1, 8);
     put_le(&mut c, DISKBOOT_BLOCKLIST + 8, sectors as u64 - 1, 2);
-    put_le(&mut c, DISKBOOT_BLOCKLIST + 10, u64::from(DISKBOOT_SEGMENT), 2);
+    put_le(
+        &mut c,
+        DISKBOOT_BLOCKLIST + 10,
+        u64::from(DISKBOOT_SEGMENT),
+        2,
+    );
     Ok(c)
 }
 
@@ -98,17 +129,33 @@ pub fn patch_boot(boot: &[u8], core_lba: u64) -> Result<[u8; MBR_CODE_SIZE], Dis
 
 /// Installs GRUB for BIOS: core.img into the BIOS boot partition and the
 /// MBR's code, keeping a protective MBR for the GPT.
-pub fn install_bios_grub(disk: &Path, disk_bytes: u64, boot_img: &[u8], core_img: &[u8]) -> Result<(), DiskError> {
+pub fn install_bios_grub(
+    disk: &Path,
+    disk_bytes: u64,
+    boot_img: &[u8],
+    core_img: &[u8],
+) -> Result<(), DiskError> {
     let bios = layout::number(config::constants::partition::BIOS) as usize - 1;
     let core_lba = layout::starts_mib()[bios] * MIB / 512;
     let core = patch_core(core_img, core_lba)?;
     let code = patch_boot(boot_img, core_lba)?;
-    let mut f = OpenOptions::new().read(true).write(true).open(disk).map_err(io("opening", disk))?;
-    f.write_all_at(&core, core_lba * 512).map_err(io("writing core.img to", disk))?;
-    let sectors = (disk_bytes / 512).saturating_sub(1).min(u64::from(u32::MAX)) as u32;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .map_err(io("opening", disk))?;
+    f.write_all_at(&core, core_lba * 512)
+        .map_err(io("writing core.img to", disk))?;
+    let sectors = (disk_bytes / 512)
+        .saturating_sub(1)
+        .min(u64::from(u32::MAX)) as u32;
     let mut mbr = gpt::mbr::ProtectiveMBR::with_lb_size(sectors);
     mbr.set_bootcode(code);
-    mbr.overwrite_lba0(&mut f).map_err(|source| DiskError::Mbr { disk: disk.to_path_buf(), source })?;
+    mbr.overwrite_lba0(&mut f)
+        .map_err(|source| DiskError::Mbr {
+            disk: disk.to_path_buf(),
+            source,
+        })?;
     f.sync_all().map_err(io("syncing", disk))?;
     Ok(())
 }
@@ -122,7 +169,9 @@ pub fn reread_partitions(disk: &Path) -> Result<(), DiskError> {
     // SAFETY: BLKRRPART takes no argument; the descriptor is open.
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART as _) };
     if rc != 0 {
-        return Err(io("re-reading the partition table of", disk)(std::io::Error::last_os_error()));
+        return Err(io("re-reading the partition table of", disk)(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -130,7 +179,10 @@ pub fn reread_partitions(disk: &Path) -> Result<(), DiskError> {
 /// Zeroes `len` bytes from `start` (BLKZEROOUT: the device or the kernel
 /// writes the zeros; on a regular file, a plain write).
 pub fn zero(path: &Path, start: u64, len: u64) -> Result<(), DiskError> {
-    let f = OpenOptions::new().write(true).open(path).map_err(io("opening", path))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("opening", path))?;
     let is_block = f.metadata().map(|m| {
         use std::os::unix::fs::FileTypeExt;
         m.file_type().is_block_device()
@@ -148,7 +200,8 @@ pub fn zero(path: &Path, start: u64, len: u64) -> Result<(), DiskError> {
         let mut at = start;
         while at < start + len {
             let n = (start + len - at).min(MIB);
-            f.write_all_at(&zeros[..n as usize], at).map_err(io("zeroing", path))?;
+            f.write_all_at(&zeros[..n as usize], at)
+                .map_err(io("zeroing", path))?;
             at += n;
         }
     }
@@ -173,7 +226,10 @@ mod tests {
         let core = vec![7u8; 50_000];
         install_bios_grub(&img, size, &boot, &core).unwrap();
 
-        let g = gpt::GptConfig::new().only_valid_headers(true).open(&img).unwrap();
+        let g = gpt::GptConfig::new()
+            .only_valid_headers(true)
+            .open(&img)
+            .unwrap();
         let parts = g.partitions();
         let names: Vec<&str> = parts.values().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL"]);
@@ -193,10 +249,14 @@ mod tests {
         assert_eq!(u16::from_le_bytes([bytes[at + 508], bytes[at + 509]]), 97);
 
         if Path::new("/sbin/sgdisk").exists() {
-            let out = crate::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()]).await.unwrap();
+            let out = crate::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()])
+                .await
+                .unwrap();
             assert!(out.output.contains("No problems found"), "{}", out.output);
         }
         zero(&img, 0, MIB).unwrap();
-        assert!(std::fs::read(&img).unwrap()[..MIB as usize].iter().all(|b| *b == 0));
+        assert!(std::fs::read(&img).unwrap()[..MIB as usize]
+            .iter()
+            .all(|b| *b == 0));
     }
 }

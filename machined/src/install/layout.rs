@@ -23,12 +23,36 @@ pub struct Part {
 
 /// In partition-number order (1-based), packed from 1 MiB.
 pub const LAYOUT: &[Part] = &[
-    Part { name: partition::EFI, size_mib: 100, kind: Kind::Efi },
-    Part { name: partition::BIOS, size_mib: 1, kind: Kind::BiosBoot },
-    Part { name: partition::BOOT, size_mib: 1000, kind: Kind::Linux },
-    Part { name: partition::META, size_mib: 1, kind: Kind::Linux },
-    Part { name: partition::STATE, size_mib: 100, kind: Kind::Linux },
-    Part { name: partition::EPHEMERAL, size_mib: 0, kind: Kind::Linux },
+    Part {
+        name: partition::EFI,
+        size_mib: 100,
+        kind: Kind::Efi,
+    },
+    Part {
+        name: partition::BIOS,
+        size_mib: 1,
+        kind: Kind::BiosBoot,
+    },
+    Part {
+        name: partition::BOOT,
+        size_mib: 1000,
+        kind: Kind::Linux,
+    },
+    Part {
+        name: partition::META,
+        size_mib: 1,
+        kind: Kind::Linux,
+    },
+    Part {
+        name: partition::STATE,
+        size_mib: 100,
+        kind: Kind::Linux,
+    },
+    Part {
+        name: partition::EPHEMERAL,
+        size_mib: 0,
+        kind: Kind::Linux,
+    },
 ];
 
 /// EPHEMERAL needs at least this much (machined grows it to the disk's end).
@@ -39,7 +63,11 @@ pub const FIRST_MIB: u64 = 1;
 
 /// The partition number of `name`.
 pub fn number(name: &str) -> u32 {
-    LAYOUT.iter().position(|p| p.name == name).map(|i| i as u32 + 1).expect("a name from LAYOUT")
+    LAYOUT
+        .iter()
+        .position(|p| p.name == name)
+        .map(|i| i as u32 + 1)
+        .expect("a name from LAYOUT")
 }
 
 /// Start MiB of each partition, in order.
@@ -67,8 +95,16 @@ mod tests {
     /// images/disk.sh and this table describe the same disk.
     #[test]
     fn matches_the_raw_image_layout() {
-        let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/disk.sh")).unwrap();
-        let body = script.split("DISK_LAYOUT=(").nth(1).unwrap().split(')').next().unwrap();
+        let script =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/disk.sh"))
+                .unwrap();
+        let body = script
+            .split("DISK_LAYOUT=(")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
         let rows: Vec<(String, u64, String)> = body
             .lines()
             .map(|l| l.trim().trim_matches('"'))
@@ -85,7 +121,10 @@ mod tests {
                 Kind::BiosBoot => "EF02",
                 Kind::Linux => "8300",
             };
-            assert_eq!((row.0.as_str(), row.1, row.2.as_str()), (part.name, part.size_mib, code));
+            assert_eq!(
+                (row.0.as_str(), row.1, row.2.as_str()),
+                (part.name, part.size_mib, code)
+            );
         }
         assert_eq!(starts_mib(), vec![1, 101, 102, 1102, 1103, 1203]);
         assert_eq!(number(partition::STATE), 5);

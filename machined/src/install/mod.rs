@@ -52,12 +52,18 @@ pub enum InstallError {
     BootMedium { disk: String },
     #[error("no boot medium with /boot/vmlinuz and /boot/initramfs.img was found (is this a live ISO boot?)")]
     NoMedium,
-    #[error("the image carries no {0} (in {ASSETS_DIR}); it was not built by images/build-image.sh")]
+    #[error(
+        "the image carries no {0} (in {ASSETS_DIR}); it was not built by images/build-image.sh"
+    )]
     NoAsset(String),
     #[error("partition {0} did not appear after the partition table was written")]
     NoPartition(String),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -95,17 +101,27 @@ pub struct Target {
 pub fn check_target(disk: &str, wipe: bool) -> Result<Target, InstallError> {
     let sys_block = Path::new("/sys/class/block");
     let devices = crate::disks::list();
-    let name = Path::new(disk).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Path::new(disk)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let resolved = std::fs::canonicalize(disk)
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or(name);
     let Some(dev) = devices.iter().find(|d| d.name == resolved) else {
-        let available: Vec<String> =
-            devices.iter().filter(|d| !d.is_partition).map(|d| d.node.display().to_string()).collect();
+        let available: Vec<String> = devices
+            .iter()
+            .filter(|d| !d.is_partition)
+            .map(|d| d.node.display().to_string())
+            .collect();
         return Err(InstallError::NoSuchDisk {
             disk: disk.into(),
-            available: if available.is_empty() { "none".into() } else { available.join(", ") },
+            available: if available.is_empty() {
+                "none".into()
+            } else {
+                available.join(", ")
+            },
         });
     };
     if dev.is_partition {
@@ -116,7 +132,11 @@ pub fn check_target(disk: &str, wipe: bool) -> Result<Target, InstallError> {
     }
     let need = layout::min_disk_bytes();
     if dev.size_bytes < need {
-        return Err(InstallError::TooSmall { disk: disk.into(), have: dev.size_bytes / MIB, need: need / MIB });
+        return Err(InstallError::TooSmall {
+            disk: disk.into(),
+            have: dev.size_bytes / MIB,
+            need: need / MIB,
+        });
     }
     if holds_medium(dev, &devices) {
         return Err(InstallError::BootMedium { disk: disk.into() });
@@ -128,13 +148,23 @@ pub fn check_target(disk: &str, wipe: bool) -> Result<Target, InstallError> {
         .map(|(_, spec)| spec.contents.clone())
         .unwrap_or_default();
     if !contents.is_empty() && !wipe {
-        return Err(InstallError::NotEmpty { disk: disk.into(), contents });
+        return Err(InstallError::NotEmpty {
+            disk: disk.into(),
+            contents,
+        });
     }
     let lba = std::fs::read_to_string(sys_block.join(&dev.name).join("queue/logical_block_size"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(512);
-    Ok(Target { node: dev.node.clone(), name: dev.name.clone(), size: dev.size_bytes, lba, wipe, contents })
+    Ok(Target {
+        node: dev.node.clone(),
+        name: dev.name.clone(),
+        size: dev.size_bytes,
+        lba,
+        wipe,
+        contents,
+    })
 }
 
 /// Whether `disk` (or one of its partitions) is an ISO 9660 volume: the
@@ -143,7 +173,12 @@ fn holds_medium(disk: &BlockDevice, devices: &[BlockDevice]) -> bool {
     devices
         .iter()
         .filter(|d| d.name == disk.name || d.parent.as_deref() == Some(&disk.name))
-        .any(|d| matches!(probe::probe(&d.node), Ok(Contents::Filesystem(Filesystem::Iso9660 { .. }))))
+        .any(|d| {
+            matches!(
+                probe::probe(&d.node),
+                Ok(Contents::Filesystem(Filesystem::Iso9660 { .. }))
+            )
+        })
 }
 
 /// Starts installing to `target` in the background and reboots when done;
@@ -176,7 +211,13 @@ pub fn start(node: &Arc<crate::state::Node>, target: Target, config: Vec<u8>) ->
 }
 
 fn mount(source: &Path, target: &Path, fstype: &str, flags: MsFlags) -> Result<(), InstallError> {
-    let m = MountPoint::new(&source.to_string_lossy(), &target.to_string_lossy(), fstype, flags, None);
+    let m = MountPoint::new(
+        &source.to_string_lossy(),
+        &target.to_string_lossy(),
+        fstype,
+        flags,
+        None,
+    );
     mounts::apply_one(&Real, &m)?;
     Ok(())
 }
@@ -196,22 +237,36 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
     std::fs::write(path, bytes).map_err(io("writing", path))?;
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io("syncing", path))
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io("syncing", path))
 }
 
 fn copy_file(from: &Path, to: &Path) -> Result<u64, InstallError> {
     let n = std::fs::copy(from, to).map_err(io("copying to", to))?;
-    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(io("syncing", to))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io("syncing", to))?;
     Ok(n)
 }
 
 /// Finds and mounts the live medium (read-only) at `at`.
 fn mount_medium(at: &Path) -> Result<(), InstallError> {
     for d in crate::disks::list() {
-        if !matches!(probe::probe(&d.node), Ok(Contents::Filesystem(Filesystem::Iso9660 { .. }))) {
+        if !matches!(
+            probe::probe(&d.node),
+            Ok(Contents::Filesystem(Filesystem::Iso9660 { .. }))
+        ) {
             continue;
         }
-        if mount(&d.node, at, "iso9660", MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV).is_err() {
+        if mount(
+            &d.node,
+            at,
+            "iso9660",
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        )
+        .is_err()
+        {
             continue;
         }
         if at.join("boot/vmlinuz").is_file() && at.join("boot/initramfs.img").is_file() {
@@ -231,7 +286,9 @@ async fn wait_partitions(disk: &str) -> Result<Vec<BlockDevice>, InstallError> {
             .filter(|d| d.is_partition && d.parent.as_deref() == Some(disk))
             .collect();
         let all = layout::LAYOUT.iter().all(|p| {
-            parts.iter().any(|d| d.partname.as_deref() == Some(p.name) && d.node.exists())
+            parts
+                .iter()
+                .any(|d| d.partname.as_deref() == Some(p.name) && d.node.exists())
         });
         if all {
             return Ok(parts);
@@ -242,16 +299,25 @@ async fn wait_partitions(disk: &str) -> Result<Vec<BlockDevice>, InstallError> {
 }
 
 fn part<'a>(parts: &'a [BlockDevice], name: &str) -> Result<&'a BlockDevice, InstallError> {
-    parts.iter().find(|d| d.partname.as_deref() == Some(name)).ok_or_else(|| InstallError::NoPartition(name.into()))
+    parts
+        .iter()
+        .find(|d| d.partname.as_deref() == Some(name))
+        .ok_or_else(|| InstallError::NoPartition(name.into()))
 }
 
 async fn mkfs_fat(device: &Path, label: &str) -> Result<(), InstallError> {
     let dev = device.to_string_lossy();
     let out = crate::exec::run("/sbin/mkfs.fat", &["-F", "32", "-n", label, &dev])
         .await
-        .map_err(|e| InstallError::Fat { device: device.into(), message: e.to_string() })?;
+        .map_err(|e| InstallError::Fat {
+            device: device.into(),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
-        return Err(InstallError::Fat { device: device.into(), message: format!("{}: {}", out.status, out.output.trim()) });
+        return Err(InstallError::Fat {
+            device: device.into(),
+            message: format!("{}: {}", out.status, out.output.trim()),
+        });
     }
     Ok(())
 }
@@ -259,22 +325,44 @@ async fn mkfs_fat(device: &Path, label: &str) -> Result<(), InstallError> {
 /// The whole install, step by step, with a console line each.
 pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
     let work = Path::new(WORK_DIR);
-    let (medium, efi, boot, state) = (work.join("medium"), work.join("efi"), work.join("boot"), work.join("state"));
-    let (boot_img, core_img, efi_img) = (asset("boot.img")?, asset("core.img")?, asset("BOOTX64.EFI")?);
+    let (medium, efi, boot, state) = (
+        work.join("medium"),
+        work.join("efi"),
+        work.join("boot"),
+        work.join("state"),
+    );
+    let (boot_img, core_img, efi_img) = (
+        asset("boot.img")?,
+        asset("core.img")?,
+        asset("BOOTX64.EFI")?,
+    );
     let (esp_cfg, menu) = (asset("esp-grub.cfg")?, asset("grub.cfg")?);
     mount_medium(&medium)?;
     let result = async {
         if t.wipe {
-            crate::console!("install: wiping {} ({} MiB)", t.node.display(), t.size / MIB);
+            crate::console!(
+                "install: wiping {} ({} MiB)",
+                t.node.display(),
+                t.size / MIB
+            );
             disk::zero(&t.node, 0, t.size)?;
         }
-        crate::console!("install: partitioning {} (GPT: EFI, BIOS, BOOT, META, STATE, EPHEMERAL)", t.node.display());
+        crate::console!(
+            "install: partitioning {} (GPT: EFI, BIOS, BOOT, META, STATE, EPHEMERAL)",
+            t.node.display()
+        );
         disk::write_gpt(&t.node, t.lba)?;
         disk::install_bios_grub(&t.node, t.size, &boot_img, &core_img)?;
         disk::reread_partitions(&t.node)?;
         let parts = wait_partitions(&t.name).await?;
         // No stale signatures where machined probes (META, EPHEMERAL).
-        for name in [partition::META, partition::EPHEMERAL, partition::STATE, partition::BOOT, partition::EFI] {
+        for name in [
+            partition::META,
+            partition::EPHEMERAL,
+            partition::STATE,
+            partition::BOOT,
+            partition::EFI,
+        ] {
             disk::zero(&part(&parts, name)?.node, 0, MIB)?;
         }
 
@@ -299,14 +387,23 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         let mut meta = MetaStore::open(p)?;
         let mut v = Values::new();
         v.insert(keys::INSTALL_TIME.into(), crate::meta::now());
-        v.insert(keys::INSTALL_VERSION.into(), config::version::running().version.clone());
+        v.insert(
+            keys::INSTALL_VERSION.into(),
+            config::version::running().version.clone(),
+        );
         meta.write(&v)?;
 
         crate::console!("install: STATE, with the machine config");
         let p = &part(&parts, partition::STATE)?.node;
         crate::partitions::format_ext4(p, partition::STATE).await?;
-        mount(p, &state, "ext4", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
-        let r = crate::apply::store::StateFiles::new(&state).write(crate::apply::store::CONFIG, config);
+        mount(
+            p,
+            &state,
+            "ext4",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )?;
+        let r =
+            crate::apply::store::StateFiles::new(&state).write(crate::apply::store::CONFIG, config);
         unmount(&state);
         r?;
         nix::unistd::sync();
@@ -325,7 +422,11 @@ fn fill_boot(boot: &Path, medium: &Path, menu: &[u8]) -> Result<(), InstallError
     copied += copy_file(&medium.join("boot/vmlinuz"), &a.join("vmlinuz"))?;
     copied += copy_file(&medium.join("boot/initramfs.img"), &a.join("initramfs.img"))?;
     // The Kubernetes payload, where the ISO carries one.
-    if let Some(p) = ["A/payload.sqsh", "boot/payload.sqsh"].iter().map(|p| medium.join(p)).find(|p| p.is_file()) {
+    if let Some(p) = ["A/payload.sqsh", "boot/payload.sqsh"]
+        .iter()
+        .map(|p| medium.join(p))
+        .find(|p| p.is_file())
+    {
         copied += copy_file(&p, &a.join("payload.sqsh"))?;
     }
     crate::console!("install: slot A holds {} MiB", copied / MIB);

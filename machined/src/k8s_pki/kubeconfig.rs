@@ -77,14 +77,23 @@ fn b64(s: &str) -> String {
 
 /// A kubeconfig with one cluster, one user and one context named
 /// `<user>@<cluster>`.
-pub fn render(cluster: &str, server: &str, ca_pem: &str, user: &str, creds: Credentials<'_>) -> String {
+pub fn render(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    creds: Credentials<'_>,
+) -> String {
     let user_entry = match creds {
         Credentials::ClientCert { crt, key } => User {
             client_certificate_data: Some(b64(crt)),
             client_key_data: Some(b64(key)),
             token: None,
         },
-        Credentials::Token(t) => User { token: Some(t.to_string()), ..User::default() },
+        Credentials::Token(t) => User {
+            token: Some(t.to_string()),
+            ..User::default()
+        },
     };
     let context = format!("{user}@{cluster}");
     let k = Kubeconfig {
@@ -92,12 +101,21 @@ pub fn render(cluster: &str, server: &str, ca_pem: &str, user: &str, creds: Cred
         kind: "Config".into(),
         clusters: vec![NamedCluster {
             name: cluster.into(),
-            cluster: Cluster { server: server.into(), certificate_authority_data: b64(ca_pem) },
+            cluster: Cluster {
+                server: server.into(),
+                certificate_authority_data: b64(ca_pem),
+            },
         }],
-        users: vec![NamedUser { name: user.into(), user: user_entry }],
+        users: vec![NamedUser {
+            name: user.into(),
+            user: user_entry,
+        }],
         contexts: vec![NamedContext {
             name: context.clone(),
-            context: Context { cluster: cluster.into(), user: user.into() },
+            context: Context {
+                cluster: cluster.into(),
+                user: user.into(),
+            },
         }],
         current_context: context,
     };
@@ -109,10 +127,15 @@ pub fn client_cert(text: &[u8]) -> Option<(String, String)> {
     let k: Kubeconfig = serde_yaml::from_slice(text).ok()?;
     let u = &k.users.first()?.user;
     let decode = |s: &Option<String>| {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(s.as_ref()?).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.as_ref()?)
+            .ok()?;
         String::from_utf8(bytes).ok()
     };
-    Some((decode(&u.client_certificate_data)?, decode(&u.client_key_data)?))
+    Some((
+        decode(&u.client_certificate_data)?,
+        decode(&u.client_key_data)?,
+    ))
 }
 
 #[cfg(test)]
@@ -121,11 +144,29 @@ mod tests {
 
     #[test]
     fn renders_and_reads_back_the_client_certificate() {
-        let text = render("c1", "https://10.5.0.2:6443", "CA", "admin", Credentials::ClientCert { crt: "CRT", key: "KEY" });
+        let text = render(
+            "c1",
+            "https://10.5.0.2:6443",
+            "CA",
+            "admin",
+            Credentials::ClientCert {
+                crt: "CRT",
+                key: "KEY",
+            },
+        );
         assert!(text.contains("current-context: admin@c1"), "{text}");
         assert!(text.contains("certificate-authority-data: Q0E="), "{text}");
-        assert_eq!(client_cert(text.as_bytes()), Some(("CRT".into(), "KEY".into())));
-        let token = render("c1", "https://x:6443", "CA", "kubelet", Credentials::Token("abc.def"));
+        assert_eq!(
+            client_cert(text.as_bytes()),
+            Some(("CRT".into(), "KEY".into()))
+        );
+        let token = render(
+            "c1",
+            "https://x:6443",
+            "CA",
+            "kubelet",
+            Credentials::Token("abc.def"),
+        );
         assert!(token.contains("token: abc.def"));
         assert_eq!(client_cert(token.as_bytes()), None);
     }

@@ -25,10 +25,10 @@
 //! etcd's server, peer and client certificates). Workers get the Kubernetes
 //! CA certificate and a bootstrap-token kubeconfig for the kubelet.
 
-pub mod kubeconfig;
-pub mod reuse;
 #[cfg(test)]
 mod host_tests;
+pub mod kubeconfig;
+pub mod reuse;
 #[cfg(test)]
 mod tests;
 
@@ -61,19 +61,32 @@ impl NodeFacts {
             .specs::<AddressSpec>()
             .into_iter()
             .filter(|(_, a)| a.scope == "global" && is_node_link(&a.link))
-            .filter_map(|(_, a)| Some((a.family != "inet4", a.link_index, a.address.split('/').next()?.parse().ok()?)))
+            .filter_map(|(_, a)| {
+                Some((
+                    a.family != "inet4",
+                    a.link_index,
+                    a.address.split('/').next()?.parse().ok()?,
+                ))
+            })
             .collect();
         addrs.sort();
         let mut addresses: Vec<IpAddr> = addrs.into_iter().map(|(_, _, ip)| ip).collect();
         addresses.dedup();
-        NodeFacts { hostname: node.hostname(), addresses }
+        NodeFacts {
+            hostname: node.hostname(),
+            addresses,
+        }
     }
 }
 
 /// Links whose addresses are not the node's: loopback, the pod bridge, pod
 /// veths, kube-proxy's dummy (the same links the kubelet's node IP skips).
 fn is_node_link(link: &str) -> bool {
-    !(link == "lo" || link == "cni0" || link == "docker0" || link.starts_with("veth") || link.starts_with("kube-"))
+    !(link == "lo"
+        || link == "cni0"
+        || link == "docker0"
+        || link.starts_with("veth")
+        || link.starts_with("kube-"))
 }
 
 /// Where the secrets go: the node's directories, or a temporary directory
@@ -86,12 +99,18 @@ pub struct SecretDirs {
 
 impl SecretDirs {
     pub fn node() -> SecretDirs {
-        SecretDirs { kubernetes: k8s::SECRETS_DIR.into(), etcd: k8s::etcd::SECRETS_DIR.into() }
+        SecretDirs {
+            kubernetes: k8s::SECRETS_DIR.into(),
+            etcd: k8s::etcd::SECRETS_DIR.into(),
+        }
     }
 
     /// Both directories under `root` (tests).
     pub fn under(root: &Path) -> SecretDirs {
-        SecretDirs { kubernetes: root.join("kubernetes"), etcd: root.join("etcd") }
+        SecretDirs {
+            kubernetes: root.join("kubernetes"),
+            etcd: root.join("etcd"),
+        }
     }
 }
 
@@ -106,9 +125,15 @@ pub enum K8sPkiError {
     #[error(transparent)]
     Write(#[from] config::fsutil::WriteError),
     #[error("cannot create {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the PKI task failed: {0}")]
     Task(String),
     #[error("the node has no machine config yet; `cairnctl apply-config` first")]
@@ -139,7 +164,11 @@ pub async fn issue(cfg: &MachineConfig, facts: &NodeFacts) -> Result<Issued, K8s
 }
 
 /// [`issue_into`] off the async runtime.
-pub async fn issue_async(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> Result<Issued, K8sPkiError> {
+pub async fn issue_async(
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+    dirs: &SecretDirs,
+) -> Result<Issued, K8sPkiError> {
     let (cfg, facts, dirs) = (cfg.clone(), facts.clone(), dirs.clone());
     tokio::task::spawn_blocking(move || issue_into(&cfg, &facts, &dirs))
         .await
@@ -157,8 +186,10 @@ pub async fn admin_kubeconfig(node: &crate::state::Node) -> Result<Vec<u8>, K8sP
         return Ok(bytes);
     }
     issue(&cfg, &NodeFacts::of(node)).await?;
-    std::fs::read(k8s::ADMIN_KUBECONFIG)
-        .map_err(|source| K8sPkiError::Read { path: k8s::ADMIN_KUBECONFIG.into(), source })
+    std::fs::read(k8s::ADMIN_KUBECONFIG).map_err(|source| K8sPkiError::Read {
+        path: k8s::ADMIN_KUBECONFIG.into(),
+        source,
+    })
 }
 
 /// Keeps the secrets current for as long as machined runs: re-issues them
@@ -172,7 +203,10 @@ pub async fn keep_issued(node: std::sync::Arc<crate::state::Node>) {
 /// [`keep_issued`] into `dirs`.
 pub async fn keep_issued_in(node: std::sync::Arc<crate::state::Node>, dirs: SecretDirs) {
     use crate::resources::{kind, Filter, Watch};
-    let filter = Filter { kinds: vec![kind::ADDRESSES, kind::HOSTNAME, kind::MACHINE_CONFIG], id: None };
+    let filter = Filter {
+        kinds: vec![kind::ADDRESSES, kind::HOSTNAME, kind::MACHINE_CONFIG],
+        id: None,
+    };
     let mut watch = Watch::new(&node.store, filter, false);
     let mut last: Option<(MachineConfig, NodeFacts)> = None;
     loop {
@@ -180,7 +214,9 @@ pub async fn keep_issued_in(node: std::sync::Arc<crate::state::Node>, dirs: Secr
         // Addresses come and go in bursts (DHCP, link changes): settle first.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         while futures::FutureExt::now_or_never(watch.next()).is_some() {}
-        let Some(cfg) = node.running_config() else { continue };
+        let Some(cfg) = node.running_config() else {
+            continue;
+        };
         let facts = NodeFacts::of(&node);
         let now = Some((cfg, facts));
         if now == last {
@@ -199,7 +235,11 @@ pub async fn keep_issued_in(node: std::sync::Arc<crate::state::Node>, dirs: Secr
 }
 
 /// [`issue`] into `dirs`.
-pub fn issue_into(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> Result<Issued, K8sPkiError> {
+pub fn issue_into(
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+    dirs: &SecretDirs,
+) -> Result<Issued, K8sPkiError> {
     let mut w = Writer::default();
     let c = &cfg.cluster;
     let cluster = c.cluster_name.to_string();
@@ -210,18 +250,43 @@ pub fn issue_into(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> 
     if cfg.machine.machine_type == MachineType::Worker {
         w.file(&kdir(k8s::CA_CERT), c.ca.crt.pem())?;
         let token = c.token.as_str();
-        let text = kubeconfig::render(&cluster, &endpoint, c.ca.crt.pem(), "kubelet-bootstrap", Credentials::Token(token));
+        let text = kubeconfig::render(
+            &cluster,
+            &endpoint,
+            c.ca.crt.pem(),
+            "kubelet-bootstrap",
+            Credentials::Token(token),
+        );
         w.file(&kdir(k8s::BOOTSTRAP_KUBELET_KUBECONFIG), &text)?;
         return Ok(w.done);
     }
 
     let missing = |field| K8sPkiError::Missing { field };
     let ca = c.ca.certified_key().ok_or(missing("cluster.ca.key"))?;
-    let aggregator = c.aggregator_ca.as_ref().and_then(|a| a.certified_key()).ok_or(missing("cluster.aggregatorCa"))?;
-    let etcd_ca = c.etcd.ca.as_ref().and_then(|a| a.certified_key()).ok_or(missing("cluster.etcd.ca"))?;
-    let sa = c.service_account.as_ref().ok_or(missing("cluster.serviceAccount"))?;
-    let secretbox = c.secretbox_encryption_secret.as_ref().ok_or(missing("cluster.secretboxEncryptionSecret"))?;
-    let hostname = if facts.hostname.is_empty() { "cairn" } else { facts.hostname.as_str() };
+    let aggregator = c
+        .aggregator_ca
+        .as_ref()
+        .and_then(|a| a.certified_key())
+        .ok_or(missing("cluster.aggregatorCa"))?;
+    let etcd_ca = c
+        .etcd
+        .ca
+        .as_ref()
+        .and_then(|a| a.certified_key())
+        .ok_or(missing("cluster.etcd.ca"))?;
+    let sa = c
+        .service_account
+        .as_ref()
+        .ok_or(missing("cluster.serviceAccount"))?;
+    let secretbox = c
+        .secretbox_encryption_secret
+        .as_ref()
+        .ok_or(missing("cluster.secretboxEncryptionSecret"))?;
+    let hostname = if facts.hostname.is_empty() {
+        "cairn"
+    } else {
+        facts.hostname.as_str()
+    };
 
     // Kubernetes.
     w.file(&kdir(k8s::CA_CERT), ca.crt.pem())?;
@@ -233,23 +298,55 @@ pub fn issue_into(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> 
             config::types::SubjectAltName::Dns(d) => apiserver.dns_names.push(d),
         }
     }
-    w.leaf(&ca, &apiserver, &kdir(k8s::APISERVER_CERT), &kdir(k8s::APISERVER_KEY))?;
+    w.leaf(
+        &ca,
+        &apiserver,
+        &kdir(k8s::APISERVER_CERT),
+        &kdir(k8s::APISERVER_KEY),
+    )?;
     let kubelet_client = client("kube-apiserver-kubelet-client", "system:masters");
-    w.leaf(&ca, &kubelet_client, &kdir(k8s::APISERVER_KUBELET_CLIENT_CERT), &kdir(k8s::APISERVER_KUBELET_CLIENT_KEY))?;
+    w.leaf(
+        &ca,
+        &kubelet_client,
+        &kdir(k8s::APISERVER_KUBELET_CLIENT_CERT),
+        &kdir(k8s::APISERVER_KUBELET_CLIENT_KEY),
+    )?;
     w.file(&kdir(k8s::FRONT_PROXY_CA_CERT), aggregator.crt.pem())?;
     let front_proxy = LeafRequest::new("front-proxy-client", Usage::Client);
-    w.leaf(&aggregator, &front_proxy, &kdir(k8s::FRONT_PROXY_CLIENT_CERT), &kdir(k8s::FRONT_PROXY_CLIENT_KEY))?;
-    let sa_pub = sa.key.key_pair().map_err(|e| K8sPkiError::ServiceAccountKey(e.to_string()))?.public_key_pem();
+    w.leaf(
+        &aggregator,
+        &front_proxy,
+        &kdir(k8s::FRONT_PROXY_CLIENT_CERT),
+        &kdir(k8s::FRONT_PROXY_CLIENT_KEY),
+    )?;
+    let sa_pub = sa
+        .key
+        .key_pair()
+        .map_err(|e| K8sPkiError::ServiceAccountKey(e.to_string()))?
+        .public_key_pem();
     w.file(&kdir(k8s::SA_KEY), sa.key.pem())?;
     w.file(&kdir(k8s::SA_PUB), &sa_pub)?;
     let etcd_client = client("kube-apiserver-etcd-client", "system:masters");
-    w.leaf(&etcd_ca, &etcd_client, &kdir(k8s::APISERVER_ETCD_CLIENT_CERT), &kdir(k8s::APISERVER_ETCD_CLIENT_KEY))?;
+    w.leaf(
+        &etcd_ca,
+        &etcd_client,
+        &kdir(k8s::APISERVER_ETCD_CLIENT_CERT),
+        &kdir(k8s::APISERVER_ETCD_CLIENT_KEY),
+    )?;
     w.file(&kdir(k8s::ETCD_CA_CERT), etcd_ca.crt.pem())?;
-    w.file(&kdir(k8s::ENCRYPTION_CONFIG), &encryption_config(secretbox.as_str()))?;
+    w.file(
+        &kdir(k8s::ENCRYPTION_CONFIG),
+        &encryption_config(secretbox.as_str()),
+    )?;
 
     let local = format!("https://127.0.0.1:{}", k8s::APISERVER_PORT);
     let kubeconfigs = [
-        (k8s::ADMIN_KUBECONFIG, "admin", client("admin", "system:masters"), endpoint.as_str()),
+        (
+            k8s::ADMIN_KUBECONFIG,
+            "admin",
+            client("admin", "system:masters"),
+            endpoint.as_str(),
+        ),
         (
             k8s::CONTROLLER_MANAGER_KUBECONFIG,
             "system:kube-controller-manager",
@@ -282,16 +379,35 @@ pub fn issue_into(cfg: &MachineConfig, facts: &NodeFacts, dirs: &SecretDirs) -> 
     server.ips = etcd_ips(facts);
     let mut peer = server.clone();
     peer.common_name = hostname.to_string();
-    w.leaf(&etcd_ca, &server, &edir(k8s::etcd::SERVER_CERT), &edir(k8s::etcd::SERVER_KEY))?;
-    w.leaf(&etcd_ca, &peer, &edir(k8s::etcd::PEER_CERT), &edir(k8s::etcd::PEER_KEY))?;
+    w.leaf(
+        &etcd_ca,
+        &server,
+        &edir(k8s::etcd::SERVER_CERT),
+        &edir(k8s::etcd::SERVER_KEY),
+    )?;
+    w.leaf(
+        &etcd_ca,
+        &peer,
+        &edir(k8s::etcd::PEER_CERT),
+        &edir(k8s::etcd::PEER_KEY),
+    )?;
     let machined = LeafRequest::new("machined", Usage::Client);
-    w.leaf(&etcd_ca, &machined, &edir(k8s::etcd::CLIENT_CERT), &edir(k8s::etcd::CLIENT_KEY))?;
+    w.leaf(
+        &etcd_ca,
+        &machined,
+        &edir(k8s::etcd::CLIENT_CERT),
+        &edir(k8s::etcd::CLIENT_KEY),
+    )?;
     Ok(w.done)
 }
 
 /// `dir` joined with the file name of a path constant.
 fn at(dir: &Path, constant: &str) -> PathBuf {
-    dir.join(Path::new(constant).file_name().expect("path constants name files"))
+    dir.join(
+        Path::new(constant)
+            .file_name()
+            .expect("path constants name files"),
+    )
 }
 
 fn client(common_name: &str, organization: &str) -> LeafRequest {
@@ -319,15 +435,21 @@ pub fn first_service_ip(net: ipnet::IpNet) -> IpAddr {
 /// host, the node's addresses and hostname, loopback, the first address of
 /// each service network, the `kubernetes` Service's DNS names,
 /// `cluster.apiServer.certSANs` and `machine.certSANs`.
-pub fn apiserver_sans(cfg: &MachineConfig, facts: &NodeFacts) -> Vec<config::types::SubjectAltName> {
+pub fn apiserver_sans(
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+) -> Vec<config::types::SubjectAltName> {
     use config::types::SubjectAltName as San;
     let c = &cfg.cluster;
     let mut sans = Vec::new();
     let endpoint = &c.control_plane.endpoint;
-    add_unique(&mut sans, match endpoint.ip() {
-        Some(ip) => San::Ip(ip),
-        None => San::Dns(endpoint.host().to_string()),
-    });
+    add_unique(
+        &mut sans,
+        match endpoint.ip() {
+            Some(ip) => San::Ip(ip),
+            None => San::Dns(endpoint.host().to_string()),
+        },
+    );
     for a in &facts.addresses {
         add_unique(&mut sans, San::Ip(*a));
     }
@@ -340,7 +462,10 @@ pub fn apiserver_sans(cfg: &MachineConfig, facts: &NodeFacts) -> Vec<config::typ
     for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
         add_unique(&mut sans, San::Dns(name.into()));
     }
-    add_unique(&mut sans, San::Dns(format!("kubernetes.default.svc.{domain}")));
+    add_unique(
+        &mut sans,
+        San::Dns(format!("kubernetes.default.svc.{domain}")),
+    );
     add_unique(&mut sans, San::Dns("localhost".into()));
     if !facts.hostname.is_empty() {
         add_unique(&mut sans, San::Dns(facts.hostname.clone()));
@@ -384,8 +509,15 @@ struct Writer {
 
 impl Writer {
     fn dir(&self, path: &Path) -> Result<(), K8sPkiError> {
-        let err = |source| K8sPkiError::Dir { path: path.to_path_buf(), source };
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(err)?;
+        let err = |source| K8sPkiError::Dir {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)
     }
 
@@ -400,13 +532,24 @@ impl Writer {
     }
 
     fn issue(ca: &CertifiedKey, req: &LeafRequest) -> Result<CertifiedKey, K8sPkiError> {
-        config::pki::issue(ca, req).map_err(|source| K8sPkiError::Issue { what: req.common_name.clone(), source })
+        config::pki::issue(ca, req).map_err(|source| K8sPkiError::Issue {
+            what: req.common_name.clone(),
+            source,
+        })
     }
 
     /// A certificate and its key, kept when the files on disk still answer
     /// the request.
-    fn leaf(&mut self, ca: &CertifiedKey, req: &LeafRequest, crt: &Path, key: &Path) -> Result<(), K8sPkiError> {
-        let old = std::fs::read_to_string(crt).ok().zip(std::fs::read_to_string(key).ok());
+    fn leaf(
+        &mut self,
+        ca: &CertifiedKey,
+        req: &LeafRequest,
+        crt: &Path,
+        key: &Path,
+    ) -> Result<(), K8sPkiError> {
+        let old = std::fs::read_to_string(crt)
+            .ok()
+            .zip(std::fs::read_to_string(key).ok());
         let cert = match old.and_then(|(c, k)| reuse::reusable(ca, req, &c, &k)) {
             Some(c) => c,
             None => Self::issue(ca, req)?,
@@ -428,12 +571,20 @@ impl Writer {
         server: &str,
         user: &str,
     ) -> Result<(), K8sPkiError> {
-        let old = std::fs::read(path).ok().and_then(|t| kubeconfig::client_cert(&t));
+        let old = std::fs::read(path)
+            .ok()
+            .and_then(|t| kubeconfig::client_cert(&t));
         let cert = match old.and_then(|(c, k)| reuse::reusable(ca, req, &c, &k)) {
             Some(c) => c,
             None => Self::issue(ca, req)?,
         };
-        let creds = Credentials::ClientCert { crt: cert.crt.pem(), key: cert.key.pem() };
-        self.file(path, &kubeconfig::render(cluster, server, ca.crt.pem(), user, creds))
+        let creds = Credentials::ClientCert {
+            crt: cert.crt.pem(),
+            key: cert.key.pem(),
+        };
+        self.file(
+            path,
+            &kubeconfig::render(cluster, server, ca.crt.pem(), user, creds),
+        )
     }
 }

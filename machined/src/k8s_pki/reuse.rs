@@ -16,17 +16,23 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn subject_key_id(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    c.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-        _ => None,
-    })
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
 }
 
 fn authority_key_id(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    c.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(k) => k.key_identifier.as_ref().map(|k| k.0.to_vec()),
-        _ => None,
-    })
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(k) => {
+                k.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 /// The names and usages of a certificate, comparable with a request.
@@ -53,9 +59,14 @@ impl Identity {
     }
 
     pub fn of_cert(c: &X509Certificate<'_>) -> Identity {
-        let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().ok().map(str::to_string);
+        let text =
+            |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().ok().map(str::to_string);
         let mut id = Identity {
-            common_name: c.subject().iter_common_name().find_map(text).unwrap_or_default(),
+            common_name: c
+                .subject()
+                .iter_common_name()
+                .find_map(text)
+                .unwrap_or_default(),
             organizations: c.subject().iter_organization().filter_map(text).collect(),
             dns_names: BTreeSet::new(),
             ips: BTreeSet::new(),
@@ -89,7 +100,12 @@ impl Identity {
 
 /// The certificate and key in `crt`/`key` (PEM text) if they still answer
 /// `req` from `ca`.
-pub fn reusable(ca: &CertifiedKey, req: &LeafRequest, crt: &str, key: &str) -> Option<CertifiedKey> {
+pub fn reusable(
+    ca: &CertifiedKey,
+    req: &LeafRequest,
+    crt: &str,
+    key: &str,
+) -> Option<CertifiedKey> {
     let crt = crt.parse::<PemCertificate>().ok()?;
     let key = key.parse::<PemPrivateKey>().ok()?;
     let (_, ca_cert) = X509Certificate::from_der(ca.crt.der()).ok()?;
@@ -104,7 +120,10 @@ pub fn reusable(ca: &CertifiedKey, req: &LeafRequest, crt: &str, key: &str) -> O
     if Identity::of_cert(&leaf) != Identity::of_request(req) {
         return None;
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
     let not_after = u64::try_from(leaf.validity().not_after.timestamp()).ok()?;
     if not_after < now + RENEW_BEFORE.as_secs() {
         return None;

@@ -8,7 +8,10 @@ use super::*;
 use crate::apply::tests::generated;
 
 fn facts() -> NodeFacts {
-    NodeFacts { hostname: "cp-1".into(), addresses: vec!["10.5.0.2".parse().unwrap(), "fd00::2".parse().unwrap()] }
+    NodeFacts {
+        hostname: "cp-1".into(),
+        addresses: vec!["10.5.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+    }
 }
 
 fn identity(pem: &str) -> reuse::Identity {
@@ -24,7 +27,10 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 /// `openssl verify -CAfile ca leaf`, when openssl is installed.
 fn openssl_verify(ca: &Path, leaf: &Path, purpose: &str) {
     let out = match crate::exec::output_blocking(
-        Command::new("openssl").args(["verify", "-purpose", purpose, "-CAfile"]).arg(ca).arg(leaf),
+        Command::new("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(ca)
+            .arg(leaf),
     ) {
         Ok(o) => o,
         Err(e) => {
@@ -55,20 +61,42 @@ fn control_plane_secrets_chain_to_their_cas_with_the_right_names() {
     assert!(done.unchanged.is_empty());
 
     for d in [&dirs.kubernetes, &dirs.etcd] {
-        assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         for f in std::fs::read_dir(d).unwrap() {
             let f = f.unwrap();
-            assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", f.path());
+            assert_eq!(
+                f.metadata().unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{:?}",
+                f.path()
+            );
         }
     }
     let k = &dirs.kubernetes;
     let e = &dirs.etcd;
     for name in [
-        k8s::CA_CERT, k8s::CA_KEY, k8s::APISERVER_CERT, k8s::APISERVER_KEY, k8s::APISERVER_KUBELET_CLIENT_CERT,
-        k8s::APISERVER_KUBELET_CLIENT_KEY, k8s::FRONT_PROXY_CA_CERT, k8s::FRONT_PROXY_CLIENT_CERT,
-        k8s::FRONT_PROXY_CLIENT_KEY, k8s::SA_KEY, k8s::SA_PUB, k8s::APISERVER_ETCD_CLIENT_CERT,
-        k8s::APISERVER_ETCD_CLIENT_KEY, k8s::ETCD_CA_CERT, k8s::ENCRYPTION_CONFIG, k8s::ADMIN_KUBECONFIG,
-        k8s::CONTROLLER_MANAGER_KUBECONFIG, k8s::SCHEDULER_KUBECONFIG, k8s::KUBELET_KUBECONFIG,
+        k8s::CA_CERT,
+        k8s::CA_KEY,
+        k8s::APISERVER_CERT,
+        k8s::APISERVER_KEY,
+        k8s::APISERVER_KUBELET_CLIENT_CERT,
+        k8s::APISERVER_KUBELET_CLIENT_KEY,
+        k8s::FRONT_PROXY_CA_CERT,
+        k8s::FRONT_PROXY_CLIENT_CERT,
+        k8s::FRONT_PROXY_CLIENT_KEY,
+        k8s::SA_KEY,
+        k8s::SA_PUB,
+        k8s::APISERVER_ETCD_CLIENT_CERT,
+        k8s::APISERVER_ETCD_CLIENT_KEY,
+        k8s::ETCD_CA_CERT,
+        k8s::ENCRYPTION_CONFIG,
+        k8s::ADMIN_KUBECONFIG,
+        k8s::CONTROLLER_MANAGER_KUBECONFIG,
+        k8s::SCHEDULER_KUBECONFIG,
+        k8s::KUBELET_KUBECONFIG,
     ] {
         assert!(at(k, name).exists(), "{name} missing");
     }
@@ -79,10 +107,20 @@ fn control_plane_secrets_chain_to_their_cas_with_the_right_names() {
     assert!(api.server && !api.client);
     assert_eq!(
         api.dns_names,
-        set(&["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", "cp-1"])
+        set(&[
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+            "cp-1"
+        ])
     );
     let ips: BTreeSet<String> = api.ips.iter().map(|i| i.to_string()).collect();
-    assert_eq!(ips, set(&["10.5.0.2", "fd00::2", "127.0.0.1", "::1", "10.96.0.1"]));
+    assert_eq!(
+        ips,
+        set(&["10.5.0.2", "fd00::2", "127.0.0.1", "::1", "10.96.0.1"])
+    );
 
     // Client certificates: names and groups.
     let kc = identity(&read(k, k8s::APISERVER_KUBELET_CLIENT_CERT));
@@ -96,14 +134,23 @@ fn control_plane_secrets_chain_to_their_cas_with_the_right_names() {
     assert!(admin.contains("server: https://10.5.0.2:6443"), "{admin}");
     let (crt, _) = kubeconfig::client_cert(admin.as_bytes()).unwrap();
     let a = identity(&crt);
-    assert_eq!((a.common_name.as_str(), a.organizations.clone()), ("admin", set(&["system:masters"])));
+    assert_eq!(
+        (a.common_name.as_str(), a.organizations.clone()),
+        ("admin", set(&["system:masters"]))
+    );
     let kubelet = read(k, k8s::KUBELET_KUBECONFIG);
     assert!(kubelet.contains("server: https://127.0.0.1:6443"));
     let (crt, _) = kubeconfig::client_cert(kubelet.as_bytes()).unwrap();
     let kl = identity(&crt);
-    assert_eq!((kl.common_name.as_str(), kl.organizations.clone()), ("system:node:cp-1", set(&["system:nodes"])));
+    assert_eq!(
+        (kl.common_name.as_str(), kl.organizations.clone()),
+        ("system:node:cp-1", set(&["system:nodes"]))
+    );
     for (path, cn) in [
-        (k8s::CONTROLLER_MANAGER_KUBECONFIG, "system:kube-controller-manager"),
+        (
+            k8s::CONTROLLER_MANAGER_KUBECONFIG,
+            "system:kube-controller-manager",
+        ),
         (k8s::SCHEDULER_KUBECONFIG, "system:kube-scheduler"),
     ] {
         let (crt, _) = kubeconfig::client_cert(read(k, path).as_bytes()).unwrap();
@@ -125,16 +172,28 @@ fn control_plane_secrets_chain_to_their_cas_with_the_right_names() {
     // Every leaf verifies against its CA, for its purpose.
     let kca = at(k, k8s::CA_CERT);
     openssl_verify(&kca, &at(k, k8s::APISERVER_CERT), "sslserver");
-    openssl_verify(&kca, &at(k, k8s::APISERVER_KUBELET_CLIENT_CERT), "sslclient");
-    openssl_verify(&at(k, k8s::FRONT_PROXY_CA_CERT), &at(k, k8s::FRONT_PROXY_CLIENT_CERT), "sslclient");
+    openssl_verify(
+        &kca,
+        &at(k, k8s::APISERVER_KUBELET_CLIENT_CERT),
+        "sslclient",
+    );
+    openssl_verify(
+        &at(k, k8s::FRONT_PROXY_CA_CERT),
+        &at(k, k8s::FRONT_PROXY_CLIENT_CERT),
+        "sslclient",
+    );
     let eca = at(e, k8s::etcd::CA_CERT);
     openssl_verify(&eca, &at(k, k8s::APISERVER_ETCD_CLIENT_CERT), "sslclient");
     openssl_verify(&eca, &at(e, k8s::etcd::SERVER_CERT), "sslserver");
     openssl_verify(&eca, &at(e, k8s::etcd::PEER_CERT), "sslclient");
     openssl_verify(&eca, &at(e, k8s::etcd::CLIENT_CERT), "sslclient");
     // A certificate from the wrong CA does not verify (the check can fail).
-    let wrong =
-        crate::exec::output_blocking(Command::new("openssl").args(["verify", "-CAfile"]).arg(&eca).arg(at(k, k8s::APISERVER_CERT)));
+    let wrong = crate::exec::output_blocking(
+        Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&eca)
+            .arg(at(k, k8s::APISERVER_CERT)),
+    );
     if let Ok(o) = wrong {
         assert!(!o.status.success());
     }
@@ -164,21 +223,37 @@ fn issuing_again_rewrites_only_what_changed() {
     assert_eq!(
         names,
         set(&[
-            "kubernetes/apiserver.crt", "kubernetes/apiserver.key",
-            "etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key",
+            "kubernetes/apiserver.crt",
+            "kubernetes/apiserver.key",
+            "etcd/server.crt",
+            "etcd/server.key",
+            "etcd/peer.crt",
+            "etcd/peer.key",
         ])
     );
     assert_eq!(read(&dirs.kubernetes, k8s::ADMIN_KUBECONFIG), before);
-    assert!(identity(&read(&dirs.kubernetes, k8s::APISERVER_CERT)).ips.contains(&"192.168.1.9".parse().unwrap()));
+    assert!(identity(&read(&dirs.kubernetes, k8s::APISERVER_CERT))
+        .ips
+        .contains(&"192.168.1.9".parse().unwrap()));
 
     // A new Kubernetes CA: everything it signed is re-issued.
     let mut rotated = cfg.clone();
     rotated.cluster.ca = config::pki::create_kubernetes_ca().unwrap().into();
     let fourth = issue_into(&rotated, &moved, &dirs).unwrap();
-    assert!(fourth.written.contains(&at(&dirs.kubernetes, k8s::ADMIN_KUBECONFIG)));
-    assert!(fourth.written.contains(&at(&dirs.kubernetes, k8s::APISERVER_CERT)));
-    assert!(!fourth.written.contains(&at(&dirs.etcd, k8s::etcd::SERVER_CERT)));
-    openssl_verify(&at(&dirs.kubernetes, k8s::CA_CERT), &at(&dirs.kubernetes, k8s::APISERVER_CERT), "sslserver");
+    assert!(fourth
+        .written
+        .contains(&at(&dirs.kubernetes, k8s::ADMIN_KUBECONFIG)));
+    assert!(fourth
+        .written
+        .contains(&at(&dirs.kubernetes, k8s::APISERVER_CERT)));
+    assert!(!fourth
+        .written
+        .contains(&at(&dirs.etcd, k8s::etcd::SERVER_CERT)));
+    openssl_verify(
+        &at(&dirs.kubernetes, k8s::CA_CERT),
+        &at(&dirs.kubernetes, k8s::APISERVER_CERT),
+        "sslserver",
+    );
 }
 
 #[test]
@@ -190,7 +265,13 @@ fn workers_get_the_ca_and_a_bootstrap_kubeconfig_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = SecretDirs::under(tmp.path());
     let done = issue_into(&worker, &facts(), &dirs).unwrap();
-    assert_eq!(done.written, vec![at(&dirs.kubernetes, k8s::CA_CERT), at(&dirs.kubernetes, k8s::BOOTSTRAP_KUBELET_KUBECONFIG)]);
+    assert_eq!(
+        done.written,
+        vec![
+            at(&dirs.kubernetes, k8s::CA_CERT),
+            at(&dirs.kubernetes, k8s::BOOTSTRAP_KUBELET_KUBECONFIG)
+        ]
+    );
     let boot = read(&dirs.kubernetes, k8s::BOOTSTRAP_KUBELET_KUBECONFIG);
     assert!(boot.contains(&format!("token: {}", cfg.cluster.token.as_str())));
     assert!(!dirs.etcd.exists());
@@ -213,13 +294,21 @@ fn encryption_config_carries_the_key_and_an_identity_fallback() {
     let providers = &v["resources"][0]["providers"];
     assert_eq!(providers[0]["secretbox"]["keys"][0]["secret"], "a2V5");
     assert!(providers[1]["identity"].is_object());
-    assert_eq!(first_service_ip("fd00:10:96::/112".parse().unwrap()).to_string(), "fd00:10:96::1");
+    assert_eq!(
+        first_service_ip("fd00:10:96::/112".parse().unwrap()).to_string(),
+        "fd00:10:96::1"
+    );
 }
 
 fn test_node() -> std::sync::Arc<crate::state::Node> {
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let log = std::sync::Arc::new(crate::supervisor::logbuf::LogRing::new(1024));
-    let node = crate::state::Node::new(crate::cmdline::Cmdline::default(), crate::supervisor::Supervisor::new(), log, tx);
+    let node = crate::state::Node::new(
+        crate::cmdline::Cmdline::default(),
+        crate::supervisor::Supervisor::new(),
+        log,
+        tx,
+    );
     node.set_hostname("cp-1");
     std::sync::Arc::new(node)
 }
@@ -238,16 +327,28 @@ fn address(ip: &str, link: &str, index: u32) -> crate::resources::specs::Address
 #[test]
 fn facts_come_from_the_address_resources_without_pod_links() {
     let node = test_node();
-    let w = node.store.writer("test", &[crate::resources::kind::ADDRESSES]).unwrap();
-    w.put("eth0/fd00::2", address("fd00::2", "eth0", 2)).unwrap();
-    w.put("eth0/10.5.0.2", address("10.5.0.2", "eth0", 2)).unwrap();
-    w.put("cni0/10.244.0.1", address("10.244.0.1", "cni0", 5)).unwrap();
+    let w = node
+        .store
+        .writer("test", &[crate::resources::kind::ADDRESSES])
+        .unwrap();
+    w.put("eth0/fd00::2", address("fd00::2", "eth0", 2))
+        .unwrap();
+    w.put("eth0/10.5.0.2", address("10.5.0.2", "eth0", 2))
+        .unwrap();
+    w.put("cni0/10.244.0.1", address("10.244.0.1", "cni0", 5))
+        .unwrap();
     let mut lo = address("127.0.0.1", "lo", 1);
     lo.scope = "host".into();
     w.put("lo/127.0.0.1", lo).unwrap();
     let f = NodeFacts::of(&node);
     assert_eq!(f.hostname, "cp-1");
-    assert_eq!(f.addresses, vec!["10.5.0.2".parse::<IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+    assert_eq!(
+        f.addresses,
+        vec![
+            "10.5.0.2".parse::<IpAddr>().unwrap(),
+            "fd00::2".parse().unwrap()
+        ]
+    );
 }
 
 /// The running config arrives, then a new address: the secrets follow.
@@ -272,13 +373,18 @@ async fn keep_issued_follows_config_and_addresses() {
     };
     let p = api.clone();
     until("issue after the config", Box::new(move || p.exists())).await;
-    let w = node.store.writer("test", &[crate::resources::kind::ADDRESSES]).unwrap();
-    w.put("eth0/10.5.0.7", address("10.5.0.7", "eth0", 2)).unwrap();
+    let w = node
+        .store
+        .writer("test", &[crate::resources::kind::ADDRESSES])
+        .unwrap();
+    w.put("eth0/10.5.0.7", address("10.5.0.7", "eth0", 2))
+        .unwrap();
     let p = api.clone();
     until(
         "re-issue for the new address",
         Box::new(move || {
-            std::fs::read_to_string(&p).is_ok_and(|t| identity(&t).ips.contains(&"10.5.0.7".parse().unwrap()))
+            std::fs::read_to_string(&p)
+                .is_ok_and(|t| identity(&t).ips.contains(&"10.5.0.7".parse().unwrap()))
         }),
     )
     .await;

@@ -81,23 +81,39 @@ pub fn flags(cfg: &MachineConfig, facts: &NodeFacts) -> Vec<String> {
     set("config", k8s::KUBELET_CONFIG.into());
     set("kubeconfig", k8s::KUBELET_KUBECONFIG.into());
     if cfg.machine.machine_type == MachineType::Worker {
-        set("bootstrap-kubeconfig", k8s::BOOTSTRAP_KUBELET_KUBECONFIG.into());
+        set(
+            "bootstrap-kubeconfig",
+            k8s::BOOTSTRAP_KUBELET_KUBECONFIG.into(),
+        );
     }
     set("cert-dir", CERT_DIR.into());
     set("root-dir", k8s::KUBELET_DIR.into());
     set("container-runtime", "remote".into());
-    set("container-runtime-endpoint", format!("unix://{}", k8s::CONTAINERD_SOCKET));
+    set(
+        "container-runtime-endpoint",
+        format!("unix://{}", k8s::CONTAINERD_SOCKET),
+    );
     set("hostname-override", facts.hostname.clone());
     if let Some(ip) = facts.node_ip {
         set("node-ip", ip.to_string());
     }
     let kubelet = &cfg.machine.kubelet;
     if !kubelet.node_labels.is_empty() {
-        let labels: Vec<String> = kubelet.node_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = kubelet
+            .node_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         set("node-labels", labels.join(","));
     }
-    let mut taints: Vec<String> = kubelet.node_taints.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if cfg.machine.machine_type == MachineType::Controlplane && !cfg.cluster.allow_scheduling_on_control_planes {
+    let mut taints: Vec<String> = kubelet
+        .node_taints
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if cfg.machine.machine_type == MachineType::Controlplane
+        && !cfg.cluster.allow_scheduling_on_control_planes
+    {
         taints.push("node-role.kubernetes.io/master=:NoSchedule".into());
     }
     if !taints.is_empty() {
@@ -112,23 +128,44 @@ pub fn flags(cfg: &MachineConfig, facts: &NodeFacts) -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
     #[error("cannot create {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: config::fsutil::WriteError },
+    Write {
+        path: String,
+        source: config::fsutil::WriteError,
+    },
 }
 
 /// Writes the KubeletConfiguration and creates the kubelet's directories.
 pub fn prepare(cfg: &MachineConfig) -> Result<(), KubeletError> {
-    for dir in [k8s::KUBELET_DIR, CERT_DIR, k8s::MANIFESTS_DIR, k8s::POD_LOGS_DIR, k8s::CNI_CONF_DIR] {
-        std::fs::create_dir_all(dir).map_err(|source| KubeletError::Dir { path: dir.into(), source })?;
+    for dir in [
+        k8s::KUBELET_DIR,
+        CERT_DIR,
+        k8s::MANIFESTS_DIR,
+        k8s::POD_LOGS_DIR,
+        k8s::CNI_CONF_DIR,
+    ] {
+        std::fs::create_dir_all(dir).map_err(|source| KubeletError::Dir {
+            path: dir.into(),
+            source,
+        })?;
     }
     let path = std::path::Path::new(k8s::KUBELET_CONFIG);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|source| KubeletError::Dir { path: parent.display().to_string(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| KubeletError::Dir {
+            path: parent.display().to_string(),
+            source,
+        })?;
     }
-    config::fsutil::write_private(path, kubelet_configuration(cfg).as_bytes(), true)
-        .map_err(|source| KubeletError::Write { path: path.display().to_string(), source })
+    config::fsutil::write_private(path, kubelet_configuration(cfg).as_bytes(), true).map_err(
+        |source| KubeletError::Write {
+            path: path.display().to_string(),
+            source,
+        },
+    )
 }
 
 /// The kubelet as a service: after containerd is healthy, restarted
@@ -136,7 +173,8 @@ pub fn prepare(cfg: &MachineConfig) -> Result<(), KubeletError> {
 /// KubeletConfiguration from the node's running config (the flags are
 /// fixed when the service is created).
 pub fn service(node: &Arc<crate::state::Node>, cfg: &MachineConfig, facts: &NodeFacts) -> Service {
-    let mut runner = ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(flags(cfg, facts));
+    let mut runner =
+        ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(flags(cfg, facts));
     runner.env = payload_env();
     let node = Arc::downgrade(node);
     let fallback = Arc::new(cfg.clone());
@@ -144,14 +182,20 @@ pub fn service(node: &Arc<crate::state::Node>, cfg: &MachineConfig, facts: &Node
     Service::new(SERVICE, RestartRunner::new(runner, RestartPolicy::Always))
         .depends_on(crate::containerd::SERVICE)
         .pre(Arc::new(move || {
-            let cfg = node.upgrade().and_then(|n| n.running_config()).unwrap_or_else(|| (*fallback).clone());
+            let cfg = node
+                .upgrade()
+                .and_then(|n| n.running_config())
+                .unwrap_or_else(|| (*fallback).clone());
             Box::pin(async move { prepare(&cfg).map_err(anyhow::Error::from) })
         }))
         .health(
             HealthCheck::new(Duration::from_secs(15), Duration::from_secs(3), move || {
                 let url = url.clone();
                 async move {
-                    crate::http::get(&url, Duration::from_secs(3)).await.map(drop).map_err(|e| e.to_string())
+                    crate::http::get(&url, Duration::from_secs(3))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }
             })
             // The kubelet takes long to start under emulation.
@@ -165,28 +209,55 @@ mod tests {
     use crate::kubernetes::testutil;
 
     fn facts() -> NodeFacts {
-        NodeFacts { hostname: "cp1".into(), node_ip: Some("10.5.0.2".parse().unwrap()) }
+        NodeFacts {
+            hostname: "cp1".into(),
+            node_ip: Some("10.5.0.2".parse().unwrap()),
+        }
     }
 
     #[test]
     fn configuration_matches_golden_file() {
-        testutil::golden("kubelet/kubelet.yaml", &kubelet_configuration(&testutil::machine_config()));
+        testutil::golden(
+            "kubelet/kubelet.yaml",
+            &kubelet_configuration(&testutil::machine_config()),
+        );
     }
 
     #[test]
     fn control_plane_flags_match_golden_file() {
         let mut cfg = testutil::machine_config();
-        cfg.machine.kubelet.extra_args.insert("v".parse().unwrap(), config::types::ScalarString::new("2"));
-        cfg.machine.kubelet.node_labels.insert("example.com/zone".parse().unwrap(), "a".parse().unwrap());
-        testutil::golden("kubelet/flags-controlplane.txt", &(flags(&cfg, &facts()).join("\n") + "\n"));
+        cfg.machine
+            .kubelet
+            .extra_args
+            .insert("v".parse().unwrap(), config::types::ScalarString::new("2"));
+        cfg.machine
+            .kubelet
+            .node_labels
+            .insert("example.com/zone".parse().unwrap(), "a".parse().unwrap());
+        testutil::golden(
+            "kubelet/flags-controlplane.txt",
+            &(flags(&cfg, &facts()).join("\n") + "\n"),
+        );
     }
 
     #[test]
     fn workers_bootstrap_and_extra_args_override() {
         let mut cfg = testutil::worker_config();
-        cfg.machine.kubelet.extra_args.insert("node-ip".parse().unwrap(), config::types::ScalarString::new("192.0.2.7"));
-        let f = flags(&cfg, &NodeFacts { hostname: "w1".into(), node_ip: Some("10.5.0.3".parse().unwrap()) });
-        assert!(f.contains(&format!("--bootstrap-kubeconfig={}", k8s::BOOTSTRAP_KUBELET_KUBECONFIG)));
+        cfg.machine.kubelet.extra_args.insert(
+            "node-ip".parse().unwrap(),
+            config::types::ScalarString::new("192.0.2.7"),
+        );
+        let f = flags(
+            &cfg,
+            &NodeFacts {
+                hostname: "w1".into(),
+                node_ip: Some("10.5.0.3".parse().unwrap()),
+            },
+        );
+        assert!(f.contains(&format!(
+            "--bootstrap-kubeconfig={}",
+            k8s::BOOTSTRAP_KUBELET_KUBECONFIG
+        )));
         assert!(f.contains(&"--node-ip=192.0.2.7".to_string()), "{f:?}");
         assert!(!f.iter().any(|x| x.contains("10.5.0.3")));
         assert!(!f.iter().any(|x| x.starts_with("--register-with-taints")));
@@ -194,7 +265,8 @@ mod tests {
 
     #[test]
     fn cluster_dns_is_the_tenth_service_address() {
-        let y: serde_json::Value = serde_yaml::from_str(&kubelet_configuration(&testutil::machine_config())).unwrap();
+        let y: serde_json::Value =
+            serde_yaml::from_str(&kubelet_configuration(&testutil::machine_config())).unwrap();
         assert_eq!(y["clusterDNS"][0], "10.96.0.10");
         assert_eq!(y["clusterDomain"], "cluster.local");
         assert_eq!(y["cgroupDriver"], "cgroupfs");

@@ -20,13 +20,21 @@ pub fn nth_address(net: ipnet::IpNet, n: u32) -> Option<IpAddr> {
 /// The cluster DNS Service's IP: the 10th address of the first service
 /// subnet (kubeadm's convention).
 pub fn dns_service_ip(cfg: &MachineConfig) -> Option<IpAddr> {
-    cfg.cluster.network.service_subnets.first().and_then(|s| nth_address(s.net(), 10))
+    cfg.cluster
+        .network
+        .service_subnets
+        .first()
+        .and_then(|s| nth_address(s.net(), 10))
 }
 
 /// Links whose addresses are not the node's (loopback, the pod bridge,
 /// pod veths, kube-proxy's dummy).
 fn is_node_link(link: &str) -> bool {
-    !(link == "lo" || link == "cni0" || link.starts_with("veth") || link.starts_with("kube-") || link == "docker0")
+    !(link == "lo"
+        || link == "cni0"
+        || link.starts_with("veth")
+        || link.starts_with("kube-")
+        || link == "docker0")
 }
 
 /// The address the node registers with: the first global IPv4 address
@@ -39,7 +47,9 @@ pub fn node_ip(store: &Store) -> Option<IpAddr> {
         .filter(|a| a.scope == "global" && is_node_link(&a.link))
         .collect();
     addrs.sort_by_key(|a| (a.family != "inet4", a.link_index));
-    addrs.iter().find_map(|a| a.address.split('/').next()?.parse().ok())
+    addrs
+        .iter()
+        .find_map(|a| a.address.split('/').next()?.parse().ok())
 }
 
 #[cfg(test)]
@@ -48,8 +58,14 @@ mod tests {
 
     #[test]
     fn tenth_address_of_the_service_subnet() {
-        assert_eq!(nth_address("10.96.0.0/12".parse().unwrap(), 10), Some("10.96.0.10".parse().unwrap()));
-        assert_eq!(nth_address("fd00::/108".parse().unwrap(), 10), Some("fd00::a".parse().unwrap()));
+        assert_eq!(
+            nth_address("10.96.0.0/12".parse().unwrap(), 10),
+            Some("10.96.0.10".parse().unwrap())
+        );
+        assert_eq!(
+            nth_address("fd00::/108".parse().unwrap(), 10),
+            Some("fd00::a".parse().unwrap())
+        );
         assert_eq!(nth_address("10.0.0.0/29".parse().unwrap(), 10), None);
         let cfg = super::super::testutil::machine_config();
         assert_eq!(dns_service_ip(&cfg), Some("10.96.0.10".parse().unwrap()));
@@ -58,7 +74,9 @@ mod tests {
     #[test]
     fn node_ip_skips_pod_links() {
         let store = Store::new();
-        let w = store.writer("test", &[crate::resources::kind::ADDRESSES]).unwrap();
+        let w = store
+            .writer("test", &[crate::resources::kind::ADDRESSES])
+            .unwrap();
         let a = |addr: &str, link: &str, idx: u32, fam: &str| AddressSpec {
             address: addr.into(),
             link: link.into(),

@@ -68,7 +68,9 @@ pub enum KubernetesError {
 
 async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
     // 1. Payload and clock.
-    crate::payload::wait_mounted(&node).await.map_err(KubernetesError::Payload)?;
+    crate::payload::wait_mounted(&node)
+        .await
+        .map_err(KubernetesError::Payload)?;
     let cfg = node.running_config().ok_or(KubernetesError::NoConfig)?;
     let timeout = cfg.machine.time.boot_timeout.get();
     if !crate::time::wait_synced(&node, timeout).await {
@@ -82,7 +84,9 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
 
     // 2. PKI.
     let facts = NodeFacts::of(&node);
-    crate::k8s_pki::issue(&cfg, &facts).await.map_err(|e| KubernetesError::Pki(e.to_string()))?;
+    crate::k8s_pki::issue(&cfg, &facts)
+        .await
+        .map_err(|e| KubernetesError::Pki(e.to_string()))?;
     tokio::spawn(crate::k8s_pki::keep_issued(node.clone()));
 
     // 3. containerd and the images.
@@ -91,9 +95,15 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
         .start(crate::containerd::service(&cfg))
         .map_err(|e| KubernetesError::Service(crate::containerd::SERVICE, e))?;
     let mut rx = containerd.status.subscribe();
-    let up = tokio::time::timeout(CONTAINERD_UP, async { rx.wait_for(Status::is_up).await.map(drop) }).await;
+    let up = tokio::time::timeout(CONTAINERD_UP, async {
+        rx.wait_for(Status::is_up).await.map(drop)
+    })
+    .await;
     if !matches!(up, Ok(Ok(()))) {
-        crate::console!("kubernetes: containerd is not healthy after {}s; importing anyway", CONTAINERD_UP.as_secs());
+        crate::console!(
+            "kubernetes: containerd is not healthy after {}s; importing anyway",
+            CONTAINERD_UP.as_secs()
+        );
     }
     import_images().await;
 
@@ -109,7 +119,10 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
         }
         Err(e) => crate::console!("kubernetes: static pods: {e}"),
     }
-    let kubelet_facts = crate::kubelet::NodeFacts { hostname: node.hostname(), node_ip: node_ip(&node.store) };
+    let kubelet_facts = crate::kubelet::NodeFacts {
+        hostname: node.hostname(),
+        node_ip: node_ip(&node.store),
+    };
     node.supervisor
         .start(crate::kubelet::service(&node, &cfg, &kubelet_facts))
         .map_err(|e| KubernetesError::Service(crate::kubelet::SERVICE, e))?;
@@ -117,7 +130,8 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
     // 6. Bootstrap objects, the role label and the CNI config.
     tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
     if control_plane {
-        let client = crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+        let client =
+            crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
         crate::manifests::label_control_plane(&client, &node.hostname()).await;
     }
     Ok(())
@@ -136,7 +150,9 @@ async fn import_images() {
     let started = std::time::Instant::now();
     let dir = Path::new(crate::containerd::PAYLOAD_IMAGES);
     let (mut imported, mut present) = (0, 0);
-    for result in crate::containerd::import::import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE).await {
+    for result in
+        crate::containerd::import::import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE).await
+    {
         match result {
             Ok(images) => {
                 for i in images {
@@ -158,11 +174,15 @@ async fn import_images() {
 /// Renders the static pods now and again whenever the config or the
 /// addresses change, or the secrets on disk do (checked every few seconds).
 async fn keep_static_pods(node: Arc<Node>, pods: crate::staticpods::StaticPods) {
-    let filter = Filter { kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES], id: None };
+    let filter = Filter {
+        kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES],
+        id: None,
+    };
     let mut watch = Watch::new(&node.store, filter, false);
     loop {
         if let Some(cfg) = node.running_config() {
-            let input = crate::staticpods::input_for(node_ip(&node.store), Path::new(k8s::SECRETS_DIR));
+            let input =
+                crate::staticpods::input_for(node_ip(&node.store), Path::new(k8s::SECRETS_DIR));
             if let Err(e) = pods.sync(&cfg, &input) {
                 crate::console!("kubernetes: static pods: {e}");
             }

@@ -11,12 +11,17 @@ use futures::Stream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodLogsError {
-    #[error("name the container as namespace/pod/container (or pod/container in default), not {0:?}")]
+    #[error(
+        "name the container as namespace/pod/container (or pod/container in default), not {0:?}"
+    )]
     BadId(String),
     #[error("no logs for {0} on this node (no such pod or container in {1})")]
     NotFound(String, String),
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// `(namespace, pod, container)` from `ns/pod/container` or `pod/container`.
@@ -26,7 +31,9 @@ pub fn parse_id(id: &str) -> Result<(String, String, String), PodLogsError> {
         [ns, pod, c] if !ns.is_empty() && !pod.is_empty() && !c.is_empty() => {
             Ok((ns.to_string(), pod.to_string(), c.to_string()))
         }
-        [pod, c] if !pod.is_empty() && !c.is_empty() => Ok(("default".into(), pod.to_string(), c.to_string())),
+        [pod, c] if !pod.is_empty() && !c.is_empty() => {
+            Ok(("default".into(), pod.to_string(), c.to_string()))
+        }
         _ => Err(PodLogsError::BadId(id.to_string())),
     }
 }
@@ -49,7 +56,12 @@ pub fn find(root: &Path, id: &str) -> Result<PathBuf, PodLogsError> {
         .map_err(|_| not_found())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
-            let n: u64 = p.file_name()?.to_str()?.strip_suffix(".log")?.parse().ok()?;
+            let n: u64 = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
             Some((n, p))
         })
         .max_by_key(|(n, _)| *n)
@@ -68,7 +80,10 @@ pub fn message(line: &str) -> &str {
 }
 
 fn read_lines(path: &Path, from: u64) -> Result<(Vec<String>, u64), PodLogsError> {
-    let err = |source| PodLogsError::Read { path: path.display().to_string(), source };
+    let err = |source| PodLogsError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     let mut f = std::fs::File::open(path).map_err(err)?;
     let len = f.metadata().map_err(err)?.len();
     // A rotated (truncated) file starts again.
@@ -113,7 +128,8 @@ pub fn stream(
             tokio::time::sleep(Duration::from_millis(500)).await;
             match read_lines(&path, pos) {
                 Ok((lines, new)) if !lines.is_empty() => {
-                    let items: Vec<Result<String, PodLogsError>> = lines.into_iter().map(Ok).collect();
+                    let items: Vec<Result<String, PodLogsError>> =
+                        lines.into_iter().map(Ok).collect();
                     return Some((futures::stream::iter(items), (path, new, true)));
                 }
                 Ok(_) => {}
@@ -121,11 +137,15 @@ pub fn stream(
             }
         }
     });
-    Ok(futures::StreamExt::chain(initial, futures::StreamExt::flatten(more)))
+    Ok(futures::StreamExt::chain(
+        initial,
+        futures::StreamExt::flatten(more),
+    ))
 }
 
 /// The stream the Logs RPC answers with.
-pub type DataStream = std::pin::Pin<Box<dyn Stream<Item = Result<api::machine::Data, tonic::Status>> + Send>>;
+pub type DataStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<api::machine::Data, tonic::Status>> + Send>>;
 
 /// The Logs RPC with `kubernetes` set: the container's log as `Data`
 /// chunks, errors as statuses.
@@ -136,9 +156,18 @@ pub fn handle(req: &api::machine::LogsRequest) -> Result<DataStream, tonic::Stat
         PodLogsError::Read { .. } => tonic::Status::internal(e.to_string()),
     };
     let tail = usize::try_from(req.tail_lines).ok();
-    let lines = stream(Path::new(config::constants::k8s::POD_LOGS_DIR), &req.id, tail, req.follow).map_err(to_status)?;
+    let lines = stream(
+        Path::new(config::constants::k8s::POD_LOGS_DIR),
+        &req.id,
+        tail,
+        req.follow,
+    )
+    .map_err(to_status)?;
     Ok(Box::pin(futures::StreamExt::map(lines, move |l| {
-        l.map(|l| api::machine::Data { bytes: (l + "\n").into_bytes() }).map_err(to_status)
+        l.map(|l| api::machine::Data {
+            bytes: (l + "\n").into_bytes(),
+        })
+        .map_err(to_status)
     })))
 }
 
@@ -149,10 +178,16 @@ mod tests {
 
     #[test]
     fn ids_and_cri_lines() {
-        assert_eq!(parse_id("kube-system/p/c").unwrap(), ("kube-system".into(), "p".into(), "c".into()));
+        assert_eq!(
+            parse_id("kube-system/p/c").unwrap(),
+            ("kube-system".into(), "p".into(), "c".into())
+        );
         assert_eq!(parse_id("p/c").unwrap().0, "default");
         assert!(parse_id("p").is_err() && parse_id("a//c").is_err());
-        assert_eq!(message("2026-11-25T19:00:00.1Z stdout F hello world"), "hello world");
+        assert_eq!(
+            message("2026-11-25T19:00:00.1Z stdout F hello world"),
+            "hello world"
+        );
         assert_eq!(message("plain"), "plain");
     }
 
@@ -162,18 +197,30 @@ mod tests {
         let dir = root.path().join("kube-system_dns_uid1/cairn-dns");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("0.log"), "t stdout F old\n").unwrap();
-        std::fs::write(dir.join("1.log"), "t stdout F a\nt stderr F b\nt stdout F c\n").unwrap();
+        std::fs::write(
+            dir.join("1.log"),
+            "t stdout F a\nt stderr F b\nt stdout F c\n",
+        )
+        .unwrap();
         let lines: Vec<String> = stream(root.path(), "kube-system/dns/cairn-dns", Some(2), false)
             .unwrap()
             .map(|l| l.unwrap())
             .collect()
             .await;
         assert_eq!(lines, vec!["b", "c"]);
-        let mut s = Box::pin(stream(root.path(), "kube-system/dns/cairn-dns", Some(0), true).unwrap());
+        let mut s =
+            Box::pin(stream(root.path(), "kube-system/dns/cairn-dns", Some(0), true).unwrap());
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("1.log")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("1.log"))
+            .unwrap();
         f.write_all(b"t stdout F d\n").unwrap();
-        let next = tokio::time::timeout(Duration::from_secs(5), s.next()).await.unwrap().unwrap().unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(next, "d");
         let e = find(root.path(), "kube-system/nope/c").unwrap_err();
         assert!(e.to_string().contains("kube-system/nope/c"), "{e}");

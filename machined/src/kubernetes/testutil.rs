@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 /// `machined/testdata/golden/<name>`.
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/golden")
+        .join(name)
 }
 
 /// Compares `actual` with the golden file `name`; with `UPDATE_GOLDEN=1`
@@ -17,14 +19,21 @@ pub fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (create it with UPDATE_GOLDEN=1 cargo test -p machined)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create it with UPDATE_GOLDEN=1 cargo test -p machined)",
+            path.display()
+        )
+    });
     if expected != actual {
         let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
             .unified_diff()
             .header("golden", "actual")
             .to_string();
-        panic!("{} differs (if intended: UPDATE_GOLDEN=1 cargo test -p machined):\n{diff}", path.display());
+        panic!(
+            "{} differs (if intended: UPDATE_GOLDEN=1 cargo test -p machined):\n{diff}",
+            path.display()
+        );
     }
 }
 

@@ -27,7 +27,13 @@ pub fn conflist(pod_cidrs: &[String]) -> String {
     let ranges: Vec<_> = pod_cidrs.iter().map(|c| json!([{"subnet": c}])).collect();
     let routes: Vec<_> = pod_cidrs
         .iter()
-        .map(|c| if c.contains(':') { json!({"dst": "::/0"}) } else { json!({"dst": "0.0.0.0/0"}) })
+        .map(|c| {
+            if c.contains(':') {
+                json!({"dst": "::/0"})
+            } else {
+                json!({"dst": "0.0.0.0/0"})
+            }
+        })
         .collect();
     let doc = json!({
         "cniVersion": "0.4.0",
@@ -61,7 +67,9 @@ pub fn write(dir: &Path, pod_cidrs: &[String]) -> std::io::Result<bool> {
 
 /// The podCIDRs of a Node (`spec.podCIDRs`, else `spec.podCIDR`).
 pub fn pod_cidrs(node: &Node) -> Vec<String> {
-    let Some(spec) = &node.spec else { return Vec::new() };
+    let Some(spec) = &node.spec else {
+        return Vec::new();
+    };
     match &spec.pod_cidrs {
         Some(list) if !list.is_empty() => list.clone(),
         _ => spec.pod_cidr.iter().cloned().collect(),
@@ -72,7 +80,12 @@ pub fn pod_cidrs(node: &Node) -> Vec<String> {
 /// machined runs. Uses the kubelet's kubeconfig (a node may read its own
 /// Node object), which on a worker appears once the kubelet has joined.
 pub async fn follow_pod_cidr(hostname: String) {
-    follow_pod_cidr_with(hostname, PathBuf::from(k8s::KUBELET_KUBECONFIG), PathBuf::from(k8s::CNI_CONF_DIR)).await
+    follow_pod_cidr_with(
+        hostname,
+        PathBuf::from(k8s::KUBELET_KUBECONFIG),
+        PathBuf::from(k8s::CNI_CONF_DIR),
+    )
+    .await
 }
 
 pub async fn follow_pod_cidr_with(hostname: String, kubeconfig: PathBuf, dir: PathBuf) {
@@ -89,9 +102,16 @@ pub async fn follow_pod_cidr_with(hostname: String, kubeconfig: PathBuf, dir: Pa
                     let cidrs = pod_cidrs(&node);
                     if !cidrs.is_empty() {
                         match write(&dir, &cidrs) {
-                            Ok(true) => crate::console!("cni: {} written for podCIDR {}", CONFLIST, cidrs.join(",")),
+                            Ok(true) => crate::console!(
+                                "cni: {} written for podCIDR {}",
+                                CONFLIST,
+                                cidrs.join(",")
+                            ),
                             Ok(false) => {}
-                            Err(e) => crate::console!("cni: cannot write {}: {e}", dir.join(CONFLIST).display()),
+                            Err(e) => crate::console!(
+                                "cni: cannot write {}: {e}",
+                                dir.join(CONFLIST).display()
+                            ),
                         }
                         written = true;
                     }
@@ -100,7 +120,12 @@ pub async fn follow_pod_cidr_with(hostname: String, kubeconfig: PathBuf, dir: Pa
                 Err(e) => tracing::debug!(error = %e, "cannot read the Node"),
             }
         }
-        tokio::time::sleep(if written { Duration::from_secs(60) } else { Duration::from_secs(3) }).await;
+        tokio::time::sleep(if written {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(3)
+        })
+        .await;
     }
 }
 
@@ -110,7 +135,10 @@ mod tests {
 
     #[test]
     fn conflist_matches_golden_file() {
-        crate::kubernetes::testutil::golden("cni/10-cairn.conflist", &conflist(&["10.244.0.0/24".to_string()]));
+        crate::kubernetes::testutil::golden(
+            "cni/10-cairn.conflist",
+            &conflist(&["10.244.0.0/24".to_string()]),
+        );
     }
 
     #[test]
@@ -120,8 +148,12 @@ mod tests {
         assert!(write(&d, &["10.244.0.0/24".into()]).unwrap());
         assert!(!write(&d, &["10.244.0.0/24".into()]).unwrap());
         assert!(write(&d, &["10.244.1.0/24".into(), "fd00:1::/64".into()]).unwrap());
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join(CONFLIST)).unwrap()).unwrap();
-        assert_eq!(v["plugins"][0]["ipam"]["ranges"][1][0]["subnet"], "fd00:1::/64");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(CONFLIST)).unwrap()).unwrap();
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][1][0]["subnet"],
+            "fd00:1::/64"
+        );
         assert_eq!(v["plugins"][0]["ipam"]["routes"][1]["dst"], "::/0");
         assert_eq!(v["plugins"][0]["isGateway"], true);
     }
@@ -130,7 +162,10 @@ mod tests {
     fn pod_cidrs_from_the_node() {
         let mut n = Node::default();
         assert!(pod_cidrs(&n).is_empty());
-        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec { pod_cidr: Some("10.244.0.0/24".into()), ..Default::default() });
+        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            pod_cidr: Some("10.244.0.0/24".into()),
+            ..Default::default()
+        });
         assert_eq!(pod_cidrs(&n), vec!["10.244.0.0/24"]);
     }
 }

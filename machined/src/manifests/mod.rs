@@ -21,7 +21,10 @@ pub const FIELD_MANAGER: &str = "cairn-machined";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestsError {
     #[error("cannot read the kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
     #[error("cannot use the kubeconfig {path}: {source}")]
     Client { path: String, source: kube::Error },
     #[error("cannot apply {what}: {source}")]
@@ -41,10 +44,16 @@ pub async fn client(kubeconfig: &Path) -> Result<Client, ManifestsError> {
 /// kubeconfig's server when given.
 pub async fn client_at(kubeconfig: &Path, server: Option<&str>) -> Result<Client, ManifestsError> {
     let path = kubeconfig.display().to_string();
-    let kc = Kubeconfig::read_from(kubeconfig).map_err(|source| ManifestsError::Kubeconfig { path: path.clone(), source })?;
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|source| ManifestsError::Kubeconfig {
+        path: path.clone(),
+        source,
+    })?;
     let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|source| ManifestsError::Kubeconfig { path: path.clone(), source })?;
+        .map_err(|source| ManifestsError::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
     if let Some(url) = server.and_then(|s| s.parse().ok()) {
         config.cluster_url = url;
     }
@@ -55,7 +64,10 @@ pub async fn client_at(kubeconfig: &Path, server: Option<&str>) -> Result<Client
 /// so the bootstrap objects go in even when the cluster endpoint is a load
 /// balancer or an address the node cannot reach yet.
 pub fn local_api_server() -> String {
-    format!("https://127.0.0.1:{}", config::constants::k8s::APISERVER_PORT)
+    format!(
+        "https://127.0.0.1:{}",
+        config::constants::k8s::APISERVER_PORT
+    )
 }
 
 /// Plural resource names and scope of the kinds machined applies (known
@@ -76,22 +88,37 @@ fn resource_of(kind: &str) -> Option<(&'static str, bool)> {
 
 /// Server-side applies one object (forcing ownership of its fields).
 pub async fn apply(client: &Client, doc: &Value) -> Result<(), ManifestsError> {
-    let api_version = doc["apiVersion"].as_str().ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
-    let kind = doc["kind"].as_str().ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
-    let name = doc["metadata"]["name"].as_str().ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
-    let (plural, namespaced) = resource_of(kind).ok_or_else(|| ManifestsError::UnknownKind(kind.to_string()))?;
+    let api_version = doc["apiVersion"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let kind = doc["kind"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let (plural, namespaced) =
+        resource_of(kind).ok_or_else(|| ManifestsError::UnknownKind(kind.to_string()))?;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     let api: Api<DynamicObject> = if namespaced {
         let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
         Api::namespaced_with(client.clone(), ns, &ar)
     } else {
         Api::all_with(client.clone(), &ar)
     };
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(doc))
-        .await
-        .map(drop)
-        .map_err(|source| ManifestsError::Apply { what: format!("{kind} {name}"), source })
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(doc),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| ManifestsError::Apply {
+        what: format!("{kind} {name}"),
+        source,
+    })
 }
 
 /// Waits until the API server answers `client` (backing off up to 10 s).
@@ -100,7 +127,11 @@ pub async fn wait_for_api(client: &Client) {
     loop {
         match client.apiserver_version().await {
             Ok(v) => {
-                crate::console!("kubernetes: the API server answers (v{}.{})", v.major, v.minor);
+                crate::console!(
+                    "kubernetes: the API server answers (v{}.{})",
+                    v.major,
+                    v.minor
+                );
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "API server not answering yet"),
@@ -148,7 +179,9 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> 
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
     }
-    crate::console!("kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)");
+    crate::console!(
+        "kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)"
+    );
     client
 }
 
@@ -157,18 +190,26 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> 
 /// may not set `node-role.kubernetes.io/*` labels on itself (NodeRestriction
 /// and the kubelet's own flag check), so machined sets them with the admin
 /// client, as kubeadm does.
-pub const CONTROL_PLANE_LABELS: [&str; 2] = ["node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"];
+pub const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
 
 /// Puts [`CONTROL_PLANE_LABELS`] on the Node `name` once it has registered
 /// (polled: the kubelet registers it some seconds after the API answers).
 pub async fn label_control_plane(client: &Client, name: &str) {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let labels: serde_json::Map<String, Value> =
-        CONTROL_PLANE_LABELS.iter().map(|l| (l.to_string(), Value::String(String::new()))).collect();
+    let labels: serde_json::Map<String, Value> = CONTROL_PLANE_LABELS
+        .iter()
+        .map(|l| (l.to_string(), Value::String(String::new())))
+        .collect();
     let patch = serde_json::json!({"metadata": {"labels": labels}});
     let mut attempts = 0u32;
     loop {
-        match nodes.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
                 crate::console!("kubernetes: node {name} labelled as a control plane");
                 return;
@@ -194,9 +235,14 @@ mod tests {
         let cfg = crate::kubernetes::testutil::machine_config();
         for doc in objects::all(&cfg) {
             let kind = doc["kind"].as_str().unwrap();
-            let (_, namespaced) = resource_of(kind).unwrap_or_else(|| panic!("{kind} has no resource"));
+            let (_, namespaced) =
+                resource_of(kind).unwrap_or_else(|| panic!("{kind} has no resource"));
             assert!(doc["metadata"]["name"].is_string());
-            assert_eq!(namespaced, doc["metadata"]["namespace"].is_string(), "{kind}");
+            assert_eq!(
+                namespaced,
+                doc["metadata"]["namespace"].is_string(),
+                "{kind}"
+            );
         }
         assert_eq!(local_api_server(), "https://127.0.0.1:6443");
     }

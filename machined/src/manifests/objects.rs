@@ -57,7 +57,11 @@ pub fn node_bootstrap(cfg: &MachineConfig) -> Vec<Value> {
                 "description": "Cairn's bootstrap token (cluster.token) for joining nodes",
             },
         }),
-        binding("cairn:kubelet-bootstrap", "system:node-bootstrapper", group("system:bootstrappers")),
+        binding(
+            "cairn:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            group("system:bootstrappers"),
+        ),
         binding(
             "cairn:node-autoapprove-bootstrap",
             "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
@@ -74,7 +78,13 @@ pub fn node_bootstrap(cfg: &MachineConfig) -> Vec<Value> {
 /// kube-proxy in iptables mode on every node.
 pub fn kube_proxy(cfg: &MachineConfig) -> Vec<Value> {
     let c = &cfg.cluster;
-    let cluster_cidr = c.network.pod_subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let cluster_cidr = c
+        .network
+        .pod_subnets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let config = json!({
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
@@ -98,13 +108,19 @@ pub fn kube_proxy(cfg: &MachineConfig) -> Vec<Value> {
         "current-context": "default",
     });
     let mut args = std::collections::BTreeMap::from([
-        ("config".to_string(), "/var/lib/kube-proxy/config.conf".to_string()),
+        (
+            "config".to_string(),
+            "/var/lib/kube-proxy/config.conf".to_string(),
+        ),
         ("hostname-override".to_string(), "$(NODE_NAME)".to_string()),
     ]);
     for (k, v) in &c.proxy.extra_args {
         args.insert(k.to_string(), v.to_string());
     }
-    let args: Vec<String> = args.into_iter().map(|(k, v)| format!("--{k}={v}")).collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|(k, v)| format!("--{k}={v}"))
+        .collect();
     let labels = json!({"k8s-app": "kube-proxy"});
     vec![
         service_account("kube-proxy"),
@@ -303,6 +319,8 @@ mod tests {
         }
         let mut no_proxy = cfg.clone();
         no_proxy.cluster.proxy.disabled = true;
-        assert!(!all(&no_proxy).iter().any(|d| d["metadata"]["name"] == "kube-proxy"));
+        assert!(!all(&no_proxy)
+            .iter()
+            .any(|d| d["metadata"]["name"] == "kube-proxy"));
     }
 }

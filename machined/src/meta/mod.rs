@@ -34,13 +34,26 @@ pub type Values = BTreeMap<String, String>;
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("cannot open META ({path}): {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read META ({path}): {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write META ({path}): {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("META ({path}) is {size} bytes, too small for two copies of {needed} bytes")]
-    TooSmall { path: PathBuf, size: u64, needed: usize },
+    TooSmall {
+        path: PathBuf,
+        size: u64,
+        needed: usize,
+    },
     #[error("the META values need {needed} bytes; a copy holds {capacity}")]
     TooLarge { needed: usize, capacity: usize },
 }
@@ -106,13 +119,28 @@ impl MetaStore {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| MetaError::Open { path: path.to_path_buf(), source })?;
-        let size = device_size(&file).map_err(|source| MetaError::Read { path: path.to_path_buf(), source })?;
+            .map_err(|source| MetaError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let size = device_size(&file).map_err(|source| MetaError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let copy_len = (size / 2).min(512 * 1024) as usize;
         if copy_len < 4096 {
-            return Err(MetaError::TooSmall { path: path.to_path_buf(), size, needed: 4096 });
+            return Err(MetaError::TooSmall {
+                path: path.to_path_buf(),
+                size,
+                needed: 4096,
+            });
         }
-        let mut store = MetaStore { path: path.to_path_buf(), file, copy_len, current: None };
+        let mut store = MetaStore {
+            path: path.to_path_buf(),
+            file,
+            copy_len,
+            current: None,
+        };
         store.reload()?;
         Ok(store)
     }
@@ -123,9 +151,15 @@ impl MetaStore {
             let mut buf = vec![0u8; self.copy_len];
             self.file
                 .read_exact_at(&mut buf, (i * self.copy_len) as u64)
-                .map_err(|source| MetaError::Read { path: self.path.clone(), source })?;
+                .map_err(|source| MetaError::Read {
+                    path: self.path.clone(),
+                    source,
+                })?;
             if let Some(c) = decode(&buf) {
-                if best.as_ref().is_none_or(|(_, b)| c.generation > b.generation) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, b)| c.generation > b.generation)
+                {
                     best = Some((i, c));
                 }
             }
@@ -135,7 +169,10 @@ impl MetaStore {
     }
 
     pub fn values(&self) -> Values {
-        self.current.as_ref().map(|(_, c)| c.values.clone()).unwrap_or_default()
+        self.current
+            .as_ref()
+            .map(|(_, c)| c.values.clone())
+            .unwrap_or_default()
     }
 
     pub fn generation(&self) -> u64 {
@@ -150,17 +187,31 @@ impl MetaStore {
             None => 0,
         };
         let bytes = encode(generation, values, self.copy_len)?;
-        let err = |source| MetaError::Write { path: self.path.clone(), source };
-        self.file.write_all_at(&bytes, (target * self.copy_len) as u64).map_err(err)?;
+        let err = |source| MetaError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        self.file
+            .write_all_at(&bytes, (target * self.copy_len) as u64)
+            .map_err(err)?;
         self.file.sync_all().map_err(err)?;
-        self.current = Some((target, Copy { generation, values: values.clone() }));
+        self.current = Some((
+            target,
+            Copy {
+                generation,
+                values: values.clone(),
+            },
+        ));
         Ok(())
     }
 
     /// Zeroes both copies (reset).
     pub fn erase(&mut self) -> Result<(), MetaError> {
         let zeros = vec![0u8; self.copy_len * 2];
-        let err = |source| MetaError::Write { path: self.path.clone(), source };
+        let err = |source| MetaError::Write {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all_at(&zeros, 0).map_err(err)?;
         self.file.sync_all().map_err(err)?;
         self.current = None;
@@ -192,16 +243,25 @@ pub fn node_meta() -> Option<Arc<Meta>> {
 
 impl Meta {
     /// Opens META at `path` and publishes it in `store` (when given).
-    pub fn open(path: &Path, store: Option<&Arc<crate::resources::Store>>) -> Result<Arc<Meta>, MetaError> {
+    pub fn open(
+        path: &Path,
+        store: Option<&Arc<crate::resources::Store>>,
+    ) -> Result<Arc<Meta>, MetaError> {
         let s = MetaStore::open(path)?;
-        let writer = store.and_then(|st| match st.writer("meta", &[crate::resources::kind::META]) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot publish META as resources");
-                None
-            }
+        let writer =
+            store.and_then(
+                |st| match st.writer("meta", &[crate::resources::kind::META]) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot publish META as resources");
+                        None
+                    }
+                },
+            );
+        let meta = Arc::new(Meta {
+            store: Mutex::new(s),
+            writer,
         });
-        let meta = Arc::new(Meta { store: Mutex::new(s), writer });
         meta.publish();
         Ok(meta)
     }
@@ -243,7 +303,10 @@ impl Meta {
 
     fn publish(&self) {
         if let Some(w) = &self.writer {
-            let specs = self.values().into_iter().map(|(k, v)| (k, MetaSpec { value: v }));
+            let specs = self
+                .values()
+                .into_iter()
+                .map(|(k, v)| (k, MetaSpec { value: v }));
             if let Err(e) = w.reconcile(specs) {
                 tracing::warn!(error = %e, "cannot publish META");
             }
@@ -254,7 +317,11 @@ impl Meta {
 /// Now, as RFC 3339 (what META's times are written as).
 pub fn now() -> String {
     let t = prost_types::Timestamp::from(std::time::SystemTime::now());
-    prost_types::Timestamp { seconds: t.seconds, nanos: 0 }.to_string()
+    prost_types::Timestamp {
+        seconds: t.seconds,
+        nanos: 0,
+    }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -298,7 +365,7 @@ mod tests {
         s.write(&v).unwrap(); // gen 1, copy 0
         v.insert("k".into(), "new".into());
         s.write(&v).unwrap(); // gen 2, copy 1
-        // Generation 3 goes to copy 0: cut it off half-way.
+                              // Generation 3 goes to copy 0: cut it off half-way.
         v.insert("k".into(), "newest".into());
         let full = encode(3, &v, 512 * 1024).unwrap();
         let f = OpenOptions::new().write(true).open(&p).unwrap();
@@ -339,7 +406,10 @@ mod tests {
         })
         .unwrap();
         let specs = store.specs::<MetaSpec>();
-        assert_eq!(specs, vec![("boot.count.A".to_string(), MetaSpec { value: "1".into() })]);
+        assert_eq!(
+            specs,
+            vec![("boot.count.A".to_string(), MetaSpec { value: "1".into() })]
+        );
         assert_eq!(m.get("boot.count.A").as_deref(), Some("1"));
     }
 }

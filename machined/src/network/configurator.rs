@@ -107,7 +107,9 @@ fn kernel_bond_mode(m: config::spec::BondMode) -> KernelBondMode {
 
 impl Configurator {
     async fn run(self) {
-        let Some(node) = self.node.upgrade() else { return };
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
         let store = node.store.clone();
         drop(node);
         let mut configs = Watch::new(&store, Filter::kind(kind::MACHINE_CONFIG), false);
@@ -117,7 +119,9 @@ impl Configurator {
         tokio::spawn(async move {
             tokio::time::sleep(FIRST_LEASE_TIMEOUT).await;
             if !*first.borrow() {
-                crate::console!("network: no DHCP lease yet; continuing, still trying in the background");
+                crate::console!(
+                    "network: no DHCP lease yet; continuing, still trying in the background"
+                );
             }
             first.send_replace(true);
         });
@@ -130,7 +134,10 @@ impl Configurator {
             // link coming or going is a reason to converge again.
             let link_added_or_removed = async {
                 loop {
-                    if matches!(links.next().await.kind, WatchKind::Created | WatchKind::Destroyed) {
+                    if matches!(
+                        links.next().await.kind,
+                        WatchKind::Created | WatchKind::Destroyed
+                    ) {
                         return;
                     }
                 }
@@ -158,7 +165,9 @@ impl Configurator {
 
     /// One pass; `false` when something could not be done yet.
     async fn reconcile(&self, owned: &mut Owned) -> bool {
-        let Some(node) = self.node.upgrade() else { return true };
+        let Some(node) = self.node.upgrade() else {
+            return true;
+        };
         let h = &self.net.handle;
         let mut problems = Vec::new();
         // The kernel answers a link dump with EBUSY while links change
@@ -211,7 +220,9 @@ impl Configurator {
         links = link::links(h).await.unwrap_or(links);
         let index_of = |n: &str| links.iter().find(|l| l.name == n).map(|l| l.index);
         for b in &want.bonds {
-            let Some(bond) = index_of(&b.name) else { continue };
+            let Some(bond) = index_of(&b.name) else {
+                continue;
+            };
             for m in &b.members {
                 match links.iter().find(|l| l.name == *m) {
                     Some(l) if l.controller != Some(bond) => {
@@ -228,7 +239,10 @@ impl Configurator {
         let stale: Vec<String> = owned
             .virtual_links
             .iter()
-            .filter(|n| !want.bonds.iter().any(|b| &b.name == *n) && !want.vlans.iter().any(|v| &v.name == *n))
+            .filter(|n| {
+                !want.bonds.iter().any(|b| &b.name == *n)
+                    && !want.vlans.iter().any(|v| &v.name == *n)
+            })
             .cloned()
             .collect();
         for n in stale {
@@ -264,7 +278,8 @@ impl Configurator {
             }
         }
 
-        self.converge_addresses(&want, &links, owned, &mut problems).await;
+        self.converge_addresses(&want, &links, owned, &mut problems)
+            .await;
         self.converge_dhcp(&want, &links, owned).await;
         self.write_names(&node, &want, &links).await;
 
@@ -277,7 +292,13 @@ impl Configurator {
         settled
     }
 
-    async fn converge_addresses(&self, want: &Desired, links: &[Link], owned: &mut Owned, problems: &mut Vec<String>) {
+    async fn converge_addresses(
+        &self,
+        want: &Desired,
+        links: &[Link],
+        owned: &mut Owned,
+        problems: &mut Vec<String>,
+    ) {
         let h = &self.net.handle;
         let index_of = |n: &str| links.iter().find(|l| l.name == n).map(|l| l.index);
         let wanted_addrs: BTreeSet<(String, IpAddr, u8)> = want
@@ -298,18 +319,36 @@ impl Configurator {
             metric: r.metric,
         };
         // Routes go before their addresses, and come after them.
-        for (n, r) in owned.routes.difference(&wanted_routes).cloned().collect::<Vec<_>>() {
+        for (n, r) in owned
+            .routes
+            .difference(&wanted_routes)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             if let Some(i) = index_of(&n) {
                 if let Err(e) = link::del_route(h, &route(i, &r)).await {
-                    problems.push(format!("{n}: removing the route to {}/{}: {e}", r.destination, r.prefix_len));
+                    problems.push(format!(
+                        "{n}: removing the route to {}/{}: {e}",
+                        r.destination, r.prefix_len
+                    ));
                     continue;
                 }
             }
             owned.routes.remove(&(n, r));
         }
-        for (n, a, l) in owned.addresses.difference(&wanted_addrs).cloned().collect::<Vec<_>>() {
+        for (n, a, l) in owned
+            .addresses
+            .difference(&wanted_addrs)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             if let Some(i) = index_of(&n) {
-                let addr = link::Address { index: i, ip: a, prefix_len: l, global: true };
+                let addr = link::Address {
+                    index: i,
+                    ip: a,
+                    prefix_len: l,
+                    global: true,
+                };
                 if let Err(e) = link::del_address(h, &addr).await {
                     problems.push(format!("{n}: removing {a}/{l}: {e}"));
                     continue;
@@ -320,7 +359,10 @@ impl Configurator {
         let present = link::addresses(h).await.unwrap_or_default();
         for (n, a, l) in &wanted_addrs {
             let Some(i) = index_of(n) else { continue };
-            if !present.iter().any(|p| p.index == i && p.ip == *a && p.prefix_len == *l) {
+            if !present
+                .iter()
+                .any(|p| p.index == i && p.ip == *a && p.prefix_len == *l)
+            {
                 if let Err(e) = link::add_ip(h, i, *a, *l).await {
                     problems.push(format!("{n}: adding {a}/{l}: {e}"));
                     continue;
@@ -332,7 +374,10 @@ impl Configurator {
         for (n, r) in &wanted_routes {
             let Some(i) = index_of(n) else { continue };
             if let Err(e) = link::add_route(h, &route(i, r)).await {
-                problems.push(format!("{n}: route to {}/{}: {e}", r.destination, r.prefix_len));
+                problems.push(format!(
+                    "{n}: route to {}/{}: {e}",
+                    r.destination, r.prefix_len
+                ));
                 continue;
             }
             owned.routes.insert((n.clone(), r.clone()));
@@ -343,14 +388,19 @@ impl Configurator {
         let stale: Vec<String> = owned
             .dhcp
             .keys()
-            .filter(|n| !want.links.get(*n).is_some_and(|p| p.dhcp) || !links.iter().any(|l| &l.name == *n))
+            .filter(|n| {
+                !want.links.get(*n).is_some_and(|p| p.dhcp) || !links.iter().any(|l| &l.name == *n)
+            })
             .cloned()
             .collect();
         for n in stale {
             if let Some(c) = owned.dhcp.remove(&n) {
                 crate::console!("network: stopping DHCP on {n}");
                 c.stop.send_replace(true);
-                if tokio::time::timeout(Duration::from_secs(5), c.task).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(5), c.task)
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(link = %n, "the DHCP client did not stop in time");
                 }
             }
@@ -359,7 +409,9 @@ impl Configurator {
             if owned.dhcp.contains_key(name) {
                 continue;
             }
-            let Some(l) = links.iter().find(|l| l.name == *name) else { continue };
+            let Some(l) = links.iter().find(|l| l.name == *name) else {
+                continue;
+            };
             let Some(mac) = l.mac else {
                 crate::console!("network: {name} has no MAC address; no DHCP");
                 continue;
@@ -393,13 +445,20 @@ impl Configurator {
     async fn write_names(&self, node: &Node, want: &Desired, links: &[Link]) {
         let leases = self.leases.snapshot();
         let nameservers: Vec<IpAddr> = if want.nameservers.is_empty() {
-            leases.values().flat_map(|l| l.dns.iter().map(|d| IpAddr::V4(*d))).collect()
+            leases
+                .values()
+                .flat_map(|l| l.dns.iter().map(|d| IpAddr::V4(*d)))
+                .collect()
         } else {
             want.nameservers.clone()
         };
         let domain = leases.values().find_map(|l| l.domain.clone());
         let etc = Path::new(resolv::SYSTEM_ETC);
-        let source = if want.nameservers.is_empty() { "the DHCP lease" } else { "the machine config or ip=" };
+        let source = if want.nameservers.is_empty() {
+            "the DHCP lease"
+        } else {
+            "the machine config or ip="
+        };
         let text = resolv::resolv_conf(&nameservers, domain.as_deref(), source);
         write_if_changed(etc, "resolv.conf", &text);
 
@@ -407,7 +466,9 @@ impl Configurator {
             .hostname
             .clone()
             .or_else(|| leases.values().find_map(|l| l.hostname.clone()))
-            .unwrap_or_else(|| crate::state::default_hostname(link::first_ethernet(links).and_then(|l| l.mac)));
+            .unwrap_or_else(|| {
+                crate::state::default_hostname(link::first_ethernet(links).and_then(|l| l.mac))
+            });
         if hostname != node.hostname() {
             if let Err(e) = nix::unistd::sethostname(&hostname) {
                 crate::console!("network: cannot set the hostname {hostname}: {e}");

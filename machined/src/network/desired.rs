@@ -79,7 +79,10 @@ pub struct Inputs<'a> {
 }
 
 fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The link an interface entry names: by name, or the first whose MAC
@@ -91,7 +94,10 @@ fn resolve_name(i: &Interface, links: &[Link]) -> Option<String> {
     let selector = i.device_selector.as_ref()?;
     links
         .iter()
-        .find(|l| l.mac.is_some_and(|m| selector.hardware_addr.matches(&mac_text(&m))))
+        .find(|l| {
+            l.mac
+                .is_some_and(|m| selector.hardware_addr.matches(&mac_text(&m)))
+        })
         .map(|l| l.name.clone())
 }
 
@@ -116,7 +122,11 @@ fn from_config(net: &Network, links: &[Link], d: &mut Desired) {
         };
         let plan = LinkPlan {
             mtu: i.mtu.map(|m| m.get()),
-            addresses: i.addresses.iter().map(|a| (a.addr(), a.net().prefix_len())).collect(),
+            addresses: i
+                .addresses
+                .iter()
+                .map(|a| (a.addr(), a.net().prefix_len()))
+                .collect(),
             routes: routes(&i.routes),
             dhcp: i.dhcp,
         };
@@ -142,7 +152,11 @@ fn from_config(net: &Network, links: &[Link], d: &mut Desired) {
                 vname,
                 LinkPlan {
                     mtu: v.mtu.map(|m| m.get()),
-                    addresses: v.addresses.iter().map(|a| (a.addr(), a.net().prefix_len())).collect(),
+                    addresses: v
+                        .addresses
+                        .iter()
+                        .map(|a| (a.addr(), a.net().prefix_len()))
+                        .collect(),
                     routes: routes(&v.routes),
                     dhcp: v.dhcp,
                 },
@@ -179,12 +193,24 @@ fn from_kernel_ip(ip: Option<&KernelIp>, links: &[Link], d: &mut Desired) {
         }
         Some(KernelIp::Dhcp { device }) => {
             if let Some(dev) = device.clone().or(first) {
-                d.links.insert(dev, LinkPlan { dhcp: true, ..LinkPlan::default() });
+                d.links.insert(
+                    dev,
+                    LinkPlan {
+                        dhcp: true,
+                        ..LinkPlan::default()
+                    },
+                );
             }
         }
         Some(KernelIp::Off) | None => match first {
             Some(dev) => {
-                d.links.insert(dev, LinkPlan { dhcp: true, ..LinkPlan::default() });
+                d.links.insert(
+                    dev,
+                    LinkPlan {
+                        dhcp: true,
+                        ..LinkPlan::default()
+                    },
+                );
             }
             None => d.problems.push("no Ethernet link for DHCP (yet)".into()),
         },
@@ -195,7 +221,11 @@ fn from_kernel_ip(ip: Option<&KernelIp>, links: &[Link], d: &mut Desired) {
 pub fn static_addresses(net: &Network) -> Vec<IpAddr> {
     net.interfaces
         .iter()
-        .flat_map(|i| i.addresses.iter().chain(i.vlans.iter().flat_map(|v| v.addresses.iter())))
+        .flat_map(|i| {
+            i.addresses
+                .iter()
+                .chain(i.vlans.iter().flat_map(|v| v.addresses.iter()))
+        })
         .map(|a| a.addr())
         .collect()
 }
@@ -211,7 +241,10 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             d.nameservers = net.nameservers.iter().map(|a| a.addr()).collect();
         }
     }
-    let config_hostname = inputs.config.and_then(|n| n.hostname.as_ref()).map(|h| h.to_string());
+    let config_hostname = inputs
+        .config
+        .and_then(|n| n.hostname.as_ref())
+        .map(|h| h.to_string());
     d.hostname = config_hostname
         .or_else(|| inputs.cmdline_hostname.map(str::to_string))
         .or(d.hostname.take());
@@ -247,7 +280,12 @@ mod tests {
     fn run(config: Option<&Network>, ip: Option<&str>, host: Option<&str>) -> Desired {
         let ip = ip.map(|v| KernelIp::parse(v).unwrap());
         let l = links();
-        desired(&Inputs { config, kernel_ip: ip.as_ref(), cmdline_hostname: host, links: &l })
+        desired(&Inputs {
+            config,
+            kernel_ip: ip.as_ref(),
+            cmdline_hostname: host,
+            links: &l,
+        })
     }
 
     #[test]
@@ -266,7 +304,11 @@ mod tests {
 
     #[test]
     fn kernel_ip_static_sets_address_gateway_dns_and_hostname() {
-        let d = run(None, Some("10.0.2.20::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3"), None);
+        let d = run(
+            None,
+            Some("10.0.2.20::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3"),
+            None,
+        );
         let p = &d.links["eth0"];
         assert!(!p.dhcp);
         assert_eq!(p.addresses, vec![("10.0.2.20".parse().unwrap(), 24)]);
@@ -275,7 +317,11 @@ mod tests {
         assert_eq!(d.nameservers, vec!["10.0.2.3".parse::<IpAddr>().unwrap()]);
         assert_eq!(d.hostname.as_deref(), Some("node1"));
         // cairn.hostname wins over ip='s hostname.
-        let d = run(None, Some("10.0.2.20::10.0.2.2:24:node1:eth0:off"), Some("other"));
+        let d = run(
+            None,
+            Some("10.0.2.20::10.0.2.2:24:node1:eth0:off"),
+            Some("other"),
+        );
         assert_eq!(d.hostname.as_deref(), Some("other"));
         let d = run(None, Some("eth1:dhcp"), None);
         assert!(d.links["eth1"].dhcp && !d.links.contains_key("eth0"));
@@ -283,8 +329,7 @@ mod tests {
 
     #[test]
     fn config_interfaces_by_name_and_mac_with_vlans_bonds_and_routes() {
-        let n = net(
-            "interfaces:
+        let n = net("interfaces:
   - interface: eth0
     dhcp: true
   - deviceSelector: {hardwareAddr: '52:54:00:12:34:57'}
@@ -298,23 +343,45 @@ mod tests {
   - interface: bond0
     bond: {interfaces: [eth2, eth3], mode: active-backup}
     addresses: [10.10.0.1/24]
-",
+");
+        let d = run(
+            Some(&n),
+            Some("10.0.2.20::10.0.2.2:24:node1:eth0:off"),
+            None,
         );
-        let d = run(Some(&n), Some("10.0.2.20::10.0.2.2:24:node1:eth0:off"), None);
-        assert!(d.links["eth0"].dhcp && d.links["eth0"].addresses.is_empty(), "config replaces ip=");
+        assert!(
+            d.links["eth0"].dhcp && d.links["eth0"].addresses.is_empty(),
+            "config replaces ip="
+        );
         let e1 = &d.links["eth1"];
         assert_eq!(e1.mtu, Some(9000));
         assert_eq!(e1.addresses, vec![("192.168.100.1".parse().unwrap(), 24)]);
         assert_eq!(e1.routes.len(), 2);
         assert_eq!(e1.routes[0].metric, DEFAULT_METRIC);
         assert_eq!(e1.routes[1].metric, 10);
-        assert_eq!(d.vlans, vec![VlanPlan { name: "eth1.42".into(), parent: "eth1".into(), id: 42 }]);
-        assert_eq!(d.links["eth1.42"].addresses, vec![("172.16.42.1".parse().unwrap(), 24)]);
+        assert_eq!(
+            d.vlans,
+            vec![VlanPlan {
+                name: "eth1.42".into(),
+                parent: "eth1".into(),
+                id: 42
+            }]
+        );
+        assert_eq!(
+            d.links["eth1.42"].addresses,
+            vec![("172.16.42.1".parse().unwrap(), 24)]
+        );
         assert_eq!(d.bonds[0].members, vec!["eth2", "eth3"]);
-        assert_eq!((d.bonds[0].mode, d.bonds[0].miimon), (BondMode::ActiveBackup, 100));
+        assert_eq!(
+            (d.bonds[0].mode, d.bonds[0].miimon),
+            (BondMode::ActiveBackup, 100)
+        );
         assert!(d.links.contains_key("eth2") && d.links.contains_key("bond0"));
         assert_eq!(d.hostname, None, "ip='s hostname goes with the rest of ip=");
-        let statics: Vec<String> = static_addresses(&n).iter().map(ToString::to_string).collect();
+        let statics: Vec<String> = static_addresses(&n)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(statics, vec!["192.168.100.1", "172.16.42.1", "10.10.0.1"]);
     }
 

@@ -226,7 +226,8 @@ impl Client {
     pub async fn release(&self, lease: &Lease) -> Result<(), NetworkError> {
         let sock = open_socket(&self.ifname)?;
         let mut m = self.base(rand_xid(), MessageType::Release, lease.address);
-        m.opts_mut().insert(DhcpOption::ServerIdentifier(lease.server));
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(lease.server));
         send(&sock, &m, SocketAddrV4::new(lease.server, SERVER_PORT)).await
     }
 }
@@ -238,7 +239,11 @@ impl Transport for Client {
     fn acquire(&self) -> BoxFuture<'_, Result<Lease, NetworkError>> {
         Box::pin(self.acquire(ACQUIRE_TIMEOUT))
     }
-    fn renew<'a>(&'a self, lease: &'a Lease, rebinding: bool) -> BoxFuture<'a, Result<Renewal, NetworkError>> {
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        rebinding: bool,
+    ) -> BoxFuture<'a, Result<Renewal, NetworkError>> {
         Box::pin(self.renew(lease, rebinding))
     }
     fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, ()> {
@@ -456,7 +461,11 @@ mod tests {
         assert_eq!(lease.hostname.as_deref(), Some("node7"));
         assert_eq!(
             lease.routes,
-            vec![(Ipv4Addr::new(192, 168, 50, 0), 24, Ipv4Addr::new(10, 0, 2, 1))]
+            vec![(
+                Ipv4Addr::new(192, 168, 50, 0),
+                24,
+                Ipv4Addr::new(10, 0, 2, 1)
+            )]
         );
 
         let renew = client().request_renew(10, &lease);

@@ -28,7 +28,10 @@ pub struct Leases {
 
 impl Leases {
     pub fn snapshot(&self) -> BTreeMap<String, Lease> {
-        self.by_link.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.by_link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -88,9 +91,15 @@ impl LinkSink {
 }
 
 impl Sink for LinkSink {
-    fn bound<'a>(&'a self, old: Option<&'a Lease>, new: &'a Lease) -> BoxFuture<'a, Result<(), NetworkError>> {
+    fn bound<'a>(
+        &'a self,
+        old: Option<&'a Lease>,
+        new: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), NetworkError>> {
         Box::pin(async move {
-            if let Some(old) = old.filter(|o| (o.address, o.prefix_len) != (new.address, new.prefix_len)) {
+            if let Some(old) =
+                old.filter(|o| (o.address, o.prefix_len) != (new.address, new.prefix_len))
+            {
                 self.drop_lease(old).await;
             }
             if let (Some(mtu), false) = (new.mtu, self.config_mtu) {

@@ -16,7 +16,9 @@ pub enum KernelIp {
     /// No network configuration from the command line (`off`, `none`).
     Off,
     /// DHCP, on `device` or on the first Ethernet link.
-    Dhcp { device: Option<String> },
+    Dhcp {
+        device: Option<String>,
+    },
     Static(StaticIp),
 }
 
@@ -41,7 +43,10 @@ fn opt(s: Option<&str>) -> Option<&str> {
 
 fn ipv4(field: &str, s: Option<&str>) -> Result<Option<Ipv4Addr>, String> {
     opt(s)
-        .map(|s| s.parse().map_err(|_| format!("ip=: the {field} {s:?} is not an IPv4 address")))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("ip=: the {field} {s:?} is not an IPv4 address"))
+        })
         .transpose()
 }
 
@@ -84,9 +89,14 @@ impl KernelIp {
         };
         let autoconf = opt(get(6)).unwrap_or("off");
         if !(autoconf == "off" || autoconf == "none" || is_dhcp(autoconf)) {
-            return Err(format!("ip=: unknown autoconf method {autoconf:?} (off, none or dhcp)"));
+            return Err(format!(
+                "ip=: unknown autoconf method {autoconf:?} (off, none or dhcp)"
+            ));
         }
-        let dns = [ipv4("first DNS server", get(7))?, ipv4("second DNS server", get(8))?];
+        let dns = [
+            ipv4("first DNS server", get(7))?,
+            ipv4("second DNS server", get(8))?,
+        ];
         let ntp = ipv4("NTP server", get(9))?;
         Ok(KernelIp::Static(StaticIp {
             address,
@@ -115,7 +125,9 @@ mod tests {
 
     #[test]
     fn static_form_with_hostname_device_and_dns() {
-        let ip = KernelIp::parse("10.0.2.20::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3:1.1.1.1").unwrap();
+        let ip =
+            KernelIp::parse("10.0.2.20::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3:1.1.1.1")
+                .unwrap();
         assert_eq!(
             ip,
             KernelIp::Static(StaticIp {
@@ -134,28 +146,56 @@ mod tests {
 
     #[test]
     fn short_static_forms_and_prefix_lengths() {
-        let KernelIp::Static(s) = KernelIp::parse("192.168.1.5").unwrap() else { panic!() };
-        assert_eq!((s.prefix_len, s.gateway, s.device, s.hostname), (24, None, None, None));
-        let KernelIp::Static(s) = KernelIp::parse("10.1.0.5::10.1.0.1:16::eth1").unwrap() else { panic!() };
+        let KernelIp::Static(s) = KernelIp::parse("192.168.1.5").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.prefix_len, s.gateway, s.device, s.hostname),
+            (24, None, None, None)
+        );
+        let KernelIp::Static(s) = KernelIp::parse("10.1.0.5::10.1.0.1:16::eth1").unwrap() else {
+            panic!()
+        };
         assert_eq!((s.prefix_len, s.device.as_deref()), (16, Some("eth1")));
-        let KernelIp::Static(s) = KernelIp::parse("10.1.0.5::::::dhcp").unwrap() else { panic!() };
+        let KernelIp::Static(s) = KernelIp::parse("10.1.0.5::::::dhcp").unwrap() else {
+            panic!()
+        };
         assert!(s.dhcp);
     }
 
     #[test]
     fn dhcp_and_off_forms() {
-        assert_eq!(KernelIp::parse("dhcp").unwrap(), KernelIp::Dhcp { device: None });
-        assert_eq!(KernelIp::parse("on").unwrap(), KernelIp::Dhcp { device: None });
-        assert_eq!(KernelIp::parse("eth1:dhcp").unwrap(), KernelIp::Dhcp { device: Some("eth1".into()) });
+        assert_eq!(
+            KernelIp::parse("dhcp").unwrap(),
+            KernelIp::Dhcp { device: None }
+        );
+        assert_eq!(
+            KernelIp::parse("on").unwrap(),
+            KernelIp::Dhcp { device: None }
+        );
+        assert_eq!(
+            KernelIp::parse("eth1:dhcp").unwrap(),
+            KernelIp::Dhcp {
+                device: Some("eth1".into())
+            }
+        );
         assert_eq!(KernelIp::parse("off").unwrap(), KernelIp::Off);
         assert_eq!(KernelIp::parse("none").unwrap(), KernelIp::Off);
     }
 
     #[test]
     fn bad_values_name_the_field() {
-        assert!(KernelIp::parse("10.0.2.300").unwrap_err().contains("client address"));
-        assert!(KernelIp::parse("10.0.2.2::x").unwrap_err().contains("gateway"));
-        assert!(KernelIp::parse("10.0.2.2:::255.0.255.0").unwrap_err().contains("not contiguous"));
-        assert!(KernelIp::parse("10.0.2.2::::::magic").unwrap_err().contains("autoconf"));
+        assert!(KernelIp::parse("10.0.2.300")
+            .unwrap_err()
+            .contains("client address"));
+        assert!(KernelIp::parse("10.0.2.2::x")
+            .unwrap_err()
+            .contains("gateway"));
+        assert!(KernelIp::parse("10.0.2.2:::255.0.255.0")
+            .unwrap_err()
+            .contains("not contiguous"));
+        assert!(KernelIp::parse("10.0.2.2::::::magic")
+            .unwrap_err()
+            .contains("autoconf"));
     }
 }

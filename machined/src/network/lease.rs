@@ -27,14 +27,22 @@ pub enum Renewal {
 pub trait Transport: Send + Sync {
     /// DISCOVER/OFFER/REQUEST/ACK until a lease or a timeout.
     fn acquire(&self) -> BoxFuture<'_, Result<Lease, NetworkError>>;
-    fn renew<'a>(&'a self, lease: &'a Lease, rebinding: bool) -> BoxFuture<'a, Result<Renewal, NetworkError>>;
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        rebinding: bool,
+    ) -> BoxFuture<'a, Result<Renewal, NetworkError>>;
     fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, ()>;
 }
 
 /// Puts leases into effect.
 pub trait Sink: Send + Sync {
     /// A lease was granted or renewed; `old` is the lease it replaces.
-    fn bound<'a>(&'a self, old: Option<&'a Lease>, new: &'a Lease) -> BoxFuture<'a, Result<(), NetworkError>>;
+    fn bound<'a>(
+        &'a self,
+        old: Option<&'a Lease>,
+        new: &'a Lease,
+    ) -> BoxFuture<'a, Result<(), NetworkError>>;
     /// The lease ended (expired, refused, released): undo it.
     fn lost<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, ()>;
 }
@@ -106,7 +114,10 @@ pub async fn run(transport: &dyn Transport, sink: &dyn Sink, mut stop: watch::Re
         loop {
             let at = match next(&lease, acquired, Instant::now()) {
                 Next::Expired => {
-                    crate::console!("network: DHCP lease for {} expired; starting over", lease.address);
+                    crate::console!(
+                        "network: DHCP lease for {} expired; starting over",
+                        lease.address
+                    );
                     sink.lost(&lease).await;
                     continue 'init;
                 }
@@ -134,9 +145,14 @@ pub async fn run(transport: &dyn Transport, sink: &dyn Sink, mut stop: watch::Re
                     lease = new;
                     acquired = now;
                 }
-                Ok(Renewal::NoAnswer) => tracing::info!(rebinding, "no answer to a DHCP renewal; retrying"),
+                Ok(Renewal::NoAnswer) => {
+                    tracing::info!(rebinding, "no answer to a DHCP renewal; retrying")
+                }
                 Ok(Renewal::Nak) => {
-                    crate::console!("network: the DHCP server refused to renew {} (NAK); starting over", lease.address);
+                    crate::console!(
+                        "network: the DHCP server refused to renew {} (NAK); starting over",
+                        lease.address
+                    );
                     sink.lost(&lease).await;
                     continue 'init;
                 }
@@ -208,10 +224,19 @@ mod tests {
                 }
             })
         }
-        fn renew<'a>(&'a self, _: &'a Lease, rebinding: bool) -> BoxFuture<'a, Result<Renewal, NetworkError>> {
+        fn renew<'a>(
+            &'a self,
+            _: &'a Lease,
+            rebinding: bool,
+        ) -> BoxFuture<'a, Result<Renewal, NetworkError>> {
             Box::pin(async move {
                 self.log(Ev::Renew(self.secs(), rebinding));
-                Ok(self.renewals.lock().unwrap().pop_front().unwrap_or(Renewal::NoAnswer))
+                Ok(self
+                    .renewals
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or(Renewal::NoAnswer))
             })
         }
         fn release<'a>(&'a self, _: &'a Lease) -> BoxFuture<'a, ()> {
@@ -220,7 +245,11 @@ mod tests {
     }
 
     impl Sink for Fake {
-        fn bound<'a>(&'a self, _: Option<&'a Lease>, new: &'a Lease) -> BoxFuture<'a, Result<(), NetworkError>> {
+        fn bound<'a>(
+            &'a self,
+            _: Option<&'a Lease>,
+            new: &'a Lease,
+        ) -> BoxFuture<'a, Result<(), NetworkError>> {
             Box::pin(async move {
                 self.log(Ev::Bound(self.secs(), new.address.octets()[3]));
                 Ok(())
@@ -251,7 +280,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn renews_at_t1_and_releases_on_stop() {
-        let log = run_for(vec![lease(15, 100)], vec![Renewal::Ack(lease(15, 100))], 120).await;
+        let log = run_for(
+            vec![lease(15, 100)],
+            vec![Renewal::Ack(lease(15, 100))],
+            120,
+        )
+        .await;
         assert_eq!(
             log,
             vec![
@@ -276,13 +310,21 @@ mod tests {
         // then rebinding from T2 until expiry.
         assert_eq!(renews[0], &Ev::Renew(500, false));
         assert_eq!(renews[1], &Ev::Renew(687, false));
-        assert!(renews.iter().any(|e| matches!(e, Ev::Renew(t, true) if *t >= 875)), "{log:?}");
+        assert!(
+            renews
+                .iter()
+                .any(|e| matches!(e, Ev::Renew(t, true) if *t >= 875)),
+            "{log:?}"
+        );
         assert!(renews.iter().all(|e| match e {
             Ev::Renew(t, rebinding) => *rebinding == (*t >= 875),
             _ => true,
         }));
         // Expired at 1000: the address goes, a new lease is acquired.
-        let at = log.iter().position(|e| *e == Ev::Lost(1000, 15)).expect("lost at expiry");
+        let at = log
+            .iter()
+            .position(|e| *e == Ev::Lost(1000, 15))
+            .expect("lost at expiry");
         assert_eq!(log[at + 1], Ev::Acquire(1000));
         assert_eq!(log[at + 2], Ev::Bound(1000, 16));
     }

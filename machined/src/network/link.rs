@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType};
 use rtnetlink::packet_route::link::BondMode;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType};
 use rtnetlink::{Handle, LinkBond, LinkUnspec, LinkVlan, RouteMessageBuilder};
 
 use super::NetworkError;
@@ -206,7 +206,12 @@ pub async fn set_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), Networ
 }
 
 /// Creates the 802.1Q link `name` on `parent`.
-pub async fn create_vlan(handle: &Handle, name: &str, parent: u32, id: u16) -> Result<(), NetworkError> {
+pub async fn create_vlan(
+    handle: &Handle,
+    name: &str,
+    parent: u32,
+    id: u16,
+) -> Result<(), NetworkError> {
     handle
         .link()
         .add(LinkVlan::new(name, parent, id).build())
@@ -216,7 +221,12 @@ pub async fn create_vlan(handle: &Handle, name: &str, parent: u32, id: u16) -> R
 }
 
 /// Creates the bond `name`; `mode` as the kernel names it.
-pub async fn create_bond(handle: &Handle, name: &str, mode: BondMode, miimon: u32) -> Result<(), NetworkError> {
+pub async fn create_bond(
+    handle: &Handle,
+    name: &str,
+    mode: BondMode,
+    miimon: u32,
+) -> Result<(), NetworkError> {
     handle
         .link()
         .add(LinkBond::new(name).mode(mode).miimon(miimon).build())
@@ -226,11 +236,19 @@ pub async fn create_bond(handle: &Handle, name: &str, mode: BondMode, miimon: u3
 }
 
 /// Makes `index` a port of `controller` (it must be down first).
-pub async fn set_controller(handle: &Handle, index: u32, controller: u32) -> Result<(), NetworkError> {
+pub async fn set_controller(
+    handle: &Handle,
+    index: u32,
+    controller: u32,
+) -> Result<(), NetworkError> {
     set_down(handle, index).await?;
     handle
         .link()
-        .set(LinkUnspec::new_with_index(index).controller(controller).build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .controller(controller)
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl("add a port to a bond"))
@@ -246,7 +264,12 @@ pub async fn delete_link(handle: &Handle, index: u32) -> Result<(), NetworkError
 }
 
 /// Adds any address (v4 or v6), replacing an equal one.
-pub async fn add_ip(handle: &Handle, index: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetworkError> {
+pub async fn add_ip(
+    handle: &Handle,
+    index: u32,
+    ip: IpAddr,
+    prefix_len: u8,
+) -> Result<(), NetworkError> {
     handle
         .address()
         .add(index, ip, prefix_len)
@@ -268,7 +291,9 @@ pub struct Route {
 }
 
 fn route_message(r: &Route) -> Result<rtnetlink::packet_route::route::RouteMessage, NetworkError> {
-    let bad = |e: String| NetworkError::Invalid(format!("route to {}/{}: {e}", r.destination, r.prefix_len));
+    let bad = |e: String| {
+        NetworkError::Invalid(format!("route to {}/{}: {e}", r.destination, r.prefix_len))
+    };
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(r.destination, r.prefix_len)
         .map_err(|e| bad(e.to_string()))?
@@ -295,7 +320,10 @@ pub async fn del_route(handle: &Handle, r: &Route) -> Result<(), NetworkError> {
         Ok(()) => Ok(()),
         // Already gone (the kernel drops routes with their link or address).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
-        Err(e) => Err(NetworkError::Netlink { what: "delete a route", source: e }),
+        Err(e) => Err(NetworkError::Netlink {
+            what: "delete a route",
+            source: e,
+        }),
     }
 }
 

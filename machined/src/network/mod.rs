@@ -84,4 +84,3 @@ impl Network {
 
 #[cfg(test)]
 mod netns_tests;
-

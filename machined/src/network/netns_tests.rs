@@ -194,7 +194,8 @@ fn leases_and_renews_over_a_veth_pair() {
                 hostname: Some("netns-test".into()),
             };
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let dhcp = tokio::spawn(async move { super::lease::run(&client, &sink, stop_rx).await });
+            let dhcp =
+                tokio::spawn(async move { super::lease::run(&client, &sink, stop_rx).await });
             let mut first = leases.first.subscribe();
             tokio::time::timeout(Duration::from_secs(20), first.wait_for(|b| *b))
                 .await

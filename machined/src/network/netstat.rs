@@ -8,8 +8,18 @@ use std::path::Path;
 use api::machine::Socket;
 
 const TCP_STATES: [&str; 12] = [
-    "", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
-    "LAST_ACK", "LISTEN", "CLOSING",
+    "",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
 ];
 
 /// `0100007F:1F90` (address in host byte order words, port in hex).
@@ -17,7 +27,9 @@ fn parse_endpoint(s: &str) -> Option<(IpAddr, u32)> {
     let (addr, port) = s.split_once(':')?;
     let port = u32::from_str_radix(port, 16).ok()?;
     let ip = match addr.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.swap_bytes())),
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(addr, 16).ok()?.swap_bytes(),
+        )),
         32 => {
             let mut bytes = [0u8; 16];
             for (i, chunk) in bytes.chunks_mut(4).enumerate() {
@@ -48,7 +60,15 @@ pub fn parse_table(protocol: &str, text: &str) -> Vec<Socket> {
                 local_port: lport,
                 remote_address: remote.to_string(),
                 remote_port: rport,
-                state: if tcp { TCP_STATES.get(state).copied().unwrap_or("UNKNOWN").to_string() } else { String::new() },
+                state: if tcp {
+                    TCP_STATES
+                        .get(state)
+                        .copied()
+                        .unwrap_or("UNKNOWN")
+                        .to_string()
+                } else {
+                    String::new()
+                },
                 uid: f.get(7)?.parse().ok()?,
                 inode: f.get(9)?.parse().ok()?,
                 pid: 0,
@@ -63,15 +83,30 @@ pub fn parse_table(protocol: &str, text: &str) -> Vec<Socket> {
 /// Socket inode -> (pid, command name), from every process's fds.
 fn socket_owners(proc: &Path) -> BTreeMap<u64, (i32, String)> {
     let mut owners = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(proc) else { return owners };
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return owners;
+    };
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else { continue };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
             let t = target.to_string_lossy();
-            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse().ok()) {
+            if let Some(inode) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|i| i.parse().ok())
+            {
                 owners.entry(inode).or_insert((pid, comm.clone()));
             }
         }
@@ -112,14 +147,34 @@ mod tests {
 ";
         let s = parse_table("tcp", tcp);
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].local_address.as_str(), s[0].local_port, s[0].state.as_str()), ("0.0.0.0", 50000, "LISTEN"));
-        assert_eq!((s[1].local_address.as_str(), s[1].remote_address.as_str()), ("10.0.2.15", "10.0.2.2"));
-        assert_eq!((s[1].state.as_str(), s[1].uid, s[1].inode, s[1].tx_queue), ("ESTABLISHED", 100, 12346, 16));
+        assert_eq!(
+            (
+                s[0].local_address.as_str(),
+                s[0].local_port,
+                s[0].state.as_str()
+            ),
+            ("0.0.0.0", 50000, "LISTEN")
+        );
+        assert_eq!(
+            (s[1].local_address.as_str(), s[1].remote_address.as_str()),
+            ("10.0.2.15", "10.0.2.2")
+        );
+        assert_eq!(
+            (s[1].state.as_str(), s[1].uid, s[1].inode, s[1].tx_queue),
+            ("ESTABLISHED", 100, 12346, 16)
+        );
         let udp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   1: 00000000000000000000000001000000:007B 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0
 ";
         let s = parse_table("udp6", udp6);
-        assert_eq!((s[0].local_address.as_str(), s[0].local_port, s[0].state.as_str()), ("::1", 123, ""));
+        assert_eq!(
+            (
+                s[0].local_address.as_str(),
+                s[0].local_port,
+                s[0].state.as_str()
+            ),
+            ("::1", 123, "")
+        );
     }
 
     /// This test process's own listening socket is found with its pid.
@@ -128,7 +183,10 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = u32::from(l.local_addr().unwrap().port());
         let all = sockets(Path::new("/proc"), true);
-        let me = all.iter().find(|s| s.protocol == "tcp" && s.local_port == port).expect("our listener");
+        let me = all
+            .iter()
+            .find(|s| s.protocol == "tcp" && s.local_port == port)
+            .expect("our listener");
         assert_eq!(me.state, "LISTEN");
         assert_eq!(me.pid, std::process::id() as i32);
     }

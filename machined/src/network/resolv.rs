@@ -42,7 +42,11 @@ mod tests {
 
     #[test]
     fn formats_resolv_and_hosts() {
-        let r = resolv_conf(&["10.0.2.3".parse().unwrap()], Some("example.internal"), "the DHCP lease");
+        let r = resolv_conf(
+            &["10.0.2.3".parse().unwrap()],
+            Some("example.internal"),
+            "the DHCP lease",
+        );
         assert!(r.starts_with("# written by machined from the DHCP lease\n"));
         assert!(r.contains("nameserver 10.0.2.3\n"));
         assert!(r.contains("search example.internal\n"));

@@ -19,11 +19,20 @@ pub use render::{Manifest, RenderInput};
 #[derive(Debug, thiserror::Error)]
 pub enum StaticPodsError {
     #[error("cannot create {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: config::fsutil::WriteError },
+    Write {
+        path: String,
+        source: config::fsutil::WriteError,
+    },
     #[error("cannot remove the stale manifest {path}: {source}")]
-    Remove { path: String, source: std::io::Error },
+    Remove {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Store(#[from] crate::resources::StoreError),
 }
@@ -40,7 +49,11 @@ fn file_name(component: &str) -> String {
     format!("{component}.yaml")
 }
 
-const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+const COMPONENTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 impl StaticPods {
     /// For the node: the kubelet's static pod directory.
@@ -48,8 +61,14 @@ impl StaticPods {
         Self::in_dir(store, k8s::MANIFESTS_DIR.into())
     }
 
-    pub fn in_dir(store: &std::sync::Arc<Store>, dir: PathBuf) -> Result<StaticPods, StaticPodsError> {
-        Ok(StaticPods { dir, writer: store.writer("staticpods", &[kind::STATIC_PODS])? })
+    pub fn in_dir(
+        store: &std::sync::Arc<Store>,
+        dir: PathBuf,
+    ) -> Result<StaticPods, StaticPodsError> {
+        Ok(StaticPods {
+            dir,
+            writer: store.writer("staticpods", &[kind::STATIC_PODS])?,
+        })
     }
 
     /// Makes the directory and the resources match `cfg`: the control
@@ -60,15 +79,21 @@ impl StaticPods {
             MachineType::Controlplane => render::control_plane(cfg, input),
             MachineType::Worker => Vec::new(),
         };
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|source| StaticPodsError::Dir { path: self.dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| StaticPodsError::Dir {
+            path: self.dir.display().to_string(),
+            source,
+        })?;
         let mut changed = false;
         let mut resources = Vec::new();
         for m in &manifests {
             let path = self.dir.join(file_name(m.component));
             if std::fs::read_to_string(&path).ok().as_deref() != Some(m.yaml.as_str()) {
-                config::fsutil::write_private(&path, m.yaml.as_bytes(), true)
-                    .map_err(|source| StaticPodsError::Write { path: path.display().to_string(), source })?;
+                config::fsutil::write_private(&path, m.yaml.as_bytes(), true).map_err(
+                    |source| StaticPodsError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?;
                 crate::console!("static pod {}: written", m.component);
                 changed = true;
             }
@@ -82,12 +107,20 @@ impl StaticPods {
                 },
             ));
         }
-        for c in COMPONENTS.iter().filter(|c| !manifests.iter().any(|m| m.component == **c)) {
+        for c in COMPONENTS
+            .iter()
+            .filter(|c| !manifests.iter().any(|m| m.component == **c))
+        {
             let path = self.dir.join(file_name(c));
             match std::fs::remove_file(&path) {
                 Ok(()) => changed = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StaticPodsError::Remove { path: path.display().to_string(), source }),
+                Err(source) => {
+                    return Err(StaticPodsError::Remove {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
             }
         }
         self.writer.reconcile(resources)?;
@@ -98,7 +131,10 @@ impl StaticPods {
 /// The render input for this node now: its address and the digest of the
 /// Kubernetes secrets.
 pub fn input_for(node_ip: Option<std::net::IpAddr>, secrets_dir: &Path) -> RenderInput {
-    RenderInput { node_ip, secrets_digest: render::dir_digest(secrets_dir) }
+    RenderInput {
+        node_ip,
+        secrets_digest: render::dir_digest(secrets_dir),
+    }
 }
 
 #[cfg(test)]
@@ -113,24 +149,44 @@ mod tests {
         let pods = StaticPods::in_dir(&store, dir.path().join("manifests")).unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         std::fs::write(dir.path().join("manifests/user.yaml"), "kind: Pod\n").unwrap();
-        let input = RenderInput { node_ip: None, secrets_digest: "d1".into() };
+        let input = RenderInput {
+            node_ip: None,
+            secrets_digest: "d1".into(),
+        };
         let cfg = testutil::machine_config();
         assert!(pods.sync(&cfg, &input).unwrap());
-        assert!(!pods.sync(&cfg, &input).unwrap(), "a second sync changes nothing");
+        assert!(
+            !pods.sync(&cfg, &input).unwrap(),
+            "a second sync changes nothing"
+        );
         let specs = store.specs::<StaticPodSpec>();
-        assert_eq!(specs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), COMPONENTS);
-        let api = std::fs::read_to_string(dir.path().join("manifests/kube-apiserver.yaml")).unwrap();
+        assert_eq!(
+            specs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            COMPONENTS
+        );
+        let api =
+            std::fs::read_to_string(dir.path().join("manifests/kube-apiserver.yaml")).unwrap();
         assert_eq!(api, specs[0].1.manifest);
 
         // New secrets: the manifests change.
-        let input2 = RenderInput { node_ip: None, secrets_digest: "d2".into() };
+        let input2 = RenderInput {
+            node_ip: None,
+            secrets_digest: "d2".into(),
+        };
         assert!(pods.sync(&cfg, &input2).unwrap());
-        assert!(std::fs::read_to_string(dir.path().join("manifests/kube-scheduler.yaml")).unwrap().contains("d2"));
+        assert!(
+            std::fs::read_to_string(dir.path().join("manifests/kube-scheduler.yaml"))
+                .unwrap()
+                .contains("d2")
+        );
 
         // A worker: machined's manifests go, the user's stays.
         assert!(pods.sync(&testutil::worker_config(), &input2).unwrap());
         assert!(store.specs::<StaticPodSpec>().is_empty());
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("manifests")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("user.yaml")]);
     }
 }

@@ -35,8 +35,14 @@ pub struct Manifest {
     pub yaml: String,
 }
 
-fn flags(defaults: BTreeMap<&str, String>, extra: &BTreeMap<config::types::ArgName, config::types::ScalarString>) -> Vec<String> {
-    let mut all: BTreeMap<String, String> = defaults.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+fn flags(
+    defaults: BTreeMap<&str, String>,
+    extra: &BTreeMap<config::types::ArgName, config::types::ScalarString>,
+) -> Vec<String> {
+    let mut all: BTreeMap<String, String> = defaults
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     for (k, v) in extra {
         all.insert(k.to_string(), v.to_string());
     }
@@ -44,7 +50,11 @@ fn flags(defaults: BTreeMap<&str, String>, extra: &BTreeMap<config::types::ArgNa
 }
 
 fn joined(cidrs: &[config::types::Cidr]) -> String {
-    cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An HTTPS GET probe on localhost.
@@ -57,7 +67,15 @@ fn probe(port: u16, path: &str, period: u32, failures: u32) -> Value {
     })
 }
 
-fn pod(component: &'static str, image: String, args: Vec<String>, port: u16, health: &str, input: &RenderInput, cpu: &str) -> Manifest {
+fn pod(
+    component: &'static str,
+    image: String,
+    args: Vec<String>,
+    port: u16,
+    health: &str,
+    input: &RenderInput,
+    cpu: &str,
+) -> Manifest {
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -86,7 +104,11 @@ fn pod(component: &'static str, image: String, args: Vec<String>, port: u16, hea
             "volumes": [{"name": "secrets", "hostPath": {"path": k8s::SECRETS_DIR, "type": "Directory"}}],
         },
     });
-    Manifest { component, image, yaml: crate::resources::yaml_of(&doc) }
+    Manifest {
+        component,
+        image,
+        yaml: crate::resources::yaml_of(&doc),
+    }
 }
 
 pub fn api_server(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
@@ -104,30 +126,62 @@ pub fn api_server(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
         ("etcd-cafile", k8s::ETCD_CA_CERT.into()),
         ("etcd-certfile", k8s::APISERVER_ETCD_CLIENT_CERT.into()),
         ("etcd-keyfile", k8s::APISERVER_ETCD_CLIENT_KEY.into()),
-        ("etcd-servers", format!("https://127.0.0.1:{}", k8s::etcd::CLIENT_PORT)),
-        ("kubelet-client-certificate", k8s::APISERVER_KUBELET_CLIENT_CERT.into()),
-        ("kubelet-client-key", k8s::APISERVER_KUBELET_CLIENT_KEY.into()),
-        ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname".into()),
+        (
+            "etcd-servers",
+            format!("https://127.0.0.1:{}", k8s::etcd::CLIENT_PORT),
+        ),
+        (
+            "kubelet-client-certificate",
+            k8s::APISERVER_KUBELET_CLIENT_CERT.into(),
+        ),
+        (
+            "kubelet-client-key",
+            k8s::APISERVER_KUBELET_CLIENT_KEY.into(),
+        ),
+        (
+            "kubelet-preferred-address-types",
+            "InternalIP,ExternalIP,Hostname".into(),
+        ),
         ("profiling", "false".into()),
-        ("proxy-client-cert-file", k8s::FRONT_PROXY_CLIENT_CERT.into()),
+        (
+            "proxy-client-cert-file",
+            k8s::FRONT_PROXY_CLIENT_CERT.into(),
+        ),
         ("proxy-client-key-file", k8s::FRONT_PROXY_CLIENT_KEY.into()),
         ("requestheader-allowed-names", "front-proxy-client".into()),
-        ("requestheader-client-ca-file", k8s::FRONT_PROXY_CA_CERT.into()),
-        ("requestheader-extra-headers-prefix", "X-Remote-Extra-".into()),
+        (
+            "requestheader-client-ca-file",
+            k8s::FRONT_PROXY_CA_CERT.into(),
+        ),
+        (
+            "requestheader-extra-headers-prefix",
+            "X-Remote-Extra-".into(),
+        ),
         ("requestheader-group-headers", "X-Remote-Group".into()),
         ("requestheader-username-headers", "X-Remote-User".into()),
         ("secure-port", k8s::APISERVER_PORT.to_string()),
         ("service-account-issuer", issuer),
         ("service-account-key-file", k8s::SA_PUB.into()),
         ("service-account-signing-key-file", k8s::SA_KEY.into()),
-        ("service-cluster-ip-range", joined(&c.network.service_subnets)),
+        (
+            "service-cluster-ip-range",
+            joined(&c.network.service_subnets),
+        ),
         ("tls-cert-file", k8s::APISERVER_CERT.into()),
         ("tls-private-key-file", k8s::APISERVER_KEY.into()),
     ]);
     if let Some(ip) = input.node_ip {
         d.insert("advertise-address", ip.to_string());
     }
-    pod("kube-apiserver", c.api_server_image().to_string(), flags(d, &c.api_server.extra_args), k8s::APISERVER_PORT, "/livez", input, "200m")
+    pod(
+        "kube-apiserver",
+        c.api_server_image().to_string(),
+        flags(d, &c.api_server.extra_args),
+        k8s::APISERVER_PORT,
+        "/livez",
+        input,
+        "200m",
+    )
 }
 
 /// Leader election of the controller-manager and the scheduler, slower
@@ -160,10 +214,16 @@ pub fn controller_manager(cfg: &MachineConfig, input: &RenderInput) -> Manifest 
         ("controllers", "*,bootstrapsigner,tokencleaner".into()),
         ("kubeconfig", kubeconfig),
         ("profiling", "false".into()),
-        ("requestheader-client-ca-file", k8s::FRONT_PROXY_CA_CERT.into()),
+        (
+            "requestheader-client-ca-file",
+            k8s::FRONT_PROXY_CA_CERT.into(),
+        ),
         ("root-ca-file", k8s::CA_CERT.into()),
         ("service-account-private-key-file", k8s::SA_KEY.into()),
-        ("service-cluster-ip-range", joined(&c.network.service_subnets)),
+        (
+            "service-cluster-ip-range",
+            joined(&c.network.service_subnets),
+        ),
         ("use-service-account-credentials", "true".into()),
     ]);
     d.extend(leader_election());
@@ -189,12 +249,24 @@ pub fn scheduler(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
         ("profiling", "false".into()),
     ]);
     d.extend(leader_election());
-    pod("kube-scheduler", c.scheduler_image().to_string(), flags(d, &c.scheduler.extra_args), 10259, "/healthz", input, "100m")
+    pod(
+        "kube-scheduler",
+        c.scheduler_image().to_string(),
+        flags(d, &c.scheduler.extra_args),
+        10259,
+        "/healthz",
+        input,
+        "100m",
+    )
 }
 
 /// Every control-plane manifest.
 pub fn control_plane(cfg: &MachineConfig, input: &RenderInput) -> Vec<Manifest> {
-    vec![api_server(cfg, input), controller_manager(cfg, input), scheduler(cfg, input)]
+    vec![
+        api_server(cfg, input),
+        controller_manager(cfg, input),
+        scheduler(cfg, input),
+    ]
 }
 
 /// A digest of every file in `dir` (names and contents), for
@@ -202,12 +274,20 @@ pub fn control_plane(cfg: &MachineConfig, input: &RenderInput) -> Vec<Manifest> 
 pub fn dir_digest(dir: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
     let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     let mut h = Sha256::new();
     for p in names {
-        h.update(p.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.update(
+            p.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         h.update([0]);
         h.update(std::fs::read(&p).unwrap_or_default());
         h.update([0]);
@@ -221,14 +301,23 @@ mod tests {
     use crate::kubernetes::testutil;
 
     fn input() -> RenderInput {
-        RenderInput { node_ip: Some("10.5.0.2".parse().unwrap()), secrets_digest: "0123456789abcdef".into() }
+        RenderInput {
+            node_ip: Some("10.5.0.2".parse().unwrap()),
+            secrets_digest: "0123456789abcdef".into(),
+        }
     }
 
     #[test]
     fn manifests_match_golden_files() {
         let mut cfg = testutil::machine_config();
-        cfg.cluster.api_server.extra_args.insert("v".parse().unwrap(), config::types::ScalarString::new("2"));
-        cfg.cluster.api_server.extra_args.insert("profiling".parse().unwrap(), config::types::ScalarString::new("true"));
+        cfg.cluster
+            .api_server
+            .extra_args
+            .insert("v".parse().unwrap(), config::types::ScalarString::new("2"));
+        cfg.cluster.api_server.extra_args.insert(
+            "profiling".parse().unwrap(),
+            config::types::ScalarString::new("true"),
+        );
         for m in control_plane(&cfg, &input()) {
             testutil::golden(&format!("staticpods/{}.yaml", m.component), &m.yaml);
         }
@@ -245,12 +334,22 @@ mod tests {
             let pod: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(&m.yaml).unwrap();
             let spec = pod.spec.unwrap();
             assert_eq!(spec.host_network, Some(true));
-            assert_eq!(spec.priority_class_name.as_deref(), Some("system-node-critical"));
+            assert_eq!(
+                spec.priority_class_name.as_deref(),
+                Some("system-node-critical")
+            );
             let mount = &spec.containers[0].volume_mounts.as_ref().unwrap()[0];
-            assert_eq!((mount.mount_path.as_str(), mount.read_only), (k8s::SECRETS_DIR, Some(true)));
+            assert_eq!(
+                (mount.mount_path.as_str(), mount.read_only),
+                (k8s::SECRETS_DIR, Some(true))
+            );
         }
         let cm = &m[1].yaml;
-        assert!(cm.contains("--allocate-node-cidrs=true") && cm.contains("--cluster-cidr=10.244.0.0/16"), "{cm}");
+        assert!(
+            cm.contains("--allocate-node-cidrs=true")
+                && cm.contains("--cluster-cidr=10.244.0.0/16"),
+            "{cm}"
+        );
     }
 
     #[test]

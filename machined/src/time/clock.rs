@@ -53,8 +53,9 @@ impl Clock for SystemClock {
         if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let total_ns =
-            i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec) + i128::from(offset_us) * 1000;
+        let total_ns = i128::from(now.tv_sec) * 1_000_000_000
+            + i128::from(now.tv_nsec)
+            + i128::from(offset_us) * 1000;
         let target = libc::timespec {
             tv_sec: total_ns.div_euclid(1_000_000_000) as libc::time_t,
             tv_nsec: total_ns.rem_euclid(1_000_000_000) as libc::c_long,

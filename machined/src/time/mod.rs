@@ -150,7 +150,9 @@ impl TimeController {
             sync.status.disabled = time.as_ref().is_some_and(|t| t.disabled);
             sync.status.message = match &time {
                 None => "waiting for a machine config".into(),
-                Some(t) if t.disabled => "time synchronisation is disabled (machine.time.disabled)".into(),
+                Some(t) if t.disabled => {
+                    "time synchronisation is disabled (machine.time.disabled)".into()
+                }
                 Some(_) if servers.is_empty() => "no time servers configured".into(),
                 Some(_) => String::new(),
             };
@@ -222,7 +224,8 @@ impl TimeController {
         };
         let offset = sample.offset_us as f64 / 1e6;
         if let Err(e) = done {
-            sync.status.message = format!("cannot {} the clock by {offset:.3} s: {e}", how.as_str());
+            sync.status.message =
+                format!("cannot {} the clock by {offset:.3} s: {e}", how.as_str());
             tracing::warn!(controller = "time", error = %e, "cannot correct the clock");
             return;
         }

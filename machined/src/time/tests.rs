@@ -48,7 +48,8 @@ fn status(node: &Node) -> TimeStatusSpec {
 
 #[tokio::test]
 async fn steps_to_the_servers_time_and_turns_synced() {
-    let server = Responder::start("127.0.0.1:0".parse().unwrap(), Duration::from_secs(5), true).unwrap();
+    let server =
+        Responder::start("127.0.0.1:0".parse().unwrap(), Duration::from_secs(5), true).unwrap();
     let node = node();
     let clock = start(&node, server.addr.port());
     // No config yet: nothing is asked, nothing is synced.
@@ -57,15 +58,25 @@ async fn steps_to_the_servers_time_and_turns_synced() {
 
     let cfg = with_time(|t| t.servers = vec!["127.0.0.1".parse().unwrap()]);
     node.set_running_config(cfg, "test");
-    assert!(wait_synced(&node, Duration::from_secs(10)).await, "{:?}", status(&node));
+    assert!(
+        wait_synced(&node, Duration::from_secs(10)).await,
+        "{:?}",
+        status(&node)
+    );
     let s = status(&node);
-    assert_eq!((s.server.as_str(), s.last_correction.as_str()), ("127.0.0.1", "step"));
+    assert_eq!(
+        (s.server.as_str(), s.last_correction.as_str()),
+        ("127.0.0.1", "step")
+    );
     assert!((s.offset_seconds - 5.0).abs() < 0.5, "{s:?}");
     let c = clock.corrections.lock().unwrap().clone();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].0, Correction::Step);
     assert!((c[0].1 - 5_000_000).abs() < 500_000, "{c:?}");
-    let servers = node.store.spec::<TimeServersSpec>(TimeServersSpec::ID).unwrap();
+    let servers = node
+        .store
+        .spec::<TimeServersSpec>(TimeServersSpec::ID)
+        .unwrap();
     assert_eq!(servers.servers, vec!["127.0.0.1"]);
 }
 
@@ -77,7 +88,10 @@ async fn no_answer_is_not_synced_and_disabled_needs_no_wait() {
     drop(unused);
     let node = node();
     let _clock = start(&node, port);
-    node.set_running_config(with_time(|t| t.servers = vec!["127.0.0.1".parse().unwrap()]), "test");
+    node.set_running_config(
+        with_time(|t| t.servers = vec!["127.0.0.1".parse().unwrap()]),
+        "test",
+    );
     assert!(!wait_synced(&node, Duration::from_secs(2)).await);
     // The query times out after QUERY_TIMEOUT; then the status says why.
     for _ in 0..100 {
@@ -94,7 +108,12 @@ async fn no_answer_is_not_synced_and_disabled_needs_no_wait() {
     assert!(wait_synced(&node, Duration::from_secs(5)).await);
     let s = status(&node);
     assert!(s.disabled && !s.synced, "{s:?}");
-    assert!(node.store.spec::<TimeServersSpec>(TimeServersSpec::ID).unwrap().servers.is_empty());
+    assert!(node
+        .store
+        .spec::<TimeServersSpec>(TimeServersSpec::ID)
+        .unwrap()
+        .servers
+        .is_empty());
 }
 
 #[test]

@@ -36,7 +36,11 @@ pub fn find_boot_partitions(devices: &[BlockDevice]) -> Option<(BlockDevice, Blo
     let on_disk = |name: &str| {
         devices
             .iter()
-            .find(|d| d.is_partition && d.parent.as_deref() == Some(&disk) && d.partname.as_deref() == Some(name))
+            .find(|d| {
+                d.is_partition
+                    && d.parent.as_deref() == Some(&disk)
+                    && d.partname.as_deref() == Some(name)
+            })
             .cloned()
     };
     Some((on_disk(partition::BOOT)?, on_disk(partition::META)?))
@@ -44,7 +48,9 @@ pub fn find_boot_partitions(devices: &[BlockDevice]) -> Option<(BlockDevice, Blo
 
 /// The boot hook (called once STATE and EPHEMERAL are mounted).
 pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevice]) {
-    let Some((boot, meta_part)) = find_boot_partitions(devices) else { return };
+    let Some((boot, meta_part)) = find_boot_partitions(devices) else {
+        return;
+    };
     let m = MountPoint::new(
         &boot.node.to_string_lossy(),
         BOOT_MOUNT,
@@ -53,7 +59,10 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
         None,
     );
     if let Err(e) = mounts::apply_one(sys, &m) {
-        crate::console!("upgrade: cannot mount BOOT ({}): {e}; upgrades are off", boot.node.display());
+        crate::console!(
+            "upgrade: cannot mount BOOT ({}): {e}; upgrades are off",
+            boot.node.display()
+        );
         return;
     }
     let meta = match Meta::open(&meta_part.node, Some(&node.store)) {
@@ -90,7 +99,9 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
             );
             tokio::spawn(mark_good_when_steady(node.clone(), system, slot, timeout));
         }
-        Ok(Settled::Failed(reason)) | Ok(Settled::Interrupted(reason)) => crate::console!("upgrade: {reason}"),
+        Ok(Settled::Failed(reason)) | Ok(Settled::Interrupted(reason)) => {
+            crate::console!("upgrade: {reason}")
+        }
         Ok(Settled::Nothing) => {}
         Err(e) => crate::console!("upgrade: cannot settle META: {e}"),
     }
@@ -106,7 +117,11 @@ pub enum Settled {
 }
 
 /// Counts the boot of `slot` and settles the upgrade state in META.
-pub fn settle(slots: &Slots, meta: &Meta, slot: &'static str) -> Result<Settled, crate::meta::MetaError> {
+pub fn settle(
+    slots: &Slots,
+    meta: &Meta,
+    slot: &'static str,
+) -> Result<Settled, crate::meta::MetaError> {
     let before = meta.values();
     let get = |k: &str| before.get(k).cloned().unwrap_or_default();
     let state = get(keys::UPGRADE_STATE);
@@ -117,7 +132,13 @@ pub fn settle(slots: &Slots, meta: &Meta, slot: &'static str) -> Result<Settled,
     let count = get(&keys::boot_count(slot)).parse::<u64>().unwrap_or(0) + 1;
     changes.insert(keys::boot_count(slot), count.to_string());
     changes.insert(keys::BOOT_LAST.into(), slot.into());
-    let named = |v: &str| if v.is_empty() { String::new() } else { format!(" ({v})") };
+    let named = |v: &str| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(" ({v})")
+        }
+    };
     if state == keys::state::WRITING {
         let _ = slots.drop_staging(&target);
         let reason = format!(
@@ -163,17 +184,28 @@ pub fn settle(slots: &Slots, meta: &Meta, slot: &'static str) -> Result<Settled,
 /// hold a new slot back.
 pub fn steady(node: &Node) -> Result<(), String> {
     let services = node.supervisor.list();
-    let apid = services.iter().find(|s| s.id == "apid").ok_or("apid is not started yet")?;
+    let apid = services
+        .iter()
+        .find(|s| s.id == "apid")
+        .ok_or("apid is not started yet")?;
     if apid.snapshot().state != State::Running {
         return Err(format!("apid is {}", apid.snapshot().state));
     }
     for s in &services {
         let snap = s.snapshot();
-        if snap.state == State::Failed || (snap.state == State::Running && snap.health == Health::Failing) {
-            return Err(format!("service {} is {} ({})", s.id, snap.state, snap.health_message));
+        if snap.state == State::Failed
+            || (snap.state == State::Running && snap.health == Health::Failing)
+        {
+            return Err(format!(
+                "service {} is {} ({})",
+                s.id, snap.state, snap.health_message
+            ));
         }
         if snap.state == State::Running && snap.has_health_check && snap.health == Health::Unknown {
-            return Err(format!("service {} has not passed its health check yet", s.id));
+            return Err(format!(
+                "service {} has not passed its health check yet",
+                s.id
+            ));
         }
     }
     Ok(())
@@ -182,7 +214,12 @@ pub fn steady(node: &Node) -> Result<(), String> {
 /// Makes `slot` the default once the node is steady; after `timeout`,
 /// saves why not and the kernel log's tail in META and reboots (GRUB then
 /// boots the old default).
-pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'static str, timeout: Duration) {
+pub async fn mark_good_when_steady(
+    node: Arc<Node>,
+    sys: Arc<System>,
+    slot: &'static str,
+    timeout: Duration,
+) {
     let started = Instant::now();
     // Steady for a few checks in a row, so a service that starts and then
     // crashes is not taken for good.
@@ -206,17 +243,23 @@ pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'st
     };
     match last {
         Ok(()) => {
-            let r = sys.slots.make_default(slot).map_err(|e| e.to_string()).and_then(|_| {
-                sys.meta
-                    .update(|v| {
-                        v.insert(keys::UPGRADE_STATE.into(), keys::state::GOOD.into());
-                        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
-                    })
-                    .map_err(|e| e.to_string())
-            });
+            let r = sys
+                .slots
+                .make_default(slot)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    sys.meta
+                        .update(|v| {
+                            v.insert(keys::UPGRADE_STATE.into(), keys::state::GOOD.into());
+                            v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+                        })
+                        .map_err(|e| e.to_string())
+                });
             match r {
                 Ok(()) => crate::console!("upgrade: slot {slot} is steady and now the default"),
-                Err(e) => crate::console!("upgrade: slot {slot} is steady but cannot be made the default: {e}"),
+                Err(e) => crate::console!(
+                    "upgrade: slot {slot} is steady but cannot be made the default: {e}"
+                ),
             }
         }
         Err(why) => {
@@ -231,7 +274,10 @@ pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'st
             let _ = sys.meta.update(|v| {
                 v.insert(keys::UPGRADE_STATE.into(), keys::state::GAVE_UP.into());
                 v.insert(keys::FAILURE_SLOT.into(), slot.into());
-                v.insert(keys::FAILURE_VERSION.into(), config::version::running().version.clone());
+                v.insert(
+                    keys::FAILURE_VERSION.into(),
+                    config::version::running().version.clone(),
+                );
                 v.insert(keys::FAILURE_TIME.into(), crate::meta::now());
                 v.insert(keys::FAILURE_REASON.into(), reason.clone());
                 v.insert(keys::FAILURE_LOG.into(), log);
@@ -244,7 +290,11 @@ pub async fn mark_good_when_steady(node: Arc<Node>, sys: Arc<System>, slot: &'st
 /// The last `max` bytes of the kernel log, as dmesg prints it.
 pub fn kmsg_tail(path: &Path, max: usize) -> String {
     use std::os::unix::fs::OpenOptionsExt;
-    let Ok(mut f) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
         return String::new();
     };
     let mut lines = std::collections::VecDeque::new();
@@ -254,7 +304,8 @@ pub fn kmsg_tail(path: &Path, max: usize) -> String {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if let Some(line) = crate::dmesg::format_record(&String::from_utf8_lossy(&buf[..n])) {
+                if let Some(line) = crate::dmesg::format_record(&String::from_utf8_lossy(&buf[..n]))
+                {
                     total += line.len() + 1;
                     lines.push_back(line);
                     while total > max {
@@ -300,7 +351,14 @@ mod tests {
         assert_eq!(settle(&slots, &m, "A").unwrap(), Settled::Nothing);
         assert_eq!(settle(&slots, &m, "A").unwrap(), Settled::Nothing);
         assert_eq!(m.get("boot.count.A").as_deref(), Some("2"));
-        set(&m, &[(keys::UPGRADE_STATE, "trying"), (keys::UPGRADE_SLOT, "B"), (keys::UPGRADE_VERSION, "v2")]);
+        set(
+            &m,
+            &[
+                (keys::UPGRADE_STATE, "trying"),
+                (keys::UPGRADE_SLOT, "B"),
+                (keys::UPGRADE_VERSION, "v2"),
+            ],
+        );
         assert_eq!(settle(&slots, &m, "B").unwrap(), Settled::Trial);
         assert_eq!(m.get(keys::BOOT_LAST).as_deref(), Some("B"));
     }
@@ -308,17 +366,38 @@ mod tests {
     #[test]
     fn the_old_slot_booting_during_a_trial_records_the_failure() {
         let (_d, slots, m) = meta();
-        set(&m, &[(keys::UPGRADE_STATE, "trying"), (keys::UPGRADE_SLOT, "B"), (keys::UPGRADE_VERSION, "v2")]);
-        let Settled::Failed(reason) = settle(&slots, &m, "A").unwrap() else { panic!() };
-        assert!(reason.contains("slot B (v2) did not mark itself good"), "{reason}");
+        set(
+            &m,
+            &[
+                (keys::UPGRADE_STATE, "trying"),
+                (keys::UPGRADE_SLOT, "B"),
+                (keys::UPGRADE_VERSION, "v2"),
+            ],
+        );
+        let Settled::Failed(reason) = settle(&slots, &m, "A").unwrap() else {
+            panic!()
+        };
+        assert!(
+            reason.contains("slot B (v2) did not mark itself good"),
+            "{reason}"
+        );
         assert_eq!(m.get(keys::UPGRADE_STATE).as_deref(), Some("failed"));
         assert_eq!(m.get(keys::FAILURE_SLOT).as_deref(), Some("B"));
         assert_eq!(m.get(keys::FAILURE_REASON), Some(reason));
         // The next boot has nothing to settle.
         assert_eq!(settle(&slots, &m, "A").unwrap(), Settled::Nothing);
         // A tried slot that gave up by itself left its reason: reported once.
-        set(&m, &[(keys::UPGRADE_STATE, "gave-up"), (keys::FAILURE_SLOT, "B"), (keys::FAILURE_REASON, "apid is Failed")]);
-        let Settled::Failed(reason) = settle(&slots, &m, "A").unwrap() else { panic!() };
+        set(
+            &m,
+            &[
+                (keys::UPGRADE_STATE, "gave-up"),
+                (keys::FAILURE_SLOT, "B"),
+                (keys::FAILURE_REASON, "apid is Failed"),
+            ],
+        );
+        let Settled::Failed(reason) = settle(&slots, &m, "A").unwrap() else {
+            panic!()
+        };
         assert!(reason.contains("apid is Failed"), "{reason}");
         assert_eq!(settle(&slots, &m, "A").unwrap(), Settled::Nothing);
     }
@@ -327,8 +406,13 @@ mod tests {
     fn an_interrupted_write_is_recorded_and_its_files_dropped() {
         let (_d, slots, m) = meta();
         slots.start_staging("B").unwrap();
-        set(&m, &[(keys::UPGRADE_STATE, "writing"), (keys::UPGRADE_SLOT, "B")]);
-        let Settled::Interrupted(reason) = settle(&slots, &m, "A").unwrap() else { panic!() };
+        set(
+            &m,
+            &[(keys::UPGRADE_STATE, "writing"), (keys::UPGRADE_SLOT, "B")],
+        );
+        let Settled::Interrupted(reason) = settle(&slots, &m, "A").unwrap() else {
+            panic!()
+        };
         assert!(reason.contains("interrupted"), "{reason}");
         assert!(!slots.staging("B").exists());
         assert_eq!(m.get(keys::UPGRADE_STATE).as_deref(), Some("interrupted"));

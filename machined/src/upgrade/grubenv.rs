@@ -52,7 +52,9 @@ fn unescape(v: &str) -> String {
 impl GrubEnv {
     pub fn parse(bytes: &[u8]) -> Result<GrubEnv, GrubEnvError> {
         let text = String::from_utf8_lossy(bytes);
-        let body = text.strip_prefix(SIGNATURE).ok_or(GrubEnvError::NoSignature)?;
+        let body = text
+            .strip_prefix(SIGNATURE)
+            .ok_or(GrubEnvError::NoSignature)?;
         let mut vars = BTreeMap::new();
         for line in body.split('\n') {
             if line.starts_with('#') || line.is_empty() {
@@ -121,7 +123,10 @@ mod tests {
         assert_eq!(e.default_slot(), "A");
         assert_eq!(e.next_slot(), None);
         e.set(NEXT, "B");
-        assert_eq!(GrubEnv::parse(&e.render().unwrap()).unwrap().next_slot(), Some("B"));
+        assert_eq!(
+            GrubEnv::parse(&e.render().unwrap()).unwrap().next_slot(),
+            Some("B")
+        );
         assert_eq!(GrubEnv::parse(b"junk"), Err(GrubEnvError::NoSignature));
         e.set("x", &"y".repeat(2000));
         assert_eq!(e.render(), Err(GrubEnvError::TooLarge));
@@ -138,15 +143,26 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("grubenv");
-        let set = output_blocking(Command::new("grub-editenv").arg(&f).args(["set", "cairn_default=B", "cairn_next=A"]))
-            .unwrap();
-        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        let set = output_blocking(Command::new("grub-editenv").arg(&f).args([
+            "set",
+            "cairn_default=B",
+            "cairn_next=A",
+        ]))
+        .unwrap();
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
         let bytes = std::fs::read(&f).unwrap();
         let e = GrubEnv::parse(&bytes).unwrap();
         assert_eq!((e.default_slot(), e.next_slot()), ("B", Some("A")));
         // And grub-editenv reads what we write.
         std::fs::write(&f, e.render().unwrap()).unwrap();
         let out = output_blocking(Command::new("grub-editenv").arg(&f).arg("list")).unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "cairn_default=B\ncairn_next=A\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "cairn_default=B\ncairn_next=A\n"
+        );
     }
 }

@@ -47,10 +47,21 @@ pub enum UpgradeError {
     Busy,
     #[error("the upgrade stream is malformed: {0}")]
     Protocol(String),
-    #[error("{asset}: sha256 {got} does not match the client's {expected}; slot {slot} was not changed")]
-    Checksum { asset: String, expected: String, got: String, slot: &'static str },
+    #[error(
+        "{asset}: sha256 {got} does not match the client's {expected}; slot {slot} was not changed"
+    )]
+    Checksum {
+        asset: String,
+        expected: String,
+        got: String,
+        slot: &'static str,
+    },
     #[error("{asset}: received {got} bytes, the header said {expected}")]
-    Size { asset: String, expected: u64, got: u64 },
+    Size {
+        asset: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("the upgrade did not include the {0} (vmlinuz and initramfs.img are both needed)")]
     Missing(&'static str),
     #[error("slot {0} holds no complete system to roll back to")]
@@ -114,7 +125,8 @@ pub fn reboot_soon(node: &Arc<Node>, why: &str) -> Result<(), UpgradeError> {
     if node.power_requested.swap(true, Ordering::SeqCst) {
         return Err(UpgradeError::ShuttingDown);
     }
-    node.events.record(EventType::Power, format!("reboot: {why}"));
+    node.events
+        .record(EventType::Power, format!("reboot: {why}"));
     let power = node.power.clone();
     tokio::spawn(async move {
         tokio::time::sleep(REPLY_FIRST).await;
@@ -128,10 +140,13 @@ pub async fn handle_upgrade(
     node: &Arc<Node>,
     stream: Streaming<UpgradeRequest>,
 ) -> Result<Response<UpgradeResponse>, Status> {
-    receive::receive(node, stream).await.map(Response::new).map_err(|e| {
-        crate::console!("upgrade: {e}");
-        to_status(&e)
-    })
+    receive::receive(node, stream)
+        .await
+        .map(Response::new)
+        .map_err(|e| {
+            crate::console!("upgrade: {e}");
+            to_status(&e)
+        })
 }
 
 /// Rollback: the other slot becomes the default, then reboot.
@@ -157,5 +172,8 @@ pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
 
 /// The Rollback RPC.
 pub async fn handle_rollback(node: &Arc<Node>) -> Result<Response<()>, Status> {
-    rollback(node).await.map(|_| Response::new(())).map_err(|e| to_status(&e))
+    rollback(node)
+        .await
+        .map(|_| Response::new(()))
+        .map_err(|e| to_status(&e))
 }

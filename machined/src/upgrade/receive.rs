@@ -70,19 +70,33 @@ where
         move |source| UpgradeError::Slot(slots::SlotError::Io { what, path, source })
     };
     let mut open: Option<Open> = None;
-    let mut received = Received { slot: target, version: String::new(), stage: false, files: Vec::new() };
+    let mut received = Received {
+        slot: target,
+        version: String::new(),
+        stage: false,
+        files: Vec::new(),
+    };
     while let Some(msg) = stream.next().await {
         let msg = msg.map_err(|s| UpgradeError::Stream(s.message().to_string(), target))?;
         match msg.part {
             Some(Part::Header(h)) => {
                 if let Some(o) = &open {
-                    return Err(UpgradeError::Protocol(format!("{} ended without its sha256", o.asset)));
+                    return Err(UpgradeError::Protocol(format!(
+                        "{} ended without its sha256",
+                        o.asset
+                    )));
                 }
                 let name = slots::asset_file(&h.asset).ok_or_else(|| {
-                    UpgradeError::Protocol(format!("unknown asset {:?} (kernel, initramfs or payload)", h.asset))
+                    UpgradeError::Protocol(format!(
+                        "unknown asset {:?} (kernel, initramfs or payload)",
+                        h.asset
+                    ))
                 })?;
                 if received.files.iter().any(|(f, _)| f == name) {
-                    return Err(UpgradeError::Protocol(format!("{} was sent twice", h.asset)));
+                    return Err(UpgradeError::Protocol(format!(
+                        "{} was sent twice",
+                        h.asset
+                    )));
                 }
                 if !h.version.is_empty() && received.version.is_empty() {
                     received.version = h.version.clone();
@@ -94,33 +108,64 @@ where
                 received.stage |= h.stage;
                 let path = staging.join(name);
                 let file = File::create(&path).map_err(io("creating", &path))?;
-                open = Some(Open { asset: h.asset, path, file, hasher: Sha256::new(), expected: h.size, written: 0 });
+                open = Some(Open {
+                    asset: h.asset,
+                    path,
+                    file,
+                    hasher: Sha256::new(),
+                    expected: h.size,
+                    written: 0,
+                });
             }
             Some(Part::Chunk(bytes)) => {
-                let o = open.as_mut().ok_or_else(|| UpgradeError::Protocol("data before any header".into()))?;
+                let o = open
+                    .as_mut()
+                    .ok_or_else(|| UpgradeError::Protocol("data before any header".into()))?;
                 o.file.write_all(&bytes).map_err(io("writing", &o.path))?;
                 o.hasher.update(&bytes);
                 o.written += bytes.len() as u64;
             }
             Some(Part::Sha256(hex)) => {
-                let o = open.take().ok_or_else(|| UpgradeError::Protocol("sha256 before any header".into()))?;
+                let o = open
+                    .take()
+                    .ok_or_else(|| UpgradeError::Protocol("sha256 before any header".into()))?;
                 let got = hex::encode(o.hasher.finalize());
                 if !got.eq_ignore_ascii_case(hex.trim()) {
-                    return Err(UpgradeError::Checksum { asset: o.asset, expected: hex, got, slot: target });
+                    return Err(UpgradeError::Checksum {
+                        asset: o.asset,
+                        expected: hex,
+                        got,
+                        slot: target,
+                    });
                 }
                 if o.written != o.expected {
-                    return Err(UpgradeError::Size { asset: o.asset, expected: o.expected, got: o.written });
+                    return Err(UpgradeError::Size {
+                        asset: o.asset,
+                        expected: o.expected,
+                        got: o.written,
+                    });
                 }
                 o.file.sync_all().map_err(io("syncing", &o.path))?;
-                let name = o.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                crate::console!("upgrade: received {} ({} bytes) for slot {target}", o.asset, o.written);
+                let name = o
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                crate::console!(
+                    "upgrade: received {} ({} bytes) for slot {target}",
+                    o.asset,
+                    o.written
+                );
                 received.files.push((name, o.written));
             }
             None => return Err(UpgradeError::Protocol("an empty message".into())),
         }
     }
     if let Some(o) = open {
-        return Err(UpgradeError::Protocol(format!("the stream ended in the middle of {}", o.asset)));
+        return Err(UpgradeError::Protocol(format!(
+            "the stream ended in the middle of {}",
+            o.asset
+        )));
     }
     for (asset, file) in [("kernel", "vmlinuz"), ("initramfs", "initramfs.img")] {
         if !received.files.iter().any(|(f, _)| f == file) {
@@ -145,7 +190,10 @@ where
     let sys = system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
     let _guard = sys.busy.try_lock().map_err(|_| UpgradeError::Busy)?;
-    crate::console!("upgrade: receiving a new system for slot {}", slots::other(booted));
+    crate::console!(
+        "upgrade: receiving a new system for slot {}",
+        slots::other(booted)
+    );
     let r = match write_slot(&sys.slots, &sys.meta, booted, stream).await {
         Ok(r) => r,
         Err(e) => {
@@ -158,19 +206,32 @@ where
             return Err(e);
         }
     };
-    let version = if r.version.is_empty() { "a new version".to_string() } else { r.version.clone() };
+    let version = if r.version.is_empty() {
+        "a new version".to_string()
+    } else {
+        r.version.clone()
+    };
     let message = if r.stage {
-        crate::console!("upgrade: slot {} holds {version}; it boots once at the next reboot", r.slot);
+        crate::console!(
+            "upgrade: slot {} holds {version}; it boots once at the next reboot",
+            r.slot
+        );
         format!("slot {} holds {version}; it boots once at the next reboot and becomes the default when it comes up healthy", r.slot)
     } else {
-        crate::console!("upgrade: slot {} holds {version}; rebooting into it", r.slot);
+        crate::console!(
+            "upgrade: slot {} holds {version}; rebooting into it",
+            r.slot
+        );
         super::reboot_soon(node, &format!("upgrade to slot {}", r.slot))?;
         format!(
             "slot {} holds {version}; the node reboots into it now and keeps it if it comes up healthy (else slot {} boots again)",
             r.slot, booted
         )
     };
-    Ok(UpgradeResponse { message, slot: r.slot.to_string() })
+    Ok(UpgradeResponse {
+        message,
+        slot: r.slot.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -180,17 +241,31 @@ mod tests {
 
     fn header(asset: &str, size: usize) -> UpgradeRequest {
         UpgradeRequest {
-            part: Some(Part::Header(UpgradeHeader { asset: asset.into(), size: size as u64, version: "v9".into(), stage: true })),
+            part: Some(Part::Header(UpgradeHeader {
+                asset: asset.into(),
+                size: size as u64,
+                version: "v9".into(),
+                stage: true,
+            })),
         }
     }
     fn chunk(b: &[u8]) -> UpgradeRequest {
-        UpgradeRequest { part: Some(Part::Chunk(b.to_vec())) }
+        UpgradeRequest {
+            part: Some(Part::Chunk(b.to_vec())),
+        }
     }
     fn digest(b: &[u8]) -> UpgradeRequest {
-        UpgradeRequest { part: Some(Part::Sha256(hex::encode(Sha256::digest(b)))) }
+        UpgradeRequest {
+            part: Some(Part::Sha256(hex::encode(Sha256::digest(b)))),
+        }
     }
     fn asset(asset: &str, b: &[u8]) -> Vec<UpgradeRequest> {
-        vec![header(asset, b.len()), chunk(&b[..b.len() / 2]), chunk(&b[b.len() / 2..]), digest(b)]
+        vec![
+            header(asset, b.len()),
+            chunk(&b[..b.len() / 2]),
+            chunk(&b[b.len() / 2..]),
+            digest(b),
+        ]
     }
 
     fn setup() -> (tempfile::TempDir, Slots, Arc<Meta>) {
@@ -208,7 +283,9 @@ mod tests {
         (dir, slots, meta)
     }
 
-    fn stream(msgs: Vec<UpgradeRequest>) -> impl Stream<Item = Result<UpgradeRequest, Status>> + Unpin {
+    fn stream(
+        msgs: Vec<UpgradeRequest>,
+    ) -> impl Stream<Item = Result<UpgradeRequest, Status>> + Unpin {
         futures::stream::iter(msgs.into_iter().map(Ok))
     }
 
@@ -221,10 +298,16 @@ mod tests {
         assert_eq!(r.slot, "B");
         assert_eq!(r.version, "v9");
         assert!(r.stage);
-        assert_eq!(std::fs::read(slots.dir("B").join("vmlinuz")).unwrap(), b"kernel-bytes");
+        assert_eq!(
+            std::fs::read(slots.dir("B").join("vmlinuz")).unwrap(),
+            b"kernel-bytes"
+        );
         let env = slots.env();
         assert_eq!((env.default_slot(), env.next_slot()), ("A", Some("B")));
-        assert_eq!(meta.get(keys::UPGRADE_STATE).as_deref(), Some(keys::state::TRYING));
+        assert_eq!(
+            meta.get(keys::UPGRADE_STATE).as_deref(),
+            Some(keys::state::TRYING)
+        );
         assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
     }
 
@@ -235,34 +318,51 @@ mod tests {
         let mut msgs = asset("kernel", b"kernel-bytes");
         msgs[3] = digest(b"other");
         msgs.extend(asset("initramfs", b"i"));
-        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        let e = write_slot(&slots, &meta, "A", stream(msgs))
+            .await
+            .unwrap_err();
         assert!(matches!(e, UpgradeError::Checksum { .. }), "{e}");
         assert!(e.to_string().contains("slot B was not changed"), "{e}");
         // Cut off in the middle of an asset (what a power cut or a killed
         // client looks like from here).
         let msgs = vec![header("kernel", 10), chunk(b"12345")];
-        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        let e = write_slot(&slots, &meta, "A", stream(msgs))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("in the middle of kernel"), "{e}");
         // A broken transport.
-        let msgs: Vec<Result<UpgradeRequest, Status>> =
-            vec![Ok(header("kernel", 10)), Err(Status::cancelled("client went away"))];
-        let e = write_slot(&slots, &meta, "A", futures::stream::iter(msgs)).await.unwrap_err();
+        let msgs: Vec<Result<UpgradeRequest, Status>> = vec![
+            Ok(header("kernel", 10)),
+            Err(Status::cancelled("client went away")),
+        ];
+        let e = write_slot(&slots, &meta, "A", futures::stream::iter(msgs))
+            .await
+            .unwrap_err();
         assert!(matches!(e, UpgradeError::Stream(..)), "{e}");
         // No initramfs.
-        let e = write_slot(&slots, &meta, "A", stream(asset("kernel", b"k"))).await.unwrap_err();
+        let e = write_slot(&slots, &meta, "A", stream(asset("kernel", b"k")))
+            .await
+            .unwrap_err();
         assert!(matches!(e, UpgradeError::Missing("initramfs")), "{e}");
         // Unknown asset, size mismatch.
-        let e = write_slot(&slots, &meta, "A", stream(asset("rootfs", b"r"))).await.unwrap_err();
+        let e = write_slot(&slots, &meta, "A", stream(asset("rootfs", b"r")))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("unknown asset"), "{e}");
         let mut msgs = asset("kernel", b"kk");
         msgs[0] = header("kernel", 3);
-        let e = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap_err();
+        let e = write_slot(&slots, &meta, "A", stream(msgs))
+            .await
+            .unwrap_err();
         assert!(matches!(e, UpgradeError::Size { .. }), "{e}");
 
         assert!(!slots.dir("B").exists());
         let env = slots.env();
         assert_eq!((env.default_slot(), env.next_slot()), ("A", None));
-        assert_eq!(meta.get(keys::UPGRADE_STATE).as_deref(), Some(keys::state::WRITING));
+        assert_eq!(
+            meta.get(keys::UPGRADE_STATE).as_deref(),
+            Some(keys::state::WRITING)
+        );
         assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
     }
 

@@ -24,7 +24,11 @@ pub const REQUIRED: &[&str] = &["vmlinuz", "initramfs.img"];
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Env { path: PathBuf, source: GrubEnvError },
     #[error(transparent)]
@@ -105,7 +109,10 @@ impl Slots {
         let mut env = self.env();
         edit(&mut env);
         let path = self.env_path();
-        let bytes = env.render().map_err(|source| SlotError::Env { path: path.clone(), source })?;
+        let bytes = env.render().map_err(|source| SlotError::Env {
+            path: path.clone(),
+            source,
+        })?;
         std::fs::create_dir_all(self.root.join("grub")).map_err(io("creating", &path))?;
         config::fsutil::write_private(&path, &bytes, true)?;
         Ok(env)
@@ -160,7 +167,9 @@ impl Slots {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), SlotError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing", dir))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", dir))
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve-machined") => serve_machined(Path::new(args.get(2).context("socket path")?)),
-        Some("serve-baseline") => serve_baseline(Path::new(args.get(2).context("certificate directory")?)),
+        Some("serve-baseline") => {
+            serve_baseline(Path::new(args.get(2).context("certificate directory")?))
+        }
         _ => bench(),
     }
 }
@@ -87,18 +89,23 @@ fn cpu_of(stat: &str) -> anyhow::Result<Duration> {
     // Fields after the command name, which is in parentheses.
     let rest = s.rsplit_once(')').context("stat format")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
     // /proc counts in USER_HZ, which is 100 on Linux whatever the kernel's HZ.
     Ok(Duration::from_millis(ticks * 10))
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// machined's API server with a configured node, as the child process.
 fn serve_machined(socket: &Path) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let node = Arc::new(machined::state::Node::new(
@@ -120,16 +127,25 @@ fn serve_machined(socket: &Path) -> anyhow::Result<()> {
 /// and client-certificate check, answering Version in place.
 fn serve_baseline(dir: &Path) -> anyhow::Result<()> {
     use prost::Message as _;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let read = |n: &str| std::fs::read(dir.join(n)).with_context(|| format!("reading {n}"));
         let tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(read("server.crt")?, read("server.key")?))
+            .identity(tonic::transport::Identity::from_pem(
+                read("server.crt")?,
+                read("server.key")?,
+            ))
             .client_ca_root(tonic::transport::Certificate::from_pem(read("ca.crt")?));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?.port());
-        let reply = VersionResponse { version: config::version::VERSION.into(), hostname: "baseline".into(), ..Default::default() }
-            .encode_to_vec();
+        let reply = VersionResponse {
+            version: config::version::VERSION.into(),
+            hostname: "baseline".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
         let svc = tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
             let mut framed = Vec::with_capacity(reply.len() + 5);
             framed.push(0);
@@ -144,7 +160,10 @@ fn serve_baseline(dir: &Path) -> anyhow::Result<()> {
                 ]);
                 let body = tonic::body::Body::new(http_body_util::StreamBody::new(frames));
                 Ok::<_, Infallible>(
-                    http::Response::builder().header("content-type", "application/grpc").body(body).unwrap(),
+                    http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(body)
+                        .unwrap(),
                 )
             }
         });
@@ -170,16 +189,22 @@ fn nodelay(
 }
 
 /// An mTLS client of 127.0.0.1:port trusting `ca`, presenting `cert`.
-async fn mtls_client(port: u16, ca: &CertifiedKey, cert: &CertifiedKey) -> anyhow::Result<MachineServiceClient<Channel>> {
+async fn mtls_client(
+    port: u16,
+    ca: &CertifiedKey,
+    cert: &CertifiedKey,
+) -> anyhow::Result<MachineServiceClient<Channel>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(ca.crt.der().to_vec()))?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![CertificateDer::from(cert.crt.der().to_vec())],
-            PrivateKeyDer::from_pem_slice(cert.key.pem().as_bytes())?,
-        )?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from(cert.crt.der().to_vec())],
+        PrivateKeyDer::from_pem_slice(cert.key.pem().as_bytes())?,
+    )?;
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
@@ -202,7 +227,11 @@ async fn unix_client(socket: PathBuf) -> anyhow::Result<MachineServiceClient<Cha
     let channel = Endpoint::from_static("http://machined.invalid")
         .connect_with_connector(tower::service_fn(move |_| {
             let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
         }))
         .await?;
     Ok(MachineServiceClient::new(channel))
@@ -233,7 +262,11 @@ impl Call {
 
 /// Latency one call at a time, then throughput with [`IN_FLIGHT`] calls
 /// in flight.
-async fn measure(client: &MachineServiceClient<Channel>, call: Call, calls: usize) -> anyhow::Result<Figures> {
+async fn measure(
+    client: &MachineServiceClient<Channel>,
+    call: Call,
+    calls: usize,
+) -> anyhow::Result<Figures> {
     let mut c = client.clone();
     let mut times = Vec::with_capacity(LATENCY_CALLS);
     for _ in 0..LATENCY_CALLS {
@@ -245,10 +278,18 @@ async fn measure(client: &MachineServiceClient<Channel>, call: Call, calls: usiz
     let started = Instant::now();
     run_calls(client, call, calls).await?;
     let calls_per_s = calls as f64 / started.elapsed().as_secs_f64();
-    Ok(Figures { p50: times[times.len() / 2], p99: times[times.len() * 99 / 100], calls_per_s })
+    Ok(Figures {
+        p50: times[times.len() / 2],
+        p99: times[times.len() * 99 / 100],
+        calls_per_s,
+    })
 }
 
-async fn run_calls(client: &MachineServiceClient<Channel>, call: Call, calls: usize) -> anyhow::Result<()> {
+async fn run_calls(
+    client: &MachineServiceClient<Channel>,
+    call: Call,
+    calls: usize,
+) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for i in 0..IN_FLIGHT {
         let mut c = client.clone();
@@ -274,14 +315,19 @@ fn bench() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let apid_bin = exe.with_file_name("apid");
     if !apid_bin.is_file() {
-        bail!("{} missing: build it first with `cargo build --release -p apid`", apid_bin.display());
+        bail!(
+            "{} missing: build it first with `cargo build --release -p apid`",
+            apid_bin.display()
+        );
     }
     let dir = tempfile::tempdir()?;
     let secrets = config::generate::generate_secrets()?;
     let ca = secrets.certs.os.clone();
     let input = config::generate::GenerateInput::new(
         "bench".parse().map_err(anyhow::Error::msg)?,
-        "https://127.0.0.1:6443".parse().map_err(anyhow::Error::msg)?,
+        "https://127.0.0.1:6443"
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         secrets,
     );
     let (cp, _, _) = config::generate::generate_configs(&input)?;
@@ -302,21 +348,35 @@ fn bench() -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .spawn()?,
     );
-    machined.ready_line().context("starting the machined API server")?;
+    machined
+        .ready_line()
+        .context("starting the machined API server")?;
     let port = free_port()?;
     let apid = Proc(
         Command::new(&apid_bin)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--machined-socket"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--machined-socket",
+            ])
             .arg(&socket)
             .arg("--settings-dir")
             .arg(&settings_dir)
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let mut baseline = Proc(Command::new(&exe).arg("serve-baseline").arg(&certs).stdout(Stdio::piped()).spawn()?);
+    let mut baseline = Proc(
+        Command::new(&exe)
+            .arg("serve-baseline")
+            .arg(&certs)
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
     let baseline_port: u16 = baseline.ready_line()?.parse().context("baseline port")?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         let to_apid = loop {
@@ -333,8 +393,13 @@ fn bench() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let v = to_apid.clone().version(()).await?.into_inner();
-        anyhow::ensure!(!v.maintenance && !v.hostname.is_empty(), "unexpected Version through apid: {v:?}");
-        let to_baseline = mtls_client(baseline_port, &ca, &admin).await.context("baseline")?;
+        anyhow::ensure!(
+            !v.maintenance && !v.hostname.is_empty(),
+            "unexpected Version through apid: {v:?}"
+        );
+        let to_baseline = mtls_client(baseline_port, &ca, &admin)
+            .await
+            .context("baseline")?;
         let to_machined = unix_client(socket.clone()).await?;
 
         eprintln!("api bench: warming up…");
@@ -363,7 +428,10 @@ fn bench() -> anyhow::Result<()> {
         let ratio = through_apid.calls_per_s / minimal.calls_per_s;
         println!();
         println!("Secure API on the host (mutual TLS, Ed25519 OS CA)");
-        println!("{:<26} {:>16} {:>16} {:>16} {:>16}", "", "Version: apid", "minimal tonic", "List: apid+md", "List: md socket");
+        println!(
+            "{:<26} {:>16} {:>16} {:>16} {:>16}",
+            "", "Version: apid", "minimal tonic", "List: apid+md", "List: md socket"
+        );
         let row = |name: &str, f: &dyn Fn(&Figures) -> String| {
             println!(
                 "{name:<26} {:>16} {:>16} {:>16} {:>16}",
@@ -375,15 +443,25 @@ fn bench() -> anyhow::Result<()> {
         };
         row("latency p50", &|f| ms(f.p50));
         row("latency p99", &|f| ms(f.p99));
-        row(&format!("calls/s ({IN_FLIGHT} in flight)"), &|f| format!("{:.0}", f.calls_per_s));
+        row(&format!("calls/s ({IN_FLIGHT} in flight)"), &|f| {
+            format!("{:.0}", f.calls_per_s)
+        });
         println!(
             "Version throughput of apid vs the minimal server: {:.0}% (target >= {:.0}%: {})",
             ratio * 100.0,
             TARGET_RATIO * 100.0,
-            if ratio >= TARGET_RATIO { "met" } else { "NOT met" }
+            if ratio >= TARGET_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
         let per_call = |a: Duration, b: Duration| {
-            format!("{:.0} us", (b.saturating_sub(a)).as_secs_f64() * 1e6 / (LATENCY_CALLS + THROUGHPUT_CALLS) as f64)
+            format!(
+                "{:.0} us",
+                (b.saturating_sub(a)).as_secs_f64() * 1e6
+                    / (LATENCY_CALLS + THROUGHPUT_CALLS) as f64
+            )
         };
         println!(
             "CPU per Version call: apid {}, machined {}, client {}; minimal server {}, client {}",

@@ -75,7 +75,9 @@ fn main() -> anyhow::Result<()> {
     let raw = size(images.raw()?)?;
     let raw_allocated = allocated(&images.raw()?)?;
     // The Kubernetes payload (on BOOT and the ISO), when the image has one.
-    let payload = std::fs::metadata(images.dir.join("payload.sqsh")).map(|m| m.len()).ok();
+    let payload = std::fs::metadata(images.dir.join("payload.sqsh"))
+        .map(|m| m.len())
+        .ok();
 
     let mut t = Table::default();
     println!();
@@ -120,14 +122,28 @@ fn main() -> anyhow::Result<()> {
     t.row("  vmlinuz", &mb(vmlinuz), "", None);
     t.row("  initramfs.img", &mb(initramfs), "", None);
     t.row(
-        if payload.is_some() { "ISO (with the payload)" } else { "ISO" },
+        if payload.is_some() {
+            "ISO (with the payload)"
+        } else {
+            "ISO"
+        },
         &mb(iso_size),
         "",
         None,
     );
     if let Some(p) = payload {
-        t.row("  payload.sqsh (Kubernetes, on BOOT and the ISO)", &mb(p), "", None);
-        t.row("  ISO without the payload", &mb(iso_size.saturating_sub(p)), "", None);
+        t.row(
+            "  payload.sqsh (Kubernetes, on BOOT and the ISO)",
+            &mb(p),
+            "",
+            None,
+        );
+        t.row(
+            "  ISO without the payload",
+            &mb(iso_size.saturating_sub(p)),
+            "",
+            None,
+        );
     }
     t.row(
         "raw disk (size / allocated)",

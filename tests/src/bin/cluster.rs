@@ -161,7 +161,12 @@ fn up(state: &Path, uefi: bool, kubernetes: bool) -> anyhow::Result<()> {
 }
 
 /// Configure, bootstrap, kubeconfig, then wait for Ready with progress.
-fn bring_up_kubernetes(state: &Path, images: &Images, node: &Node, started: Instant) -> anyhow::Result<()> {
+fn bring_up_kubernetes(
+    state: &Path,
+    images: &Images,
+    node: &Node,
+    started: Instant,
+) -> anyhow::Result<()> {
     let say = |m: &str| eprintln!("[{:>4} s] {m}", started.elapsed().as_secs());
     let addr = format!("127.0.0.1:{}", node.apid_port);
     say("applying a generated control-plane config (cluster \"cairn\")");
@@ -170,27 +175,40 @@ fn bring_up_kubernetes(state: &Path, images: &Images, node: &Node, started: Inst
     n.bootstrap()?;
     let kubectl = kube::Kubectl::new(&images.dir, &n.kubeconfig);
     say("fetching the admin kubeconfig (once the node has issued it)");
-    kube::eventually("cairnctl kubeconfig", BRING_UP_TIMEOUT, Duration::from_secs(5), || {
-        n.fetch_kubeconfig(&kubectl, node.kubernetes_port)
-    })?;
+    kube::eventually(
+        "cairnctl kubeconfig",
+        BRING_UP_TIMEOUT,
+        Duration::from_secs(5),
+        || n.fetch_kubeconfig(&kubectl, node.kubernetes_port),
+    )?;
     say("waiting for the Kubernetes API and the node to be Ready (minutes under TCG)");
     let mut last = String::new();
-    kube::eventually("node Ready", BRING_UP_TIMEOUT, Duration::from_secs(10), || {
-        let ready = kubectl.ready_nodes();
-        let now = match &ready {
-            Ok(n) if !n.is_empty() => format!("node Ready: {}", n.join(", ")),
-            Ok(_) => "API up; node not Ready yet".to_string(),
-            Err(_) => "API not answering yet".to_string(),
-        };
-        if now != last {
-            say(&now);
-            last = now;
-        }
-        anyhow::ensure!(ready.is_ok_and(|n| !n.is_empty()), "no Ready node");
-        Ok(())
-    })?;
+    kube::eventually(
+        "node Ready",
+        BRING_UP_TIMEOUT,
+        Duration::from_secs(10),
+        || {
+            let ready = kubectl.ready_nodes();
+            let now = match &ready {
+                Ok(n) if !n.is_empty() => format!("node Ready: {}", n.join(", ")),
+                Ok(_) => "API up; node not Ready yet".to_string(),
+                Err(_) => "API not answering yet".to_string(),
+            };
+            if now != last {
+                say(&now);
+                last = now;
+            }
+            anyhow::ensure!(ready.is_ok_and(|n| !n.is_empty()), "no Ready node");
+            Ok(())
+        },
+    )?;
     let mut progress = |m: &str| say(m);
-    kubectl.wait_pods_ready("kube-system", kube::SYSTEM_PODS, BRING_UP_TIMEOUT, &mut progress)?;
+    kubectl.wait_pods_ready(
+        "kube-system",
+        kube::SYSTEM_PODS,
+        BRING_UP_TIMEOUT,
+        &mut progress,
+    )?;
     say("control plane, kube-proxy and cluster DNS are running");
     Ok(())
 }
@@ -208,8 +226,18 @@ fn print_next(state: &Path, node: &Node) {
     if kubeconfig.is_file() {
         let kubectl = Images::locate().dir.join("kubectl");
         println!("  export KUBECONFIG={}", kubeconfig.display());
-        println!("  {} get nodes", if kubectl.is_file() { kubectl.display().to_string() } else { "kubectl".into() });
-        println!("  cairnctl --cairnconfig {} services", cairnconfig.display());
+        println!(
+            "  {} get nodes",
+            if kubectl.is_file() {
+                kubectl.display().to_string()
+            } else {
+                "kubectl".into()
+            }
+        );
+        println!(
+            "  cairnctl --cairnconfig {} services",
+            cairnconfig.display()
+        );
     } else {
         println!("  cairnctl -n {apid} --insecure version");
     }

@@ -68,7 +68,13 @@ impl Cluster {
     /// Points the admin cairnconfig at `vm`'s forwarded apid port.
     pub fn target(&self, vm: &Vm) -> String {
         let addr = vm.apid_node();
-        cairnctl::run_ok(&["--cairnconfig", self.admin.to_str().unwrap(), "config", "endpoint", &addr]);
+        cairnctl::run_ok(&[
+            "--cairnconfig",
+            self.admin.to_str().unwrap(),
+            "config",
+            "endpoint",
+            &addr,
+        ]);
         addr
     }
 
@@ -81,7 +87,16 @@ impl Cluster {
 
     /// `apply-config --insecure` of `config` to a node in maintenance mode.
     pub fn apply_insecure(&self, addr: &str, config: &Path, mode: &str) -> Output {
-        cairnctl::run(&["apply-config", "--insecure", "-n", addr, "-f", config.to_str().unwrap(), "--mode", mode])
+        cairnctl::run(&[
+            "apply-config",
+            "--insecure",
+            "-n",
+            addr,
+            "-f",
+            config.to_str().unwrap(),
+            "--mode",
+            mode,
+        ])
     }
 
     /// Polls `version -o json` over mTLS until the node answers as
@@ -110,7 +125,8 @@ impl Cluster {
     pub fn meta(&self, addr: &str) -> std::collections::BTreeMap<String, String> {
         let out = self.ctl(addr, &["get", "meta", "-o", "json"]);
         assert!(out.status.success(), "get meta: {}", text(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("get -o json prints JSON");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("get -o json prints JSON");
         v.as_array()
             .expect("an array")
             .iter()
@@ -134,7 +150,11 @@ pub fn overlay(backing: &Path, path: &Path) {
         .arg(path)
         .output()
         .expect("running qemu-img");
-    assert!(out.status.success(), "qemu-img: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qemu-img: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A blank qcow2 disk of `size` (e.g. "4G").
@@ -145,14 +165,20 @@ pub fn blank_disk(path: &Path, size: &str) {
         .arg(size)
         .output()
         .expect("running qemu-img");
-    assert!(out.status.success(), "qemu-img: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qemu-img: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The second image (another version) the upgrade tests move to:
 /// `$CAIRN_UPGRADE_OUT`, else `upgrade/` in the first image's directory
 /// (`make image-upgrade` builds it there).
 pub fn upgrade_images(first: &Path) -> PathBuf {
-    let dir = std::env::var_os("CAIRN_UPGRADE_OUT").map(PathBuf::from).unwrap_or_else(|| first.join("upgrade"));
+    let dir = std::env::var_os("CAIRN_UPGRADE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| first.join("upgrade"));
     assert!(
         dir.join("vmlinuz").is_file() && dir.join("initramfs.img").is_file(),
         "no second image in {}: build one with another version, e.g. \
