@@ -38,6 +38,7 @@ rpcs!(
     ServiceStart,
     ServiceStop,
     ServiceRestart,
+    ServiceKill,
     Logs,
     Dmesg,
     Reboot,
@@ -92,9 +93,8 @@ pub fn min_role(rpc: Rpc) -> Role {
         // Day-2 operations that change what runs but reveal or change no
         // secret. An etcd snapshot holds the cluster's Secrets, but taking
         // backups is the operator's job (as in Talos).
-        ServiceStart | ServiceStop | ServiceRestart | Reboot | Shutdown | EtcdSnapshot => {
-            Role::Operator
-        }
+        ServiceStart | ServiceStop | ServiceRestart | ServiceKill | Reboot | Shutdown
+        | EtcdSnapshot => Role::Operator,
         // Configuration, file contents, credentials and anything that
         // replaces or wipes the system.
         ApplyConfiguration | ConfirmConfiguration | Bootstrap | Kubeconfig | Reset | Upgrade

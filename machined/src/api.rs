@@ -30,8 +30,6 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// client certificate (and drops whatever the client sent).
 pub const ROLE_METADATA: &str = "x-cairn-role";
 
-/// What RPCs that are not built yet arrive with.
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("no service named {0:?}; `cairnctl services` lists them")]
@@ -46,6 +44,12 @@ pub enum ApiError {
     AlreadyRunning(String),
     #[error("service {0} did not stop within {1:?}")]
     StopTimeout(String, Duration),
+    #[error("service {0} has no running process; `cairnctl service {0}` shows its state")]
+    NotRunning(String),
+    #[error("unknown signal {0:?}; one of KILL, TERM, INT, QUIT, HUP, USR1, USR2")]
+    UnknownSignal(String),
+    #[error("signalling service {0} (pid {1}): {2}")]
+    Signal(String, i32, nix::Error),
     #[error("unknown resource type {0:?}; the types are: {types}", types = Kind::names())]
     UnknownResourceType(String),
     #[error("{kind} live in namespace {expected:?}, not {namespace:?}")]
@@ -76,6 +80,8 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::NotFound(id) => ApiError::NoSuchService(id),
             SupervisorError::AlreadyRunning(id) => ApiError::AlreadyRunning(id),
             SupervisorError::StopTimeout(id, d) => ApiError::StopTimeout(id, d),
+            SupervisorError::NotRunning(id) => ApiError::NotRunning(id),
+            SupervisorError::Signal(id, pid, e) => ApiError::Signal(id, pid, e),
             // Only registration says this; the API never registers.
             SupervisorError::AlreadyRegistered(id) => ApiError::AlreadyRunning(id),
         }
@@ -92,7 +98,11 @@ pub fn to_status(e: ApiError) -> Status {
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
         ApiError::ShuttingDown => Status::unavailable(msg),
-        ApiError::WouldCutOffApi | ApiError::AlreadyRunning(_) => Status::failed_precondition(msg),
+        ApiError::WouldCutOffApi | ApiError::AlreadyRunning(_) | ApiError::NotRunning(_) => {
+            Status::failed_precondition(msg)
+        }
+        ApiError::UnknownSignal(_) => Status::invalid_argument(msg),
+        ApiError::Signal(..) => Status::internal(msg),
         ApiError::StopTimeout(..) => Status::deadline_exceeded(msg),
         ApiError::UnknownResourceType(_) => Status::invalid_argument(msg),
         ApiError::Files(f) => match f {
@@ -389,6 +399,39 @@ impl MachineService for MachineApi {
         });
         Ok(Response::new(ServiceActionResponse {
             message: format!("service {id} restarting"),
+        }))
+    }
+
+    async fn service_kill(
+        &self,
+        req: Request<ServiceKillRequest>,
+    ) -> Result<Response<ServiceActionResponse>, Status> {
+        let ServiceKillRequest { id, signal } = req.into_inner();
+        let sig = parse_signal(&signal).map_err(to_status)?;
+        if self.node.supervisor.handle(&id).is_none() {
+            return Err(to_status(ApiError::NoSuchService(id)));
+        }
+        if id == "apid" {
+            // apid carries this reply: signal it once the reply is out.
+            let supervisor = self.node.supervisor.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLY_FIRST).await;
+                if let Err(e) = supervisor.kill("apid", sig) {
+                    crate::console!("service apid: kill failed: {e}");
+                }
+            });
+            return Ok(Response::new(ServiceActionResponse {
+                message: format!("service apid: sending {sig}"),
+            }));
+        }
+        let pid = self
+            .node
+            .supervisor
+            .kill(&id, sig)
+            .map_err(|e| to_status(e.into()))?;
+        crate::console!("service {id}: sent {sig} to pid {pid} (API)");
+        Ok(Response::new(ServiceActionResponse {
+            message: format!("service {id}: sent {sig} to pid {pid}"),
         }))
     }
 
@@ -729,4 +772,21 @@ pub async fn serve(
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// The signals `ServiceKill` sends: those that stop or poke a daemon, by
+/// name with or without `SIG`; empty means SIGKILL.
+fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, ApiError> {
+    use nix::sys::signal::Signal::*;
+    let upper = name.trim().to_ascii_uppercase();
+    Ok(match upper.strip_prefix("SIG").unwrap_or(&upper) {
+        "" | "KILL" => SIGKILL,
+        "TERM" => SIGTERM,
+        "INT" => SIGINT,
+        "QUIT" => SIGQUIT,
+        "HUP" => SIGHUP,
+        "USR1" => SIGUSR1,
+        "USR2" => SIGUSR2,
+        _ => return Err(ApiError::UnknownSignal(name.to_string())),
+    })
 }

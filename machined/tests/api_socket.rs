@@ -15,6 +15,7 @@ use machined::shutdown::PowerAction;
 use machined::state::Node;
 use machined::supervisor::logbuf::LogRing;
 use machined::supervisor::process::ProcessRunner;
+use machined::supervisor::restart::{RestartPolicy, RestartRunner};
 use machined::supervisor::{Service, State, Supervisor};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -242,6 +243,80 @@ async fn service_start_stop_restart() {
     ] {
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
     }
+    h.sup.stop_all().await;
+}
+
+#[tokio::test]
+async fn service_kill_signals_the_process_and_the_supervisor_restarts_it() {
+    let mut h = start().await;
+    let c = &mut h.client;
+    let svc = h
+        .sup
+        .start(Service::new(
+            "crashy",
+            RestartRunner::new(sh("exec sleep 1000"), RestartPolicy::Always),
+        ))
+        .unwrap();
+    wait_state(&svc, State::Running).await;
+    let first_pid = svc.snapshot().pid.unwrap();
+
+    let kill = |id: &str, signal: &str| ServiceKillRequest {
+        id: id.into(),
+        signal: signal.into(),
+    };
+    let r = c
+        .service_kill(kill("crashy", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.message,
+        format!("service crashy: sent SIGKILL to pid {first_pid}")
+    );
+    let mut rx = svc.status.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|s| s.state == State::Running && s.pid.is_some_and(|p| p != first_pid)),
+    )
+    .await
+    .expect("restarted after the kill")
+    .unwrap();
+    let status = svc.snapshot();
+    assert_eq!(status.restarts, 1);
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.state == State::Failed && e.message.contains("KILL")),
+        "the crash is in the events: {:?}",
+        status.events
+    );
+
+    let second_pid = svc.snapshot().pid.unwrap();
+    let r = c
+        .service_kill(kill("crashy", "sigterm"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.message.contains(&format!("SIGTERM to pid {second_pid}")),
+        "{}",
+        r.message
+    );
+
+    let e = c.service_kill(kill("crashy", "STOP")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("\"STOP\""), "{}", e.message());
+    let e = c.service_kill(kill("ghost", "")).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    h.sup.stop("crashy").await.unwrap();
+    let e = c.service_kill(kill("crashy", "")).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("no running process"),
+        "{}",
+        e.message()
+    );
     h.sup.stop_all().await;
 }
 

@@ -8,7 +8,7 @@
 //! minutes: the node goes Ready with the control plane, kube-proxy and
 //! cluster DNS running; Pods resolve cluster names, reach the API server
 //! through its Service IP and each other through a ClusterIP Service; the
-//! cluster survives a kubelet restart, an etcd restart and a reboot.
+//! cluster survives a kubelet restart, etcd being killed and a reboot.
 
 use std::time::{Duration, Instant};
 
@@ -127,14 +127,34 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     say("kubelet restarted");
     wait_recovered(&vm, &kubectl, &mut say);
 
-    // etcd restarted through the API (machined stops and starts it): the
-    // API server reconnects.
-    or_panic(
-        &vm,
-        "restart etcd",
-        node.ctl(&["service", "etcd", "restart"]),
+    // etcd killed (SIGKILL, as in a crash): machined restarts it with its
+    // backoff, and the API server reconnects.
+    let before = or_panic(&vm, "etcd status", etcd_status(&node));
+    let killed = or_panic(&vm, "kill etcd", node.ctl(&["service", "etcd", "kill"]));
+    say(killed.trim());
+    let back = kube::eventually(
+        "etcd restarted by machined",
+        RECOVERY,
+        Duration::from_secs(5),
+        || {
+            let now = etcd_status(&node)?;
+            anyhow::ensure!(
+                now.state == "Running" && now.pid != before.pid,
+                "etcd: {now:?}"
+            );
+            anyhow::ensure!(
+                now.restarts > before.restarts,
+                "restart count still {}",
+                now.restarts
+            );
+            Ok(now)
+        },
     );
-    say("etcd restarted");
+    let after = or_panic(&vm, "etcd back", back);
+    say(&format!(
+        "etcd running again as pid {:?} (restarts {})",
+        after.pid, after.restarts
+    ));
     wait_recovered(&vm, &kubectl, &mut say);
     let members = or_panic(&vm, "etcd members", node.ctl(&["etcd", "members"]));
     assert!(
@@ -207,6 +227,25 @@ fn check_pod_networking(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
         "GET web through its ClusterIP Service: {reply}"
     );
     say("Pod to Pod through a ClusterIP Service: 200");
+}
+
+#[derive(Debug)]
+struct ServiceStatus {
+    state: String,
+    pid: Option<i64>,
+    restarts: u64,
+}
+
+/// etcd's state, pid and restart count, from `cairnctl service etcd -o json`.
+fn etcd_status(node: &Node) -> anyhow::Result<ServiceStatus> {
+    let out = node.ctl(&["service", "etcd", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let s = &v[0];
+    Ok(ServiceStatus {
+        state: s["state"].as_str().unwrap_or_default().to_string(),
+        pid: s["pid"].as_i64(),
+        restarts: s["restarts"].as_u64().unwrap_or_default(),
+    })
 }
 
 /// The API answers /readyz and the node is Ready again.

@@ -492,8 +492,8 @@ fn apply_config_then_mtls_and_the_config_survives_a_reboot() {
 /// admins also apply configs, read files, reset, upgrade, fetch kubeconfigs.
 fn least_role(rpc: &str) -> Role {
     match rpc {
-        "ServiceStart" | "ServiceStop" | "ServiceRestart" | "Reboot" | "Shutdown"
-        | "EtcdSnapshot" => Role::Operator,
+        "ServiceStart" | "ServiceStop" | "ServiceRestart" | "ServiceKill" | "Reboot"
+        | "Shutdown" | "EtcdSnapshot" => Role::Operator,
         "ApplyConfiguration"
         | "ConfirmConfiguration"
         | "Bootstrap"
@@ -525,6 +525,7 @@ const RPCS: &[&str] = &[
     "ServiceStart",
     "ServiceStop",
     "ServiceRestart",
+    "ServiceKill",
     "Logs",
     "Dmesg",
     "Reboot",
@@ -607,6 +608,13 @@ async fn invoke(
         "ServiceStart" => done(c.service_start(missing()).await),
         "ServiceStop" => done(c.service_stop(missing()).await),
         "ServiceRestart" => done(c.service_restart(missing()).await),
+        "ServiceKill" => done(
+            c.service_kill(ServiceKillRequest {
+                id: missing().id,
+                signal: String::new(),
+            })
+            .await,
+        ),
         "Logs" => done(
             c.logs(LogsRequest {
                 id: "apid".into(),
@@ -782,6 +790,7 @@ fn roles_certificates_and_bad_input() {
             "ApplyConfiguration",
         ),
         (&["service", "apid", "restart"][..], "ServiceRestart"),
+        (&["service", "etcd", "kill"][..], "ServiceKill"),
     ] {
         let expect = format!(
             "your certificate's role os:reader may not call {rpc}; use an admin cairnconfig"

@@ -57,7 +57,7 @@ pub enum Command {
     Confirm(confirm::Args),
     /// List the services on nodes.
     Services(services::Args),
-    /// Show, start, stop or restart one service.
+    /// Show, start, stop, restart or kill one service.
     Service(service::Args),
     /// Print a service's log.
     Logs(logs::Args),

@@ -1,8 +1,9 @@
-//! `cairnctl service <id> [start|stop|restart|status]`: one service.
+//! `cairnctl service <id> [start|stop|restart|kill|status]`: one service.
 
 use std::process::ExitCode;
 
-use api::machine::ServiceRequest;
+use anyhow::bail;
+use api::machine::{ServiceKillRequest, ServiceRequest};
 
 use super::services::{now, ServiceRecord};
 use crate::global::GlobalArgs;
@@ -15,19 +16,45 @@ Examples:
   cairnctl -n 10.5.0.2 service apid
   cairnctl -n 10.5.0.2 service kubelet restart
   cairnctl -n 10.5.0.2 service etcd status -o yaml
+  cairnctl -n 10.5.0.2 service etcd kill
+  cairnctl -n 10.5.0.2 service kubelet kill --signal term
 
 `status` (the default) shows the state, health, process, dependencies and
-every event of the service. start, stop and restart need an operator or admin
-certificate.")]
+every event of the service. `kill` signals the service's process (SIGKILL by
+default) and lets machined restart it as after a crash, with its backoff; a
+way to check that a node recovers. start, stop, restart and kill need an
+operator or admin certificate.")]
 pub struct Args {
     /// The service, as `cairnctl services` lists it.
     pub id: String,
     /// What to do.
     #[arg(value_enum, default_value_t = Action::Status)]
     pub action: Action,
+    /// The signal `kill` sends [default: kill].
+    #[arg(long, value_enum)]
+    pub signal: Option<Signal>,
     /// Output format for `status`.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+}
+
+/// The signals `kill` may send: those that stop or poke a daemon.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Kill,
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Usr1,
+    Usr2,
+}
+
+impl Signal {
+    /// The name machined takes (`KILL`).
+    fn name(self) -> String {
+        format!("{self:?}").to_uppercase()
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,19 +63,38 @@ pub enum Action {
     Start,
     Stop,
     Restart,
+    Kill,
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if args.signal.is_some() && args.action != Action::Kill {
+        bail!(
+            "--signal goes with `kill`, not `{}`",
+            format!("{:?}", args.action).to_lowercase()
+        );
+    }
     let session = Session::open(global).await?;
     if args.action == Action::Status {
         return status(&session, &args).await;
     }
     let (action, id) = (args.action, args.id.clone());
+    let signal = args.signal.unwrap_or(Signal::Kill).name();
     let results = session
         .each(|c| {
             let request = ServiceRequest { id: id.clone() };
+            let signal = signal.clone();
             async move {
                 match action {
+                    Action::Kill => {
+                        let request = ServiceKillRequest {
+                            id: request.id,
+                            signal,
+                        };
+                        c.call("ServiceKill", request, |mut m, r| async move {
+                            m.service_kill(r).await
+                        })
+                        .await
+                    }
                     Action::Start => {
                         c.call("ServiceStart", request, |mut m, r| async move {
                             m.service_start(r).await
@@ -181,6 +227,12 @@ mod tests {
         let a = Cli::parse_from(["service", "kubelet", "restart"]).args;
         assert_eq!(a.action, Action::Restart);
         assert!(Cli::try_parse_from(["service", "kubelet", "reload"]).is_err());
+        let a = Cli::parse_from(["service", "etcd", "kill", "--signal", "term"]).args;
+        assert_eq!(
+            (a.action, a.signal.map(Signal::name)),
+            (Action::Kill, Some("TERM".into()))
+        );
+        assert!(Cli::try_parse_from(["service", "etcd", "kill", "--signal", "stop"]).is_err());
     }
 
     #[test]

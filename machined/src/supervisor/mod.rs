@@ -35,6 +35,10 @@ pub enum SupervisorError {
     StopTimeout(String, Duration),
     #[error("service {0} is already running")]
     AlreadyRunning(String),
+    #[error("service {0} has no running process")]
+    NotRunning(String),
+    #[error("signalling service {0} (pid {1}): {2}")]
+    Signal(String, i32, nix::Error),
 }
 
 struct Entry {
@@ -134,6 +138,23 @@ impl Supervisor {
     pub async fn restart(self: &Arc<Self>, id: &str) -> Result<(), SupervisorError> {
         self.stop(id).await?;
         self.start_again(id)
+    }
+
+    /// Sends `signal` to a service's running process and leaves what
+    /// follows to its runner: a restarting service restarts as after a
+    /// crash. Returns the pid signalled.
+    pub fn kill(&self, id: &str, signal: nix::sys::signal::Signal) -> Result<i32, SupervisorError> {
+        let handle = self
+            .handle(id)
+            .ok_or_else(|| SupervisorError::NotFound(id.to_string()))?;
+        let pid = handle
+            .status
+            .borrow()
+            .pid
+            .ok_or_else(|| SupervisorError::NotRunning(id.to_string()))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| SupervisorError::Signal(id.to_string(), pid, e))?;
+        Ok(pid)
     }
 
     pub fn handle(&self, id: &str) -> Option<Arc<ServiceHandle>> {
