@@ -118,39 +118,44 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     or_panic(&vm, "test Pods", pods);
     check_pod_networking(&vm, &kubectl, &mut say);
 
-    // kubelet restarted through the API.
+    // kubelet restarted through the API: a new process, which renews the
+    // node's Lease (the old one is gone, so a renewal is the new one's).
+    let before = or_panic(&vm, "kubelet status", service_status(&node, "kubelet"));
     or_panic(
         &vm,
         "restart kubelet",
         node.ctl(&["service", "kubelet", "restart"]),
     );
-    say("kubelet restarted");
+    let after = wait_service_back(&vm, &node, "kubelet", &before, false);
+    say(&format!("kubelet restarted as pid {:?}", after.pid));
+    let lease = |k: &Kubectl| -> anyhow::Result<String> {
+        let l = k.json(&["get", "lease", "-n", "kube-node-lease", &nodes[0]])?;
+        Ok(l["spec"]["renewTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    let renewed_at = or_panic(&vm, "node lease", lease(&kubectl));
+    let renewed = kube::eventually(
+        "the new kubelet renewing the node lease",
+        RECOVERY,
+        Duration::from_secs(3),
+        || {
+            let now = lease(&kubectl)?;
+            anyhow::ensure!(now != renewed_at, "renewTime still {now}");
+            Ok(now)
+        },
+    );
+    let renewed = or_panic(&vm, "node lease renewed", renewed);
+    say(&format!("node lease renewed at {renewed}"));
     wait_recovered(&vm, &kubectl, &mut say);
 
     // etcd killed (SIGKILL, as in a crash): machined restarts it with its
     // backoff, and the API server reconnects.
-    let before = or_panic(&vm, "etcd status", etcd_status(&node));
+    let before = or_panic(&vm, "etcd status", service_status(&node, "etcd"));
     let killed = or_panic(&vm, "kill etcd", node.ctl(&["service", "etcd", "kill"]));
     say(killed.trim());
-    let back = kube::eventually(
-        "etcd restarted by machined",
-        RECOVERY,
-        Duration::from_secs(5),
-        || {
-            let now = etcd_status(&node)?;
-            anyhow::ensure!(
-                now.state == "Running" && now.pid != before.pid,
-                "etcd: {now:?}"
-            );
-            anyhow::ensure!(
-                now.restarts > before.restarts,
-                "restart count still {}",
-                now.restarts
-            );
-            Ok(now)
-        },
-    );
-    let after = or_panic(&vm, "etcd back", back);
+    let after = wait_service_back(&vm, &node, "etcd", &before, true);
     say(&format!(
         "etcd running again as pid {:?} (restarts {})",
         after.pid, after.restarts
@@ -236,9 +241,9 @@ struct ServiceStatus {
     restarts: u64,
 }
 
-/// etcd's state, pid and restart count, from `cairnctl service etcd -o json`.
-fn etcd_status(node: &Node) -> anyhow::Result<ServiceStatus> {
-    let out = node.ctl(&["service", "etcd", "-o", "json"])?;
+/// A service's state, pid and restart count, from `cairnctl service <id> -o json`.
+fn service_status(node: &Node, id: &str) -> anyhow::Result<ServiceStatus> {
+    let out = node.ctl(&["service", id, "-o", "json"])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
     let s = &v[0];
     Ok(ServiceStatus {
@@ -248,7 +253,38 @@ fn etcd_status(node: &Node) -> anyhow::Result<ServiceStatus> {
     })
 }
 
-/// The API answers /readyz and the node is Ready again.
+/// Waits until service `id` runs again as another process than in
+/// `before`; after a crash (`crashed`) its restart count must have grown too.
+fn wait_service_back(
+    vm: &Vm,
+    node: &Node,
+    id: &str,
+    before: &ServiceStatus,
+    crashed: bool,
+) -> ServiceStatus {
+    let back = kube::eventually(
+        &format!("{id} running again"),
+        RECOVERY,
+        Duration::from_secs(3),
+        || {
+            let now = service_status(node, id)?;
+            anyhow::ensure!(
+                now.state == "Running" && now.pid.is_some() && now.pid != before.pid,
+                "{id}: {now:?}"
+            );
+            anyhow::ensure!(
+                !crashed || now.restarts > before.restarts,
+                "{id}: restart count still {}",
+                now.restarts
+            );
+            Ok(now)
+        },
+    );
+    or_panic(vm, &format!("{id} back"), back)
+}
+
+/// The API answers /readyz, the node is Ready again and a write lands
+/// (etcd takes writes).
 fn wait_recovered(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
     let r = kube::eventually(
         "the cluster recovering",
@@ -258,9 +294,14 @@ fn wait_recovered(vm: &Vm, kubectl: &Kubectl, say: &mut dyn FnMut(&str)) {
             let readyz = kubectl.ok(&["get", "--raw", "/readyz"])?;
             anyhow::ensure!(readyz.trim() == "ok", "readyz: {readyz}");
             anyhow::ensure!(!kubectl.ready_nodes()?.is_empty(), "no Ready node");
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis();
+            let name = format!("recovered-{stamp}");
+            kubectl.ok(&["create", "configmap", &name, "--from-literal=ok=1"])?;
             Ok(())
         },
     );
     or_panic(vm, "recovery", r);
-    say("API ready and node Ready");
+    say("API ready, node Ready, a write landed");
 }
