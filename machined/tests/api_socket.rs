@@ -81,6 +81,18 @@ fn sh(script: &str) -> ProcessRunner {
     ProcessRunner::new("/bin/sh").args(["-c", script])
 }
 
+/// Waits until the service runs again as another process than `old`.
+async fn wait_new_pid(h: &machined::supervisor::ServiceHandle, old: i32) {
+    let mut rx = h.status.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|s| s.state == State::Running && s.pid.is_some_and(|p| p != old)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} never ran again after pid {old}", h.id))
+    .unwrap();
+}
+
 async fn wait_state(h: &machined::supervisor::ServiceHandle, want: State) {
     let mut rx = h.status.subscribe();
     tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| s.state == want))
@@ -199,14 +211,7 @@ async fn service_start_stop_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(r.message, "service sleeper restarting");
-    let mut rx = svc.status.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        rx.wait_for(|s| s.state == State::Running && s.pid.is_some_and(|p| p != first_pid)),
-    )
-    .await
-    .expect("restarted with a new pid")
-    .unwrap();
+    wait_new_pid(&svc, first_pid).await;
 
     let r = c
         .service_stop(ServiceRequest {
@@ -273,14 +278,7 @@ async fn service_kill_signals_the_process_and_the_supervisor_restarts_it() {
         r.message,
         format!("service crashy: sent SIGKILL to pid {first_pid}")
     );
-    let mut rx = svc.status.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        rx.wait_for(|s| s.state == State::Running && s.pid.is_some_and(|p| p != first_pid)),
-    )
-    .await
-    .expect("restarted after the kill")
-    .unwrap();
+    wait_new_pid(&svc, first_pid).await;
     let status = svc.snapshot();
     assert_eq!(status.restarts, 1);
     assert!(
