@@ -408,9 +408,6 @@ impl MachineService for MachineApi {
     ) -> Result<Response<ServiceActionResponse>, Status> {
         let ServiceKillRequest { id, signal } = req.into_inner();
         let sig = parse_signal(&signal).map_err(to_status)?;
-        if self.node.supervisor.handle(&id).is_none() {
-            return Err(to_status(ApiError::NoSuchService(id)));
-        }
         if id == "apid" {
             // apid carries this reply: signal it once the reply is out.
             let supervisor = self.node.supervisor.clone();
