@@ -37,6 +37,7 @@ pub mod pid1;
 pub mod probe;
 pub mod procfs;
 pub mod reaper;
+pub mod registry;
 pub mod reset;
 pub mod resources;
 pub mod secure;

@@ -52,12 +52,46 @@ pub enum ImportError {
     },
     #[error("{path} is not an OCI image archive: {reason}")]
     Format { path: String, reason: String },
+    #[error("{name} is one of the system's images; an import may not replace it")]
+    SystemImage { name: String },
     #[error("{path}: containerd {call} failed: {status}")]
     Call {
         path: String,
         call: &'static str,
         status: Box<tonic::Status>,
     },
+}
+
+/// The label on every image Cairn's importer creates: `system` for the
+/// payload's, `user` for `cairnctl image import`'s. The image cache
+/// registry serves only labelled images, and `cairnctl image remove`
+/// refuses `system` ones.
+pub const ORIGIN_LABEL: &str = "cairn.dev/image-cache";
+
+/// Where an imported image came from (the value of [`ORIGIN_LABEL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The payload's image cache.
+    System,
+    /// `cairnctl image import`.
+    User,
+}
+
+impl Origin {
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::System => "system",
+            Origin::User => "user",
+        }
+    }
+
+    pub fn of(labels: &HashMap<String, String>) -> Option<Origin> {
+        match labels.get(ORIGIN_LABEL).map(String::as_str) {
+            Some("system") => Some(Origin::System),
+            Some("user") => Some(Origin::User),
+            _ => None,
+        }
+    }
 }
 
 /// What happened to one image.
@@ -335,11 +369,46 @@ async fn has_blob(channel: &Channel, namespace: &str, digest: &str) -> Result<bo
     }
 }
 
-/// Imports every image of the archive at `path` into `namespace`.
+/// Imports every image of the archive at `path` into `namespace` as
+/// system images (the payload's).
 pub async fn import_archive(
     channel: &Channel,
     path: &Path,
     namespace: &str,
+) -> Result<Vec<Imported>, ImportError> {
+    import_archive_as(channel, path, namespace, Origin::System).await
+}
+
+/// The image names an archive's index gives, without importing anything.
+pub fn archive_image_names(path: &Path) -> Result<Vec<String>, ImportError> {
+    let first = first_pass(path)?;
+    let index: IndexDoc =
+        serde_json::from_slice(&first.index).map_err(|e| ImportError::Format {
+            path: path.display().to_string(),
+            reason: format!("index.json: {e}"),
+        })?;
+    index
+        .manifests
+        .iter()
+        .map(|m| {
+            image_name(m, path).ok_or_else(|| ImportError::Format {
+                path: path.display().to_string(),
+                reason: format!("the index entry {} has no image name annotation", m.digest),
+            })
+        })
+        .collect()
+}
+
+/// Imports every image of the archive at `path` into `namespace`, labelled
+/// with `origin`. A user import never replaces a system image. The blobs
+/// are written under a lease of this import alone, so if the import stops
+/// half way (a cut stream, a bad blob) containerd collects them and no
+/// image names them.
+pub async fn import_archive_as(
+    channel: &Channel,
+    path: &Path,
+    namespace: &str,
+    origin: Origin,
 ) -> Result<Vec<Imported>, ImportError> {
     let shown = path.display().to_string();
     let call = |call: &'static str| {
@@ -376,10 +445,15 @@ pub async fn import_archive(
             Err(s) if s.code() == Code::NotFound => None,
             Err(s) => return Err(call("Images.Get")(s)),
         };
+        let existing_origin = existing.as_ref().and_then(|i| Origin::of(&i.labels));
+        if origin == Origin::User && existing_origin == Some(Origin::System) {
+            return Err(ImportError::SystemImage { name: name.clone() });
+        }
         let same = existing
             .as_ref()
             .and_then(|i| i.target.as_ref())
-            .is_some_and(|t| t.digest == desc.digest);
+            .is_some_and(|t| t.digest == desc.digest)
+            && existing_origin == Some(origin);
         if same {
             done.push(Imported {
                 name: name.clone(),
@@ -396,7 +470,13 @@ pub async fn import_archive(
 
     // A lease keeps the blobs from garbage collection until the images
     // reference them.
-    let lease = format!("cairn-import-{}", std::process::id());
+    // A lease of this import alone: another import finishing first must
+    // not release this one's blobs.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let lease = format!("cairn-import-{}-{nanos}", std::process::id());
     let mut leases = LeasesClient::new(channel.clone());
     let lease_req = CreateLeaseRequest {
         id: lease.clone(),
@@ -407,8 +487,17 @@ pub async fn import_archive(
         Err(s) if s.code() == Code::AlreadyExists => {}
         Err(s) => return Err(call("Leases.Create")(s)),
     }
-    let result =
-        write_blobs_and_images(channel, path, namespace, &lease, &plan, first.small, &todo).await;
+    let result = write_blobs_and_images(
+        channel,
+        path,
+        namespace,
+        &lease,
+        &plan,
+        first.small,
+        &todo,
+        origin,
+    )
+    .await;
     let _ = leases
         .delete(request(
             DeleteLeaseRequest {
@@ -428,6 +517,7 @@ pub async fn import_archive(
     Ok(done)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_blobs_and_images(
     channel: &Channel,
     path: &Path,
@@ -436,6 +526,7 @@ async fn write_blobs_and_images(
     plan: &Plan,
     small: HashMap<String, Vec<u8>>,
     todo: &[(String, Desc, bool)],
+    origin: Origin,
 ) -> Result<(), ImportError> {
     let shown = path.display().to_string();
     let call = |call: &'static str| {
@@ -504,7 +595,10 @@ async fn write_blobs_and_images(
     for (name, desc, exists) in todo {
         let image = Image {
             name: name.clone(),
-            labels: HashMap::from([("io.cri-containerd.image".to_string(), "managed".to_string())]),
+            labels: HashMap::from([
+                ("io.cri-containerd.image".to_string(), "managed".to_string()),
+                (ORIGIN_LABEL.to_string(), origin.label().to_string()),
+            ]),
             target: Some(Descriptor {
                 media_type: desc.media_type.clone(),
                 digest: desc.digest.clone(),
