@@ -10,6 +10,7 @@ pub mod cairnconfig;
 pub mod completion;
 pub mod confirm;
 pub mod containers;
+pub mod dashboard;
 pub mod disks;
 pub mod dmesg;
 pub mod etcd;
@@ -73,6 +74,8 @@ pub enum Command {
     Processes(processes::Args),
     /// Show memory use.
     Memory(memory::Args),
+    /// A live terminal view of nodes: CPU, memory, services, logs.
+    Dashboard(dashboard::Args),
     /// List mounted filesystems.
     Mounts(mounts::Args),
     /// List block devices.
@@ -127,6 +130,7 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Read(a) => read::run(a, &global).await,
         Command::Processes(a) => processes::run(a, &global).await,
         Command::Memory(a) => memory::run(a, &global).await,
+        Command::Dashboard(a) => dashboard::run(a, &global).await,
         Command::Mounts(a) => mounts::run(a, &global).await,
         Command::Disks(a) => disks::run(a, &global).await,
         Command::Events(a) => events::run(a, &global).await,

@@ -1,0 +1,665 @@
+//! The Web UI in a real headless Chromium (driven over WebDriver by
+//! chromedriver) against a real kube-apiserver v1.20.2 (from the payload
+//! build's cache) on a real etcd (Debian's), on this host:
+//! sign in with an admin token, see the Node as Ready, scale a Deployment
+//! and find the new replica count in the API server, open a Pod's page;
+//! then sign in with a read-only ServiceAccount token (a TokenRequest),
+//! find the Scale button disabled (SelfSubjectAccessReview) and a forced
+//! scale refused with the API server's own message. A change without the
+//! CSRF token is refused, and the session cookie is out of JavaScript's
+//! reach. Screenshots go to `<target>/webui-screenshots/`.
+//!
+//! Skipped (with a message) when kube-apiserver, etcd, chromium or
+//! chromedriver are not there (`make payload`, images/install-deps.sh).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use serde_json::json;
+
+const ADMIN_TOKEN: &str = "cairn-webui-test-admin-token-0123456789";
+
+/// kube-apiserver from `make payload`'s cache, or `$CAIRN_KUBE_BIN_DIR`.
+fn kube_bin_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CAIRN_KUBE_BIN_DIR") {
+        return Some(d.into());
+    }
+    let cache = std::env::var_os("CAIRN_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/cairn")))?;
+    std::fs::read_dir(cache.join("payload"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("kube-apiserver").is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes killed when the test ends, however it ends.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Children {
+    fn spawn(&mut self, name: &str, cmd: &mut Command, log: &Path) {
+        let out = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.0.push((name.into(), child));
+    }
+
+    /// Fails with `name`'s log if it has exited.
+    fn alive(&mut self, dir: &Path) {
+        for (name, c) in &mut self.0 {
+            if let Ok(Some(status)) = c.try_wait() {
+                let log =
+                    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!("{name} exited ({status}):\n{tail}");
+            }
+        }
+    }
+}
+
+struct Pki {
+    ca_pem: String,
+    ca: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "cairn-webui-test-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            ca: Issuer::new(params, key),
+        }
+    }
+
+    /// A serving certificate for 127.0.0.1 and localhost: (cert, key).
+    fn serving(&self, cn: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > timeout => panic!("{what} within {timeout:?}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+fn kube_client(url: &str, ca_pem: &str, token: &str) -> kube::Client {
+    let mut config = kube::Config::new(url.parse().unwrap());
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
+        .unwrap();
+    config.root_cert = Some(vec![ca]);
+    config.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The objects the UI shows: a Ready Node, a Deployment with one replica,
+/// a Pod, and a read-only ServiceAccount bound to the `view` ClusterRole.
+async fn seed(admin: &kube::Client) {
+    let pp = PostParams::default();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": "cp-1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+    }))
+    .unwrap();
+    nodes.create(&pp, &node).await.unwrap();
+    let status = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "capacity": {"cpu": "2", "memory": "2048Mi", "pods": "110"},
+        "nodeInfo": {"kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2", "architecture": "amd64",
+            "bootID": "", "containerRuntimeVersion": "containerd://1.6.20", "kernelVersion": "6.1",
+            "machineID": "", "operatingSystem": "linux", "osImage": "Cairn", "systemUUID": ""}
+    }});
+    nodes
+        .patch_status("cp-1", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    for name in ["default", "viewer"] {
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        sas.create(&pp, &sa).await.unwrap();
+    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "viewer-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "default"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), "default")
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+
+    let labels = json!({"app": "web"});
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "testpod:latest"}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(admin.clone(), "default")
+        .create(&pp, &deployment)
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "hello", "labels": {"app": "hello"}},
+        "spec": {"automountServiceAccountToken": false,
+            "containers": [{"name": "hello", "image": "testpod:latest", "args": ["serve"]}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(admin.clone(), "default")
+        .create(&pp, &pod)
+        .await
+        .unwrap();
+}
+
+/// A token for the `viewer` ServiceAccount (TokenRequest).
+async fn viewer_token(admin: &kube::Client) -> String {
+    let request = http::Request::post("/api/v1/namespaces/default/serviceaccounts/viewer/token")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600}
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+    let v: serde_json::Value = admin.request(request).await.unwrap();
+    v["status"]["token"].as_str().unwrap().to_string()
+}
+
+/// The element `loc`, once it is on the page.
+async fn find_wait(
+    b: &Browser,
+    loc: Locator<'_>,
+) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
+    b.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(loc)
+        .await
+}
+
+async fn sign_in(b: &Browser, base: &str, token: &str) {
+    b.goto(&format!("{base}/login")).await.unwrap();
+    b.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    b.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    find_wait(b, Locator::Css("nav .user")).await.unwrap();
+}
+
+async fn sign_out(b: &Browser) {
+    b.find(Locator::Css("nav form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    find_wait(b, Locator::Id("token")).await.unwrap();
+}
+
+async fn screenshot(b: &Browser, dir: &Path, name: &str) {
+    let png = b.screenshot().await.unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// The text of the element `css` on the current page.
+async fn text(b: &Browser, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
+    let Some(bin) = kube_bin_dir() else {
+        eprintln!("SKIP: no kube-apiserver (run `make payload`, or set CAIRN_KUBE_BIN_DIR)");
+        return;
+    };
+    for tool in [
+        "/usr/bin/etcd",
+        "/usr/bin/chromium",
+        "/usr/bin/chromedriver",
+    ] {
+        if !Path::new(tool).exists() {
+            eprintln!("SKIP: {tool} is not installed (images/install-deps.sh installs it)");
+            return;
+        }
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("webui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let pki = Pki::new();
+    let ca = write(dir, "ca.crt", &pki.ca_pem);
+    let (api_crt, api_key) = pki.serving("kube-apiserver");
+    let (ui_crt, ui_key) = pki.serving("cairn-webui");
+    let sa_key = KeyPair::generate().unwrap();
+    let sa_key_file = write(dir, "sa.key", &sa_key.serialize_pem());
+    let sa_pub_file = write(dir, "sa.pub", &sa_key.public_key_pem());
+    let tokens = write(
+        dir,
+        "tokens.csv",
+        &format!("{ADMIN_TOKEN},admin,admin-uid,\"system:masters\"\n"),
+    );
+
+    let mut children = Children(Vec::new());
+    let (etcd_port, etcd_peer) = (free_port(), free_port());
+    children.spawn(
+        "etcd",
+        Command::new("/usr/bin/etcd")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{etcd_peer}"
+            )),
+        &dir.join("etcd.log"),
+    );
+    let api_port = free_port();
+    let api_url = format!("https://127.0.0.1:{api_port}");
+    children.spawn(
+        "kube-apiserver",
+        Command::new(bin.join("kube-apiserver"))
+            .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--secure-port={api_port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--cert-dir={}", dir.join("certs").display()))
+            .arg(format!(
+                "--tls-cert-file={}",
+                write(dir, "api.crt", &api_crt).display()
+            ))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                write(dir, "api.key", &api_key).display()
+            ))
+            .arg(format!("--client-ca-file={}", ca.display()))
+            .arg(format!("--token-auth-file={}", tokens.display()))
+            .arg("--authorization-mode=Node,RBAC")
+            .arg(format!(
+                "--service-account-key-file={}",
+                sa_pub_file.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key_file.display()
+            ))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--enable-priority-and-fairness=false"),
+        &dir.join("kube-apiserver.log"),
+    );
+    let admin = kube_client(&api_url, &pki.ca_pem, ADMIN_TOKEN);
+    wait_until("kube-apiserver ready", Duration::from_secs(120), || {
+        let admin = admin.clone();
+        async move {
+            let r = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            admin
+                .request_text(r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    children.alive(dir);
+    // The default ClusterRoles (view) are made by the API server after it
+    // is ready; wait for them before binding.
+    wait_until("the view ClusterRole", Duration::from_secs(60), || {
+        let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+        async move {
+            roles
+                .get("view")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    seed(&admin).await;
+    let viewer = viewer_token(&admin).await;
+    eprintln!("apiserver up and seeded after {:?}", started.elapsed());
+
+    let ui_port = free_port();
+    let base = format!("https://127.0.0.1:{ui_port}");
+    children.spawn(
+        "cairn-webui",
+        Command::new(env!("CARGO_BIN_EXE_cairn-webui"))
+            .arg(format!("--listen=127.0.0.1:{ui_port}"))
+            .arg(format!(
+                "--tls-cert={}",
+                write(dir, "ui.crt", &ui_crt).display()
+            ))
+            .arg(format!(
+                "--tls-key={}",
+                write(dir, "ui.key", &ui_key).display()
+            ))
+            .arg(format!("--apiserver={api_url}"))
+            .arg(format!("--apiserver-ca={}", ca.display())),
+        &dir.join("cairn-webui.log"),
+    );
+    let driver_port = free_port();
+    children.spawn(
+        "chromedriver",
+        Command::new("/usr/bin/chromedriver").arg(format!("--port={driver_port}")),
+        &dir.join("chromedriver.log"),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    children.alive(dir);
+
+    let mut caps = serde_json::Map::new();
+    caps.insert("acceptInsecureCerts".into(), json!(true));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,800",
+                format!("--user-data-dir={}", dir.join("chromium").display())]
+        }),
+    );
+    let connect_by = Instant::now() + Duration::from_secs(60);
+    let b = loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(b) => break b,
+            Err(e) if Instant::now() > connect_by => panic!("chromedriver gave no session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let result = drive(&b, &base, &admin, &viewer, &shots).await;
+    let _ = b.close().await;
+    children.alive(dir);
+    let log = std::fs::read_to_string(dir.join("cairn-webui.log")).unwrap_or_default();
+    assert!(
+        !log.contains(ADMIN_TOKEN) && !log.contains(&viewer),
+        "a token is in the Web UI's log:\n{log}"
+    );
+    eprintln!("browser test took {:?}", started.elapsed());
+    result
+}
+
+/// The user's side of the test, in the browser.
+async fn drive(b: &Browser, base: &str, admin: &kube::Client, viewer: &str, shots: &Path) {
+    // Signed out: every page goes to the sign-in form; a bad token is refused.
+    b.goto(&format!("{base}/")).await.unwrap();
+    find_wait(b, Locator::Id("token")).await.unwrap();
+    b.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("not-a-token")
+        .await
+        .unwrap();
+    b.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = find_wait(b, Locator::Id("login-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("did not accept this token"), "{refused}");
+
+    // Admin: the overview lists the node as Ready with its role and version.
+    sign_in(b, base, ADMIN_TOKEN).await;
+    let nodes = text(b, "#node-table").await;
+    assert!(
+        nodes.contains("cp-1")
+            && nodes.contains("Ready")
+            && nodes.contains("control-plane")
+            && nodes.contains("v1.20.2"),
+        "the node table: {nodes}"
+    );
+    let health = text(b, "#health").await;
+    assert!(health.contains("API server ready"), "{health}");
+    let cookies = b.execute("return document.cookie", vec![]).await.unwrap();
+    assert!(
+        !cookies.as_str().unwrap_or("").contains("cairn_session"),
+        "the session cookie is HttpOnly: {cookies}"
+    );
+    screenshot(b, shots, "overview.png").await;
+
+    // Scale web from 1 to 2.
+    b.goto(&format!("{base}/ns/default")).await.unwrap();
+    let input = find_wait(b, Locator::Css("#deployment-table input.replicas"))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("2").await.unwrap();
+    b.find(Locator::Css(
+        r#"form[action="/ns/default/deployments/web/scale"] button"#,
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let flash = find_wait(b, Locator::Id("flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        flash.contains("Scaled Deployment web to 2 replicas"),
+        "{flash}"
+    );
+    let replicas = Api::<Deployment>::namespaced(admin.clone(), "default")
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(
+        replicas,
+        Some(2),
+        "the API server has the new replica count"
+    );
+    let pods = text(b, "#pod-table").await;
+    assert!(pods.contains("hello") && pods.contains("Pending"), "{pods}");
+    screenshot(b, shots, "workloads.png").await;
+
+    // A change without the session's CSRF token is refused.
+    let status = b
+        .execute_async(
+            r#"const done = arguments[0];
+               fetch("/ns/default/deployments/web/scale", {method: "POST",
+                 headers: {"content-type": "application/x-www-form-urlencoded"},
+                 body: "csrf=forged&replicas=5"}).then(r => done(r.status));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403), "a forged change");
+
+    // The Pod's page: its container, and the API server's answer for a log
+    // of a Pod that no node runs.
+    b.goto(&format!("{base}/ns/default/pods/hello"))
+        .await
+        .unwrap();
+    let containers = find_wait(b, Locator::Id("container-table"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        containers.contains("hello") && containers.contains("testpod:latest"),
+        "{containers}"
+    );
+    let log = text(b, "#log").await;
+    assert!(
+        log.contains("hello"),
+        "the log section names the Pod: {log}"
+    );
+    screenshot(b, shots, "pod.png").await;
+
+    // Phone width: the workloads page still fits.
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&format!("{base}/ns/default")).await.unwrap();
+    let overflow = b
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page scrolls sideways at 390 px: {overflow}"
+    );
+    screenshot(b, shots, "workloads-phone.png").await;
+    b.set_window_size(1280, 800).await.unwrap();
+    sign_out(b).await;
+
+    // Read-only ServiceAccount: Scale is disabled; forcing it is refused by
+    // the API server, whose message is shown.
+    sign_in(b, base, viewer).await;
+    b.goto(&format!("{base}/ns/default")).await.unwrap();
+    let button = find_wait(
+        b,
+        Locator::Css(r#"form[action="/ns/default/deployments/web/scale"] button"#),
+    )
+    .await
+    .unwrap();
+    assert!(
+        button.attr("disabled").await.unwrap().is_some(),
+        "Scale is disabled for a read-only user"
+    );
+    let title = button.attr("title").await.unwrap().unwrap_or_default();
+    assert!(title.contains("may not patch deployments/scale"), "{title}");
+    b.execute(
+        r#"const f = document.querySelector('form[action="/ns/default/deployments/web/scale"]');
+           f.querySelector("input.replicas").value = "3"; f.submit();"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    let flash = find_wait(b, Locator::Css("#flash.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        flash.contains("forbidden")
+            && flash.contains("system:serviceaccount:default:viewer")
+            && flash.contains("deployments/scale"),
+        "the API server's refusal: {flash}"
+    );
+    let replicas = Api::<Deployment>::namespaced(admin.clone(), "default")
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(replicas, Some(2), "the refused scale changed nothing");
+    screenshot(b, shots, "refused.png").await;
+}
