@@ -22,6 +22,9 @@ PACKAGES=(
   golang-go dpkg-dev
   # machined's containerd tests run the real containerd and runc on the host
   containerd runc
+  # the Web UI's browser test (webui/tests/browser.rs) and the terminal
+  # dashboard's pseudo-terminal test (tests/tests/secure_api.rs)
+  chromium chromium-driver tmux
 )
 
 missing=()
