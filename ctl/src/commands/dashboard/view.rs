@@ -197,7 +197,7 @@ fn draw_summary(frame: &mut Frame, area: Rect, n: &NodeView) {
     if let Some(e) = n.errors.first() {
         lines.push(Line::styled(e.clone(), Style::new().fg(Color::Red)));
     }
-    frame.render_widget(Paragraph::new(lines), text);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), text);
     let [cpu, _, memory] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
