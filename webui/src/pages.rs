@@ -617,7 +617,11 @@ pub fn pod(
             r#"<p class="muted">Container {}: the last 200 lines, refreshed every 3 s.</p><pre id="log-tail" data-src="{}">{}</pre>"#,
             esc(container),
             esc(&log_url),
-            esc(text)
+            if text.is_empty() {
+                "(no output)".to_string()
+            } else {
+                esc(text)
+            }
         )
     });
     out
