@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down clean
+.PHONY: help deps kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,7 +46,12 @@ bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	# the Web UI: render time of a namespace with 100 Pods, RSS after a browser session
 	cargo test --release -p webui -- --nocapture rendering_100_pods the_web_ui_in_a_real_browser
 
-cluster: image ## Boot a local one-node Kubernetes cluster in QEMU (kubeconfig in ~/.cache/cairn/cluster)
+cairnctl: ## Build cairnctl into _out/ (beside kubectl)
+	cargo build --release -p ctl
+	@mkdir -p $(OUT) && install -m 0755 $${CARGO_TARGET_DIR:-target}/release/cairnctl $(OUT)/cairnctl
+	@echo "$(OUT)/cairnctl"
+
+cluster: image cairnctl ## Boot a local one-node Kubernetes cluster in QEMU (kubeconfig in ~/.cache/cairn/cluster)
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin cluster -- up
 
 cluster-down: ## Stop and remove the local node

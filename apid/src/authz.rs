@@ -62,6 +62,9 @@ rpcs!(
     EtcdSnapshot,
     ClusterHealth,
     Containers,
+    ImageList,
+    ImageImport,
+    ImageRemove,
 );
 
 impl Rpc {
@@ -89,12 +92,14 @@ pub fn min_role(rpc: Rpc) -> Role {
         // modes, never contents (as Talos's `ls` for os:reader).
         Version | ServiceList | Logs | Dmesg | ResourceGet | ResourceList | ResourceWatch
         | ListFiles | Processes | Memory | Mounts | Disks | Events | Netstat | Time
-        | EtcdMemberList | ClusterHealth | Containers => Role::Reader,
+        | EtcdMemberList | ClusterHealth | Containers | ImageList => Role::Reader,
         // Day-2 operations that change what runs but reveal or change no
         // secret. An etcd snapshot holds the cluster's Secrets, but taking
         // backups is the operator's job (as in Talos).
+        // Images change what can run, never the system's own (a user
+        // import may not replace a system image, remove refuses them).
         ServiceStart | ServiceStop | ServiceRestart | ServiceKill | Reboot | Shutdown
-        | EtcdSnapshot => Role::Operator,
+        | EtcdSnapshot | ImageImport | ImageRemove => Role::Operator,
         // Configuration, file contents, credentials and anything that
         // replaces or wipes the system.
         ApplyConfiguration | ConfirmConfiguration | Bootstrap | Kubeconfig | Reset | Upgrade
@@ -170,6 +175,7 @@ mod tests {
             Rpc::ResourceGet,
             Rpc::ResourceList,
             Rpc::Logs,
+            Rpc::ImageList,
         ] {
             assert!(allows(Role::Reader, rpc), "{rpc}");
         }
@@ -179,6 +185,8 @@ mod tests {
             Rpc::ApplyConfiguration,
             Rpc::Kubeconfig,
             Rpc::ServiceRestart,
+            Rpc::ImageImport,
+            Rpc::ImageRemove,
         ] {
             assert!(!allows(Role::Reader, rpc), "{rpc}");
         }
@@ -187,6 +195,8 @@ mod tests {
             Rpc::Shutdown,
             Rpc::ServiceRestart,
             Rpc::EtcdSnapshot,
+            Rpc::ImageImport,
+            Rpc::ImageRemove,
         ] {
             assert!(allows(Role::Operator, rpc), "{rpc}");
         }

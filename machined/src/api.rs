@@ -604,6 +604,34 @@ impl MachineService for MachineApi {
             .map(Response::new)
     }
 
+    async fn image_list(
+        &self,
+        req: Request<ImageListRequest>,
+    ) -> Result<Response<ImageListResponse>, Status> {
+        crate::images::handle_list(req.into_inner().kubernetes)
+            .await
+            .map(Response::new)
+    }
+
+    async fn image_import(
+        &self,
+        req: Request<Streaming<ImageImportRequest>>,
+    ) -> Result<Response<ImageImportResponse>, Status> {
+        crate::images::handle_import(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn image_remove(
+        &self,
+        req: Request<ImageRemoveRequest>,
+    ) -> Result<Response<ImageRemoveResponse>, Status> {
+        let req = req.into_inner();
+        crate::images::handle_remove(&req.name, req.kubernetes)
+            .await
+            .map(Response::new)
+    }
+
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {
         crate::procfs::memory(Path::new("/proc"))
             .map(Response::new)

@@ -9,9 +9,16 @@
 //! cluster DNS running; Pods resolve cluster names, reach the API server
 //! through its Service IP and each other through a ClusterIP Service; the
 //! cluster survives a kubelet restart, etcd being killed and a reboot.
+//! Images (issue 18): a cached image with `:latest` and pull policy Always
+//! starts through the node's image cache registry; an image built here is
+//! imported with `cairnctl image import`, listed, run and removed; a cut
+//! import leaves nothing.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cairn_tests::cairnctl;
 use cairn_tests::kube::{self, Kubectl, Node, SYSTEM_PODS};
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 
@@ -117,6 +124,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     let pods = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
     or_panic(&vm, "test Pods", pods);
     check_pod_networking(&vm, &kubectl, &mut say);
+    check_image_cache(&vm, &node, &kubectl, dir.path(), &mut say);
 
     // kubelet restarted through the API: a new process, which renews the
     // node's Lease (the old one is gone, so a renewal is the new one's).
@@ -180,6 +188,243 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     or_panic(&vm, "test Pods after the reboot", workload);
     check_pod_networking(&vm, &kubectl, &mut say);
     say("done");
+}
+
+/// A Deployment with `:latest`, `imagePullPolicy: Always`
+/// (cairn.local resolves nowhere, so only the node's image cache can
+/// answer the pull).
+fn cached_deployment(name: &str, image: &str, args: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: {name}
+        image: {image}
+        imagePullPolicy: Always
+        args: {args}
+"#
+    )
+}
+
+fn wait_deployment_ready(vm: &Vm, kubectl: &Kubectl, name: &str) {
+    let ready = kube::eventually(
+        &format!("Deployment {name} Ready"),
+        RECOVERY,
+        Duration::from_secs(5),
+        || {
+            let d = kubectl.json(&["get", "deployment", name])?;
+            let ready = d["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            anyhow::ensure!(ready == 1, "readyReplicas {ready}: {}", d["status"]);
+            Ok(())
+        },
+    );
+    if let Err(e) = ready {
+        let pods = kubectl.ok(&["describe", "pods", "-l", &format!("app={name}")]);
+        panic!("{e:#}\n{}", pods.unwrap_or_else(|e| format!("{e:#}")));
+    }
+    let _ = vm;
+}
+
+/// An OCI archive of one static program that sleeps, plus `marker` (so
+/// each run's layer is new to the node), named `reference`.
+fn build_user_image(dir: &Path, reference: &str, marker: &[u8], out: &Path) {
+    let rootfs = dir.join(format!(
+        "rootfs-{}",
+        out.file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let src = dir.join("sleeper.c");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
+    )
+    .unwrap();
+    let cc = Command::new("cc")
+        .args(["-static", "-Os", "-o"])
+        .arg(rootfs.join("sleeper"))
+        .arg(&src)
+        .status()
+        .expect("running cc");
+    assert!(cc.success(), "cc -static failed");
+    std::fs::write(rootfs.join("marker"), marker).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/payload/oci-image.py");
+    let built = Command::new("python3")
+        .arg(script)
+        .args(["--ref", reference, "--rootfs"])
+        .arg(&rootfs)
+        .arg("--out")
+        .arg(out)
+        .args(["--entrypoint", "/sleeper", "--epoch", "0"])
+        .output()
+        .expect("running oci-image.py");
+    assert!(
+        built.status.success(),
+        "oci-image.py: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
+/// Issue 18: the image cache as a registry (a cached `:latest` image with
+/// pull policy Always starts), `cairnctl image import|list|remove`, and a
+/// cut import that leaves nothing behind.
+fn check_image_cache(
+    vm: &Vm,
+    node: &Node,
+    kubectl: &Kubectl,
+    dir: &Path,
+    say: &mut dyn FnMut(&str),
+) {
+    let started = Instant::now();
+    or_panic(
+        vm,
+        "apply the cached-image Deployment",
+        kubectl.apply(&cached_deployment(
+            "cached",
+            kube::TESTPOD_IMAGE,
+            r#"[serve, --port, "8090"]"#,
+        )),
+    );
+    wait_deployment_ready(vm, kubectl, "cached");
+    say(&format!(
+        "{} with pull policy Always Ready in {:.0}s (served by the node's image cache)",
+        kube::TESTPOD_IMAGE,
+        started.elapsed().as_secs_f64()
+    ));
+
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    // A cut import: a large archive, cairnctl killed while it streams.
+    let big = dir.join("cut.tar");
+    let mut filler = Vec::with_capacity(96 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15 ^ started.elapsed().as_nanos() as u64;
+    while filler.len() < 96 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        filler.extend_from_slice(&x.to_le_bytes());
+    }
+    build_user_image(dir, "cairn.local/e2e-cut:1.0", &filler, &big);
+    drop(filler);
+    let mut child = Command::new(cairnctl::path())
+        .args([
+            "--cairnconfig",
+            node.cairnconfig.to_str().unwrap(),
+            "-n",
+            &node.addr,
+            "image",
+            "import",
+        ])
+        .arg(&big)
+        .env_remove("CAIRNCONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting cairnctl image import");
+    std::thread::sleep(Duration::from_millis(1500));
+    let finished = child.try_wait().unwrap();
+    child.kill().ok();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        finished.is_none(),
+        "the import finished before it could be cut ({}); the test needs a bigger archive:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = kube::eventually(
+        "nothing left of the cut import",
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+        || {
+            let images = node.ctl(&["image", "list", "-k"])?;
+            anyhow::ensure!(!images.contains("e2e-cut"), "listed:\n{images}");
+            let files = node.ctl(&["ls", "/var/lib/machined/image-import"])?;
+            anyhow::ensure!(
+                !files.contains("import-"),
+                "left in the import directory:\n{files}"
+            );
+            Ok(())
+        },
+    );
+    or_panic(vm, "cut import", left);
+    say("a cut import left no image and no file");
+
+    // A user image: imported, listed, run with pull policy Always.
+    let archive = dir.join("e2e-user.tar");
+    let reference = "cairn.local/e2e-user:1.0";
+    build_user_image(dir, reference, nonce.as_bytes(), &archive);
+    let t = Instant::now();
+    let imported = or_panic(
+        vm,
+        "cairnctl image import",
+        node.ctl(&["image", "import", archive.to_str().unwrap()]),
+    );
+    assert!(imported.contains(reference), "import said:\n{imported}");
+    say(&format!(
+        "imported {} bytes in {:.1}s",
+        std::fs::metadata(&archive).unwrap().len(),
+        t.elapsed().as_secs_f64()
+    ));
+    let listed = or_panic(
+        vm,
+        "cairnctl image list -k",
+        node.ctl(&["image", "list", "-k"]),
+    );
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{listed}"))
+            .to_string()
+    };
+    assert!(line(reference).contains("user"), "{listed}");
+    assert!(line(reference).contains("sha256:"), "{listed}");
+    assert!(line(kube::TESTPOD_IMAGE).contains("system"), "{listed}");
+    or_panic(
+        vm,
+        "apply the user-image Deployment",
+        kubectl.apply(&cached_deployment("user-image", reference, "[]")),
+    );
+    wait_deployment_ready(vm, kubectl, "user-image");
+    say("the imported image runs with pull policy Always");
+
+    // A system image is never removed; a user image is.
+    let refused = node
+        .ctl(&["image", "remove", kube::TESTPOD_IMAGE])
+        .expect_err("removing a system image must be refused");
+    assert!(format!("{refused:#}").contains("system"), "{refused:#}");
+    or_panic(
+        vm,
+        "delete the Deployments",
+        kubectl
+            .ok(&["delete", "deployment", "cached", "user-image"])
+            .map(drop),
+    );
+    or_panic(
+        vm,
+        "cairnctl image remove",
+        node.ctl(&["image", "remove", reference]),
+    );
+    let listed = or_panic(
+        vm,
+        "cairnctl image list -k",
+        node.ctl(&["image", "list", "-k"]),
+    );
+    assert!(!listed.contains(reference), "still listed:\n{listed}");
+    say("image remove: the user image is gone, the system image refused");
 }
 
 /// From inside the client Pod: cluster DNS, the API server through the

@@ -493,7 +493,7 @@ fn apply_config_then_mtls_and_the_config_survives_a_reboot() {
 fn least_role(rpc: &str) -> Role {
     match rpc {
         "ServiceStart" | "ServiceStop" | "ServiceRestart" | "ServiceKill" | "Reboot"
-        | "Shutdown" | "EtcdSnapshot" => Role::Operator,
+        | "Shutdown" | "EtcdSnapshot" | "ImageImport" | "ImageRemove" => Role::Operator,
         "ApplyConfiguration"
         | "ConfirmConfiguration"
         | "Bootstrap"
@@ -549,6 +549,9 @@ const RPCS: &[&str] = &[
     "EtcdSnapshot",
     "ClusterHealth",
     "Containers",
+    "ImageList",
+    "ImageImport",
+    "ImageRemove",
 ];
 
 /// The list above is every method of the service: a new RPC without a row
@@ -696,6 +699,27 @@ async fn invoke(
         "EtcdSnapshot" => done(c.etcd_snapshot(()).await),
         "ClusterHealth" => done(c.cluster_health(()).await),
         "Containers" => done(c.containers(ContainersRequest { kubernetes: false }).await),
+        "ImageList" => done(c.image_list(ImageListRequest { kubernetes: true }).await),
+        // A header and no data: refused as incomplete, nothing imported.
+        "ImageImport" => {
+            let header = ImageImportRequest {
+                part: Some(image_import_request::Part::Header(ImageImportHeader {
+                    size: 0,
+                    file_name: "none.tar".into(),
+                })),
+            };
+            done(
+                c.image_import(tonic::codegen::tokio_stream::iter(vec![header]))
+                    .await,
+            )
+        }
+        "ImageRemove" => done(
+            c.image_remove(ImageRemoveRequest {
+                name: "cairn.local/no-such-image:0".into(),
+                kubernetes: true,
+            })
+            .await,
+        ),
         other => panic!("no call for {other}"),
     }
 }
@@ -791,6 +815,10 @@ fn roles_certificates_and_bad_input() {
         ),
         (&["service", "apid", "restart"][..], "ServiceRestart"),
         (&["service", "etcd", "kill"][..], "ServiceKill"),
+        (
+            &["image", "import", node.config.to_str().unwrap()][..],
+            "ImageImport",
+        ),
     ] {
         let expect = format!(
             "your certificate's role os:reader may not call {rpc}; use an admin cairnconfig"

@@ -18,6 +18,10 @@ pub mod events;
 pub mod gen;
 pub mod get;
 pub mod health;
+pub mod image;
+pub mod image_import;
+pub mod image_list;
+pub mod image_remove;
 pub mod kubeconfig;
 pub mod logs;
 pub mod ls;
@@ -88,6 +92,9 @@ pub enum Command {
     Netstat(netstat::Args),
     /// List containerd's containers (-k: Kubernetes pods and containers).
     Containers(containers::Args),
+    /// Container images on nodes: list, import an OCI archive, remove.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Reboot nodes.
     Reboot(reboot::Args),
     /// Power nodes off.
@@ -137,6 +144,7 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Time(a) => time::run(a, &global).await,
         Command::Netstat(a) => netstat::run(a, &global).await,
         Command::Containers(a) => containers::run(a, &global).await,
+        Command::Image(c) => image::run(c, &global).await,
         Command::Reboot(a) => reboot::run(a, &global).await,
         Command::Shutdown(a) => shutdown::run(a, &global).await,
         Command::Upgrade(a) => upgrade::run(a, &global).await,

@@ -89,7 +89,9 @@ async fn run(node: Arc<Node>) -> Result<(), KubernetesError> {
         .map_err(|e| KubernetesError::Pki(e.to_string()))?;
     tokio::spawn(crate::k8s_pki::keep_issued(node.clone()));
 
-    // 3. containerd and the images.
+    // 3. The image cache (it writes containerd's registry hosts first),
+    // containerd and the images.
+    tokio::spawn(crate::registry::run(node.clone()));
     let containerd = node
         .supervisor
         .start(crate::containerd::service(&cfg))

@@ -467,7 +467,7 @@ impl Configurator {
             .clone()
             .or_else(|| leases.values().find_map(|l| l.hostname.clone()))
             .unwrap_or_else(|| {
-                crate::state::default_hostname(link::first_ethernet(links).and_then(|l| l.mac))
+                crate::hostname::default_hostname(link::first_ethernet(links).and_then(|l| l.mac))
             });
         if hostname != node.hostname() {
             if let Err(e) = nix::unistd::sethostname(&hostname) {

@@ -223,8 +223,17 @@ fn print_next(state: &Path, node: &Node) {
     println!("  console:      {}", state.join("console.log").display());
     println!();
     println!("next:");
+    // The programs by their paths when `make cluster` put them in the
+    // output directory (cairnctl beside kubectl), so the lines run as
+    // printed without anything on PATH.
+    let out = Images::locate().dir;
+    let cairnctl = if out.join("cairnctl").is_file() {
+        out.join("cairnctl").display().to_string()
+    } else {
+        "cairnctl".into()
+    };
     if kubeconfig.is_file() {
-        let kubectl = Images::locate().dir.join("kubectl");
+        let kubectl = out.join("kubectl");
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!(
             "  {} get nodes",
@@ -235,11 +244,11 @@ fn print_next(state: &Path, node: &Node) {
             }
         );
         println!(
-            "  cairnctl --cairnconfig {} services",
+            "  {cairnctl} --cairnconfig {} services",
             cairnconfig.display()
         );
     } else {
-        println!("  cairnctl -n {apid} --insecure version");
+        println!("  {cairnctl} -n {apid} --insecure version");
     }
     println!("  make cluster-down");
 }
