@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down cairnctl clean
+.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,7 +34,11 @@ image-upgrade: image ## Build the second image (another version) the upgrade tes
 vm-test: image image-upgrade ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
-test: deps image image-upgrade ## Run every test: crate tests, then QEMU tests
+lint: ## cargo fmt --check and clippy with warnings as errors, over the workspace
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: deps lint image image-upgrade ## Run every test: lint, crate tests, then QEMU tests
 	cargo test --workspace --exclude cairn-tests
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 

@@ -17,7 +17,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::dmesg::{DmesgError, Kmsg};
 use crate::files::FilesError;
 use crate::procfs::ProcError;
-use crate::resources::specs::EventType;
 use crate::resources::{kind, proto, Filter, Kind, Secrets, Watch, WatchKind};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
@@ -36,6 +35,8 @@ pub enum ApiError {
     NoSuchService(String),
     #[error("machined is already shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
     #[error(
         "stopping apid would cut the node off from the API; `cairnctl service apid restart` restarts it"
     )]
@@ -98,6 +99,7 @@ pub fn to_status(e: ApiError) -> Status {
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
         ApiError::ShuttingDown => Status::unavailable(msg),
+        ApiError::Lifecycle(_) => Status::failed_precondition(msg),
         ApiError::WouldCutOffApi | ApiError::AlreadyRunning(_) | ApiError::NotRunning(_) => {
             Status::failed_precondition(msg)
         }
@@ -157,6 +159,16 @@ pub fn secrets_for<T>(req: &Request<T>) -> Secrets {
     {
         Some(config::constants::role::ADMIN) => Secrets::Show,
         _ => Secrets::Redact,
+    }
+}
+
+/// Who calls: apid sets the role of every authenticated caller and none
+/// in maintenance mode, where nobody is authenticated.
+pub fn caller_of<T>(req: &Request<T>) -> crate::apply::Caller {
+    if req.metadata().get(ROLE_METADATA).is_some() {
+        crate::apply::Caller::Authenticated
+    } else {
+        crate::apply::Caller::Anonymous
     }
 }
 
@@ -312,7 +324,8 @@ impl MachineService for MachineApi {
         &self,
         req: Request<ApplyConfigurationRequest>,
     ) -> Result<Response<ApplyConfigurationResponse>, Status> {
-        crate::apply::handle_apply(&self.node, req.into_inner()).await
+        let caller = caller_of(&req);
+        crate::apply::handle_apply(&self.node, req.into_inner(), caller).await
     }
 
     async fn confirm_configuration(&self, _: Request<()>) -> Result<Response<()>, Status> {
@@ -716,23 +729,11 @@ impl MachineApi {
     /// Replies, then asks the boot sequence for an orderly reboot or
     /// shutdown.
     async fn power(&self, action: PowerAction) -> Result<Response<()>, Status> {
-        use std::sync::atomic::Ordering;
-        if self.node.power_requested.swap(true, Ordering::SeqCst) {
-            return Err(to_status(ApiError::ShuttingDown));
-        }
-        let what = match action {
-            PowerAction::Reboot => "reboot",
-            PowerAction::PowerOff => "shutdown",
-        };
         self.node
-            .events
-            .record(EventType::Power, format!("{what} requested over the API"));
-        let power = self.node.power.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(REPLY_FIRST).await;
-            let _ = power.send(action).await;
-        });
-        Ok(Response::new(()))
+            .lifecycle
+            .power(action, "requested over the API")
+            .map(|()| Response::new(()))
+            .map_err(|e| to_status(ApiError::Lifecycle(e)))
     }
 }
 

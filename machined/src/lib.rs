@@ -28,6 +28,7 @@ pub mod install;
 pub mod k8s_pki;
 pub mod kubelet;
 pub mod kubernetes;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod manifests;
 pub mod meta;

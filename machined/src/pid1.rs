@@ -372,6 +372,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         files,
         validation,
         apply::node::NodeEffects::new(&node, net.clone()),
+        node.lifecycle.clone(),
     );
     let _ = node.configurator.set(configurator.clone());
     if cmdline.config_url().is_some() {

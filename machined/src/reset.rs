@@ -15,9 +15,7 @@
 //! control plane never bootstrapped) there is nothing to leave, and no
 //! kubelet workload is drained yet either.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::machine::reset_request::WipeMode;
 use api::machine::ResetRequest;
@@ -40,15 +38,15 @@ pub enum ResetError {
          remove the member by hand and reset without --graceful"
     )]
     GracefulUnsupported,
-    #[error("machined is already shutting down")]
-    ShuttingDown,
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
 }
 
 pub fn to_status(e: &ResetError) -> Status {
     let msg = e.to_string();
     match e {
         ResetError::BadMode(_) => Status::invalid_argument(msg),
-        ResetError::Live | ResetError::GracefulUnsupported | ResetError::ShuttingDown => {
+        ResetError::Live | ResetError::GracefulUnsupported | ResetError::Lifecycle(_) => {
             Status::failed_precondition(msg)
         }
     }
@@ -82,9 +80,7 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
     if req.graceful && etcd_runs {
         return Err(ResetError::GracefulUnsupported);
     }
-    if node.power_requested.swap(true, Ordering::SeqCst) {
-        return Err(ResetError::ShuttingDown);
-    }
+    let guard = node.lifecycle.begin(crate::lifecycle::Action::Reset)?;
     let targets: Vec<BlockDevice> = partitions_for(mode)
         .iter()
         .filter_map(|name| {
@@ -113,7 +109,7 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
     );
     let node = node.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(crate::lifecycle::REPLY_FIRST).await;
         crate::console!("reset: stopping services, then wiping {}", names.join(", "));
         node.supervisor.stop_all().await;
         for (target, problem) in crate::mounts::unmount_all(&crate::syscall::Real) {
@@ -133,7 +129,7 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
                 Err(e) => crate::console!("reset: cannot wipe {name}: {e}"),
             }
         }
-        let _ = node.power.send(action).await;
+        guard.power(action, "reset done");
     });
     Ok(())
 }

@@ -26,8 +26,12 @@ pub struct Node {
     pub logs: Arc<LogRing>,
     /// Asks the boot sequence to shut down or reboot.
     pub power: mpsc::Sender<PowerAction>,
-    /// Set once a reboot or shutdown has been asked for over the API.
-    pub power_requested: AtomicBool,
+    /// The one owner of machine-level actions (install, upgrade, rollback,
+    /// reset, reboot, shutdown, apply) and of the power state.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// Set once Kubernetes' bring-up has started (it retries until it
+    /// succeeds, so it never needs to start twice).
+    pub kubernetes_started: AtomicBool,
     /// Applies machine configs (ApplyConfiguration, ConfirmConfiguration);
     /// set by the boot sequence once STATE is known.
     pub configurator: std::sync::OnceLock<Arc<crate::apply::Configurator>>,
@@ -68,8 +72,9 @@ impl Node {
             maintenance: AtomicBool::new(false),
             supervisor,
             logs,
+            lifecycle: crate::lifecycle::Lifecycle::new(power.clone(), Some(events.clone())),
             power,
-            power_requested: AtomicBool::new(false),
+            kubernetes_started: AtomicBool::new(false),
             configurator: std::sync::OnceLock::new(),
             store,
             events,

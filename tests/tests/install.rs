@@ -84,6 +84,23 @@ fn iso_installs_to_a_blank_disk_and_refuses_a_used_one() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // While it installs, a second anonymous apply (another disk, with
+    // wipe) is refused: one install at a time, and /dev/vdb keeps its data.
+    vm.expect(r"install: partitioning /dev/vda", Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = Cluster::generate("install: {disk: /dev/vdb, wipe: true}");
+    let out = second.apply_insecure(&addr, &second.config(), "auto");
+    assert!(
+        !out.status.success(),
+        "a second install was started during the first: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("an install is in progress"),
+        "the refusal should say an install runs: {}",
+        text(&out)
+    );
+    eprintln!("second apply during the install refused");
     vm.expect(r"install: done in", Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_exit(Duration::from_secs(120))
@@ -99,6 +116,13 @@ fn iso_installs_to_a_blank_disk_and_refuses_a_used_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("installing to /dev/vda"), "{said}");
+    // The refused second install wiped nothing: /dev/vdb is still ext4.
+    let blkid = Command::new("blkid")
+        .args(["-o", "value", "-s", "TYPE"])
+        .arg(&used)
+        .output()
+        .expect("running blkid");
+    assert_eq!(String::from_utf8_lossy(&blkid.stdout).trim(), "ext4");
 
     // The installed disk alone: GRUB, slot A, the config from STATE.
     let config = VmConfig::from_disks("install-disk", vec![blank.clone()], Firmware::SeaBios);

@@ -114,6 +114,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         },
     );
     or_panic(&vm, "control-plane role label", labelled);
+    live_apply_tells_the_truth(&vm, &node, &kubectl, &nodes[0], &mut say);
 
     // Workloads: the images come from the payload (imagePullPolicy: Never).
     or_panic(
@@ -425,6 +426,92 @@ fn check_image_cache(
     );
     assert!(!listed.contains(reference), "still listed:\n{listed}");
     say("image remove: the user image is gone, the system image refused");
+}
+
+/// Issue 12: a node label and a registry mirror applied with
+/// `--mode no-reboot` reach the Node object (through a kubelet restarted
+/// with its new spec) and containerd's registry hosts, without a reboot.
+fn live_apply_tells_the_truth(
+    vm: &Vm,
+    node: &Node,
+    kubectl: &Kubectl,
+    name: &str,
+    say: &mut dyn FnMut(&str),
+) {
+    let before = or_panic(vm, "kubelet status", service_status(node, "kubelet"));
+    let config = node.dir.join("controlplane.yaml");
+    let patch = "machine:\n  kubelet:\n    nodeLabels:\n      cairn.dev/live-apply: \"yes\"\n  \
+                 registries:\n    mirrors:\n      docker.io:\n        endpoints: [\"http://10.0.2.2:5999\"]\n";
+    let dry = or_panic(
+        vm,
+        "apply-config --dry-run",
+        node.ctl(&[
+            "apply-config",
+            "--file",
+            config.to_str().unwrap(),
+            "--mode",
+            "no-reboot",
+            "--config-patch",
+            patch,
+            "--dry-run",
+        ]),
+    );
+    assert!(dry.contains("kubelet"), "dry run names the kubelet:\n{dry}");
+    let applied = or_panic(
+        vm,
+        "apply-config --mode no-reboot",
+        node.ctl(&[
+            "apply-config",
+            "--file",
+            config.to_str().unwrap(),
+            "--mode",
+            "no-reboot",
+            "--config-patch",
+            patch,
+        ]),
+    );
+    say(&format!("applied live: {}", applied.trim()));
+    assert!(
+        applied.contains("restarting with their new specs: kubelet"),
+        "{applied}"
+    );
+    let after = wait_service_back(vm, node, "kubelet", &before, false);
+    say(&format!("kubelet runs its new spec as pid {:?}", after.pid));
+    let spec = or_panic(
+        vm,
+        "kubelet spec",
+        node.ctl(&["get", "kubeletspec", "-o", "yaml"]),
+    );
+    assert!(
+        spec.contains("cairn.dev/live-apply=yes"),
+        "the kubelet's spec has the label flag:\n{spec}"
+    );
+    let labelled = kube::eventually(
+        "the config's node label on the Node",
+        RECOVERY,
+        Duration::from_secs(3),
+        || {
+            let n = kubectl.json(&["get", "node", name])?;
+            let v = &n["metadata"]["labels"]["cairn.dev/live-apply"];
+            anyhow::ensure!(v == "yes", "labels: {}", n["metadata"]["labels"]);
+            Ok(())
+        },
+    );
+    or_panic(vm, "node label", labelled);
+    say("the Node carries the label from the live apply");
+    let hosts = or_panic(
+        vm,
+        "containerd's hosts file for docker.io",
+        node.ctl(&["read", "/system/containerd/hosts.d/docker.io/hosts.toml"]),
+    );
+    assert!(
+        hosts.contains("http://10.0.2.2:5999"),
+        "containerd's registry hosts for docker.io:\n{hosts}"
+    );
+    say("containerd's registry hosts name the new mirror");
+    // Nothing needed a reboot: the node kept running the whole time.
+    let version = or_panic(vm, "version", node.ctl(&["version"]));
+    assert!(!version.is_empty());
 }
 
 /// From inside the client Pod: cluster DNS, the API server through the

@@ -33,12 +33,11 @@ use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 use tonic::Status;
 
+use crate::lifecycle::{Action, Guard, Lifecycle};
 use store::StateFiles;
 
 /// A try that does not say how long: this many seconds.
 pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a reboot waits, so the answer reaches the caller first.
-pub const REBOOT_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -74,6 +73,25 @@ pub enum ApplyError {
     NotReady,
     #[error("{0}; nothing was changed")]
     Install(String),
+    #[error("{0}; nothing was changed")]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    #[error(
+        "this node already runs a machine config: changing it needs a client certificate (mutual TLS); \
+         an unauthenticated apply is only for a node in maintenance mode"
+    )]
+    AnonymousOnConfigured,
+    #[error(
+        "slot {0} is on trial after an upgrade: an unauthenticated apply is refused until the trial is decided"
+    )]
+    AnonymousOnTrial(&'static str),
+}
+
+/// Who asks for an apply: nobody known (maintenance mode, no client
+/// certificate) or a caller apid authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Authenticated,
 }
 
 /// The one place apply errors become gRPC statuses.
@@ -87,7 +105,10 @@ pub fn to_status(e: &ApplyError) -> Status {
         | ApplyError::TryPending(_)
         | ApplyError::NothingToConfirm
         | ApplyError::NoState(_)
-        | ApplyError::Install(_) => Status::failed_precondition(msg),
+        | ApplyError::Install(_)
+        | ApplyError::Lifecycle(_)
+        | ApplyError::AnonymousOnConfigured
+        | ApplyError::AnonymousOnTrial(_) => Status::failed_precondition(msg),
         ApplyError::Store(_) => Status::internal(msg),
         ApplyError::NotReady => Status::unavailable(msg),
     }
@@ -108,12 +129,23 @@ pub trait Effects: Send + Sync + 'static {
         services: &'a BTreeSet<&'static str>,
         source: &'a str,
     ) -> BoxFuture<'a, Vec<String>>;
-    /// Reboots the node after [`REBOOT_DELAY`].
-    fn reboot(&self);
+    /// Services whose specs differ between `old` and `new` on this node:
+    /// they restart with the new spec once `new` runs.
+    fn spec_restarts(&self, _old: &MachineConfig, _new: &MachineConfig) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Reboots the node, ending the apply that `guard` holds.
+    fn reboot(&self, guard: Guard);
     /// Installs to `config`'s `machine.install.disk` (live boot, first
-    /// config) in the background, then reboots; refuses at once a disk
-    /// that cannot be used. Returns the summary for the caller.
-    fn install(&self, _bytes: &[u8], _config: &MachineConfig) -> Result<String, String> {
+    /// config) in the background, holding `guard` until it is done, then
+    /// reboots; refuses at once a disk that cannot be used. Returns the
+    /// summary for the caller.
+    fn install(
+        &self,
+        _bytes: &[u8],
+        _config: &MachineConfig,
+        _guard: Guard,
+    ) -> Result<String, String> {
         Err("this node cannot install itself".into())
     }
 }
@@ -135,6 +167,7 @@ pub struct Configurator {
     files: Option<StateFiles>,
     validation: ValidationMode,
     effects: Arc<dyn Effects>,
+    lifecycle: Arc<Lifecycle>,
     inner: Mutex<Inner>,
 }
 
@@ -178,11 +211,13 @@ impl Configurator {
         files: Option<StateFiles>,
         validation: ValidationMode,
         effects: Arc<dyn Effects>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Arc<Configurator> {
         Arc::new(Configurator {
             files,
             validation,
             effects,
+            lifecycle,
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -217,20 +252,50 @@ impl Configurator {
         problems
     }
 
+    /// An apply by an authenticated caller.
     pub async fn apply(
         self: &Arc<Self>,
         req: &ApplyConfigurationRequest,
+    ) -> Result<ApplyConfigurationResponse, ApplyError> {
+        self.apply_as(req, Caller::Authenticated).await
+    }
+
+    /// An apply by `caller`. Only a node without a config (maintenance
+    /// mode) takes one from an anonymous caller: apid's own check may have
+    /// passed a request just before the first config made it mutual TLS.
+    pub async fn apply_as(
+        self: &Arc<Self>,
+        req: &ApplyConfigurationRequest,
+        caller: Caller,
     ) -> Result<ApplyConfigurationResponse, ApplyError> {
         let new = self.validate(&req.data)?;
         let mode = ApplyMode::try_from(req.mode).map_err(|_| ApplyError::BadMode(req.mode))?;
         crate::secure::check(&new)?;
         let mut inner = self.inner.lock().await;
         let running = self.effects.running();
+        if caller == Caller::Anonymous {
+            if running.is_some() {
+                return Err(ApplyError::AnonymousOnConfigured);
+            }
+            if let Some(slot) = self.lifecycle.trial() {
+                return Err(ApplyError::AnonymousOnTrial(slot));
+            }
+        }
         let plan = plan::plan(running.as_ref(), &new);
+        let spec_restarts = running
+            .as_ref()
+            .map(|old| self.effects.spec_restarts(old, &new))
+            .unwrap_or_default();
+        let restarts: BTreeSet<&'static str> = plan
+            .services
+            .iter()
+            .copied()
+            .chain(spec_restarts.iter().copied())
+            .collect();
         let mut response = ApplyConfigurationResponse {
             summary: String::new(),
             diff: diff::diff(running.as_ref(), &new),
-            services_to_restart: plan.services.iter().map(|s| s.to_string()).collect(),
+            services_to_restart: restarts.iter().map(|s| s.to_string()).collect(),
             mode: req.mode,
             reboot_required: plan.reboot_required(),
         };
@@ -245,6 +310,9 @@ impl Configurator {
                     .as_secs(),
             ));
         }
+        // From here the apply changes the node: one machine-level action
+        // at a time (a running install refuses it).
+        let guard = self.lifecycle.begin(Action::Apply)?;
         // A live boot's first config with an install disk installs the
         // node rather than running it from the ISO.
         if running.is_none() && self.files.is_none() && new.machine.install.disk.is_some() {
@@ -256,7 +324,7 @@ impl Configurator {
             response.reboot_required = true;
             response.summary = self
                 .effects
-                .install(&req.data, &new)
+                .install(&req.data, &new, guard.switch(Action::Install))
                 .map_err(ApplyError::Install)?;
             return Ok(response);
         }
@@ -315,7 +383,7 @@ impl Configurator {
                     .ok_or(ApplyError::NoState(mode_name(mode)))?
                     .write(store::CONFIG, &req.data)?;
                 crate::console!("config: applied; rebooting to put it into effect");
-                self.effects.reboot();
+                self.effects.reboot(guard);
                 if mode == ApplyMode::Reboot {
                     "applied: the node reboots now".to_string()
                 } else {
@@ -344,6 +412,12 @@ impl Configurator {
                     s.push_str(&format!(
                         "; restarted: {}",
                         plan.services.iter().copied().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !spec_restarts.is_empty() {
+                    s.push_str(&format!(
+                        "; restarting with their new specs: {}",
+                        spec_restarts.join(", ")
                     ));
                 }
                 if self.files.is_none() {
@@ -393,6 +467,16 @@ impl Configurator {
 
     async fn revert_after(self: Arc<Self>, id: u64, timeout: Duration) {
         tokio::time::sleep(timeout).await;
+        // The revert is an apply too; it waits for a running action to end
+        // (a reboot or shutdown makes it moot: the tried config is not the
+        // one the node boots with).
+        let _guard = loop {
+            match self.lifecycle.begin(Action::Apply) {
+                Ok(g) => break g,
+                Err(crate::lifecycle::LifecycleError::PoweringOff(_)) => return,
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
         let mut inner = self.inner.lock().await;
         let previous = match inner.pending.take() {
             Some(p) if p.id == id => p.previous,
@@ -439,15 +523,19 @@ fn with_problems(summary: String, problems: Vec<String>) -> String {
 pub async fn handle_apply(
     node: &crate::state::Node,
     req: ApplyConfigurationRequest,
+    caller: Caller,
 ) -> Result<tonic::Response<ApplyConfigurationResponse>, Status> {
     let c = node
         .configurator
         .get()
         .ok_or_else(|| to_status(&ApplyError::NotReady))?;
-    c.apply(&req).await.map(tonic::Response::new).map_err(|e| {
-        tracing::info!(error = %e, "apply-config refused");
-        to_status(&e)
-    })
+    c.apply_as(&req, caller)
+        .await
+        .map(tonic::Response::new)
+        .map_err(|e| {
+            tracing::info!(error = %e, "apply-config refused");
+            to_status(&e)
+        })
 }
 
 /// ConfirmConfiguration for the API.

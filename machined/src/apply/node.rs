@@ -10,7 +10,8 @@ use std::sync::{Arc, Weak};
 use config::MachineConfig;
 use futures::future::BoxFuture;
 
-use super::{live, Effects, REBOOT_DELAY};
+use super::{live, Effects};
+use crate::lifecycle::Guard;
 use crate::maintenance::{APID_GID, APID_UID};
 use crate::network::Network;
 use crate::shutdown::PowerAction;
@@ -140,8 +141,24 @@ impl Effects for NodeEffects {
         })
     }
 
-    fn install(&self, bytes: &[u8], config: &MachineConfig) -> Result<String, String> {
-        let node = self.node.upgrade().ok_or("machined is shutting down")?;
+    fn spec_restarts(&self, old: &MachineConfig, new: &MachineConfig) -> Vec<&'static str> {
+        let Some(node) = self.node.upgrade() else {
+            return Vec::new();
+        };
+        let facts = crate::kubernetes::specs::node_facts(&node.store);
+        crate::kubernetes::specs::services_changed(old, new, &facts)
+            .into_iter()
+            // Only what runs restarts; the rest starts with the new spec.
+            .filter(|s| node.supervisor.handle(s).is_some())
+            .collect()
+    }
+
+    fn install(
+        &self,
+        bytes: &[u8],
+        config: &MachineConfig,
+        guard: Guard,
+    ) -> Result<String, String> {
         let disk = config
             .machine
             .install
@@ -150,17 +167,10 @@ impl Effects for NodeEffects {
             .ok_or("the config names no install disk")?;
         let target = crate::install::check_target(disk.as_str(), config.machine.install.wipe)
             .map_err(|e| e.to_string())?;
-        Ok(crate::install::start(&node, target, bytes.to_vec()))
+        Ok(crate::install::start(target, bytes.to_vec(), guard))
     }
 
-    fn reboot(&self) {
-        let Some(node) = self.node.upgrade() else {
-            return;
-        };
-        let power = node.power.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(REBOOT_DELAY).await;
-            let _ = power.send(PowerAction::Reboot).await;
-        });
+    fn reboot(&self, guard: Guard) {
+        guard.power(PowerAction::Reboot, "apply-config");
     }
 }

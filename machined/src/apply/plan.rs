@@ -1,6 +1,11 @@
 //! What applying a new machine config takes, decided per changed field:
 //! whether the node must reboot, and which services restart. One table,
 //! [`RULES`]; a field it does not name needs a reboot (the safe answer).
+//!
+//! containerd and the kubelet are not in the table: they run from specs
+//! derived from the config (`kubernetes::specs`), restart when their spec
+//! changes, and the apply reports them by comparing the specs of the old
+//! and the new config.
 
 use std::collections::BTreeSet;
 
@@ -28,9 +33,9 @@ pub const RULES: &[(&str, Impact)] = &[
     ("machine.certSans", Impact::Live(&["apid"])),
     ("machine.ca", Impact::Live(&["apid"])),
     ("machine.features.rbac", Impact::Live(&["apid"])),
-    // Read when these services start.
-    ("machine.kubelet", Impact::Live(&["kubelet"])),
-    ("machine.registries", Impact::Live(&["containerd"])),
+    // In the kubelet's and containerd's specs: a changed spec restarts them.
+    ("machine.kubelet", Impact::Live(&[])),
+    ("machine.registries", Impact::Live(&[])),
     // The time and network controllers follow the running config.
     ("machine.time", Impact::Live(&[])),
     ("machine.network", Impact::Live(&[])),

@@ -38,6 +38,9 @@ struct Recorded {
     /// (leaving maintenance, services) per activation.
     activations: Vec<(bool, Vec<&'static str>)>,
     reboots: usize,
+    /// The guard of the install "running in the background".
+    install: Option<Guard>,
+    installs: usize,
 }
 
 #[derive(Default)]
@@ -72,9 +75,26 @@ impl Effects for Fake {
         r.running = Some(config.clone());
         Box::pin(async { Vec::new() })
     }
-    fn reboot(&self) {
+    fn reboot(&self, _guard: Guard) {
         self.0.lock().unwrap().reboots += 1;
     }
+    fn install(
+        &self,
+        _bytes: &[u8],
+        _config: &MachineConfig,
+        guard: Guard,
+    ) -> Result<String, String> {
+        let mut r = self.0.lock().unwrap();
+        r.installs += 1;
+        r.install = Some(guard);
+        Ok("installing".into())
+    }
+}
+
+/// A lifecycle whose power actions go nowhere.
+fn lifecycle() -> Arc<Lifecycle> {
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    Lifecycle::new(tx, None)
 }
 
 fn request(config: &MachineConfig, mode: ApplyMode) -> ApplyConfigurationRequest {
@@ -92,7 +112,12 @@ fn setup(
     let dir = tempfile::tempdir().unwrap();
     let files = StateFiles::new(dir.path());
     let fake = Fake::with(running);
-    let c = Configurator::new(Some(files.clone()), ValidationMode::Cloud, fake.clone());
+    let c = Configurator::new(
+        Some(files.clone()),
+        ValidationMode::Cloud,
+        fake.clone(),
+        lifecycle(),
+    );
     (dir, files, fake, c)
 }
 
@@ -286,7 +311,7 @@ async fn try_reverts_unless_confirmed() {
 async fn without_state_configs_live_in_memory_and_reboots_are_refused() {
     let (cfg, _) = generated();
     let fake = Fake::with(None);
-    let c = Configurator::new(None, ValidationMode::Cloud, fake.clone());
+    let c = Configurator::new(None, ValidationMode::Cloud, fake.clone(), lifecycle());
     let r = c.apply(&request(&cfg, ApplyMode::Auto)).await.unwrap();
     assert!(r.summary.contains("kept in memory only"), "{}", r.summary);
     assert_eq!(fake.running(), Some(cfg.clone()));
@@ -312,4 +337,124 @@ async fn a_config_without_the_os_ca_key_cannot_leave_maintenance() {
         other => panic!("{other:?}"),
     }
     assert!(!files.exists(store::CONFIG));
+}
+
+/// Race 1: each ApplyConfiguration naming an install disk used to start
+/// another background install. While one runs, every apply is refused.
+#[tokio::test]
+async fn a_second_apply_during_an_install_is_refused() {
+    let (mut cfg, _) = generated();
+    cfg.machine.install.disk = Some("/dev/vda".parse().unwrap());
+    let fake = Fake::with(None);
+    let c = Configurator::new(None, ValidationMode::Cloud, fake.clone(), lifecycle());
+    let req = request(&cfg, ApplyMode::Auto);
+    let r = c.apply_as(&req, Caller::Anonymous).await.unwrap();
+    assert_eq!(r.summary, "installing");
+    let mut other = cfg.clone();
+    other.machine.install.disk = Some("/dev/vdb".parse().unwrap());
+    other.machine.install.wipe = true;
+    for again in [&cfg, &other] {
+        let e = c
+            .apply_as(&request(again, ApplyMode::Auto), Caller::Anonymous)
+            .await
+            .unwrap_err();
+        assert_eq!(to_status(&e).code(), tonic::Code::FailedPrecondition);
+        assert!(
+            e.to_string().starts_with("an install is in progress"),
+            "{e}"
+        );
+    }
+    assert_eq!(fake.get(|r| r.installs), 1);
+    // An install that ends (fails) lets the next apply try again.
+    fake.0.lock().unwrap().install = None;
+    c.apply_as(&req, Caller::Anonymous).await.unwrap();
+    assert_eq!(fake.get(|r| r.installs), 2);
+}
+
+/// Race 2: a request that passed apid's maintenance check just before the
+/// first config landed must not replace it anonymously, nor see its diff.
+#[tokio::test]
+async fn an_anonymous_apply_is_refused_once_a_config_runs() {
+    let (cfg, _) = generated();
+    let (_d, files, fake, c) = setup(None);
+    c.apply_as(&request(&cfg, ApplyMode::Auto), Caller::Anonymous)
+        .await
+        .unwrap();
+    let written = std::fs::read(files.path(store::CONFIG)).unwrap();
+    let other = with_hostname(&cfg, "intruder");
+    let mut dry = request(&other, ApplyMode::NoReboot);
+    dry.dry_run = true;
+    for req in [request(&other, ApplyMode::NoReboot), dry] {
+        let e = c.apply_as(&req, Caller::Anonymous).await.unwrap_err();
+        assert!(matches!(e, ApplyError::AnonymousOnConfigured), "{e}");
+        assert_eq!(to_status(&e).code(), tonic::Code::FailedPrecondition);
+    }
+    assert_eq!(std::fs::read(files.path(store::CONFIG)).unwrap(), written);
+    assert_eq!(fake.running(), Some(cfg.clone()));
+    // An authenticated caller still can.
+    c.apply(&request(&other, ApplyMode::NoReboot))
+        .await
+        .unwrap();
+    assert_eq!(fake.running(), Some(other));
+}
+
+/// Race 3's second half: while an upgraded slot is on trial, maintenance
+/// mode (the new system could not use the config) takes no anonymous
+/// config, even with STATE attached.
+#[tokio::test]
+async fn no_anonymous_apply_while_a_slot_is_on_trial() {
+    let (cfg, _) = generated();
+    let dir = tempfile::tempdir().unwrap();
+    let files = StateFiles::new(dir.path());
+    let fake = Fake::with(None);
+    let l = lifecycle();
+    l.set_trial(Some("B"));
+    let c = Configurator::new(Some(files.clone()), ValidationMode::Cloud, fake.clone(), l);
+    let e = c
+        .apply_as(&request(&cfg, ApplyMode::Auto), Caller::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApplyError::AnonymousOnTrial("B")), "{e}");
+    assert!(!files.exists(store::CONFIG));
+    assert_eq!(fake.running(), None);
+}
+
+/// Live apply tells the truth: the kubelet's and containerd's specs change
+/// with their fields, and dry run names them.
+#[test]
+fn kubelet_and_registry_fields_change_the_services_specs() {
+    use crate::kubernetes::specs::services_changed;
+    let (cfg, _) = generated();
+    let facts = crate::kubelet::NodeFacts {
+        hostname: "cp1".into(),
+        node_ip: Some("10.5.0.2".parse().unwrap()),
+    };
+    assert!(services_changed(&cfg, &cfg, &facts).is_empty());
+    let mut labelled = cfg.clone();
+    labelled
+        .machine
+        .kubelet
+        .node_labels
+        .insert("example.com/zone".parse().unwrap(), "a".parse().unwrap());
+    assert_eq!(services_changed(&cfg, &labelled, &facts), vec!["kubelet"]);
+    let mut mirrored = cfg.clone();
+    mirrored.machine.registries.mirrors.insert(
+        "docker.io".parse().unwrap(),
+        config::spec::Mirror {
+            endpoints: vec!["http://10.5.0.1:5000".parse().unwrap()],
+        },
+    );
+    // Mirrors live in containerd's hosts directory, which it reads at each
+    // pull: they apply without a restart.
+    assert!(services_changed(&cfg, &mirrored, &facts).is_empty());
+    let hosts = crate::containerd::config::hosts_files(
+        &crate::containerd::Settings::from_config(&mirrored),
+        None,
+    );
+    assert!(
+        hosts["docker.io"].contains("http://10.5.0.1:5000"),
+        "{hosts:?}"
+    );
+    assert!(plan::plan(Some(&cfg), &mirrored).services.is_empty());
+    assert!(!plan::plan(Some(&cfg), &mirrored).reboot_required());
 }

@@ -118,7 +118,10 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
             HOST_CONTAINERD.into(),
             config_path.clone(),
             layout.clone(),
-            settings,
+            {
+                let text = super::config::render(&layout, &settings);
+                std::sync::Arc::new(move || Ok(text.clone()))
+            },
         ))
         .unwrap();
     let mut rx = h.status.subscribe();

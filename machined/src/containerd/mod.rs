@@ -17,6 +17,9 @@ use ::config::constants::k8s;
 use containerd_client::services::v1::version_client::VersionClient;
 use tonic::transport::Channel;
 
+use crate::kubernetes::specs::{current, ContainerdSpec, StartedWith};
+use crate::resources::Store;
+use crate::supervisor::prepared::{Prepare, PreparedRunner};
 use crate::supervisor::process::ProcessRunner;
 use crate::supervisor::restart::{RestartPolicy, RestartRunner};
 use crate::supervisor::{HealthCheck, Service};
@@ -108,12 +111,8 @@ pub async fn version(socket: &Path) -> Result<String, ContainerdError> {
     Ok(v.version)
 }
 
-/// Writes the config and creates the directories containerd needs.
-pub fn prepare(
-    config_path: &Path,
-    layout: &Layout,
-    settings: &Settings,
-) -> Result<(), ContainerdError> {
+/// Writes the config text and creates the directories containerd needs.
+pub fn prepare(config_path: &Path, layout: &Layout, text: &str) -> Result<(), ContainerdError> {
     for dir in [
         config_path.parent(),
         Some(layout.root.as_path()),
@@ -128,7 +127,6 @@ pub fn prepare(
             source,
         })?;
     }
-    let text = self::config::render(layout, settings);
     ::config::fsutil::write_private(config_path, text.as_bytes(), true).map_err(|source| {
         ContainerdError::Write {
             path: config_path.display().to_string(),
@@ -137,44 +135,57 @@ pub fn prepare(
     })
 }
 
+/// The text of containerd's config as it should be now, or why there is
+/// none yet.
+pub type ConfigSource = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// containerd as a service: `binary` with the config at `config_path`,
-/// written by the pre hook at every start (so a config change takes effect
-/// at the next restart), restarted always, healthy once Version answers.
+/// which every start writes from `config` (so a restart runs with what is
+/// current), restarted always, healthy once Version answers.
 pub fn service_with(
     binary: PathBuf,
     config_path: PathBuf,
     layout: Layout,
-    settings: Settings,
+    config: ConfigSource,
 ) -> Service {
-    let mut runner = ProcessRunner::new(binary)
-        .args(["--config".to_string(), config_path.display().to_string()]);
-    runner.env = payload_env();
-    // containerd takes a while to stop its shims' event streams.
-    runner.stop_timeout = Duration::from_secs(20);
     let socket = layout.socket.clone();
-    let pre_layout = Arc::new((config_path, layout, settings));
-    Service::new(SERVICE, RestartRunner::new(runner, RestartPolicy::Always))
-        .pre(Arc::new(move || {
-            let l = pre_layout.clone();
-            Box::pin(async move { prepare(&l.0, &l.1, &l.2).map_err(anyhow::Error::from) })
-        }))
-        .health(HealthCheck::new(
-            Duration::from_secs(10),
-            Duration::from_secs(3),
-            move || {
-                let socket = socket.clone();
-                async move { version(&socket).await.map(drop).map_err(|e| e.to_string()) }
-            },
-        ))
+    let prepare: Prepare = Arc::new(move || {
+        let text = config()?;
+        prepare(&config_path, &layout, &text).map_err(|e| e.to_string())?;
+        let mut runner = ProcessRunner::new(binary.clone())
+            .args(["--config".to_string(), config_path.display().to_string()]);
+        runner.env = payload_env();
+        // containerd takes a while to stop its shims' event streams.
+        runner.stop_timeout = Duration::from_secs(20);
+        Ok(runner)
+    });
+    Service::new(
+        SERVICE,
+        RestartRunner::new(PreparedRunner::new(prepare), RestartPolicy::Always),
+    )
+    .health(HealthCheck::new(
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+        move || {
+            let socket = socket.clone();
+            async move { version(&socket).await.map(drop).map_err(|e| e.to_string()) }
+        },
+    ))
 }
 
-/// containerd on the node, from the payload, configured from `cfg`.
-pub fn service(cfg: &::config::MachineConfig) -> Service {
+/// containerd on the node, from the payload, with the [`ContainerdSpec`]
+/// the store has at each start; `started` records which one that was.
+pub fn service(store: &Arc<Store>, started: StartedWith<ContainerdSpec>) -> Service {
+    let store = store.clone();
     service_with(
         PathBuf::from(PAYLOAD_BIN).join("containerd"),
         k8s::CONTAINERD_CONFIG.into(),
         Layout::node(),
-        Settings::from_config(cfg),
+        Arc::new(move || {
+            let spec = current::<ContainerdSpec>(&store, ContainerdSpec::ID)?;
+            started.set(spec.clone());
+            Ok(spec.config)
+        }),
     )
 }
 

@@ -13,7 +13,6 @@ pub mod disk;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use config::constants::partition;
@@ -183,7 +182,7 @@ fn holds_medium(disk: &BlockDevice, devices: &[BlockDevice]) -> bool {
 
 /// Starts installing to `target` in the background and reboots when done;
 /// failures go to the console (the node stays in maintenance mode).
-pub fn start(node: &Arc<crate::state::Node>, target: Target, config: Vec<u8>) -> String {
+pub fn start(target: Target, config: Vec<u8>, guard: crate::lifecycle::Guard) -> String {
     let what = if target.contents.is_empty() {
         String::new()
     } else {
@@ -193,8 +192,7 @@ pub fn start(node: &Arc<crate::state::Node>, target: Target, config: Vec<u8>) ->
         "installing to {}{what}; the node reboots into the installed system when done (its console shows the progress)",
         target.node.display()
     );
-    let node = node.clone();
-    tokio::spawn(async move {
+    off_runtime(async move {
         let started = std::time::Instant::now();
         match install(&target, &config).await {
             Ok(()) => {
@@ -202,12 +200,25 @@ pub fn start(node: &Arc<crate::state::Node>, target: Target, config: Vec<u8>) ->
                     "install: done in {} s; rebooting into the installed system",
                     started.elapsed().as_secs()
                 );
-                let _ = crate::upgrade::reboot_soon(&node, "installed");
+                guard.power(crate::shutdown::PowerAction::Reboot, "installed");
             }
+            // Dropping the guard ends the install: another apply may try.
             Err(e) => crate::console!("install: failed: {e}; the node stays in maintenance mode"),
         }
     });
     summary
+}
+
+/// Runs `work` on a blocking thread of its own, driving its awaits there.
+/// Zeroing and copying block for minutes: on PID 1's runtime threads they
+/// would stall the API, health checks and DHCP for the whole install.
+pub fn off_runtime<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(work))
 }
 
 fn mount(source: &Path, target: &Path, fstype: &str, flags: MsFlags) -> Result<(), InstallError> {
@@ -434,4 +445,29 @@ fn fill_boot(boot: &Path, medium: &Path, menu: &[u8]) -> Result<(), InstallError
     Slots::new(boot).make_default("A")?;
     crate::upgrade::slots::sync_dir(boot)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use std::time::{Duration, Instant};
+
+    /// Race 5: blocking install work must not stall the runtime. On a
+    /// one-thread runtime, a tick task keeps ticking while `off_runtime`
+    /// blocks for half a second.
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_work_off_the_runtime_leaves_it_responsive() {
+        let work = super::off_runtime(async {
+            std::thread::sleep(Duration::from_millis(500));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            7
+        });
+        let started = Instant::now();
+        let mut ticks = 0;
+        while started.elapsed() < Duration::from_millis(400) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ticks += 1;
+        }
+        assert!(ticks >= 10, "the runtime stalled: {ticks} ticks in 400 ms");
+        assert_eq!(work.await.unwrap(), 7);
+    }
 }

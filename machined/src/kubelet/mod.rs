@@ -13,6 +13,9 @@ use config::spec::MachineType;
 use config::MachineConfig;
 
 use crate::containerd::{payload_env, PAYLOAD_BIN};
+use crate::kubernetes::specs::{current, KubeletSpec, StartedWith};
+use crate::resources::Store;
+use crate::supervisor::prepared::{Prepare, PreparedRunner};
 use crate::supervisor::process::ProcessRunner;
 use crate::supervisor::restart::{RestartPolicy, RestartRunner};
 use crate::supervisor::{HealthCheck, Service};
@@ -139,8 +142,9 @@ pub enum KubeletError {
     },
 }
 
-/// Writes the KubeletConfiguration and creates the kubelet's directories.
-pub fn prepare(cfg: &MachineConfig) -> Result<(), KubeletError> {
+/// Writes the KubeletConfiguration text and creates the kubelet's
+/// directories.
+pub fn prepare(configuration: &str) -> Result<(), KubeletError> {
     for dir in [
         k8s::KUBELET_DIR,
         CERT_DIR,
@@ -160,47 +164,48 @@ pub fn prepare(cfg: &MachineConfig) -> Result<(), KubeletError> {
             source,
         })?;
     }
-    config::fsutil::write_private(path, kubelet_configuration(cfg).as_bytes(), true).map_err(
-        |source| KubeletError::Write {
+    config::fsutil::write_private(path, configuration.as_bytes(), true).map_err(|source| {
+        KubeletError::Write {
             path: path.display().to_string(),
             source,
-        },
-    )
+        }
+    })
 }
 
 /// The kubelet as a service: after containerd is healthy, restarted
-/// always, healthy when its healthz answers. Each start writes the
-/// KubeletConfiguration from the node's running config (the flags are
-/// fixed when the service is created).
-pub fn service(node: &Arc<crate::state::Node>, cfg: &MachineConfig, facts: &NodeFacts) -> Service {
-    let mut runner =
-        ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(flags(cfg, facts));
-    runner.env = payload_env();
-    let node = Arc::downgrade(node);
-    let fallback = Arc::new(cfg.clone());
+/// always, healthy when its healthz answers. Every start reads the
+/// [`KubeletSpec`] the store has then (flags and configuration), and
+/// `started` records which one that was.
+pub fn service(store: &Arc<Store>, started: StartedWith<KubeletSpec>) -> Service {
+    let store = store.clone();
+    let prepare_fn: Prepare = Arc::new(move || {
+        let spec = current::<KubeletSpec>(&store, KubeletSpec::ID)?;
+        prepare(&spec.configuration).map_err(|e| e.to_string())?;
+        let mut runner =
+            ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(spec.flags.clone());
+        runner.env = payload_env();
+        started.set(spec);
+        Ok(runner)
+    });
     let url = format!("http://127.0.0.1:{HEALTHZ_PORT}/healthz");
-    Service::new(SERVICE, RestartRunner::new(runner, RestartPolicy::Always))
-        .depends_on(crate::containerd::SERVICE)
-        .pre(Arc::new(move || {
-            let cfg = node
-                .upgrade()
-                .and_then(|n| n.running_config())
-                .unwrap_or_else(|| (*fallback).clone());
-            Box::pin(async move { prepare(&cfg).map_err(anyhow::Error::from) })
-        }))
-        .health(
-            HealthCheck::new(Duration::from_secs(15), Duration::from_secs(3), move || {
-                let url = url.clone();
-                async move {
-                    crate::http::get(&url, Duration::from_secs(3))
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            })
-            // The kubelet takes long to start under emulation.
-            .startup_grace(Duration::from_secs(180)),
-        )
+    Service::new(
+        SERVICE,
+        RestartRunner::new(PreparedRunner::new(prepare_fn), RestartPolicy::Always),
+    )
+    .depends_on(crate::containerd::SERVICE)
+    .health(
+        HealthCheck::new(Duration::from_secs(15), Duration::from_secs(3), move || {
+            let url = url.clone();
+            async move {
+                crate::http::get(&url, Duration::from_secs(3))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        })
+        // The kubelet takes long to start under emulation.
+        .startup_grace(Duration::from_secs(180)),
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! ([`cni`]).
 
 pub mod cni;
+pub mod node_labels;
 pub mod objects;
 
 use std::path::Path;
@@ -217,7 +218,7 @@ pub async fn label_control_plane(client: &Client, name: &str) {
             Err(e) => {
                 attempts += 1;
                 // Not registered yet is expected for a while.
-                if attempts % 30 == 0 {
+                if attempts.is_multiple_of(30) {
                     crate::console!("kubernetes: cannot label node {name} yet: {e} (retrying)");
                 }
             }

@@ -45,6 +45,7 @@ pub fn start_controllers(node: &crate::state::Node) {
         controller::spawn(store, mounts::MountsController::default()),
         controller::spawn(store, disks::DisksController::default()),
         controller::spawn(store, crate::time::TimeController::default()),
+        controller::spawn(store, crate::kubernetes::specs::SpecController),
         controller::spawn(
             store,
             services::ServicesController {
@@ -117,6 +118,8 @@ kinds! {
     MOUNTS = "mounts" in RUNTIME: "mounted filesystems";
     DISKS = "disks" in RUNTIME: "block devices, their partitions and contents";
     STATIC_PODS = "staticpods" in KUBERNETES: "pods the node runs without the API server";
+    CONTAINERD_SPEC = "containerdspec" in KUBERNETES: "containerd's config, derived from the machine config";
+    KUBELET_SPEC = "kubeletspec" in KUBERNETES, sensitive: "the kubelet's flags and configuration, derived from the machine config";
     EVENTS = "events" in RUNTIME: "the node's event log";
     META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";
     PAYLOAD = "payload" in RUNTIME: "the Kubernetes payload: mounted or not, its version and images";

@@ -295,6 +295,8 @@ pub enum EventType {
     Stage,
     /// Reboot or shutdown.
     Power,
+    /// A step of bringing Kubernetes up, or its failure and retry.
+    Kubernetes,
 }
 
 impl EventType {
@@ -304,6 +306,7 @@ impl EventType {
             EventType::Config => "config",
             EventType::Stage => "stage",
             EventType::Power => "power",
+            EventType::Kubernetes => "kubernetes",
         }
     }
 }

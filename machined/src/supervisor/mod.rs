@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod health;
 pub mod logbuf;
+pub mod prepared;
 pub mod process;
 pub mod restart;
 pub mod service;

@@ -17,8 +17,10 @@ use nix::mount::MsFlags;
 use super::slots::{self, Slots};
 use super::{System, BOOT_MOUNT, SYSTEM};
 use crate::disks::BlockDevice;
+use crate::lifecycle::{Action, LifecycleError};
 use crate::meta::{keys, Meta, Values};
 use crate::mounts::{self, MountPoint};
+use crate::shutdown::PowerAction;
 use crate::state::Node;
 use crate::supervisor::{Health, State};
 use crate::syscall::Syscalls;
@@ -78,7 +80,6 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
         slots: Slots::new(BOOT_MOUNT),
         meta: meta.clone(),
         booted,
-        busy: tokio::sync::Mutex::new(()),
     });
     let _ = SYSTEM.set(system.clone());
     let Some(slot) = booted else {
@@ -93,6 +94,7 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
         .unwrap_or(TRIAL_TIMEOUT);
     match settle(&system.slots, &meta, slot) {
         Ok(Settled::Trial) => {
+            node.lifecycle.set_trial(Some(slot));
             crate::console!(
                 "upgrade: slot {slot} boots on trial; it becomes the default once machined is steady (within {} s)",
                 timeout.as_secs()
@@ -211,6 +213,32 @@ pub fn steady(node: &Node) -> Result<(), String> {
     Ok(())
 }
 
+/// How a trial boot stands at one check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Steady,
+    NotYet,
+    /// Give up now and boot the old slot again.
+    Failed(String),
+}
+
+/// A trial boot fails at once when the node ended in maintenance mode:
+/// the new system could not use the stored config, and maintenance mode
+/// with STATE attached would let anyone replace the installed node's
+/// config. Otherwise it is steady, or not yet until `timed_out`.
+pub fn trial_verdict(node: &Node, timed_out: bool) -> Verdict {
+    if node.maintenance() {
+        return Verdict::Failed(
+            "the new system could not use the node's config and entered maintenance mode".into(),
+        );
+    }
+    match steady(node) {
+        Ok(()) => Verdict::Steady,
+        Err(why) if timed_out => Verdict::Failed(why),
+        Err(_) => Verdict::NotYet,
+    }
+}
+
 /// Makes `slot` the default once the node is steady; after `timeout`,
 /// saves why not and the kernel log's tail in META and reboots (GRUB then
 /// boots the old default).
@@ -226,21 +254,34 @@ pub async fn mark_good_when_steady(
     let mut steady_checks = 0;
     let last = loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        match steady(&node) {
-            Ok(()) => {
+        if node.lifecycle.trial() != Some(slot) {
+            // A rollback decided the trial meanwhile.
+            return;
+        }
+        match trial_verdict(&node, started.elapsed() >= timeout) {
+            Verdict::Steady => {
                 steady_checks += 1;
                 if steady_checks >= 3 {
                     break Ok(());
                 }
             }
-            Err(why) => {
-                steady_checks = 0;
-                if started.elapsed() >= timeout {
-                    break Err(why);
-                }
-            }
+            Verdict::NotYet => steady_checks = 0,
+            Verdict::Failed(why) => break Err(why),
         }
     };
+    // Marking good (or giving up) changes the slots: under the lifecycle,
+    // like every slot change; a rollback that runs now decides instead.
+    let guard = loop {
+        match node.lifecycle.begin(Action::MarkGood) {
+            Ok(g) => break g,
+            Err(LifecycleError::PoweringOff(_)) => return,
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    if node.lifecycle.trial() != Some(slot) {
+        return;
+    }
+    node.lifecycle.set_trial(None);
     match last {
         Ok(()) => {
             let r = sys
@@ -282,7 +323,7 @@ pub async fn mark_good_when_steady(
                 v.insert(keys::FAILURE_REASON.into(), reason.clone());
                 v.insert(keys::FAILURE_LOG.into(), log);
             });
-            let _ = super::reboot_soon(&node, &reason);
+            guard.power(PowerAction::Reboot, &reason);
         }
     }
 }
@@ -440,5 +481,27 @@ mod tests {
         let (b, m) = find_boot_partitions(&devices).unwrap();
         assert_eq!((b.name.as_str(), m.name.as_str()), ("vda3", "vda4"));
         assert!(find_boot_partitions(&devices[..3]).is_none());
+    }
+
+    /// Race 3: a trial boot that lands in maintenance mode (the new system
+    /// could not use the stored config) fails at once, so the node rolls
+    /// back instead of waiting out the trial with STATE open to anyone.
+    #[tokio::test]
+    async fn a_trial_that_ends_in_maintenance_mode_fails_at_once() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let node = Node::new(
+            crate::cmdline::Cmdline::parse("cairn.slot=B"),
+            crate::supervisor::Supervisor::new(),
+            Arc::new(crate::supervisor::logbuf::LogRing::new(1024)),
+            tx,
+        );
+        // No apid yet: not steady, but not a failure before the timeout.
+        assert_eq!(trial_verdict(&node, false), Verdict::NotYet);
+        assert!(matches!(trial_verdict(&node, true), Verdict::Failed(_)));
+        node.set_maintenance(true);
+        match trial_verdict(&node, false) {
+            Verdict::Failed(why) => assert!(why.contains("maintenance mode"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -17,15 +17,13 @@ pub mod grubenv;
 mod receive;
 pub mod slots;
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use api::machine::{UpgradeRequest, UpgradeResponse};
 use tonic::{Response, Status, Streaming};
 
+use crate::lifecycle::Action;
 use crate::meta::{keys, Meta, MetaError};
-use crate::resources::specs::EventType;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
 use slots::{SlotError, Slots};
@@ -43,8 +41,8 @@ pub enum UpgradeError {
     Live,
     #[error("the kernel command line names no boot slot (cairn.slot=A|B); was this node booted by Cairn's GRUB?")]
     NoSlot,
-    #[error("an upgrade is already running on this node")]
-    Busy,
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
     #[error("the upgrade stream is malformed: {0}")]
     Protocol(String),
     #[error(
@@ -68,8 +66,6 @@ pub enum UpgradeError {
     NotBootable(&'static str),
     #[error("the upgrade stream broke off: {0}; slot {1} was not changed")]
     Stream(String, &'static str),
-    #[error("machined is already shutting down")]
-    ShuttingDown,
     #[error(transparent)]
     Slot(#[from] SlotError),
     #[error(transparent)]
@@ -82,9 +78,8 @@ pub fn to_status(e: &UpgradeError) -> Status {
     match e {
         UpgradeError::Live
         | UpgradeError::NoSlot
-        | UpgradeError::Busy
-        | UpgradeError::NotBootable(_)
-        | UpgradeError::ShuttingDown => Status::failed_precondition(msg),
+        | UpgradeError::Lifecycle(_)
+        | UpgradeError::NotBootable(_) => Status::failed_precondition(msg),
         UpgradeError::Protocol(_)
         | UpgradeError::Checksum { .. }
         | UpgradeError::Size { .. }
@@ -100,8 +95,6 @@ pub struct System {
     pub slots: Slots,
     pub meta: Arc<Meta>,
     pub booted: Option<&'static str>,
-    /// One upgrade or rollback at a time.
-    busy: tokio::sync::Mutex<()>,
 }
 
 static SYSTEM: OnceLock<Arc<System>> = OnceLock::new();
@@ -115,24 +108,6 @@ impl System {
     fn booted(&self) -> Result<&'static str, UpgradeError> {
         self.booted.ok_or(UpgradeError::NoSlot)
     }
-}
-
-/// How long a power action waits so that the reply leaves first.
-const REPLY_FIRST: Duration = Duration::from_millis(500);
-
-/// Reboots the node once the reply is on its way (like the Reboot RPC).
-pub fn reboot_soon(node: &Arc<Node>, why: &str) -> Result<(), UpgradeError> {
-    if node.power_requested.swap(true, Ordering::SeqCst) {
-        return Err(UpgradeError::ShuttingDown);
-    }
-    node.events
-        .record(EventType::Power, format!("reboot: {why}"));
-    let power = node.power.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(REPLY_FIRST).await;
-        let _ = power.send(PowerAction::Reboot).await;
-    });
-    Ok(())
 }
 
 /// The Upgrade RPC: delegate and map the error.
@@ -153,7 +128,7 @@ pub async fn handle_upgrade(
 pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
     let sys = system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
-    let _guard = sys.busy.try_lock().map_err(|_| UpgradeError::Busy)?;
+    let guard = node.lifecycle.begin(Action::Rollback)?;
     let target = slots::other(booted);
     if !sys.slots.bootable(target) {
         return Err(UpgradeError::NotBootable(target));
@@ -166,7 +141,9 @@ pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
         v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
     })?;
     crate::console!("upgrade: rollback: slot {target} is the default now; rebooting");
-    reboot_soon(node, &format!("rollback to slot {target}"))?;
+    // A rollback decides a pending trial: the old slot is the default now.
+    node.lifecycle.set_trial(None);
+    guard.power(PowerAction::Reboot, &format!("rollback to slot {target}"));
     Ok(target)
 }
 

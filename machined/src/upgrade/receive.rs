@@ -18,7 +18,9 @@ use tonic::Status;
 
 use super::slots::{self, Slots};
 use super::{system, UpgradeError};
+use crate::lifecycle::Action;
 use crate::meta::{keys, Meta};
+use crate::shutdown::PowerAction;
 use crate::state::Node;
 
 /// What a complete stream wrote.
@@ -189,7 +191,7 @@ where
 {
     let sys = system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
-    let _guard = sys.busy.try_lock().map_err(|_| UpgradeError::Busy)?;
+    let guard = node.lifecycle.begin(Action::Upgrade)?;
     crate::console!(
         "upgrade: receiving a new system for slot {}",
         slots::other(booted)
@@ -222,7 +224,7 @@ where
             "upgrade: slot {} holds {version}; rebooting into it",
             r.slot
         );
-        super::reboot_soon(node, &format!("upgrade to slot {}", r.slot))?;
+        guard.power(PowerAction::Reboot, &format!("upgrade to slot {}", r.slot));
         format!(
             "slot {} holds {version}; the node reboots into it now and keeps it if it comes up healthy (else slot {} boots again)",
             r.slot, booted

@@ -1,0 +1,296 @@
+//! The one owner of the machine's lifecycle: install, upgrade, rollback,
+//! marking a tried slot good, reset, reboot, shutdown, and apply while it
+//! writes STATE. Each action holds the [`Lifecycle`] for as long as it runs
+//! (an install's guard moves into its background task); a second action is
+//! refused at once, naming the one that runs, never queued behind a
+//! minutes-long install. A power action is the last one: once taken,
+//! nothing else starts, and it is the only code that asks PID 1 to reboot
+//! or power off. The slot booted on trial is kept here too, so no upgrade
+//! writes over the only known-good slot and no anonymous apply lands while
+//! the trial is undecided.
+//!
+//! Firecracker's `RuntimeApiController` (one owner of the VMM, actions from
+//! one place) and Talos's sequencer lock are the anchors.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::resources::events::EventLog;
+use crate::resources::specs::EventType;
+use crate::shutdown::PowerAction;
+
+/// How long a power action waits so that the reply to whoever asked
+/// leaves first.
+pub const REPLY_FIRST: Duration = Duration::from_millis(500);
+
+/// A machine-level action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Apply,
+    Install,
+    Upgrade,
+    Rollback,
+    /// Making the slot on trial the default once the node is steady.
+    MarkGood,
+    Reset,
+    Reboot,
+    Shutdown,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Apply => "an apply-config",
+            Action::Install => "an install",
+            Action::Upgrade => "an upgrade",
+            Action::Rollback => "a rollback",
+            Action::MarkGood => "marking the new slot good",
+            Action::Reset => "a reset",
+            Action::Reboot => "a reboot",
+            Action::Shutdown => "a shutdown",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LifecycleError {
+    #[error("{running} is in progress (for {secs} s); {asked} cannot start until it ends")]
+    Busy {
+        running: Action,
+        asked: Action,
+        secs: u64,
+    },
+    #[error("{0} is under way; nothing else can start")]
+    PoweringOff(Action),
+    #[error(
+        "slot {slot} booted on trial and is not confirmed good yet: {asked} would write over \
+         the only known-good slot; wait until the node is steady and the slot becomes the \
+         default (`cairnctl get meta`), or roll back"
+    )]
+    OnTrial { slot: &'static str, asked: Action },
+}
+
+#[derive(Default)]
+struct Inner {
+    running: Option<(Action, Instant)>,
+    /// The power action taken, if any: the end of this boot.
+    powering: Option<Action>,
+    /// The booted slot while it is on trial.
+    trial: Option<&'static str>,
+}
+
+pub struct Lifecycle {
+    inner: Mutex<Inner>,
+    power: mpsc::Sender<PowerAction>,
+    events: Option<Arc<EventLog>>,
+}
+
+/// Holds the lifecycle for one action; dropping it ends the action.
+#[must_use = "the action ends when the guard is dropped"]
+pub struct Guard {
+    owner: Arc<Lifecycle>,
+    action: Action,
+}
+
+impl Lifecycle {
+    /// `power` reaches PID 1's shutdown sequence; `events` records power
+    /// actions (none in tests that do not look).
+    pub fn new(power: mpsc::Sender<PowerAction>, events: Option<Arc<EventLog>>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner::default()),
+            power,
+            events,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts `action`, or says why it cannot start now.
+    pub fn begin(self: &Arc<Self>, action: Action) -> Result<Guard, LifecycleError> {
+        let mut inner = self.lock();
+        if let Some(p) = inner.powering {
+            return Err(LifecycleError::PoweringOff(p));
+        }
+        if let Some((running, since)) = inner.running {
+            return Err(LifecycleError::Busy {
+                running,
+                asked: action,
+                secs: since.elapsed().as_secs(),
+            });
+        }
+        if let (Some(slot), Action::Upgrade) = (inner.trial, action) {
+            return Err(LifecycleError::OnTrial {
+                slot,
+                asked: action,
+            });
+        }
+        inner.running = Some((action, Instant::now()));
+        Ok(Guard {
+            owner: self.clone(),
+            action,
+        })
+    }
+
+    /// The action running now, if any.
+    pub fn running(&self) -> Option<Action> {
+        self.lock().running.map(|(a, _)| a)
+    }
+
+    /// Whether a reboot or shutdown has been taken.
+    pub fn powering_off(&self) -> bool {
+        self.lock().powering.is_some()
+    }
+
+    /// Records that the booted slot is on trial (`None`: decided).
+    pub fn set_trial(&self, slot: Option<&'static str>) {
+        self.lock().trial = slot;
+    }
+
+    pub fn trial(&self) -> Option<&'static str> {
+        self.lock().trial
+    }
+
+    /// A reboot or shutdown on its own (the Reboot and Shutdown RPCs, a
+    /// signal to PID 1): refused while another action runs.
+    pub fn power(self: &Arc<Self>, action: PowerAction, why: &str) -> Result<(), LifecycleError> {
+        let as_action = match action {
+            PowerAction::Reboot => Action::Reboot,
+            PowerAction::PowerOff => Action::Shutdown,
+        };
+        self.begin(as_action)?.power(action, why);
+        Ok(())
+    }
+}
+
+impl Guard {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// Hands the lifecycle on to the next action of the same sequence
+    /// without letting go (an apply that turns into an install).
+    pub fn switch(mut self, action: Action) -> Guard {
+        let mut inner = self.owner.lock();
+        if let Some((running, _)) = &mut inner.running {
+            *running = action;
+        }
+        drop(inner);
+        self.action = action;
+        self
+    }
+
+    /// Ends this action with a reboot or power-off, [`REPLY_FIRST`] from
+    /// now. From here on nothing else starts.
+    pub fn power(self, action: PowerAction, why: &str) {
+        let owner = self.owner.clone();
+        {
+            let mut inner = owner.lock();
+            inner.powering = Some(match action {
+                PowerAction::Reboot => Action::Reboot,
+                PowerAction::PowerOff => Action::Shutdown,
+            });
+        }
+        drop(self);
+        let what = match action {
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "shutdown",
+        };
+        if let Some(events) = &owner.events {
+            events.record(EventType::Power, format!("{what}: {why}"));
+        }
+        let power = owner.power.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLY_FIRST).await;
+            let _ = power.send(action).await;
+        });
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut inner = self.owner.lock();
+        if inner.running.map(|(a, _)| a) == Some(self.action) {
+            inner.running = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifecycle() -> (Arc<Lifecycle>, mpsc::Receiver<PowerAction>) {
+        let (tx, rx) = mpsc::channel(4);
+        (Lifecycle::new(tx, None), rx)
+    }
+
+    #[test]
+    fn one_action_at_a_time_and_the_refusal_names_the_running_one() {
+        let (l, _rx) = lifecycle();
+        let install = l.begin(Action::Install).unwrap();
+        let e = l.begin(Action::Apply).err().unwrap();
+        assert!(matches!(
+            e,
+            LifecycleError::Busy {
+                running: Action::Install,
+                asked: Action::Apply,
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().starts_with("an install is in progress"),
+            "{e}"
+        );
+        assert_eq!(l.running(), Some(Action::Install));
+        drop(install);
+        assert_eq!(l.running(), None);
+        drop(l.begin(Action::Apply).unwrap());
+    }
+
+    #[test]
+    fn no_upgrade_while_a_slot_is_on_trial_but_rollback_and_mark_good_go() {
+        let (l, _rx) = lifecycle();
+        l.set_trial(Some("B"));
+        let e = l.begin(Action::Upgrade).err().unwrap();
+        assert_eq!(
+            e,
+            LifecycleError::OnTrial {
+                slot: "B",
+                asked: Action::Upgrade
+            }
+        );
+        drop(l.begin(Action::MarkGood).unwrap());
+        drop(l.begin(Action::Rollback).unwrap());
+        l.set_trial(None);
+        drop(l.begin(Action::Upgrade).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_power_action_is_the_last_one() {
+        let (l, mut rx) = lifecycle();
+        let g = l.begin(Action::Install).unwrap();
+        // A reboot asked while the install runs is refused...
+        assert!(matches!(
+            l.power(PowerAction::Reboot, "asked"),
+            Err(LifecycleError::Busy { .. })
+        ));
+        // ...the install's own reboot ends it, and nothing starts after.
+        g.power(PowerAction::Reboot, "installed");
+        assert!(l.powering_off());
+        assert_eq!(
+            l.begin(Action::Apply).err(),
+            Some(LifecycleError::PoweringOff(Action::Reboot))
+        );
+        assert_eq!(
+            l.power(PowerAction::PowerOff, "again").err(),
+            Some(LifecycleError::PoweringOff(Action::Reboot))
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(sent.unwrap(), Some(PowerAction::Reboot));
+    }
+}
