@@ -310,6 +310,121 @@ impl Checks {
     }
 }
 
+/// The first `"hostname"` string anywhere in `v`.
+fn find_hostname(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .get("hostname")
+            .and_then(|h| h.as_str().map(str::to_string))
+            .or_else(|| m.values().find_map(find_hostname)),
+        serde_json::Value::Array(a) => a.iter().find_map(find_hostname),
+        _ => None,
+    }
+}
+
+/// `cairnctl dashboard` in a tmux pane (a real pseudo-terminal, 120x40):
+/// it must draw the node's hostname and its services, quit on `q`, and
+/// leave the terminal as it found it (main screen, canonical mode with
+/// echo, which `stty` in the same pane reports after the dashboard exits).
+fn dashboard_in_a_terminal(node: &Node) -> Result<(), String> {
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", "cairn-dashboard-test"])
+            .args(args)
+            .output()
+    };
+    if tmux(&["-V"]).is_err() {
+        eprintln!(
+            "SKIP dashboard check: tmux is not installed (images/install-deps.sh installs it)"
+        );
+        return Ok(());
+    }
+    let version = node.admin(&["version", "-o", "json"]);
+    let hostname = serde_json::from_slice(&version.stdout)
+        .ok()
+        .as_ref()
+        .and_then(find_hostname)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("no hostname in version -o json: {}", text(&version)))?;
+    let command = format!(
+        "{} --cairnconfig {} -n {} dashboard --interval 1s; echo \"dashboard exited $?\"; stty -a; sleep 600",
+        cairnctl::path().display(),
+        node.admin.display(),
+        node.addr
+    );
+    let session = "dashboard";
+    let _ = tmux(&["kill-server"]);
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ])
+    .map_err(|e| format!("tmux: {e}"))?;
+    let result = (|| {
+        is(started.status.success(), || {
+            format!("tmux new-session: {}", text(&started))
+        })?;
+        let capture = || {
+            tmux(&["capture-pane", "-p", "-t", session])
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let wait_for = |what: &str, done: &dyn Fn(&str) -> bool| -> Result<String, String> {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let screen = capture();
+                if done(&screen) {
+                    return Ok(screen);
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("{what} within 60 s; the pane:\n{screen}"));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        };
+        let drawn = wait_for("the dashboard drew the hostname and services", &|s| {
+            s.contains(&format!("Hostname {hostname}"))
+                && s.contains("apid")
+                && s.contains("Running")
+        })?;
+        let alternate = tmux(&["display-message", "-p", "-t", session, "#{alternate_on}"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        is(alternate == "1", || {
+            format!("the dashboard is not on the alternate screen ({alternate}):\n{drawn}")
+        })?;
+        tmux(&["send-keys", "-t", session, "q"]).map_err(|e| e.to_string())?;
+        let after = wait_for("the dashboard quit on q", &|s| {
+            s.contains("dashboard exited")
+        })?;
+        is(after.contains("dashboard exited 0"), || {
+            format!("exit status:\n{after}")
+        })?;
+        let alternate = tmux(&["display-message", "-p", "-t", session, "#{alternate_on}"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        is(alternate == "0", || {
+            format!("still on the alternate screen after q:\n{after}")
+        })?;
+        let restored = after.split_whitespace().any(|w| w == "icanon")
+            && after.split_whitespace().any(|w| w == "echo");
+        is(restored, || {
+            format!("the terminal was left in raw mode (stty):\n{after}")
+        })?;
+        is(!after.contains("Hostname"), || {
+            format!("the dashboard's screen is still shown:\n{after}")
+        })
+    })();
+    let _ = tmux(&["kill-server"]);
+    result
+}
+
 fn is(cond: bool, otherwise: impl FnOnce() -> String) -> Result<(), String> {
     if cond {
         Ok(())
@@ -339,6 +454,10 @@ fn apply_config_then_mtls_and_the_config_survives_a_reboot() {
         "services over mTLS",
         &node.admin(&["services"]),
         &["NODE", "SERVICE", "apid"],
+    );
+    c.check(
+        "dashboard in a pseudo-terminal: hostname and services, q restores the terminal",
+        dashboard_in_a_terminal(&node),
     );
     c.ok(
         "get machineconfig over mTLS",
