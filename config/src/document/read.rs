@@ -41,6 +41,18 @@ pub(crate) fn read_documents<'t>(
         )))
     })?;
 
+    if let Some(alias) = first_alias(text) {
+        return Err(ParseErrors::single(ParseError {
+            document: None,
+            kind: None,
+            path: String::new(),
+            location: Some(alias),
+            message:
+                "YAML aliases (*name) are not allowed in a machine config: write the value out"
+                    .into(),
+        }));
+    }
+
     let mut errors = Vec::new();
     let mut docs: Vec<RawDocument> = Vec::new();
     let mut seen_kinds: Vec<(&'static str, usize)> = Vec::new();
@@ -196,6 +208,31 @@ pub(crate) fn value_kind(v: &Value) -> &'static str {
     }
 }
 
+/// Where the first YAML alias of `text` is, if it has one.
+///
+/// Aliases are refused before anything expands them: serde's loader
+/// bounds only the number of expansions, so one 1 MiB string aliased 3,000
+/// times (a 1 MB file) would grow to 3 GiB while parsing, in PID 1, from an
+/// unauthenticated caller in maintenance mode. A machine config has no use
+/// for aliases. This pass only scans events (no values are built), and a
+/// syntax error ends it: the parse that follows reports that one.
+pub(crate) fn first_alias(text: &str) -> Option<Location> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_token() {
+            Ok((Event::Alias(_), mark)) => {
+                return Some(Location {
+                    line: mark.line(),
+                    column: mark.col() + 1,
+                })
+            }
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// A YAML syntax error with its location and, for tabs in indentation, a
 /// plain explanation.
 fn syntax_error(text: &str, index: usize, e: &serde_yaml::Error) -> ParseError {
@@ -223,5 +260,44 @@ fn syntax_error(text: &str, index: usize, e: &serde_yaml::Error) -> ParseError {
         path: String::new(),
         location,
         message: format!("invalid YAML: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    /// Hole 1 of the hardening issue: a linear fan-out (one 1 MiB string,
+    /// 3,000 aliases to it) would expand to ~3 GiB. It is refused before
+    /// anything expands, naming the first alias's line.
+    #[test]
+    fn a_linear_alias_fan_out_is_refused_before_it_expands() {
+        let mut text =
+            String::from("apiVersion: cairn.dev/v1alpha1\nkind: MachineConfig\nbig: &big \"");
+        text.push_str(&"x".repeat(1 << 20));
+        text.push_str("\"\ncopies:\n");
+        for _ in 0..3000 {
+            text.push_str("  - *big\n");
+        }
+        let started = std::time::Instant::now();
+        let err = match read_documents(text.as_bytes(), &["MachineConfig"], &[]) {
+            Err(e) => e,
+            Ok(_) => panic!("a config with aliases was accepted"),
+        };
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let e = &err.errors()[0];
+        assert!(
+            e.message
+                .starts_with("YAML aliases (*name) are not allowed"),
+            "{e}"
+        );
+        assert_eq!(e.location.map(|l| l.line), Some(5));
+    }
+
+    #[test]
+    fn quoted_stars_and_ampersands_are_not_aliases() {
+        let text = "a: \"*x\"\nb: '&y'\nc: x*y\n";
+        assert_eq!(first_alias(text), None);
+        assert_eq!(first_alias("a: &x 1\nb: *x\n").map(|l| l.line), Some(2));
     }
 }

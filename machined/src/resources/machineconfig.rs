@@ -36,6 +36,12 @@ impl Spec for MachineConfigSpec {
 /// CA and service-account private keys (`key`), the machine and bootstrap
 /// tokens, and the Secrets encryption key.
 const SECRET_KEYS: &[&str] = &["key", "token", "secretboxEncryptionSecret"];
+/// Mappings whose every value is hidden: extra arguments carry whatever an
+/// admin passed a component (passwords, tokens, webhook URLs).
+const SECRET_MAPS: &[&str] = &["extraArgs"];
+/// Lists whose items' `content` is hidden: `machine.files` holds what an
+/// admin writes to the node, often credentials, whatever its mode.
+const SECRET_CONTENT_LISTS: &[&str] = &["files"];
 
 /// Redacts every document of a multi-document YAML text. A document that
 /// does not parse is replaced whole: it cannot be shown safely.
@@ -61,16 +67,41 @@ pub fn redact_yaml(text: &str) -> String {
     out.join("---\n")
 }
 
+fn hide_all(v: &mut Value) {
+    if let Value::Mapping(m) = v {
+        for (_, val) in m.iter_mut() {
+            *val = Value::String(REDACTED.to_string());
+        }
+    }
+}
+
+fn hide_contents(v: &mut Value) {
+    if let Value::Sequence(items) = v {
+        for item in items {
+            if let Value::Mapping(m) = item {
+                if let Some(c) = m.get_mut("content") {
+                    *c = Value::String(REDACTED.to_string());
+                }
+            }
+        }
+    }
+}
+
 fn redact_value(v: &mut Value) {
     match v {
         Value::Mapping(m) => {
             for (k, val) in m.iter_mut() {
-                let secret_key = k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k));
-                if secret_key && matches!(val, Value::String(_)) {
+                let name = k.as_str().unwrap_or_default();
+                if SECRET_KEYS.contains(&name) && matches!(val, Value::String(_)) {
                     *val = Value::String(REDACTED.to_string());
-                } else {
-                    redact_value(val);
+                    continue;
                 }
+                if SECRET_MAPS.contains(&name) {
+                    hide_all(val);
+                } else if SECRET_CONTENT_LISTS.contains(&name) {
+                    hide_contents(val);
+                }
+                redact_value(val);
             }
         }
         Value::Sequence(s) => s.iter_mut().for_each(redact_value),
@@ -141,5 +172,31 @@ mod tests {
         assert!(out.contains("visible"));
         assert!(out.contains("b: 1"));
         assert!(redact_yaml(": : :\n").contains(REDACTED));
+    }
+
+    /// Hole 2 of the hardening issue: readers and operators saw the files
+    /// an admin writes and the components' extra arguments.
+    #[test]
+    fn file_contents_and_extra_args_are_redacted() {
+        let (mut cp, _) = generated();
+        cp.machine.files.push(config::spec::File {
+            path: "/var/etc/registry-password".parse().unwrap(),
+            content: "s3cret-file".into(),
+            permissions: "0600".parse().unwrap(),
+            op: config::spec::FileOp::Create,
+        });
+        cp.machine.kubelet.extra_args.insert(
+            "cloud-token".parse().unwrap(),
+            config::types::ScalarString::new("s3cret-arg"),
+        );
+        let spec = MachineConfigSpec(cp);
+        let shown = Spec::to_yaml(&spec, Secrets::Redact);
+        assert!(!shown.contains("s3cret-file"), "{shown}");
+        assert!(!shown.contains("s3cret-arg"), "{shown}");
+        // What is there stays visible: the path, the mode, the flag's name.
+        assert!(shown.contains("/var/etc/registry-password"), "{shown}");
+        assert!(shown.contains("cloud-token"), "{shown}");
+        let full = Spec::to_yaml(&spec, Secrets::Show);
+        assert!(full.contains("s3cret-file") && full.contains("s3cret-arg"));
     }
 }
