@@ -21,7 +21,9 @@ pub fn default_hostname(mac: Option<[u8; 6]>) -> String {
 }
 
 fn valid(s: &str) -> bool {
-    s.len() == 6 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 6
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Whether `dir` is a mount point (another device than its parent's).
@@ -74,7 +76,9 @@ mod tests {
     #[test]
     fn a_mounted_state_gets_a_random_suffix_once() {
         if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("SKIPPED a_mounted_state_gets_a_random_suffix_once: needs root (mounts a tmpfs)");
+            eprintln!(
+                "SKIPPED a_mounted_state_gets_a_random_suffix_once: needs root (mounts a tmpfs)"
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -87,7 +91,9 @@ mod tests {
             nix::mount::MsFlags::empty(),
             None::<&str>,
         ) {
-            eprintln!("SKIPPED a_mounted_state_gets_a_random_suffix_once: cannot mount a tmpfs: {e}");
+            eprintln!(
+                "SKIPPED a_mounted_state_gets_a_random_suffix_once: cannot mount a tmpfs: {e}"
+            );
             return;
         }
         let first = stable_suffix(&state);

@@ -54,7 +54,9 @@ pub enum ImageError {
     NoSpace { size: u64, free: u64 },
     #[error("the stream ended after {got} of {want} bytes without a sha256; nothing was imported")]
     Incomplete { got: u64, want: u64 },
-    #[error("the stream carried more than the {want} bytes its header announced; nothing was imported")]
+    #[error(
+        "the stream carried more than the {want} bytes its header announced; nothing was imported"
+    )]
     Overrun { want: u64 },
     #[error("the archive's sha256 is {got}, the client said {want}; nothing was imported")]
     DigestMismatch { want: String, got: String },
@@ -89,9 +91,7 @@ fn to_status(e: ImageError) -> Status {
         | ImageError::DigestMismatch { .. }
         | ImageError::Protocol(_) => Status::invalid_argument(msg),
         ImageError::Cut { .. } => Status::aborted(msg),
-        ImageError::TooLarge { .. } | ImageError::NoSpace { .. } => {
-            Status::resource_exhausted(msg)
-        }
+        ImageError::TooLarge { .. } | ImageError::NoSpace { .. } => Status::resource_exhausted(msg),
         ImageError::Io { .. } => Status::internal(msg),
         ImageError::NotFound(_) => Status::not_found(msg),
         ImageError::System(_) => Status::permission_denied(msg),
@@ -195,21 +195,14 @@ async fn image_size(
     total
 }
 
-fn info(
-    image: &containerd_client::services::v1::Image,
-    size: u64,
-) -> ImageInfo {
+fn info(image: &containerd_client::services::v1::Image, size: u64) -> ImageInfo {
     let target = image.target.clone().unwrap_or_default();
     ImageInfo {
         name: image.name.clone(),
         digest: target.digest,
         media_type: target.media_type,
         size,
-        origin: image
-            .labels
-            .get(ORIGIN_LABEL)
-            .cloned()
-            .unwrap_or_default(),
+        origin: image.labels.get(ORIGIN_LABEL).cloned().unwrap_or_default(),
     }
 }
 
@@ -387,7 +380,7 @@ fn free_space(dir: &Path) -> u64 {
         dir.parent().unwrap_or(Path::new("/"))
     };
     nix::sys::statvfs::statvfs(probe)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0)
 }
 
@@ -408,7 +401,12 @@ where
     let mut images = ImagesClient::new(channel.clone());
     for i in imported {
         let image = images
-            .get(request(GetImageRequest { name: i.name.clone() }, ns))
+            .get(request(
+                GetImageRequest {
+                    name: i.name.clone(),
+                },
+                ns,
+            ))
             .await
             .map_err(call("Images.Get"))?
             .into_inner()
@@ -502,7 +500,10 @@ mod tests {
                     Err(Status::cancelled("client went away")),
                 ],
             ),
-            ("ended", vec![header(10), msg(Part::Chunk(data[..4].to_vec()))]),
+            (
+                "ended",
+                vec![header(10), msg(Part::Chunk(data[..4].to_vec()))],
+            ),
             (
                 "short",
                 vec![
@@ -544,10 +545,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, ImageError::NoSpace { .. }), "{err}");
-        assert_eq!(
-            to_status(err).code(),
-            Code::ResourceExhausted
-        );
+        assert_eq!(to_status(err).code(), Code::ResourceExhausted);
     }
 
     #[test]
