@@ -115,6 +115,9 @@ impl fmt::Display for Node {
 pub enum Credentials {
     /// Maintenance mode: no client certificate, server not verified.
     Insecure,
+    /// Maintenance mode, the server's certificate pinned by its SHA-256
+    /// (`--fingerprint`, from the node's console).
+    Pinned(String),
     /// mTLS: the node must chain to `ca`; we present `chain` and `key`.
     Mutual {
         ca: Vec<CertificateDer<'static>>,
@@ -132,6 +135,13 @@ impl Credentials {
             Credentials::Insecure => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider)))
+                .with_no_client_auth(),
+            Credentials::Pinned(fingerprint) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::pinned(
+                    provider,
+                    fingerprint,
+                )))
                 .with_no_client_auth(),
             Credentials::Mutual { ca, chain, key } => {
                 let mut roots = rustls::RootCertStore::empty();

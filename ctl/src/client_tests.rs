@@ -179,6 +179,43 @@ async fn insecure_mode_answers_version_and_reports_the_fingerprint() {
     assert_eq!(conn.server_fingerprint, Some(sha256_fingerprint(&cert)));
 }
 
+/// Hole 3 of the hardening issue: the first config must not go to a man
+/// in the middle. With the console's fingerprint pinned, only that node's
+/// certificate is accepted.
+#[tokio::test]
+async fn a_pinned_fingerprint_accepts_only_that_certificate() {
+    let pki = Pki::new();
+    let (node, cert) = serve(&pki, None).await;
+    let right = sha256_fingerprint(&cert);
+    let mut conn = connect(
+        &node,
+        &Credentials::Pinned(right.to_uppercase().replace("SHA256", "sha256")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        conn.machine
+            .version(())
+            .await
+            .unwrap()
+            .into_inner()
+            .maintenance
+    );
+
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let message = match connect(&node, &Credentials::Pinned(wrong)).await {
+        Ok(mut c) => match c.machine.version(()).await {
+            Ok(_) => panic!("a node with another certificate was accepted"),
+            Err(s) => s.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("not the pinned sha256:abab"),
+        "the refusal should name both fingerprints: {message}"
+    );
+}
+
 #[tokio::test]
 async fn mutual_tls_with_the_right_ca_answers_version() {
     let pki = Pki::new();

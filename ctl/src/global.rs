@@ -32,6 +32,19 @@ pub struct GlobalArgs {
     /// (maintenance mode only).
     #[arg(short = 'i', long, global = true)]
     pub insecure: bool,
+    /// With --insecure: accept only the node whose certificate has this
+    /// SHA-256 (`sha256:<hex>`, as the node's console shows it), so nobody
+    /// in the middle can read the config sent to it.
+    #[arg(long, global = true, value_name = "SHA256", requires = "insecure", value_parser = parse_fingerprint)]
+    pub fingerprint: Option<String>,
+}
+
+fn parse_fingerprint(s: &str) -> Result<String, String> {
+    if config::tls::is_fingerprint(s) {
+        Ok(s.to_string())
+    } else {
+        Err("expected a SHA-256 fingerprint: sha256: and 64 hex digits, as the node's console shows it".into())
+    }
 }
 
 /// Where to connect and how to authenticate.
@@ -75,7 +88,10 @@ impl GlobalArgs {
         let nodes = parse(&node_names)?;
         let endpoints = parse(&endpoint_names)?;
         let credentials = match context {
-            None => Credentials::Insecure,
+            None => match &self.fingerprint {
+                Some(f) => Credentials::Pinned(f.clone()),
+                None => Credentials::Insecure,
+            },
             Some(c) => Credentials::Mutual {
                 ca: vec![CertificateDer::from(c.ca.der().to_vec())],
                 chain: vec![CertificateDer::from(c.crt.der().to_vec())],

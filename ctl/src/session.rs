@@ -325,7 +325,10 @@ impl NodeClient {
 
     /// Whether this client connects without certificates.
     pub fn insecure(&self) -> bool {
-        matches!(*self.credentials, Credentials::Insecure)
+        matches!(
+            *self.credentials,
+            Credentials::Insecure | Credentials::Pinned(_)
+        )
     }
 }
 
