@@ -275,3 +275,6 @@ mod tests {
         assert_eq!(r.headers()["content-type"], "application/json");
     }
 }
+
+#[cfg(test)]
+mod host_tests;
