@@ -209,8 +209,11 @@ fn info(image: &containerd_client::services::v1::Image, size: u64) -> ImageInfo 
 /// The images in containerd's `system` namespace or, with `kubernetes`,
 /// in `k8s.io`, sorted by name.
 pub async fn list(kubernetes: bool) -> Result<Vec<ImageInfo>, ImageError> {
-    let ns = namespace(kubernetes);
-    let channel = channel().await?;
+    list_in(&channel().await?, namespace(kubernetes)).await
+}
+
+/// The images in namespace `ns` of the containerd behind `channel`.
+pub async fn list_in(channel: &Channel, ns: &str) -> Result<Vec<ImageInfo>, ImageError> {
     let images = ImagesClient::new(channel.clone())
         .list(request(ListImagesRequest { filters: vec![] }, ns))
         .await
@@ -220,7 +223,7 @@ pub async fn list(kubernetes: bool) -> Result<Vec<ImageInfo>, ImageError> {
     let mut out = Vec::new();
     for i in &images {
         let size = match &i.target {
-            Some(t) => image_size(&channel, ns, t).await,
+            Some(t) => image_size(channel, ns, t).await,
             None => 0,
         };
         out.push(info(i, size));
@@ -231,9 +234,16 @@ pub async fn list(kubernetes: bool) -> Result<Vec<ImageInfo>, ImageError> {
 
 /// Removes a user image; system images are refused.
 pub async fn remove(name: &str, kubernetes: bool) -> Result<ImageRemoveResponse, ImageError> {
-    let ns = namespace(kubernetes);
-    let channel = channel().await?;
-    let mut images = ImagesClient::new(channel);
+    remove_in(&channel().await?, namespace(kubernetes), name).await
+}
+
+/// Removes user image `name` from namespace `ns`.
+pub async fn remove_in(
+    channel: &Channel,
+    ns: &str,
+    name: &str,
+) -> Result<ImageRemoveResponse, ImageError> {
+    let mut images = ImagesClient::new(channel.clone());
     let image = match images
         .get(request(
             GetImageRequest {

@@ -161,6 +161,108 @@ async fn containerd_pulls_a_cached_latest_image_through_the_cache() {
         out.output
     );
 
+    // A user image received as cairnctl sends it, imported, listed with its
+    // origin and size, served by the cache, removed; the system image is
+    // neither replaced by a user import nor removed.
+    let user_rootfs = root.join("user-rootfs");
+    std::fs::create_dir_all(&user_rootfs).unwrap();
+    std::fs::write(user_rootfs.join("app"), b"user app").unwrap();
+    let user_archive = root.join("user.tar");
+    let built = crate::exec::run(
+        "/usr/bin/python3",
+        &[
+            script.to_str().unwrap(),
+            "--ref",
+            "cairn.local/user-app:1.0",
+            "--rootfs",
+            user_rootfs.to_str().unwrap(),
+            "--out",
+            user_archive.to_str().unwrap(),
+            "--entrypoint",
+            "/app",
+            "--epoch",
+            "0",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(built.status.success(), "{}", built.output);
+    let bytes = std::fs::read(&user_archive).unwrap();
+    let sum = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    use api::machine::image_import_request::Part;
+    use api::machine::{ImageImportHeader, ImageImportRequest};
+    let part = |p| Ok(ImageImportRequest { part: Some(p) });
+    let stream = futures::stream::iter(vec![
+        part(Part::Header(ImageImportHeader {
+            size: bytes.len() as u64,
+            file_name: "user.tar".into(),
+        })),
+        part(Part::Chunk(bytes[..1000].to_vec())),
+        part(Part::Chunk(bytes[1000..].to_vec())),
+        part(Part::Sha256(sum)),
+    ]);
+    let received = crate::images::receive(stream, &root.join("imports"), u64::MAX)
+        .await
+        .unwrap();
+    crate::containerd::import::import_archive_as(
+        &channel,
+        &received.path,
+        "k8s.io",
+        crate::containerd::import::Origin::User,
+    )
+    .await
+    .unwrap();
+    drop(received);
+    let listed = crate::images::list_in(&channel, "k8s.io").await.unwrap();
+    let find = |name: &str| listed.iter().find(|i| i.name == name).cloned();
+    let user = find("cairn.local/user-app:1.0").expect("the user image is listed");
+    assert_eq!(user.origin, "user");
+    assert!(user.digest.starts_with("sha256:"));
+    assert!(user.size > 1000, "{user:?}");
+    let system = find("cairn.local/hosttest:latest").expect("the system image is listed");
+    assert_eq!(system.origin, "system");
+    assert!(system.size > 3 << 20, "{system:?}");
+    let mut pull_user = pull.clone();
+    *pull_user.last_mut().unwrap() = "cairn.local/user-app:1.0".into();
+    let out = ctr(pull_user).await;
+    assert!(
+        out.status.success(),
+        "ctr pull of the user image: {}",
+        out.output
+    );
+
+    // A user archive naming the system image is refused.
+    let hijack = crate::containerd::import::import_archive_as(
+        &channel,
+        &archive,
+        "k8s.io",
+        crate::containerd::import::Origin::User,
+    )
+    .await;
+    assert!(
+        matches!(
+            hijack,
+            Err(crate::containerd::import::ImportError::SystemImage { .. })
+        ),
+        "{hijack:?}"
+    );
+    let refused = crate::images::remove_in(&channel, "k8s.io", "cairn.local/hosttest:latest").await;
+    assert!(
+        matches!(refused, Err(crate::images::ImageError::System(_))),
+        "{refused:?}"
+    );
+    crate::images::remove_in(&channel, "k8s.io", "cairn.local/user-app:1.0")
+        .await
+        .unwrap();
+    let listed = crate::images::list_in(&channel, "k8s.io").await.unwrap();
+    assert!(listed.iter().all(|i| i.name != "cairn.local/user-app:1.0"));
+    assert!(listed
+        .iter()
+        .any(|i| i.name == "cairn.local/hosttest:latest"));
+
     server.abort();
     let _ = containerd.child.kill();
     let _ = tokio::time::timeout(Duration::from_secs(10), containerd.exit).await;
