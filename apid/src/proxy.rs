@@ -13,6 +13,9 @@
 //!   own certificate. An impersonator request without a role is refused.
 //! - Both apids check the role table, so a node never does for a forwarded
 //!   caller what it would not do for a direct one.
+//! - The role forwarded is the one the caller's certificate names, never
+//!   the admin role `machine.features.rbac: false` grants on the first
+//!   node; the receiving node applies its own `rbac` setting to it.
 //! - `nodes` is removed when forwarding, and a request from an
 //!   impersonator that still names `nodes` is refused: a call crosses at
 //!   most one hop, so no loop can form.
@@ -107,8 +110,11 @@ pub fn to_status(e: &ProxyError) -> Status {
 pub enum Route {
     /// machined on this node; `None` in maintenance mode (no caller role).
     Machined { role: Option<Role> },
-    /// Another node's apid.
-    Node { node: NodeAddr, role: Role },
+    /// Another node's apid, with the role the caller's certificate names
+    /// (`None`: it names none). Never the role `rbac: false` grants here:
+    /// the receiving node decides by its own setting, so one node's
+    /// `rbac: false` does not make a reader an admin everywhere.
+    Node { node: NodeAddr, role: Option<Role> },
 }
 
 /// The `nodes` metadata: none, or exactly one node.
@@ -152,29 +158,39 @@ pub fn decide(
         }
         return Ok(Route::Machined { role: None });
     }
-    let role = match conn.peer.as_ref() {
+    // The role the caller's certificate (or the forwarding peer) vouches
+    // for, and the role it has here.
+    let (certified, role) = match conn.peer.as_ref() {
         Peer::Anonymous => return Err(ProxyError::NoCertificate),
-        Peer::Client { .. } if !rbac => Role::Admin,
+        Peer::Client { role, .. } if !rbac => (*role, Role::Admin),
         Peer::Client {
             role: Some(role), ..
-        } => *role,
+        } => (Some(*role), *role),
         Peer::Client { name, role: None } => return Err(ProxyError::NoRole { name: name.clone() }),
         Peer::Impersonator { name } => {
             if node.is_some() {
                 return Err(ProxyError::ForwardedTwice { node: name.clone() });
             }
-            headers
+            let forwarded = headers
                 .get(metadata::ROLE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(Role::from_organization)
-                .ok_or_else(|| ProxyError::ForwardedWithoutRole { node: name.clone() })?
+                .and_then(Role::from_organization);
+            match forwarded {
+                // This node grants any certified caller admin.
+                _ if !rbac => (forwarded, Role::Admin),
+                Some(r) => (Some(r), r),
+                None => return Err(ProxyError::ForwardedWithoutRole { node: name.clone() }),
+            }
         }
     };
     if !authz::allows(role, rpc) {
         return Err(ProxyError::Denied { role, rpc });
     }
     Ok(match node {
-        Some(node) => Route::Node { node, role },
+        Some(node) => Route::Node {
+            node,
+            role: certified,
+        },
         None => Route::Machined { role: Some(role) },
     })
 }
@@ -266,7 +282,7 @@ impl Inner {
                         error,
                     }
                 })?;
-                (channel, Some(*role), Some(node.to_string()))
+                (channel, *role, Some(node.to_string()))
             }
         };
         rewrite_headers(&mut parts.headers, role);
@@ -432,6 +448,66 @@ mod tests {
         );
     }
 
+    /// Hole 5 of the hardening issue: `rbac: false` on the first node made
+    /// a reader an admin on every node it forwarded to. The certificate's
+    /// role travels; the receiving node applies its own setting.
+    #[test]
+    fn rbac_off_here_does_not_raise_a_forwarded_role() {
+        let t = secure();
+        let reader = conn(client(Role::Reader), &t);
+        let to_b = headers(&[("nodes", "10.5.0.3")]);
+        // Here (rbac off) the reader may reboot, and the call goes on...
+        let route = decide(Rpc::Reboot, &reader, &t, false, &to_b).unwrap();
+        assert_eq!(
+            route,
+            Route::Node {
+                node: NodeAddr::parse("10.5.0.3").unwrap(),
+                role: Some(Role::Reader)
+            }
+        );
+        // ...as a reader, which node B (rbac on) refuses.
+        let imp = conn(
+            Peer::Impersonator {
+                name: "node-a".into(),
+            },
+            &t,
+        );
+        let fwd = headers(&[("x-cairn-role", "os:reader")]);
+        assert!(matches!(
+            decide(Rpc::Reboot, &imp, &t, true, &fwd),
+            Err(ProxyError::Denied {
+                role: Role::Reader,
+                ..
+            })
+        ));
+        // A node with rbac off itself grants what it grants anyone certified.
+        assert_eq!(
+            decide(Rpc::Reboot, &imp, &t, false, &fwd).unwrap(),
+            Route::Machined {
+                role: Some(Role::Admin)
+            }
+        );
+        // A certificate without a role forwards none: refused where rbac is on.
+        let none = conn(
+            Peer::Client {
+                name: "x".into(),
+                role: None,
+            },
+            &t,
+        );
+        assert_eq!(
+            decide(Rpc::Version, &none, &t, false, &to_b).unwrap(),
+            Route::Node {
+                node: NodeAddr::parse("10.5.0.3").unwrap(),
+                role: None
+            }
+        );
+        assert!(matches!(
+            decide(Rpc::Version, &imp, &t, true, &HeaderMap::new()),
+            Err(ProxyError::ForwardedWithoutRole { .. })
+        ));
+    }
+
     #[test]
     fn forwarding_is_one_hop_and_keeps_the_callers_role() {
         let t = secure();
@@ -441,7 +517,7 @@ mod tests {
             decide(Rpc::Reboot, &op, &t, true, &to_b).unwrap(),
             Route::Node {
                 node: NodeAddr::parse("10.5.0.3").unwrap(),
-                role: Role::Operator
+                role: Some(Role::Operator)
             }
         );
         // Checked before forwarding too.

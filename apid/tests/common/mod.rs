@@ -77,8 +77,12 @@ pub fn start_machined(dir: &Path, hostname: &str, running: Option<&MachineConfig
     };
     let effects = machined::apply::node::NodeEffects::for_test(&node, roots, dir.join("apid"));
     let files = machined::apply::store::StateFiles::new(&state);
-    let configurator =
-        machined::apply::Configurator::new(Some(files), config::validate::Mode::Cloud, effects);
+    let configurator = machined::apply::Configurator::new(
+        Some(files),
+        config::validate::Mode::Cloud,
+        effects,
+        node.lifecycle.clone(),
+    );
     let _ = node.configurator.set(configurator);
     let listener = machined::api::bind(&socket, None).unwrap();
     let (n, p) = (node.clone(), socket.clone());
