@@ -116,6 +116,7 @@ pub fn to_status(e: ApiError) -> Status {
                 Status::failed_precondition(msg)
             }
             FilesError::Io { .. } => Status::internal(msg),
+            FilesError::TooManyStreams(_) => Status::resource_exhausted(msg),
         },
         ApiError::Proc(ProcError::Read { .. }) => Status::internal(msg),
         ApiError::Dmesg(d) => match d {
@@ -196,6 +197,8 @@ async fn blocking<T: Send + 'static>(
 
 pub struct MachineApi {
     node: Arc<Node>,
+    /// Bounds the ListFiles and ReadFile streams open at once.
+    file_streams: crate::files::Streams,
 }
 
 fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
@@ -562,7 +565,9 @@ impl MachineService for MachineApi {
     ) -> Result<Response<Self::ListFilesStream>, Status> {
         let req = req.into_inner();
         let depth = crate::files::max_depth(req.recurse, req.recursion_depth);
-        let stream = crate::files::list(&req.root, depth).map_err(|e| to_status(e.into()))?;
+        let permit = self.file_streams.open().map_err(|e| to_status(e.into()))?;
+        let stream =
+            crate::files::list(&req.root, depth, permit).map_err(|e| to_status(e.into()))?;
         Ok(Response::new(Box::pin(stream.map(Ok))))
     }
 
@@ -572,7 +577,8 @@ impl MachineService for MachineApi {
         req: Request<ReadFileRequest>,
     ) -> Result<Response<Self::ReadFileStream>, Status> {
         let path = req.into_inner().path;
-        let stream = crate::files::read(&path).map_err(|e| to_status(e.into()))?;
+        let permit = self.file_streams.open().map_err(|e| to_status(e.into()))?;
+        let stream = crate::files::read(&path, permit).map_err(|e| to_status(e.into()))?;
         let stream = stream.map(|chunk| {
             chunk
                 .map(|bytes| Data { bytes })
@@ -790,7 +796,11 @@ pub async fn serve(
         // apid limits each RPC's messages before forwarding (32 MiB for
         // ApplyConfiguration, whose size machined's validation then reports).
         .add_service(
-            MachineServiceServer::new(MachineApi { node }).max_decoding_message_size(32 << 20),
+            MachineServiceServer::new(MachineApi {
+                node,
+                file_streams: crate::files::Streams::default(),
+            })
+            .max_decoding_message_size(32 << 20),
         )
         .serve_with_incoming(UnixListenerStream::new(listener))
         .await

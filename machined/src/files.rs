@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use api::machine::FileInfo;
 use futures::Stream;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,10 @@ pub enum FilesError {
     NotRegular { path: String, what: &'static str },
     #[error("{path} is not served: {why}")]
     Refused { path: String, why: &'static str },
+    #[error(
+        "{0} file streams (ls, read) are open on this node already; close one or try again shortly"
+    )]
+    TooManyStreams(usize),
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -95,40 +102,108 @@ fn file_info(root: &Path, entry: &walkdir::DirEntry) -> FileInfo {
     info
 }
 
-/// Lists `root` (the root itself first, as `.`) to `max_depth` levels.
-/// Symbolic links are listed as links and never followed, the root
-/// included. Entries that cannot be read come with `error` set.
+/// Lists `root` down to `max_depth`, as a stream. The walk runs on a
+/// blocking thread one batch at a time; between batches it waits, off the
+/// blocking pool, for the caller to take what it listed (see [`Streams`]).
 pub fn list(
     root: &str,
     max_depth: usize,
+    permit: StreamPermit,
 ) -> Result<impl Stream<Item = FileInfo> + Send, FilesError> {
     let root = absolute(root)?;
     std::fs::symlink_metadata(&root).map_err(|e| io_error(&root, e))?;
     let (tx, rx) = mpsc::channel(LIST_BACKLOG);
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
+        let _permit = permit;
         let walk = walkdir::WalkDir::new(&root)
             .follow_links(false)
             .follow_root_links(false)
             .max_depth(max_depth)
-            .sort_by_file_name();
-        for entry in walk {
-            let info = match entry {
-                Ok(e) => file_info(&root, &e),
-                Err(e) => FileInfo {
-                    name: e.path().unwrap_or(&root).display().to_string(),
-                    error: e
-                        .io_error()
-                        .map_or_else(|| e.to_string(), ToString::to_string),
-                    ..Default::default()
-                },
-            };
-            // The caller went away: stop walking.
-            if tx.blocking_send(info).is_err() {
+            .sort_by_file_name()
+            .into_iter();
+        let mut walk = Some(walk);
+        while let Some(mut w) = walk.take() {
+            let root = root.clone();
+            let Ok((w, batch, done)) = tokio::task::spawn_blocking(move || {
+                let mut batch = Vec::with_capacity(LIST_BACKLOG);
+                let mut done = false;
+                while batch.len() < LIST_BACKLOG {
+                    let Some(entry) = w.next() else {
+                        done = true;
+                        break;
+                    };
+                    batch.push(match entry {
+                        Ok(e) => file_info(&root, &e),
+                        Err(e) => FileInfo {
+                            name: e.path().unwrap_or(&root).display().to_string(),
+                            error: e
+                                .io_error()
+                                .map_or_else(|| e.to_string(), ToString::to_string),
+                            ..Default::default()
+                        },
+                    });
+                }
+                (w, batch, done)
+            })
+            .await
+            else {
                 return;
+            };
+            for info in batch {
+                // The caller went away or stopped reading: stop walking.
+                if !send_within(&tx, info, STREAM_IDLE).await {
+                    return;
+                }
+            }
+            if !done {
+                walk = Some(w);
             }
         }
     });
     Ok(ReceiverStream::new(rx))
+}
+
+/// Sends `item`, unless the receiver is gone or does not take it within
+/// `idle`. Returns whether it was sent.
+async fn send_within<T>(tx: &mpsc::Sender<T>, item: T, idle: Duration) -> bool {
+    matches!(tokio::time::timeout(idle, tx.send(item)).await, Ok(Ok(())))
+}
+
+/// At most this many ListFiles and ReadFile streams are open at once, far
+/// below the runtime's blocking pool (512 threads): a caller that opens
+/// streams and never reads them can hold only these, never the threads
+/// that Processes, Mounts, Disks, Netstat or certificate issuance need.
+pub const MAX_STREAMS: usize = 32;
+/// A stream whose caller has not taken the next item for this long is
+/// closed (and its permit returned).
+pub const STREAM_IDLE: Duration = Duration::from_secs(30);
+
+/// The permits for open file streams.
+#[derive(Clone)]
+pub struct Streams(Arc<Semaphore>);
+
+/// One open stream's share of [`MAX_STREAMS`].
+pub struct StreamPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self::new(MAX_STREAMS)
+    }
+}
+
+impl Streams {
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max)))
+    }
+
+    /// A permit, or [`FilesError::TooManyStreams`] when all are taken.
+    pub fn open(&self) -> Result<StreamPermit, FilesError> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map(StreamPermit)
+            .map_err(|_| FilesError::TooManyStreams(MAX_STREAMS))
+    }
 }
 
 /// Files that are regular files in name only: reading them is dangerous,
@@ -193,27 +268,43 @@ pub fn open(path: &str) -> Result<(PathBuf, std::fs::File), FilesError> {
     Ok((path, file))
 }
 
-/// Streams a regular file in chunks of [`READ_CHUNK`] bytes.
+/// Streams a regular file in chunks of [`READ_CHUNK`] bytes; each chunk
+/// is read on a blocking thread, and the wait for the caller to take it
+/// holds none.
 pub fn read(
     path: &str,
+    permit: StreamPermit,
 ) -> Result<impl Stream<Item = Result<Vec<u8>, FilesError>> + Send, FilesError> {
     use std::io::Read;
-    let (path, mut file) = open(path)?;
+    let (path, file) = open(path)?;
     let (tx, rx) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || loop {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let item = match file.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf)
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut file = Some(file);
+        while let Some(mut f) = file.take() {
+            let p = path.clone();
+            let Ok((f, item)) = tokio::task::spawn_blocking(move || loop {
+                let mut buf = vec![0u8; READ_CHUNK];
+                match f.read(&mut buf) {
+                    Ok(0) => return (f, None),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return (f, Some(Ok(buf)));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return (f, Some(Err(io_error(&p, e)))),
+                }
+            })
+            .await
+            else {
+                return;
+            };
+            let Some(item) = item else { return };
+            let failed = item.is_err();
+            if !send_within(&tx, item, STREAM_IDLE).await || failed {
+                return;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(io_error(&path, e)),
-        };
-        let failed = item.is_err();
-        if tx.blocking_send(item).is_err() || failed {
-            return;
+            file = Some(f);
         }
     });
     Ok(ReceiverStream::new(rx))
@@ -222,11 +313,70 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn permit() -> StreamPermit {
+        Streams::default().open().unwrap()
+    }
+
+    /// Hole 4 of the hardening issue: unread `ls` streams held a blocking
+    /// thread each until the pool was gone. Now a stream holds none while
+    /// it waits for its reader: with 4 blocking threads and 16 unread
+    /// streams, blocking work still runs at once.
+    #[test]
+    fn unread_streams_hold_no_blocking_threads() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..(3 * LIST_BACKLOG) {
+                std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+            }
+            let streams = Streams::new(16);
+            let mut open = Vec::new();
+            for _ in 0..16 {
+                let p = streams.open().unwrap();
+                open.push(list(dir.path().to_str().unwrap(), 1, p).unwrap());
+            }
+            let big = dir.path().join("f0");
+            for _ in 0..4 {
+                let p = Streams::new(1).open().unwrap();
+                let _unread = read(big.to_str().unwrap(), p).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r =
+                tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(|| 42))
+                    .await;
+            assert_eq!(r.expect("the blocking pool is exhausted").unwrap(), 42);
+            // A 17th stream is refused with a clear error.
+            assert!(matches!(
+                streams.open(),
+                Err(FilesError::TooManyStreams(MAX_STREAMS))
+            ));
+            drop(open);
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_dropped_after_the_idle_time() {
+        let (tx, mut rx) = mpsc::channel(1);
+        assert!(send_within(&tx, 1, STREAM_IDLE).await);
+        // The channel is full and nobody reads: given up after STREAM_IDLE.
+        let started = tokio::time::Instant::now();
+        assert!(!send_within(&tx, 2, STREAM_IDLE).await);
+        assert_eq!(started.elapsed(), STREAM_IDLE);
+        assert_eq!(rx.recv().await, Some(1));
+        drop(rx);
+        assert!(!send_within(&tx, 3, STREAM_IDLE).await);
+    }
     use futures::StreamExt;
     use std::os::unix::fs::symlink;
 
     async fn names(root: &Path, depth: usize) -> Vec<String> {
-        list(root.to_str().unwrap(), depth)
+        list(root.to_str().unwrap(), depth, permit())
             .unwrap()
             .map(|f| {
                 assert!(f.error.is_empty(), "{f:?}");
@@ -270,7 +420,10 @@ mod tests {
         );
 
         // Sizes, modes and kinds.
-        let infos: Vec<FileInfo> = list(root.to_str().unwrap(), 1).unwrap().collect().await;
+        let infos: Vec<FileInfo> = list(root.to_str().unwrap(), 1, permit())
+            .unwrap()
+            .collect()
+            .await;
         let top = infos.iter().find(|f| f.relative_name == "top").unwrap();
         assert_eq!(top.size, 5);
         assert_eq!(top.mode & 0o170000, 0o100000);
@@ -299,11 +452,11 @@ mod tests {
     #[tokio::test]
     async fn listing_errors() {
         assert!(matches!(
-            list("relative/path", 1),
+            list("relative/path", 1, permit()),
             Err(FilesError::NotAbsolute(_))
         ));
         assert!(matches!(
-            list("/nonexistent/cairn", 1),
+            list("/nonexistent/cairn", 1, permit()),
             Err(FilesError::NotFound(_))
         ));
     }
@@ -314,7 +467,7 @@ mod tests {
         let p = dir.path().join("big");
         let data: Vec<u8> = (0..READ_CHUNK * 2 + 10).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let chunks: Vec<Vec<u8>> = read(p.to_str().unwrap())
+        let chunks: Vec<Vec<u8>> = read(p.to_str().unwrap(), permit())
             .unwrap()
             .map(|c| c.unwrap())
             .collect()
@@ -323,14 +476,14 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         // Through a symlink to a regular file is fine.
         symlink(&p, dir.path().join("link")).unwrap();
-        let via: Vec<Vec<u8>> = read(dir.path().join("link").to_str().unwrap())
+        let via: Vec<Vec<u8>> = read(dir.path().join("link").to_str().unwrap(), permit())
             .unwrap()
             .map(|c| c.unwrap())
             .collect()
             .await;
         assert_eq!(via.concat(), data);
         // /proc files report size 0 but have content.
-        let status: Vec<u8> = read("/proc/self/status")
+        let status: Vec<u8> = read("/proc/self/status", permit())
             .unwrap()
             .map(|c| c.unwrap())
             .collect::<Vec<_>>()
