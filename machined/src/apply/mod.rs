@@ -134,6 +134,15 @@ pub trait Effects: Send + Sync + 'static {
     fn spec_restarts(&self, _old: &MachineConfig, _new: &MachineConfig) -> Vec<&'static str> {
         Vec::new()
     }
+    /// Records what `config`'s files and sysctls would overwrite, so an
+    /// unconfirmed try can be undone exactly.
+    fn snapshot(&self, _config: &MachineConfig) -> Option<live::Undo> {
+        None
+    }
+    /// Puts back what [`Effects::snapshot`] recorded.
+    fn restore(&self, _undo: &live::Undo) -> Vec<String> {
+        Vec::new()
+    }
     /// Reboots the node, ending the apply that `guard` holds.
     fn reboot(&self, guard: Guard);
     /// Installs to `config`'s `machine.install.disk` (live boot, first
@@ -153,6 +162,8 @@ pub trait Effects: Send + Sync + 'static {
 struct PendingTry {
     id: u64,
     previous: MachineConfig,
+    /// What the tried config overwrote, put back on revert.
+    undo: Option<live::Undo>,
     deadline: Instant,
 }
 
@@ -363,6 +374,7 @@ impl Configurator {
                     0 => DEFAULT_TRY_TIMEOUT,
                     s => Duration::from_secs(u64::from(s)),
                 };
+                let undo = self.effects.snapshot(&new);
                 let problems = self
                     .effects
                     .activate(Some(&previous), &new, &plan.services, &source)
@@ -372,6 +384,7 @@ impl Configurator {
                 inner.pending = Some(PendingTry {
                     id,
                     previous,
+                    undo,
                     deadline: Instant::now() + timeout,
                 });
                 tokio::spawn(self.clone().revert_after(id, timeout));
@@ -486,8 +499,8 @@ impl Configurator {
             }
         };
         let mut inner = self.inner.lock().await;
-        let previous = match inner.pending.take() {
-            Some(p) if p.id == id => p.previous,
+        let (previous, undo) = match inner.pending.take() {
+            Some(p) if p.id == id => (p.previous, p.undo),
             other => {
                 inner.pending = other;
                 return;
@@ -511,6 +524,13 @@ impl Configurator {
             .await
         {
             crate::console!("config: {p}");
+        }
+        // The previous config rewrote its own files; what the try added or
+        // changed beyond them goes back to how it was.
+        if let Some(undo) = undo {
+            for p in self.effects.restore(&undo) {
+                crate::console!("config: {p}");
+            }
         }
         crate::console!(
             "config: the tried config was not confirmed within {} s; reverted to the previous config",

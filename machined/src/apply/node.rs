@@ -141,6 +141,14 @@ impl Effects for NodeEffects {
         })
     }
 
+    fn snapshot(&self, config: &MachineConfig) -> Option<live::Undo> {
+        Some(live::snapshot(config, &self.roots))
+    }
+
+    fn restore(&self, undo: &live::Undo) -> Vec<String> {
+        live::restore(undo)
+    }
+
     fn spec_restarts(&self, old: &MachineConfig, new: &MachineConfig) -> Vec<&'static str> {
         let Some(node) = self.node.upgrade() else {
             return Vec::new();
