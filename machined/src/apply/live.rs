@@ -78,8 +78,11 @@ pub fn apply(config: &MachineConfig, roots: &Roots) -> (Option<String>, Problems
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Undo {
     sysctls: Vec<(PathBuf, Option<String>)>,
-    files: Vec<(PathBuf, Option<(Vec<u8>, u32)>)>,
+    files: Vec<(PathBuf, Option<FileBefore>)>,
 }
+
+/// A file's content and mode before a try wrote it.
+type FileBefore = (Vec<u8>, u32);
 
 /// Records what `config`'s sysctls and files would overwrite.
 pub fn snapshot(config: &MachineConfig, roots: &Roots) -> Undo {
