@@ -16,7 +16,7 @@ deps: ## Install the Debian packages builds and tests need
 	@images/install-deps.sh
 
 kernel: deps ## Build the kernel from kernel-config/ (cached by the fragments' hash)
-	@images/build-kernel.sh
+	@mkdir -p $(CAIRN_CACHE)/kernel && flock $(CAIRN_CACHE)/kernel/.lock images/build-kernel.sh
 
 payload: deps ## Build the Kubernetes payload squashfs and kubectl into _out/ (cached by versions.env and sources)
 	@images/build-payload.sh

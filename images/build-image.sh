@@ -63,7 +63,11 @@ stamp() { find "$@" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; }
 # --- kernel -------------------------------------------------------------------
 # Cached after the first build (make kernel); its own progress lines show
 # when it has to compile.
-images/build-kernel.sh
+# One kernel build at a time per cache: two builds in the same object tree
+# (another checkout, another OUT) corrupt each other; the second one then
+# finds the first one's result cached.
+mkdir -p "$CAIRN_CACHE/kernel"
+flock "$CAIRN_CACHE/kernel/.lock" images/build-kernel.sh
 
 # --- Kubernetes payload --------------------------------------------------------
 # $OUT/payload.sqsh (and $OUT/kubectl), cached by its inputs in
