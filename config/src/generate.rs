@@ -104,6 +104,7 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
             scheduler: Default::default(),
             proxy: Default::default(),
             allow_scheduling_on_control_planes: false,
+            addons: Default::default(),
         },
     }
 }

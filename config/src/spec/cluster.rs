@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{is_default, is_false, CertAndKey};
+use super::{is_default, is_false, yes, CertAndKey};
 use crate::types::{
     ArgName, Cidr, ClusterName, ControlPlaneEndpoint, DnsName, EncryptionKey, HttpUrl, ImageRef,
     KubernetesVersion, PemPrivateKey, ScalarString, SubjectAltName, Token,
@@ -63,6 +63,10 @@ pub struct ClusterSpec {
     /// `node-role.kubernetes.io/master` taint), e.g. for a one-node cluster.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_scheduling_on_control_planes: bool,
+    /// The cluster add-ons Cairn deploys from its image cache; each is on
+    /// unless turned off here.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub addons: Addons,
 }
 
 pub fn default_kubernetes_version() -> KubernetesVersion {
@@ -146,6 +150,40 @@ pub enum CniName {
     Custom,
     /// No CNI; install one yourself.
     None,
+}
+
+/// The add-ons: ordinary Kubernetes workloads in `kube-system`, run from
+/// images the payload carries (nothing is pulled).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Addons {
+    /// The Web UI (`cairn-webui`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dashboard: Addon,
+    /// The resource metrics API (`metrics.k8s.io`, `kubectl top`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub metrics_server: Addon,
+    /// Prometheus: the time-series store of container and node metrics.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub prometheus: Addon,
+    /// Cluster-level logging: the per-node collector and the log store.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub logging: Addon,
+}
+
+/// One add-on's switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Addon {
+    /// Deploy it. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Addon {
+    fn default() -> Self {
+        Addon { enabled: true }
+    }
 }
 
 /// The service-account signing key.

@@ -7,7 +7,7 @@ mod cluster;
 mod machine;
 
 pub use cluster::{
-    default_kubernetes_version, ClusterNetwork, ClusterSpec, Cni, CniName, Component, ControlPlane,
+    default_kubernetes_version, Addon, Addons, ClusterNetwork, ClusterSpec, Cni, CniName, Component, ControlPlane,
     Etcd, Proxy, ServiceAccount,
 };
 pub use machine::{

@@ -282,6 +282,7 @@ pub fn all(cfg: &MachineConfig) -> Vec<Value> {
         v.extend(kube_proxy(cfg));
     }
     v.extend(cluster_dns(cfg));
+    v.extend(addons::objects(cfg));
     v
 }
 
