@@ -13,6 +13,8 @@ pub const SYSTEM_RUN_DIR: &str = "/system/run";
 pub const SECRETS_DIR: &str = "/system/secrets";
 /// Where the STATE partition is mounted.
 pub const STATE_MOUNT: &str = "/system/state";
+/// Where the BOOT partition is mounted on an installed node.
+pub const BOOT_MOUNT: &str = "/boot";
 /// The machine config persisted on STATE.
 pub const STATE_CONFIG_PATH: &str = "/system/state/config.yaml";
 /// Where the EPHEMERAL partition (or a tmpfs on a live boot) is mounted.

@@ -140,3 +140,32 @@ fn client_config(input: &GenerateInput) -> Result<ClientConfig, GenerateError> {
         contexts: [(name, context)].into(),
     })
 }
+
+/// A control-plane config of a cluster `test` at `https://10.5.0.2:6443`
+/// with fresh secrets, and every secret string in it (for tests that check
+/// redaction). For tests across the workspace; costs a key generation.
+pub fn sample_controlplane() -> (MachineConfig, Vec<String>) {
+    let secrets = generate_secrets().expect("generating secrets");
+    let input = GenerateInput::new(
+        "test".parse().expect("valid cluster name"),
+        "https://10.5.0.2:6443".parse().expect("valid endpoint"),
+        secrets.clone(),
+    );
+    let (cp, _, _) = generate_configs(&input).expect("generating configs");
+    let c = &secrets.certs;
+    let list = vec![
+        secrets.secrets.bootstrap_token.as_str().to_string(),
+        secrets.secrets.machine_token.as_str().to_string(),
+        secrets
+            .secrets
+            .secretbox_encryption_secret
+            .as_str()
+            .to_string(),
+        c.os.key.pem().to_string(),
+        c.kubernetes.key.pem().to_string(),
+        c.etcd.key.pem().to_string(),
+        c.aggregator.key.pem().to_string(),
+        c.service_account.key.pem().to_string(),
+    ];
+    (cp, list)
+}

@@ -1,46 +1,35 @@
-//! The boot sequence of the initramfs, written against [`Sys`] so tests can
-//! run it with a recording fake: every step says what it is doing, and the
-//! first failing step stops the sequence with that description.
+//! The boot sequence of the initramfs, written against the stack's one
+//! syscall trait ([`system::syscall::Syscalls`]) and mount table
+//! ([`system::mounts`]) so tests run it with the recording implementation:
+//! every step says what it is doing, and the first failing step stops the
+//! sequence with that description.
 
 use std::convert::Infallible;
 use std::fmt;
-use std::io;
 use std::path::Path;
 
+use nix::mount::MsFlags;
+use system::mounts::{self, MountPoint, NEW_ROOT, ROOTFS_IMAGE};
+use system::syscall::Syscalls;
+
 use crate::kmsg::{Kmsg, Level};
-use crate::loopdev::{self, LoopDevice};
-use crate::mounts::{self, Mount, NEW_ROOT, ROOTFS_IMAGE};
-use crate::switch_root;
 
 /// The PID 1 agent in the root filesystem.
 pub const MACHINED: &str = "/sbin/machined";
 
-/// The system calls the boot sequence makes. Tests cannot make them (they
-/// need root and would change the host), so they sit behind this trait.
-pub trait Sys {
+/// Where init's messages go: the kernel log once /dev exists.
+pub trait Console {
     fn log(&mut self, level: Level, message: &str);
-    /// Creates a directory (and parents) unless it exists.
-    fn mkdir(&mut self, path: &str) -> io::Result<()>;
-    fn is_mount_point(&mut self, path: &str) -> io::Result<bool>;
-    fn mount(&mut self, mount: &Mount) -> io::Result<()>;
     /// Called once devtmpfs is mounted: open /dev/kmsg, and /dev/console as
     /// stdin/stdout/stderr if the kernel could not give init a console.
     fn devices_ready(&mut self);
-    /// Attaches an image file read-only to a loop device; returns its path.
-    fn attach_loop(&mut self, image: &str) -> io::Result<String>;
-    fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()>;
-    /// The text of `/proc/self/mountinfo`.
-    fn mountinfo(&mut self) -> io::Result<String>;
-    fn switch_root(&mut self, new_root: &str) -> io::Result<()>;
-    /// Replaces this process with `program`; returns only on failure.
-    fn exec(&mut self, program: &str) -> io::Error;
 }
 
 /// A failed boot step: what init was doing, and why it failed.
 #[derive(Debug)]
 pub struct Failure {
     pub doing: String,
-    pub error: io::Error,
+    pub error: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl fmt::Display for Failure {
@@ -49,57 +38,68 @@ impl fmt::Display for Failure {
     }
 }
 
-fn step<T>(doing: impl Into<String>, result: io::Result<T>) -> Result<T, Failure> {
+fn step<T, E: std::error::Error + Send + Sync + 'static>(
+    doing: impl Into<String>,
+    result: Result<T, E>,
+) -> Result<T, Failure> {
     result.map_err(|error| Failure {
         doing: doing.into(),
-        error,
+        error: Box::new(error),
     })
 }
 
-/// Applies a mount table entry unless its target is already a mount point.
-pub fn mount_once(sys: &mut impl Sys, m: &Mount) -> Result<(), Failure> {
-    step(format!("creating {}", m.target), sys.mkdir(m.target))?;
-    let mounted = step(
-        format!("checking {}", m.target),
-        sys.is_mount_point(m.target),
-    )?;
-    if !mounted {
-        step(m.describe(), sys.mount(m))?;
-    }
-    Ok(())
+fn describe(m: &MountPoint) -> String {
+    format!("mounting {} on {}", m.source, m.target.display())
 }
 
 /// Runs the whole initramfs stage; on success it never returns, because
 /// machined has replaced this process.
-pub fn boot(sys: &mut impl Sys) -> Result<Infallible, Failure> {
-    for m in mounts::EARLY {
-        mount_once(sys, m)?;
+pub fn boot(sys: &dyn Syscalls, console: &mut dyn Console) -> Result<Infallible, Failure> {
+    for m in mounts::init_table() {
+        step(describe(&m), mounts::apply_one(sys, &m))?;
         if m.fstype == "devtmpfs" {
-            sys.devices_ready();
+            console.devices_ready();
         }
     }
 
-    step(format!("creating {NEW_ROOT}"), sys.mkdir(NEW_ROOT))?;
+    let new_root = Path::new(NEW_ROOT);
+    step(
+        format!("creating {NEW_ROOT}"),
+        sys.create_dir_all(new_root, 0o755),
+    )?;
     let device = step(
         format!("attaching {ROOTFS_IMAGE} to a loop device"),
-        sys.attach_loop(ROOTFS_IMAGE),
+        sys.attach_loop(Path::new(ROOTFS_IMAGE)),
     )?;
+    let root = mounts::rootfs(&device.display().to_string());
     step(
         format!("mounting {ROOTFS_IMAGE} on {NEW_ROOT}"),
-        sys.mount(&mounts::rootfs(&device)),
+        sys.mount(
+            Some(&root.source),
+            &root.target,
+            Some(&root.fstype),
+            root.flags,
+            None,
+        ),
     )?;
-    for from in mounts::moved_into_new_root() {
-        let to = format!("{NEW_ROOT}{from}");
-        step(format!("moving {from} to {to}"), sys.move_mount(from, &to))?;
+    for m in mounts::init_table() {
+        let to = new_root.join(m.target.strip_prefix("/").unwrap_or(&m.target));
+        step(
+            format!("moving {} to {}", m.target.display(), to.display()),
+            sys.mount(m.target.to_str(), &to, None, MsFlags::MS_MOVE, None),
+        )?;
     }
     step(
         format!("switching root to {NEW_ROOT}"),
-        sys.switch_root(NEW_ROOT),
+        sys.switch_root(new_root),
     )?;
 
     // Report the root machined will run on, as the kernel's mount table
     // has it (tests read this line to check the booted root is read-only).
-    let message = match sys.mountinfo().map(|t| mounts::find_mount(&t, "/")) {
+    let message = match sys
+        .mountinfo()
+        .map(|t| mounts::find_mount(&t, Path::new("/")))
+    {
         Ok(Some(m)) => format!(
             "root filesystem: {} on / type {} ({}): {}",
             m.source,
@@ -113,47 +113,24 @@ pub fn boot(sys: &mut impl Sys) -> Result<Infallible, Failure> {
         ),
         _ => "root filesystem: / is not in /proc/self/mountinfo".to_string(),
     };
-    sys.log(Level::Info, &message);
+    console.log(Level::Info, &message);
 
-    sys.log(Level::Info, &format!("starting {MACHINED}"));
+    console.log(Level::Info, &format!("starting {MACHINED}"));
     Err(Failure {
         doing: format!("starting {MACHINED}"),
-        error: sys.exec(MACHINED),
+        error: Box::new(sys.exec(Path::new(MACHINED))),
     })
 }
 
-/// The real system calls.
+/// The kernel log, and the console as init's stdio.
 #[derive(Default)]
-pub struct RealSys {
+pub struct KernelConsole {
     pub kmsg: Kmsg,
-    /// Loop devices stay open until exec closes them (close-on-exec).
-    loops: Vec<LoopDevice>,
 }
 
-impl Sys for RealSys {
+impl Console for KernelConsole {
     fn log(&mut self, level: Level, message: &str) {
         self.kmsg.log(level, message);
-    }
-
-    fn mkdir(&mut self, path: &str) -> io::Result<()> {
-        std::fs::create_dir_all(path)
-    }
-
-    fn is_mount_point(&mut self, path: &str) -> io::Result<bool> {
-        use std::os::unix::fs::MetadataExt;
-        let here = std::fs::metadata(path)?;
-        let parent = std::fs::metadata(Path::new(path).join(".."))?;
-        Ok(here.dev() != parent.dev() || here.ino() == parent.ino())
-    }
-
-    fn mount(&mut self, m: &Mount) -> io::Result<()> {
-        let data = m
-            .data
-            .map(std::ffi::CString::new)
-            .transpose()
-            .map_err(io::Error::other)?;
-        rustix::mount::mount(m.source, m.target, m.fstype, m.flags, data.as_deref())?;
-        Ok(())
     }
 
     fn devices_ready(&mut self) {
@@ -173,111 +150,73 @@ impl Sys for RealSys {
             }
         }
     }
-
-    fn attach_loop(&mut self, image: &str) -> io::Result<String> {
-        let device = loopdev::attach_read_only(Path::new(image))?;
-        let path = device.path.display().to_string();
-        self.loops.push(device);
-        Ok(path)
-    }
-
-    fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
-        rustix::mount::mount_move(from, to)?;
-        Ok(())
-    }
-
-    fn mountinfo(&mut self) -> io::Result<String> {
-        std::fs::read_to_string("/proc/self/mountinfo")
-    }
-
-    fn switch_root(&mut self, new_root: &str) -> io::Result<()> {
-        switch_root::switch_root(Path::new(new_root))
-    }
-
-    fn exec(&mut self, program: &str) -> io::Error {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new(program).exec()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::path::PathBuf;
+    use system::syscall::{Call, Recording};
 
-    /// Records every call; fails the call whose description starts with
-    /// `fail_on`, and reports the targets in `mounted` as mount points.
+    /// Records what init logged and when the devices became ready.
     #[derive(Default)]
-    struct Recording {
-        calls: Vec<String>,
-        fail_on: Option<(&'static str, i32)>,
-        mounted: HashSet<String>,
-    }
+    struct Log(Vec<String>);
 
-    impl Recording {
-        fn call(&mut self, call: String) -> io::Result<()> {
-            let failing = matches!(self.fail_on, Some((p, _)) if call.starts_with(p));
-            self.calls.push(call);
-            match self.fail_on {
-                Some((_, errno)) if failing => Err(io::Error::from_raw_os_error(errno)),
-                _ => Ok(()),
-            }
-        }
-    }
-
-    impl Sys for Recording {
+    impl Console for Log {
         fn log(&mut self, _: Level, message: &str) {
-            self.calls.push(format!("log {message}"));
-        }
-        fn mkdir(&mut self, path: &str) -> io::Result<()> {
-            self.call(format!("mkdir {path}"))
-        }
-        fn is_mount_point(&mut self, path: &str) -> io::Result<bool> {
-            Ok(self.mounted.contains(path))
-        }
-        fn mount(&mut self, m: &Mount) -> io::Result<()> {
-            self.call(format!("mount {} {} {}", m.fstype, m.source, m.target))
+            self.0.push(message.to_string());
         }
         fn devices_ready(&mut self) {
-            self.calls.push("devices_ready".into());
-        }
-        fn attach_loop(&mut self, image: &str) -> io::Result<String> {
-            self.call(format!("attach_loop {image}"))?;
-            Ok("/dev/loop0".into())
-        }
-        fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
-            self.call(format!("move {from} {to}"))
-        }
-        fn mountinfo(&mut self) -> io::Result<String> {
-            Ok("1 0 0:2 / / rw - rootfs rootfs rw\n25 1 7:0 / / ro,relatime - squashfs /dev/loop0 ro\n".into())
-        }
-        fn switch_root(&mut self, new_root: &str) -> io::Result<()> {
-            self.call(format!("switch_root {new_root}"))
-        }
-        fn exec(&mut self, program: &str) -> io::Error {
-            self.calls.push(format!("exec {program}"));
-            io::Error::from_raw_os_error(2)
+            self.0.push("devices_ready".into());
         }
     }
 
-    fn without_logs(calls: &[String]) -> Vec<&str> {
-        calls
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !c.starts_with("log "))
+    /// The calls as short strings, in order.
+    fn calls(sys: &Recording) -> Vec<String> {
+        sys.calls()
+            .into_iter()
+            .map(|c| match c {
+                Call::CreateDir(p, _) => format!("mkdir {}", p.display()),
+                Call::Mount {
+                    source,
+                    target,
+                    flags,
+                    ..
+                } if flags.contains(MsFlags::MS_MOVE) => {
+                    format!("move {} {}", source.unwrap_or_default(), target.display())
+                }
+                Call::Mount {
+                    source,
+                    target,
+                    fstype,
+                    ..
+                } => format!(
+                    "mount {} {} {}",
+                    fstype.unwrap_or_default(),
+                    source.unwrap_or_default(),
+                    target.display()
+                ),
+                Call::AttachLoop(p) => format!("attach_loop {}", p.display()),
+                Call::SwitchRoot(p) => format!("switch_root {}", p.display()),
+                Call::Exec(p) => format!("exec {}", p.display()),
+                other => format!("{other:?}"),
+            })
             .collect()
     }
 
+    /// The root as the kernel reports it after switch_root.
+    const ROOT: &str = "25 1 7:0 / / ro,relatime - squashfs /dev/loop0 ro\n";
+
     #[test]
     fn boots_in_order_and_execs_machined() {
-        let mut sys = Recording::default();
-        let failure = boot(&mut sys).unwrap_err();
+        let sys = Recording::default();
+        let mut log = Log::default();
+        let failure = boot(&sys, &mut log).unwrap_err();
         assert_eq!(
-            without_logs(&sys.calls),
+            calls(&sys),
             [
                 "mkdir /dev",
                 "mount devtmpfs devtmpfs /dev",
-                "devices_ready",
                 "mkdir /proc",
                 "mount proc proc /proc",
                 "mkdir /sys",
@@ -292,39 +231,39 @@ mod tests {
                 "exec /sbin/machined",
             ]
         );
+        assert_eq!(log.0[0], "devices_ready", "kmsg opens right after /dev");
         // exec only returns on failure, and the failure names it.
         assert!(failure.to_string().starts_with("starting /sbin/machined: "));
     }
 
     #[test]
     fn the_root_is_reported_as_the_kernel_mounted_it() {
-        let mut sys = Recording::default();
-        let _ = boot(&mut sys);
-        assert!(sys.calls.contains(
-            &"log root filesystem: /dev/loop0 on / type squashfs (ro,relatime): read-only"
-                .to_string()
+        let sys = Recording::with_mountinfo(ROOT);
+        let mut log = Log::default();
+        let _ = boot(&sys, &mut log);
+        assert!(log.0.contains(
+            &"root filesystem: /dev/loop0 on / type squashfs (ro,relatime): read-only".to_string()
         ));
     }
 
     #[test]
     fn existing_mount_points_are_not_mounted_again() {
-        let mut sys = Recording {
-            mounted: HashSet::from(["/dev".to_string()]),
-            ..Default::default()
-        };
-        let _ = boot(&mut sys);
-        assert!(!sys.calls.iter().any(|c| c.starts_with("mount devtmpfs")));
-        assert!(sys.calls.contains(&"devices_ready".to_string()));
-        assert!(sys.calls.contains(&"mount proc proc /proc".to_string()));
+        let sys = Recording::with_mountinfo("21 1 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw\n");
+        let mut log = Log::default();
+        let _ = boot(&sys, &mut log);
+        let calls = calls(&sys);
+        assert!(!calls.iter().any(|c| c.starts_with("mount devtmpfs")));
+        assert!(log.0.contains(&"devices_ready".to_string()));
+        assert!(calls.contains(&"mount proc proc /proc".to_string()));
     }
 
     #[test]
     fn a_failing_step_stops_boot_and_says_what_it_was_doing() {
-        let mut sys = Recording {
-            fail_on: Some(("mount squashfs", 19)), // ENODEV
+        let sys = Recording {
+            failing: vec![(PathBuf::from(NEW_ROOT), 19)], // ENODEV
             ..Default::default()
         };
-        let failure = boot(&mut sys).unwrap_err();
+        let failure = boot(&sys, &mut Log::default()).unwrap_err();
         assert_eq!(failure.doing, "mounting /rootfs.sqsh on /newroot");
         assert!(
             failure
@@ -332,22 +271,21 @@ mod tests {
                 .starts_with("mounting /rootfs.sqsh on /newroot: No such device"),
             "{failure}"
         );
-        assert_eq!(
-            sys.calls.last().unwrap(),
-            "mount squashfs /dev/loop0 /newroot"
-        );
-        assert!(!sys.calls.iter().any(|c| c.starts_with("switch_root")));
+        assert!(!calls(&sys).iter().any(|c| c.starts_with("switch_root")));
     }
 
     #[test]
     fn a_missing_rootfs_image_is_reported_before_any_mount_of_it() {
-        let mut sys = Recording {
-            fail_on: Some(("attach_loop", 2)),
+        let sys = Recording {
+            failing: vec![(PathBuf::from(ROOTFS_IMAGE), 2)],
             ..Default::default()
         };
-        let failure = boot(&mut sys).unwrap_err();
+        let failure = boot(&sys, &mut Log::default()).unwrap_err();
         assert!(failure
             .to_string()
             .starts_with("attaching /rootfs.sqsh to a loop device: No such file or directory"));
+        assert!(!calls(&sys)
+            .iter()
+            .any(|c| c.contains("/newroot ") && c.starts_with("mount")));
     }
 }

@@ -9,20 +9,19 @@
 mod boot;
 mod cmdline;
 mod kmsg;
-mod loopdev;
-mod mounts;
-mod switch_root;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use boot::{RealSys, Sys};
+use boot::{Console, KernelConsole};
 use cmdline::{Cmdline, OnFailure};
 use kmsg::Level;
 
 fn main() {
-    let mut sys = RealSys::default();
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| boot::boot(&mut sys)));
+    let mut console = KernelConsole::default();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        boot::boot(&system::syscall::Real, &mut console)
+    }));
     let message = match outcome {
         Ok(Ok(never)) => match never {},
         Ok(Err(failure)) => failure.to_string(),
@@ -35,13 +34,13 @@ fn main() {
             format!("init panicked: {what}")
         }
     };
-    fail(&mut sys, &message)
+    fail(&mut console, &message)
 }
 
 /// Reports a failed boot and reboots or hangs, as the kernel's `panic=`
 /// parameter asks. PID 1 must never exit: the kernel would panic without
 /// saying why.
-fn fail(sys: &mut RealSys, message: &str) -> ! {
+fn fail(sys: &mut KernelConsole, message: &str) -> ! {
     sys.kmsg.open();
     sys.log(Level::Error, message);
     let policy = std::fs::read_to_string("/proc/cmdline")

@@ -14,14 +14,14 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::dmesg::{DmesgError, Kmsg};
-use crate::files::FilesError;
-use crate::procfs::ProcError;
-use crate::resources::{kind, proto, Filter, Kind, Secrets, Watch, WatchKind};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
-use crate::supervisor::logbuf::LogRing;
-use crate::supervisor::{Health, ServiceHandle, SupervisorError};
+use host::dmesg::{DmesgError, Kmsg};
+use host::files::FilesError;
+use host::procfs::ProcError;
+use runtime::resources::{kind, proto, Filter, Kind, Secrets, Watch, WatchKind};
+use runtime::supervisor::logbuf::LogRing;
+use runtime::supervisor::{Health, ServiceHandle, SupervisorError};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -70,9 +70,9 @@ pub enum ApiError {
     #[error("machined could not finish the request: {0}")]
     Task(String),
     #[error(transparent)]
-    Etcd(#[from] crate::etcd::EtcdError),
+    Etcd(#[from] kubernetes::etcd::EtcdError),
     #[error(transparent)]
-    Pki(#[from] crate::k8s_pki::K8sPkiError),
+    Pki(#[from] kubernetes::k8s_pki::K8sPkiError),
 }
 
 impl From<SupervisorError> for ApiError {
@@ -124,7 +124,7 @@ pub fn to_status(e: ApiError) -> Status {
         },
         ApiError::Task(_) => Status::internal(msg),
         ApiError::Etcd(e) => {
-            use crate::etcd::EtcdError as E;
+            use kubernetes::etcd::EtcdError as E;
             match e {
                 E::AlreadyBootstrapped(_) | E::AlreadyRunning => Status::already_exists(msg),
                 E::NoConfig | E::NotControlPlane | E::NotRunning => {
@@ -139,8 +139,8 @@ pub fn to_status(e: ApiError) -> Status {
     }
 }
 
-fn pki_status(e: &crate::k8s_pki::K8sPkiError, msg: String) -> Status {
-    use crate::k8s_pki::K8sPkiError as E;
+fn pki_status(e: &kubernetes::k8s_pki::K8sPkiError, msg: String) -> Status {
+    use kubernetes::k8s_pki::K8sPkiError as E;
     match e {
         E::Missing { .. } | E::NoConfig | E::NotControlPlane | E::ServiceAccountKey(_) => {
             Status::failed_precondition(msg)
@@ -198,7 +198,7 @@ async fn blocking<T: Send + 'static>(
 pub struct MachineApi {
     node: Arc<Node>,
     /// Bounds the ListFiles and ReadFile streams open at once.
-    file_streams: crate::files::Streams,
+    file_streams: host::files::Streams,
 }
 
 fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
@@ -336,7 +336,7 @@ impl MachineService for MachineApi {
     }
 
     async fn bootstrap(&self, _: Request<BootstrapRequest>) -> Result<Response<()>, Status> {
-        crate::etcd::bootstrap(&self.node)
+        kubernetes::etcd::bootstrap(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
         Ok(Response::new(()))
@@ -344,7 +344,7 @@ impl MachineService for MachineApi {
 
     type KubeconfigStream = Stream_<Data>;
     async fn kubeconfig(&self, _: Request<()>) -> Result<Response<Self::KubeconfigStream>, Status> {
-        let bytes = crate::k8s_pki::admin_kubeconfig(&self.node)
+        let bytes = kubernetes::k8s_pki::admin_kubeconfig(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
         Ok(Response::new(Box::pin(futures::stream::once(async {
@@ -410,7 +410,7 @@ impl MachineService for MachineApi {
         tokio::spawn(async move {
             tokio::time::sleep(REPLY_FIRST).await;
             if let Err(e) = supervisor.restart(&service).await {
-                crate::console!("service {service}: restart failed: {e}");
+                runtime::console!("service {service}: restart failed: {e}");
             }
         });
         Ok(Response::new(ServiceActionResponse {
@@ -430,7 +430,7 @@ impl MachineService for MachineApi {
             tokio::spawn(async move {
                 tokio::time::sleep(REPLY_FIRST).await;
                 if let Err(e) = supervisor.kill("apid", sig) {
-                    crate::console!("service apid: kill failed: {e}");
+                    runtime::console!("service apid: kill failed: {e}");
                 }
             });
             return Ok(Response::new(ServiceActionResponse {
@@ -442,7 +442,7 @@ impl MachineService for MachineApi {
             .supervisor
             .kill(&id, sig)
             .map_err(|e| to_status(e.into()))?;
-        crate::console!("service {id}: sent {sig} to pid {pid} (API)");
+        runtime::console!("service {id}: sent {sig} to pid {pid} (API)");
         Ok(Response::new(ServiceActionResponse {
             message: format!("service {id}: sent {sig} to pid {pid}"),
         }))
@@ -452,7 +452,7 @@ impl MachineService for MachineApi {
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         let req = req.into_inner();
         if req.kubernetes {
-            return crate::kubernetes::podlogs::handle(&req).map(Response::new);
+            return kubernetes::podlogs::handle(&req).map(Response::new);
         }
         let ring = if req.id == "machined" {
             self.node.logs.clone()
@@ -564,10 +564,10 @@ impl MachineService for MachineApi {
         req: Request<ListFilesRequest>,
     ) -> Result<Response<Self::ListFilesStream>, Status> {
         let req = req.into_inner();
-        let depth = crate::files::max_depth(req.recurse, req.recursion_depth);
+        let depth = host::files::max_depth(req.recurse, req.recursion_depth);
         let permit = self.file_streams.open().map_err(|e| to_status(e.into()))?;
         let stream =
-            crate::files::list(&req.root, depth, permit).map_err(|e| to_status(e.into()))?;
+            host::files::list(&req.root, depth, permit).map_err(|e| to_status(e.into()))?;
         Ok(Response::new(Box::pin(stream.map(Ok))))
     }
 
@@ -578,7 +578,7 @@ impl MachineService for MachineApi {
     ) -> Result<Response<Self::ReadFileStream>, Status> {
         let path = req.into_inner().path;
         let permit = self.file_streams.open().map_err(|e| to_status(e.into()))?;
-        let stream = crate::files::read(&path, permit).map_err(|e| to_status(e.into()))?;
+        let stream = host::files::read(&path, permit).map_err(|e| to_status(e.into()))?;
         let stream = stream.map(|chunk| {
             chunk
                 .map(|bytes| Data { bytes })
@@ -588,7 +588,7 @@ impl MachineService for MachineApi {
     }
 
     async fn processes(&self, _: Request<()>) -> Result<Response<ProcessesResponse>, Status> {
-        let processes = blocking(|| Ok(crate::procfs::processes(Path::new("/proc"))?))
+        let processes = blocking(|| Ok(host::procfs::processes(Path::new("/proc"))?))
             .await
             .map_err(to_status)?;
         Ok(Response::new(ProcessesResponse { processes }))
@@ -600,7 +600,7 @@ impl MachineService for MachineApi {
     ) -> Result<Response<NetstatResponse>, Status> {
         let listening = req.into_inner().listening;
         let sockets = blocking(move || {
-            Ok(crate::network::netstat::sockets(
+            Ok(host::network::netstat::sockets(
                 Path::new("/proc"),
                 listening,
             ))
@@ -611,14 +611,14 @@ impl MachineService for MachineApi {
     }
 
     async fn time(&self, _: Request<()>) -> Result<Response<TimeResponse>, Status> {
-        Ok(Response::new(crate::time::time_response(&self.node)))
+        Ok(Response::new(host::time::time_response(&self.node)))
     }
 
     async fn containers(
         &self,
         req: Request<ContainersRequest>,
     ) -> Result<Response<ContainersResponse>, Status> {
-        crate::containerd::list::handle(req.into_inner().kubernetes)
+        kubernetes::containerd::list::handle(req.into_inner().kubernetes)
             .await
             .map(Response::new)
     }
@@ -627,7 +627,7 @@ impl MachineService for MachineApi {
         &self,
         req: Request<ImageListRequest>,
     ) -> Result<Response<ImageListResponse>, Status> {
-        crate::images::handle_list(req.into_inner().kubernetes)
+        kubernetes::images::handle_list(req.into_inner().kubernetes)
             .await
             .map(Response::new)
     }
@@ -636,7 +636,7 @@ impl MachineService for MachineApi {
         &self,
         req: Request<Streaming<ImageImportRequest>>,
     ) -> Result<Response<ImageImportResponse>, Status> {
-        crate::images::handle_import(req.into_inner())
+        kubernetes::images::handle_import(req.into_inner())
             .await
             .map(Response::new)
     }
@@ -646,19 +646,19 @@ impl MachineService for MachineApi {
         req: Request<ImageRemoveRequest>,
     ) -> Result<Response<ImageRemoveResponse>, Status> {
         let req = req.into_inner();
-        crate::images::handle_remove(&req.name, req.kubernetes)
+        kubernetes::images::handle_remove(&req.name, req.kubernetes)
             .await
             .map(Response::new)
     }
 
     async fn memory(&self, _: Request<()>) -> Result<Response<MemoryResponse>, Status> {
-        crate::procfs::memory(Path::new("/proc"))
+        host::procfs::memory(Path::new("/proc"))
             .map(Response::new)
             .map_err(|e| to_status(e.into()))
     }
 
     async fn mounts(&self, _: Request<()>) -> Result<Response<MountsResponse>, Status> {
-        let mounts = blocking(|| Ok(crate::procfs::mounts(Path::new("/proc/self/mountinfo"))?))
+        let mounts = blocking(|| Ok(host::procfs::mounts(Path::new("/proc/self/mountinfo"))?))
             .await
             .map_err(to_status)?;
         Ok(Response::new(MountsResponse { mounts }))
@@ -666,13 +666,11 @@ impl MachineService for MachineApi {
 
     async fn disks(&self, _: Request<()>) -> Result<Response<DisksResponse>, Status> {
         let disks = blocking(|| {
-            let all = crate::resources::disks::inventory(
-                Path::new("/sys/class/block"),
-                Path::new("/dev"),
-            );
+            let all =
+                host::resources::disks::inventory(Path::new("/sys/class/block"), Path::new("/dev"));
             Ok(all
                 .iter()
-                .map(|(_, d)| crate::resources::disks::to_proto(d))
+                .map(|(_, d)| host::resources::disks::to_proto(d))
                 .collect())
         })
         .await
@@ -697,7 +695,7 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<EtcdMemberListResponse>, Status> {
-        let members = crate::etcd::members(&self.node)
+        let members = kubernetes::etcd::members(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
         Ok(Response::new(EtcdMemberListResponse { members }))
@@ -708,7 +706,7 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<Self::EtcdSnapshotStream>, Status> {
-        let chunks = crate::etcd::snapshot(&self.node)
+        let chunks = kubernetes::etcd::snapshot(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;
         let stream = chunks.map(|c| {
@@ -722,7 +720,7 @@ impl MachineService for MachineApi {
         &self,
         _: Request<()>,
     ) -> Result<Response<ClusterHealthResponse>, Status> {
-        let checks = crate::cluster_health::checks(&self.node).await;
+        let checks = kubernetes::cluster_health::checks(&self.node).await;
         Ok(Response::new(ClusterHealthResponse { checks }))
     }
 }
@@ -798,7 +796,7 @@ pub async fn serve(
         .add_service(
             MachineServiceServer::new(MachineApi {
                 node,
-                file_streams: crate::files::Streams::default(),
+                file_streams: host::files::Streams::default(),
             })
             .max_decoding_message_size(32 << 20),
         )
@@ -825,4 +823,28 @@ fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, ApiError> {
         "USR2" => SIGUSR2,
         _ => return Err(ApiError::UnknownSignal(name.to_string())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_statuses_say_what_to_do() {
+        use super::{to_status, ApiError};
+        use kubernetes::etcd::EtcdError;
+        use kubernetes::k8s_pki;
+        let s = to_status(ApiError::Etcd(EtcdError::AlreadyBootstrapped(
+            "/var/lib/etcd".into(),
+        )));
+        assert_eq!(s.code(), tonic::Code::AlreadyExists);
+        assert!(
+            s.message().contains("already bootstrapped"),
+            "{}",
+            s.message()
+        );
+        let s = to_status(ApiError::Etcd(EtcdError::NotRunning));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().contains("cairnctl bootstrap"));
+        let s = to_status(ApiError::Pki(k8s_pki::K8sPkiError::NotControlPlane));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+    }
 }

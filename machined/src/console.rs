@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use crate::resources::specs::{AddressSpec, HostnameSpec, MachineStatusSpec, ServiceSpec};
-use crate::resources::{kind, Filter, Store, Watch};
 use crate::state::Node;
+use runtime::resources::specs::{AddressSpec, HostnameSpec, MachineStatusSpec, ServiceSpec};
+use runtime::resources::{kind, Filter, Store, Watch};
 
 /// VmRSS of a process in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: &str) -> Option<u64> {
@@ -64,7 +64,7 @@ pub async fn status_loop(node: Arc<Node>) {
         // After switch_root, init exec'd machined; an "init" process still
         // around would be a leak worth seeing.
         let init = find_process("init").and_then(|pid| rss_kib(&pid.to_string()));
-        crate::console!("{}", status_line(stage, rss_kib("self"), apid, init));
+        runtime::console!("{}", status_line(stage, rss_kib("self"), apid, init));
     }
 }
 
@@ -146,7 +146,7 @@ pub async fn block_loop(store: Arc<Store>) {
         let block = status_block(&store);
         if block != last {
             for line in &block {
-                crate::console!("{line}");
+                runtime::console!("{line}");
             }
             printed_at = Some(tokio::time::Instant::now());
             last = block;
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn block_shows_node_addresses_and_services() {
-        use crate::resources::specs::{ApidMode, Stage};
+        use runtime::resources::specs::{ApidMode, Stage};
         let store = Store::new();
         let empty = status_block(&store);
         assert_eq!(empty[1], "[(no hostname yet)] addresses: none yet");

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cmdline::Cmdline;
-use crate::supervisor::Supervisor;
+use host::cmdline::Cmdline;
+use runtime::supervisor::Supervisor;
 
 pub fn spawn_hooks(cmdline: &Cmdline, supervisor: Arc<Supervisor>) {
     if let Some(k) = cmdline.debug_kill() {
-        crate::console!(
+        runtime::console!(
             "debug: will SIGKILL service {} in {}s (cairn.debug.kill)",
             k.service,
             k.after.as_secs()
@@ -22,15 +22,15 @@ pub fn spawn_hooks(cmdline: &Cmdline, supervisor: Arc<Supervisor>) {
             tokio::time::sleep(k.after).await;
             match supervisor.handle(&k.service).and_then(|h| h.snapshot().pid) {
                 Some(pid) => {
-                    crate::console!(
+                    runtime::console!(
                         "debug: sending SIGKILL to service {} (pid {pid})",
                         k.service
                     );
                     if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
-                        crate::console!("debug: kill failed: {e}");
+                        runtime::console!("debug: kill failed: {e}");
                     }
                 }
-                None => crate::console!(
+                None => runtime::console!(
                     "debug: service {} has no running process to kill",
                     k.service
                 ),
@@ -38,7 +38,7 @@ pub fn spawn_hooks(cmdline: &Cmdline, supervisor: Arc<Supervisor>) {
         });
     }
     if let Some(after) = cmdline.debug_panic() {
-        crate::console!(
+        runtime::console!(
             "debug: machined will panic in {}s (cairn.debug.panic)",
             after.as_secs()
         );

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::resources::events::EventLog;
-use crate::resources::specs::EventType;
 use crate::shutdown::PowerAction;
+use runtime::resources::events::EventLog;
+use runtime::resources::specs::EventType;
 
 /// How long a power action waits so that the reply to whoever asked
 /// leaves first.

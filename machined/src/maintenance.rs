@@ -10,7 +10,7 @@ use std::sync::Arc;
 use config::constants::APID_PORT;
 use sha2::{Digest, Sha256};
 
-use crate::supervisor::ServiceHandle;
+use runtime::supervisor::ServiceHandle;
 
 /// apid runs as this unprivileged uid/gid; the machined socket is group
 /// accessible to it.
@@ -84,7 +84,7 @@ pub async fn banner_when_ready(
 ) {
     let mut rx = apid.status.subscribe();
     let _ = rx
-        .wait_for(|s| s.health == crate::supervisor::Health::Ok)
+        .wait_for(|s| s.health == runtime::supervisor::Health::Ok)
         .await;
     let addrs = if addresses.is_empty() {
         "none yet".to_string()
@@ -96,13 +96,13 @@ pub async fn banner_when_ready(
             .join(", ")
     };
     let rule = "=".repeat(64);
-    crate::console!("{rule}");
-    crate::console!("maintenance mode: no machine config yet; waiting for one over the API");
-    crate::console!("node addresses: {addrs}");
-    crate::console!("hostname: {hostname}");
-    crate::console!("apid certificate sha256:{fingerprint}");
-    crate::console!("maintenance mode: apid listening on :{APID_PORT}");
-    crate::console!("{rule}");
+    runtime::console!("{rule}");
+    runtime::console!("maintenance mode: no machine config yet; waiting for one over the API");
+    runtime::console!("node addresses: {addrs}");
+    runtime::console!("hostname: {hostname}");
+    runtime::console!("apid certificate sha256:{fingerprint}");
+    runtime::console!("maintenance mode: apid listening on :{APID_PORT}");
+    runtime::console!("{rule}");
 }
 
 #[cfg(test)]

@@ -10,17 +10,17 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::cmdline::{Cmdline, PanicAction};
-use crate::network::Network;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
-use crate::supervisor::logbuf::LogRing;
-use crate::supervisor::Supervisor;
-use crate::syscall::{Real, Syscalls};
-use crate::{
-    acquire, api, apply, console, debug, disks, maintenance, mounts, network, partitions, reaper,
-    secure, sysctl,
-};
+use crate::{api, apply, console, debug, maintenance, secure};
+use host::cmdline::{Cmdline, PanicAction};
+use host::network::Network;
+use host::{acquire, disks, network, partitions};
+use runtime::reaper;
+use runtime::supervisor::logbuf::LogRing;
+use runtime::supervisor::Supervisor;
+use system::syscall::{Real, Syscalls};
+use system::{mounts, sysctl};
 
 /// Writes straight to /dev/kmsg (for use where tracing may not work), or
 /// to stderr (the console) when kmsg cannot be opened.
@@ -92,10 +92,10 @@ pub fn main() -> ! {
         Cmdline::default()
     });
     install_panic_hook(cmdline.panic_action());
-    let _ = crate::logging::allow_kmsg_bursts();
+    let _ = runtime::logging::allow_kmsg_bursts();
     let ring = Arc::new(LogRing::new(256 * 1024));
-    crate::logging::init(ring.clone(), cmdline.debug_logging());
-    console!(
+    runtime::logging::init(ring.clone(), cmdline.debug_logging());
+    runtime::console!(
         "machined {} (build {}) starting as PID 1",
         config::version::running().version,
         config::version::running().build_id
@@ -124,7 +124,7 @@ fn early_system_setup(sys: &dyn Syscalls) {
         tracing::warn!(error = %e, "cannot make / rshared");
     }
     for (c, e) in mounts::enable_cgroup_controllers(Path::new("/sys/fs/cgroup")) {
-        console!("cgroups: cannot enable the {c} controller: {e}");
+        runtime::console!("cgroups: cannot enable the {c} controller: {e}");
     }
     for (s, r) in sysctl::apply(Path::new("/"), sysctl::KSPP) {
         match r {
@@ -145,22 +145,24 @@ fn early_system_setup(sys: &dyn Syscalls) {
 /// Tells the console what boot did with STATE's config files.
 fn report_state_cleanup(done: &apply::store::BootCleanup) {
     if done.staged_applied {
-        console!("config: the staged config is applied from this boot on");
+        runtime::console!("config: the staged config is applied from this boot on");
     }
     if !done.staged_rejected.is_empty() {
-        console!(
+        runtime::console!(
             "config: the staged config is invalid and was not applied (kept as {}):",
             apply::store::REJECTED
         );
         for p in &done.staged_rejected {
-            console!("config:   {p}");
+            runtime::console!("config:   {p}");
         }
     }
     if done.try_discarded {
-        console!("config: a tried config was never confirmed; the previous config is used");
+        runtime::console!(
+            "config: a tried config was never confirmed; the previous config is used"
+        );
     }
     if done.temp_removed > 0 {
-        console!(
+        runtime::console!(
             "config: removed {} file(s) of an interrupted write",
             done.temp_removed
         );
@@ -187,7 +189,7 @@ fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
             Ok(mut s) => {
                 tokio::spawn(async move {
                     while s.recv().await.is_some() {
-                        console!("received {name}");
+                        runtime::console!("received {name}");
                         let _ = power.send(action).await;
                     }
                 });
@@ -222,10 +224,12 @@ fn spawn_network_configuration(
     let node = node.clone();
     tokio::spawn(async move {
         if link.is_none() {
-            console!("network: no Ethernet link found");
+            runtime::console!("network: no Ethernet link found");
         }
         if let Some(n) = &net {
-            network::configurator::start(&node, n.clone()).wait().await;
+            network::configurator::start(&node, &node.cmdline, n.clone())
+                .wait()
+                .await;
         }
         let addresses = match &net {
             Some(n) => n.node_addresses().await,
@@ -236,6 +240,41 @@ fn spawn_network_configuration(
     NetworkReady(rx)
 }
 
+/// Starts the controllers that turn the kernel's and the supervisor's
+/// state into resources. Each registers its outputs; a clash is a bug and
+/// is logged (the rest still start).
+pub fn start_controllers(node: &Node) {
+    let store = &node.store;
+    let started = [
+        runtime::resources::controller::spawn(
+            store,
+            host::resources::network::NetworkController::default(),
+        ),
+        runtime::resources::controller::spawn(
+            store,
+            host::resources::mounts::MountsController::default(),
+        ),
+        runtime::resources::controller::spawn(
+            store,
+            host::resources::disks::DisksController::default(),
+        ),
+        runtime::resources::controller::spawn(store, host::time::TimeController::default()),
+        runtime::resources::controller::spawn(store, kubernetes::specs::SpecController),
+        runtime::resources::controller::spawn(
+            store,
+            runtime::resources::services::ServicesController {
+                supervisor: node.supervisor.clone(),
+                events: node.events.clone(),
+            },
+        ),
+    ];
+    for r in started {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "cannot start a controller");
+        }
+    }
+}
+
 /// The controllers that keep the resource store current, and the
 /// console's status block that follows it. Started once apid is (or, on a
 /// configured node, just before the config is put in force): on the
@@ -243,7 +282,7 @@ fn spawn_network_configuration(
 /// the network, resolving time servers) would otherwise sit between
 /// machined's start and apid's, which costs about a second under TCG.
 fn start_observers(node: &Arc<Node>) {
-    crate::resources::start_controllers(node);
+    start_controllers(node);
     tokio::spawn(console::block_loop(node.store.clone()));
 }
 
@@ -272,24 +311,24 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             let n = node.clone();
             tokio::spawn(async move {
                 if let Err(e) = api::serve(n, listener, sock).await {
-                    console!("api: {e}");
+                    runtime::console!("api: {e}");
                 }
             });
         }
-        Err(e) => console!("api: {e}"),
+        Err(e) => runtime::console!("api: {e}"),
     }
     // Network, hostname: before the disks, whose listing runs meanwhile,
     // so the link-up and the first DHCP exchange overlap the disk work.
     let net = match Network::connect() {
         Ok(n) => Some(n),
         Err(e) => {
-            console!("network: {e}");
+            runtime::console!("network: {e}");
             None
         }
     };
     let link = match &net {
         Some(n) => n.bring_up_links().await.unwrap_or_else(|e| {
-            console!("network: {e}");
+            runtime::console!("network: {e}");
             None
         }),
         None => None,
@@ -306,9 +345,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                 .and_then(Result::ok)
                 .and_then(|ip| ip.hostname().map(str::to_string))
         })
-        .unwrap_or_else(|| crate::state::default_hostname(link.as_ref().and_then(|l| l.mac)));
+        .unwrap_or_else(|| host::hostname::mac_hostname(link.as_ref().and_then(|l| l.mac)));
     if let Err(e) = nix::unistd::sethostname(&hostname) {
-        console!("cannot set the hostname: {e}");
+        runtime::console!("cannot set the hostname: {e}");
     }
     node.set_hostname(&hostname);
     let etc = Path::new(network::resolv::SYSTEM_ETC);
@@ -340,14 +379,14 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let (var, state) = partitions::mount_system(&sys, &devices).await;
     match &var {
         partitions::VarBacking::Ephemeral(dev) => {
-            console!("disk: /var on EPHEMERAL ({})", dev.display())
+            runtime::console!("disk: /var on EPHEMERAL ({})", dev.display())
         }
         partitions::VarBacking::Tmpfs => {
-            console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
+            runtime::console!("disk: no EPHEMERAL partition; /var is a tmpfs (live boot)")
         }
     }
     if let Err(e) = &state {
-        console!("disk: STATE: {e}");
+        runtime::console!("disk: STATE: {e}");
     }
     // Installed node: BOOT, META, and the upgrade this boot may settle.
     crate::upgrade::on_boot(&sys, &node, &devices).await;
@@ -385,7 +424,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         {
             Ok(c) => Some((a, c)),
             Err(e) => {
-                console!(
+                runtime::console!(
                     "config: {} cannot be used, staying in maintenance mode: {e}",
                     a.source
                 );
@@ -393,17 +432,19 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             }
         },
         None => {
-            console!("config: none on STATE, the kernel command line or a CAIRNCFG volume");
+            runtime::console!(
+                "config: none on STATE, the kernel command line or a CAIRNCFG volume"
+            );
             None
         }
     };
-    crate::entropy::ready().await;
+    host::entropy::ready().await;
 
     match config {
         // Configured: apid serves mutual TLS from the start.
         Some((acquired, cfg)) => {
             let from_state = matches!(acquired.source, acquire::Source::State(_));
-            console!("config: using the machine config from {}", acquired.source);
+            runtime::console!("config: using the machine config from {}", acquired.source);
             // apid's certificates name the node's addresses.
             network_ready.wait().await;
             start_observers(&node);
@@ -448,26 +489,26 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                             console::status_loop(n).await;
                         });
                     }
-                    Err(e) => console!("maintenance: {e}"),
+                    Err(e) => runtime::console!("maintenance: {e}"),
                 },
-                Err(e) => console!("maintenance: {e}"),
+                Err(e) => runtime::console!("maintenance: {e}"),
             }
             start_observers(&node);
         }
     }
     // The Kubernetes payload, now that apid is started: mounted in the
-    // background (crate::payload::wait_mounted waits for it), from the
+    // background (kubernetes::payload::wait_mounted waits for it), from the
     // boot medium in the disk list boot already made.
-    crate::payload::spawn(&node, devices);
+    kubernetes::payload::spawn(&node, cmdline.slot(), devices);
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);
     node.set_stage(match action {
-        PowerAction::Reboot => crate::resources::specs::Stage::Rebooting,
-        PowerAction::PowerOff => crate::resources::specs::Stage::ShuttingDown,
+        PowerAction::Reboot => runtime::resources::specs::Stage::Rebooting,
+        PowerAction::PowerOff => runtime::resources::specs::Stage::ShuttingDown,
     });
     let e = crate::shutdown::run(&sys, &supervisor, action).await;
-    console!("shutdown: reboot(2) failed: {e}; halting");
+    runtime::console!("shutdown: reboot(2) failed: {e}; halting");
     loop {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

@@ -9,7 +9,7 @@
 //! config on STATE, enters maintenance mode.
 //!
 //! Graceful (`--graceful`) would first leave etcd and drain the node. This
-//! build has no etcd member management in machined yet (crate::etcd), so a
+//! build has no etcd member management in machined yet (kubernetes::etcd), so a
 //! graceful reset of a node where etcd runs cannot leave its cluster: it is
 //! refused there rather than silently skipped. Without etcd (workers, or a
 //! control plane never bootstrapped) there is nothing to leave, and no
@@ -22,10 +22,10 @@ use api::machine::ResetRequest;
 use config::constants::partition;
 use tonic::{Response, Status};
 
-use crate::disks::BlockDevice;
-use crate::resources::specs::EventType;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
+use host::disks::BlockDevice;
+use runtime::resources::specs::EventType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResetError {
@@ -70,13 +70,13 @@ pub async fn handle_reset(node: &Arc<Node>, req: ResetRequest) -> Result<Respons
 
 fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
     let mode = WipeMode::try_from(req.mode).map_err(|_| ResetError::BadMode(req.mode))?;
-    let devices = crate::disks::list();
-    let system = crate::partitions::find(&devices).ok_or(ResetError::Live)?;
+    let devices = host::disks::list();
+    let system = host::partitions::find(&devices).ok_or(ResetError::Live)?;
     let disk = system.disk.clone().ok_or(ResetError::Live)?;
     let etcd_runs = node
         .supervisor
         .handle("etcd")
-        .is_some_and(|h| h.snapshot().state == crate::supervisor::State::Running);
+        .is_some_and(|h| h.snapshot().state == runtime::supervisor::State::Running);
     if req.graceful && etcd_runs {
         return Err(ResetError::GracefulUnsupported);
     }
@@ -110,23 +110,23 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
     let node = node.clone();
     tokio::spawn(async move {
         tokio::time::sleep(crate::lifecycle::REPLY_FIRST).await;
-        crate::console!("reset: stopping services, then wiping {}", names.join(", "));
+        runtime::console!("reset: stopping services, then wiping {}", names.join(", "));
         node.supervisor.stop_all().await;
-        for (target, problem) in crate::mounts::unmount_all(&crate::syscall::Real) {
-            crate::console!("reset: {}: {problem}", target.display());
+        for (target, problem) in system::mounts::unmount_all(&system::syscall::Real) {
+            runtime::console!("reset: {}: {problem}", target.display());
         }
         for d in &targets {
             let name = d.partname.as_deref().unwrap_or_default();
             let r = if name == partition::META {
-                crate::meta::MetaStore::open(&d.node)
+                host::meta::MetaStore::open(&d.node)
                     .and_then(|mut m| m.erase())
                     .map_err(|e| e.to_string())
             } else {
                 crate::install::disk::zero(&d.node, 0, d.size_bytes).map_err(|e| e.to_string())
             };
             match r {
-                Ok(()) => crate::console!("reset: wiped {name} ({})", d.node.display()),
-                Err(e) => crate::console!("reset: cannot wipe {name}: {e}"),
+                Ok(()) => runtime::console!("reset: wiped {name} ({})", d.node.display()),
+                Err(e) => runtime::console!("reset: cannot wipe {name}: {e}"),
             }
         }
         guard.power(action, "reset done");

@@ -28,9 +28,9 @@ use config::types::SubjectAltName;
 use config::MachineConfig;
 
 use crate::maintenance::{APID_BIN, APID_GID, APID_UID};
-use crate::supervisor::process::ProcessRunner;
-use crate::supervisor::restart::{RestartPolicy, RestartRunner};
-use crate::supervisor::{HealthCheck, Service};
+use runtime::supervisor::process::ProcessRunner;
+use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
+use runtime::supervisor::{HealthCheck, Service};
 
 /// The descriptor apid finds its settings directory on.
 pub const SETTINGS_FD: i32 = 3;
@@ -221,12 +221,12 @@ pub fn apid_service(dir: &Path) -> Service {
 
 /// Prints that apid serves mutual TLS once it is healthy for the first
 /// time (a configured boot: no maintenance banner).
-pub async fn banner_when_ready(apid: std::sync::Arc<crate::supervisor::ServiceHandle>) {
+pub async fn banner_when_ready(apid: std::sync::Arc<runtime::supervisor::ServiceHandle>) {
     let mut rx = apid.status.subscribe();
     let _ = rx
-        .wait_for(|s| s.health == crate::supervisor::Health::Ok)
+        .wait_for(|s| s.health == runtime::supervisor::Health::Ok)
         .await;
-    crate::console!(
+    runtime::console!(
         "apid listening on :{APID_PORT} with mutual TLS (client certificates from the OS CA)"
     );
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::Signal;
 
-use crate::mounts;
-use crate::supervisor::Supervisor;
-use crate::syscall::Syscalls;
+use runtime::supervisor::Supervisor;
+use system::mounts;
+use system::syscall::Syscalls;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
@@ -82,7 +82,7 @@ pub async fn terminate_and_power(
     }
     let left = remaining();
     if left > 0 {
-        crate::console!("shutdown: {left} processes ignored SIGTERM; sending SIGKILL");
+        runtime::console!("shutdown: {left} processes ignored SIGTERM; sending SIGKILL");
         if let Err(e) = sys.kill_all(Signal::SIGKILL) {
             tracing::warn!(error = %e, "kill(-1, SIGKILL)");
         }
@@ -90,10 +90,10 @@ pub async fn terminate_and_power(
     }
     sys.sync();
     for (target, problem) in mounts::unmount_all(sys) {
-        crate::console!("shutdown: {}: {problem}", target.display());
+        runtime::console!("shutdown: {}: {problem}", target.display());
     }
     sys.sync();
-    crate::console!("shutdown: {}", action.verb());
+    runtime::console!("shutdown: {}", action.verb());
     sys.reboot(action.mode())
 }
 
@@ -103,7 +103,7 @@ pub async fn run(
     supervisor: &Supervisor,
     action: PowerAction,
 ) -> std::io::Error {
-    crate::console!("shutdown: stopping services ({})", action.verb());
+    runtime::console!("shutdown: stopping services ({})", action.verb());
     supervisor.stop_all().await;
     terminate_and_power(sys, action, TERM_GRACE, user_processes).await
 }
@@ -111,8 +111,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syscall::{Call, Recording};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use system::syscall::{Call, Recording};
 
     #[tokio::test]
     async fn order_is_term_kill_sync_unmount_reboot() {

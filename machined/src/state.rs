@@ -2,26 +2,29 @@
 //! API and the console. machined is the only place node state lives; apid
 //! asks for it over the unix socket.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use api::machine::VersionResponse;
+use host::cmdline::Cmdline;
+use runtime::resources::specs::{ApidMode, EventType, MachineStatusSpec, Stage};
+use runtime::resources::{kind, Writer};
+use runtime::supervisor::logbuf::LogRing;
+use runtime::supervisor::Supervisor;
+use runtime::Runtime;
 use tokio::sync::mpsc;
 
-use crate::cmdline::Cmdline;
-use crate::resources::events::EventLog;
-use crate::resources::machineconfig::MachineConfigSpec;
-use crate::resources::specs::{ApidMode, EventType, HostnameSpec, MachineStatusSpec, Stage};
-use crate::resources::{kind, Store, Writer};
 use crate::shutdown::PowerAction;
-use crate::supervisor::logbuf::LogRing;
-use crate::supervisor::Supervisor;
 
+/// The node as PID 1 sees it: the shared [`Runtime`] (store, events,
+/// supervisor; `node.store` reads through to it) and what only machined's
+/// own parts hold: the command line, the lifecycle owner, the configurator
+/// and the machine status.
 pub struct Node {
+    rt: Runtime,
     pub cmdline: Cmdline,
-    hostname: Mutex<String>,
     maintenance: AtomicBool,
-    pub supervisor: Arc<Supervisor>,
     /// machined's own log ring (`cairnctl logs machined`).
     pub logs: Arc<LogRing>,
     /// Asks the boot sequence to shut down or reboot.
@@ -31,18 +34,20 @@ pub struct Node {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// Set once Kubernetes' bring-up has started (it retries until it
     /// succeeds, so it never needs to start twice).
-    pub kubernetes_started: AtomicBool,
+    kubernetes_started: AtomicBool,
     /// Applies machine configs (ApplyConfiguration, ConfirmConfiguration);
     /// set by the boot sequence once STATE is known.
     pub configurator: std::sync::OnceLock<Arc<crate::apply::Configurator>>,
-    /// The resource store: everything the API lists and watches.
-    pub store: Arc<Store>,
-    /// The event log (`cairnctl events`).
-    pub events: Arc<EventLog>,
-    /// Writes the resources the boot sequence owns: hostname, machine
-    /// status and machine config.
+    /// Writes the machine status.
     writer: Writer,
     status: Mutex<MachineStatusSpec>,
+}
+
+impl Deref for Node {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.rt
+    }
 }
 
 /// Shared with apid, which answers Version itself.
@@ -55,31 +60,36 @@ impl Node {
         logs: Arc<LogRing>,
         power: mpsc::Sender<PowerAction>,
     ) -> Self {
-        let store = Store::new();
-        let fresh = "a fresh store has no writers yet";
-        let events = Arc::new(EventLog::new(&store).expect(fresh));
-        let writer = store
-            .writer(
-                "node",
-                &[kind::HOSTNAME, kind::MACHINE_STATUS, kind::MACHINE_CONFIG],
-            )
-            .expect(fresh);
+        let rt = Runtime::new(supervisor);
+        let writer = rt
+            .store
+            .writer("machinestatus", &[kind::MACHINE_STATUS])
+            .expect("a fresh store has no machinestatus writer yet");
         let status = MachineStatusSpec::default();
         let _ = writer.put(MachineStatusSpec::ID, status.clone());
         Self {
             cmdline,
-            hostname: Mutex::new(String::new()),
             maintenance: AtomicBool::new(false),
-            supervisor,
             logs,
-            lifecycle: crate::lifecycle::Lifecycle::new(power.clone(), Some(events.clone())),
+            lifecycle: crate::lifecycle::Lifecycle::new(power.clone(), Some(rt.events.clone())),
             power,
             kubernetes_started: AtomicBool::new(false),
             configurator: std::sync::OnceLock::new(),
-            store,
-            events,
             writer,
             status: Mutex::new(status),
+            rt,
+        }
+    }
+
+    /// The shared handles, for the layers below machined.
+    pub fn runtime(&self) -> Runtime {
+        self.rt.clone()
+    }
+
+    /// Starts Kubernetes' bring-up, once per boot.
+    pub fn start_kubernetes(&self) {
+        if !self.kubernetes_started.swap(true, Ordering::SeqCst) {
+            kubernetes::start(&self.rt);
         }
     }
 
@@ -107,34 +117,10 @@ impl Node {
         self.update_status(|s| s.stage = stage);
     }
 
-    /// Makes `config` the running machine config (resource
-    /// `machineconfig/running`), read from `source`.
+    /// Makes `config` the running machine config, read from `source`.
     pub fn set_running_config(&self, config: config::MachineConfig, source: &str) {
-        let _ = self
-            .writer
-            .put(MachineConfigSpec::RUNNING, MachineConfigSpec(config));
-        self.events
-            .record(EventType::Config, format!("running config from {source}"));
+        self.rt.set_running_config(config, source);
         self.update_status(|s| s.config_source = source.to_string());
-    }
-
-    /// The running machine config, if the node has one.
-    pub fn running_config(&self) -> Option<config::MachineConfig> {
-        self.store
-            .spec::<MachineConfigSpec>(MachineConfigSpec::RUNNING)
-            .map(|s| s.0)
-    }
-
-    pub fn hostname(&self) -> String {
-        self.hostname
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_hostname(&self, name: &str) {
-        *self.hostname.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
-        let _ = self.writer.put(HostnameSpec::ID, HostnameSpec::new(name));
     }
 
     pub fn maintenance(&self) -> bool {
@@ -171,25 +157,17 @@ impl Node {
     }
 }
 
-/// A hostname for a node that has not been given one: `cairn-` and the
-/// last three bytes of its MAC address, so it is stable across reboots.
-pub fn default_hostname(mac: Option<[u8; 6]>) -> String {
-    match mac {
-        Some(m) => format!("cairn-{:02x}{:02x}{:02x}", m[3], m[4], m[5]),
-        None => "cairn".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::resources::specs::HostnameSpec;
 
     #[test]
     fn version_reflects_node_state() {
         let (tx, _rx) = mpsc::channel(1);
         let node = Node::new(
             Cmdline::parse("cairn.slot=B"),
-            crate::supervisor::Supervisor::new(),
+            runtime::supervisor::Supervisor::new(),
             Arc::new(LogRing::new(1024)),
             tx,
         );
@@ -209,7 +187,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let node = Node::new(
             Cmdline::default(),
-            crate::supervisor::Supervisor::new(),
+            runtime::supervisor::Supervisor::new(),
             Arc::new(LogRing::new(1024)),
             tx,
         );
@@ -232,7 +210,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let configured = Node::new(
             Cmdline::default(),
-            crate::supervisor::Supervisor::new(),
+            runtime::supervisor::Supervisor::new(),
             Arc::new(LogRing::new(1024)),
             tx,
         );
@@ -241,20 +219,11 @@ mod tests {
         assert_eq!(node.status().apid, ApidMode::Mtls);
         let events: Vec<String> = node
             .store
-            .specs::<crate::resources::specs::EventSpec>()
+            .specs::<runtime::resources::specs::EventSpec>()
             .into_iter()
             .map(|(_, e)| e.message)
             .collect();
         assert_eq!(events, vec!["stage maintenance", "stage running"]);
         assert!(node.running_config().is_none());
-    }
-
-    #[test]
-    fn default_hostname_from_mac() {
-        assert_eq!(
-            default_hostname(Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])),
-            "cairn-123456"
-        );
-        assert_eq!(default_hostname(None), "cairn");
     }
 }

@@ -9,14 +9,14 @@ use std::time::Duration;
 use api::machine::machine_service_client::MachineServiceClient;
 use api::machine::resource_event::Kind as EventKind;
 use api::machine::*;
+use host::cmdline::Cmdline;
 use hyper_util::rt::TokioIo;
-use machined::cmdline::Cmdline;
 use machined::shutdown::PowerAction;
 use machined::state::Node;
-use machined::supervisor::logbuf::LogRing;
-use machined::supervisor::process::ProcessRunner;
-use machined::supervisor::restart::{RestartPolicy, RestartRunner};
-use machined::supervisor::{Service, State, Supervisor};
+use runtime::supervisor::logbuf::LogRing;
+use runtime::supervisor::process::ProcessRunner;
+use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
+use runtime::supervisor::{Service, State, Supervisor};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -61,7 +61,7 @@ async fn start() -> Harness {
     ));
     node.set_hostname("test-node");
     node.set_maintenance(true);
-    machined::resources::start_controllers(&node);
+    machined::pid1::start_controllers(&node);
     let listener = machined::api::bind(&sock, None).unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
@@ -82,7 +82,7 @@ fn sh(script: &str) -> ProcessRunner {
 }
 
 /// Waits until the service runs again as another process than `old`.
-async fn wait_new_pid(h: &machined::supervisor::ServiceHandle, old: i32) {
+async fn wait_new_pid(h: &runtime::supervisor::ServiceHandle, old: i32) {
     let mut rx = h.status.subscribe();
     tokio::time::timeout(
         Duration::from_secs(20),
@@ -93,7 +93,7 @@ async fn wait_new_pid(h: &machined::supervisor::ServiceHandle, old: i32) {
     .unwrap();
 }
 
-async fn wait_state(h: &machined::supervisor::ServiceHandle, want: State) {
+async fn wait_state(h: &runtime::supervisor::ServiceHandle, want: State) {
     let mut rx = h.status.subscribe();
     tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| s.state == want))
         .await
@@ -653,7 +653,7 @@ async fn events_dmesg_power_and_preconditions() {
         .into_inner();
     h.node
         .events
-        .record(machined::resources::specs::EventType::Config, "a new event");
+        .record(runtime::resources::specs::EventType::Config, "a new event");
     let e = tokio::time::timeout(Duration::from_secs(5), follow.message())
         .await
         .unwrap()

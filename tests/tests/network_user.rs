@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cairn_tests::netnode::{boot_maintenance, is, text, wait_until, Checks, Cluster, Node};
 use cairn_tests::{Firmware, Images, VmConfig};
-use machined::time::responder::Responder;
+use host::time::responder::Responder;
 
 static ONE_VM: Mutex<()> = Mutex::new(());
 

@@ -58,9 +58,9 @@ pub fn start_machined(dir: &Path, hostname: &str, running: Option<&MachineConfig
     std::fs::create_dir_all(&state).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let node = Arc::new(machined::state::Node::new(
-        machined::cmdline::Cmdline::parse("cairn.slot=A"),
-        machined::supervisor::Supervisor::new(),
-        Arc::new(machined::supervisor::logbuf::LogRing::new(1024)),
+        host::cmdline::Cmdline::parse("cairn.slot=A"),
+        runtime::supervisor::Supervisor::new(),
+        Arc::new(runtime::supervisor::logbuf::LogRing::new(1024)),
         tx,
     ));
     node.set_hostname(hostname);

@@ -7,8 +7,8 @@ mod cluster;
 mod machine;
 
 pub use cluster::{
-    default_kubernetes_version, Addon, Addons, ClusterNetwork, ClusterSpec, Cni, CniName, Component, ControlPlane,
-    Etcd, Proxy, ServiceAccount,
+    default_kubernetes_version, Addon, Addons, ClusterNetwork, ClusterSpec, Cni, CniName,
+    Component, ControlPlane, Etcd, Proxy, ServiceAccount,
 };
 pub use machine::{
     Bond, BondMode, DeviceSelector, Features, File, FileOp, Install, Interface, Kubelet,

@@ -5,7 +5,7 @@
 
 use config::MachineConfig;
 
-use crate::resources::machineconfig::redact_yaml;
+use runtime::resources::machineconfig::redact_yaml;
 
 /// A unified diff (`--- running` / `+++ new`), empty when nothing changes.
 /// Without a running config (maintenance mode) every line is added.

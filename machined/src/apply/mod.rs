@@ -388,7 +388,7 @@ impl Configurator {
                     deadline: Instant::now() + timeout,
                 });
                 tokio::spawn(self.clone().revert_after(id, timeout));
-                crate::console!("config: applied for a trial of {} s", timeout.as_secs());
+                runtime::console!("config: applied for a trial of {} s", timeout.as_secs());
                 with_problems(
                     format!(
                         "applied for a trial: it reverts in {} s unless confirmed; run `cairnctl confirm` within {} s to keep it",
@@ -403,7 +403,7 @@ impl Configurator {
                     .as_ref()
                     .ok_or(ApplyError::NoState(mode_name(mode)))?
                     .write(store::CONFIG, &req.data)?;
-                crate::console!("config: applied; rebooting to put it into effect");
+                runtime::console!("config: applied; rebooting to put it into effect");
                 self.effects.reboot(guard);
                 if mode == ApplyMode::Reboot {
                     "applied: the node reboots now".to_string()
@@ -482,7 +482,7 @@ impl Configurator {
             files.promote(store::TRY, store::CONFIG)?;
         }
         inner.pending = None;
-        crate::console!("config: the tried config was confirmed");
+        runtime::console!("config: the tried config was confirmed");
         Ok("confirmed: the tried config is kept and is the one the node boots with".to_string())
     }
 
@@ -508,7 +508,7 @@ impl Configurator {
         };
         if let Some(files) = &self.files {
             if let Err(e) = files.remove(store::TRY) {
-                crate::console!("config: {e}");
+                runtime::console!("config: {e}");
             }
         }
         let current = self.effects.running();
@@ -523,16 +523,16 @@ impl Configurator {
             )
             .await
         {
-            crate::console!("config: {p}");
+            runtime::console!("config: {p}");
         }
         // The previous config rewrote its own files; what the try added or
         // changed beyond them goes back to how it was.
         if let Some(undo) = undo {
             for p in self.effects.restore(&undo) {
-                crate::console!("config: {p}");
+                runtime::console!("config: {p}");
             }
         }
-        crate::console!(
+        runtime::console!(
             "config: the tried config was not confirmed within {} s; reverted to the previous config",
             timeout.as_secs()
         );

@@ -13,9 +13,9 @@ use futures::future::BoxFuture;
 use super::{live, Effects};
 use crate::lifecycle::Guard;
 use crate::maintenance::{APID_GID, APID_UID};
-use crate::network::Network;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
+use host::network::Network;
 
 pub struct NodeEffects {
     node: Weak<Node>,
@@ -63,7 +63,7 @@ impl NodeEffects {
         };
         // The config's static addresses too: the network configurator puts
         // them on the links only after this config is running.
-        addresses.extend(crate::network::desired::static_addresses(
+        addresses.extend(host::network::desired::static_addresses(
             &config.machine.network,
         ));
         addresses.sort_by_key(|a| (a.is_ipv6(), *a));
@@ -100,12 +100,12 @@ impl Effects for NodeEffects {
             let (hostname, mut problems) = live::apply(config, &self.roots);
             if let Some(h) = hostname.filter(|h| *h != node.hostname()) {
                 node.set_hostname(&h);
-                let etc = std::path::Path::new(crate::network::resolv::SYSTEM_ETC);
+                let etc = std::path::Path::new(host::network::resolv::SYSTEM_ETC);
                 if self.roots.set_hostname {
-                    let _ = crate::network::resolv::write_atomic(
+                    let _ = host::network::resolv::write_atomic(
                         etc,
                         "hosts",
-                        &crate::network::resolv::hosts(&h, None),
+                        &host::network::resolv::hosts(&h, None),
                     );
                 }
             }
@@ -125,17 +125,17 @@ impl Effects for NodeEffects {
             // Kubernetes follows the running config from now on; only on
             // the real node (tests run without apid and the payload).
             if self.start_apid {
-                crate::kubernetes::start(&node);
+                node.start_kubernetes();
             }
             if previous.is_none() {
                 let was = node.maintenance();
                 node.set_maintenance(false);
                 if was {
-                    crate::console!("config: applied ({source}); the node left maintenance mode");
+                    runtime::console!("config: applied ({source}); the node left maintenance mode");
                 }
             }
             for p in &problems {
-                crate::console!("config: {p}");
+                runtime::console!("config: {p}");
             }
             problems
         })
@@ -153,8 +153,8 @@ impl Effects for NodeEffects {
         let Some(node) = self.node.upgrade() else {
             return Vec::new();
         };
-        let facts = crate::kubernetes::specs::node_facts(&node.store);
-        crate::kubernetes::specs::services_changed(old, new, &facts)
+        let facts = kubernetes::specs::node_facts(&node.store);
+        kubernetes::specs::services_changed(old, new, &facts)
             .into_iter()
             // Only what runs restarts; the rest starts with the new spec.
             .filter(|s| node.supervisor.handle(s).is_some())

@@ -7,29 +7,7 @@ use super::*;
 
 /// A generated control-plane config, and every secret string in it.
 pub(crate) fn generated() -> (MachineConfig, Vec<String>) {
-    let secrets = config::generate::generate_secrets().unwrap();
-    let input = config::generate::GenerateInput::new(
-        "test".parse().unwrap(),
-        "https://10.5.0.2:6443".parse().unwrap(),
-        secrets.clone(),
-    );
-    let (cp, _, _) = config::generate::generate_configs(&input).unwrap();
-    let c = &secrets.certs;
-    let list = vec![
-        secrets.secrets.bootstrap_token.as_str().to_string(),
-        secrets.secrets.machine_token.as_str().to_string(),
-        secrets
-            .secrets
-            .secretbox_encryption_secret
-            .as_str()
-            .to_string(),
-        c.os.key.pem().to_string(),
-        c.kubernetes.key.pem().to_string(),
-        c.etcd.key.pem().to_string(),
-        c.aggregator.key.pem().to_string(),
-        c.service_account.key.pem().to_string(),
-    ];
-    (cp, list)
+    config::generate::sample_controlplane()
 }
 
 #[derive(Default)]
@@ -423,9 +401,9 @@ async fn no_anonymous_apply_while_a_slot_is_on_trial() {
 /// with their fields, and dry run names them.
 #[test]
 fn kubelet_and_registry_fields_change_the_services_specs() {
-    use crate::kubernetes::specs::services_changed;
+    use kubernetes::specs::services_changed;
     let (cfg, _) = generated();
-    let facts = crate::kubelet::NodeFacts {
+    let facts = kubernetes::kubelet::NodeFacts {
         hostname: "cp1".into(),
         node_ip: Some("10.5.0.2".parse().unwrap()),
     };
@@ -447,8 +425,8 @@ fn kubelet_and_registry_fields_change_the_services_specs() {
     // Mirrors live in containerd's hosts directory, which it reads at each
     // pull: they apply without a restart.
     assert!(services_changed(&cfg, &mirrored, &facts).is_empty());
-    let hosts = crate::containerd::config::hosts_files(
-        &crate::containerd::Settings::from_config(&mirrored),
+    let hosts = kubernetes::containerd::config::hosts_files(
+        &kubernetes::containerd::Settings::from_config(&mirrored),
         None,
     );
     assert!(

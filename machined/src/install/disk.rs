@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(u16::from_le_bytes([bytes[at + 508], bytes[at + 509]]), 97);
 
         if Path::new("/sbin/sgdisk").exists() {
-            let out = crate::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()])
+            let out = runtime::exec::run("/sbin/sgdisk", &["-v", img.to_str().unwrap()])
                 .await
                 .unwrap();
             assert!(out.output.contains("No problems found"), "{}", out.output);

@@ -18,14 +18,14 @@ use std::time::Duration;
 use config::constants::partition;
 use nix::mount::MsFlags;
 
-use crate::disks::BlockDevice;
-use crate::meta::{keys, MetaStore, Values};
-use crate::mounts::{self, MountPoint};
-use crate::probe::{self, Contents, Filesystem};
-use crate::syscall::Real;
 use crate::upgrade::slots::Slots;
 use disk::DiskError;
+use host::disks::BlockDevice;
+use host::meta::{keys, MetaStore, Values};
+use host::probe::{self, Contents, Filesystem};
 use layout::MIB;
+use system::mounts::{self, MountPoint};
+use system::syscall::Real;
 
 /// GRUB's images and menus, put into the rootfs by images/grub.sh
 /// `grub_boot_assets`.
@@ -66,7 +66,7 @@ pub enum InstallError {
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
-    Format(#[from] crate::partitions::PartitionError),
+    Format(#[from] host::partitions::PartitionError),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("mkfs.fat on {device} failed: {message}")]
@@ -74,7 +74,7 @@ pub enum InstallError {
     #[error(transparent)]
     Slots(#[from] crate::upgrade::slots::SlotError),
     #[error(transparent)]
-    Meta(#[from] crate::meta::MetaError),
+    Meta(#[from] host::meta::MetaError),
     #[error("writing the config to STATE: {0}")]
     State(#[from] crate::apply::store::StoreError),
 }
@@ -99,7 +99,7 @@ pub struct Target {
 /// Checks `disk` (a /dev path) before anything is written.
 pub fn check_target(disk: &str, wipe: bool) -> Result<Target, InstallError> {
     let sys_block = Path::new("/sys/class/block");
-    let devices = crate::disks::list();
+    let devices = host::disks::list();
     let name = Path::new(disk)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -140,7 +140,7 @@ pub fn check_target(disk: &str, wipe: bool) -> Result<Target, InstallError> {
     if holds_medium(dev, &devices) {
         return Err(InstallError::BootMedium { disk: disk.into() });
     }
-    let inventory = crate::resources::disks::inventory(sys_block, Path::new("/dev"));
+    let inventory = host::resources::disks::inventory(sys_block, Path::new("/dev"));
     let contents = inventory
         .iter()
         .find(|(n, _)| *n == dev.name)
@@ -196,14 +196,14 @@ pub fn start(target: Target, config: Vec<u8>, guard: crate::lifecycle::Guard) ->
         let started = std::time::Instant::now();
         match install(&target, &config).await {
             Ok(()) => {
-                crate::console!(
+                runtime::console!(
                     "install: done in {} s; rebooting into the installed system",
                     started.elapsed().as_secs()
                 );
                 guard.power(crate::shutdown::PowerAction::Reboot, "installed");
             }
             // Dropping the guard ends the install: another apply may try.
-            Err(e) => crate::console!("install: failed: {e}; the node stays in maintenance mode"),
+            Err(e) => runtime::console!("install: failed: {e}; the node stays in maintenance mode"),
         }
     });
     summary
@@ -263,7 +263,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64, InstallError> {
 
 /// Finds and mounts the live medium (read-only) at `at`.
 fn mount_medium(at: &Path) -> Result<(), InstallError> {
-    for d in crate::disks::list() {
+    for d in host::disks::list() {
         if !matches!(
             probe::probe(&d.node),
             Ok(Contents::Filesystem(Filesystem::Iso9660 { .. }))
@@ -281,7 +281,7 @@ fn mount_medium(at: &Path) -> Result<(), InstallError> {
             continue;
         }
         if at.join("boot/vmlinuz").is_file() && at.join("boot/initramfs.img").is_file() {
-            crate::console!("install: boot medium {}", d.node.display());
+            runtime::console!("install: boot medium {}", d.node.display());
             return Ok(());
         }
         unmount(at);
@@ -292,7 +292,7 @@ fn mount_medium(at: &Path) -> Result<(), InstallError> {
 /// The partitions of `disk` once the kernel shows all of them.
 async fn wait_partitions(disk: &str) -> Result<Vec<BlockDevice>, InstallError> {
     for _ in 0..100 {
-        let parts: Vec<BlockDevice> = crate::disks::list()
+        let parts: Vec<BlockDevice> = host::disks::list()
             .into_iter()
             .filter(|d| d.is_partition && d.parent.as_deref() == Some(disk))
             .collect();
@@ -318,7 +318,7 @@ fn part<'a>(parts: &'a [BlockDevice], name: &str) -> Result<&'a BlockDevice, Ins
 
 async fn mkfs_fat(device: &Path, label: &str) -> Result<(), InstallError> {
     let dev = device.to_string_lossy();
-    let out = crate::exec::run("/sbin/mkfs.fat", &["-F", "32", "-n", label, &dev])
+    let out = runtime::exec::run("/sbin/mkfs.fat", &["-F", "32", "-n", label, &dev])
         .await
         .map_err(|e| InstallError::Fat {
             device: device.into(),
@@ -351,14 +351,14 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
     mount_medium(&medium)?;
     let result = async {
         if t.wipe {
-            crate::console!(
+            runtime::console!(
                 "install: wiping {} ({} MiB)",
                 t.node.display(),
                 t.size / MIB
             );
             disk::zero(&t.node, 0, t.size)?;
         }
-        crate::console!(
+        runtime::console!(
             "install: partitioning {} (GPT: EFI, BIOS, BOOT, META, STATE, EPHEMERAL)",
             t.node.display()
         );
@@ -377,7 +377,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
             disk::zero(&part(&parts, name)?.node, 0, MIB)?;
         }
 
-        crate::console!("install: EFI system partition (GRUB for UEFI)");
+        runtime::console!("install: EFI system partition (GRUB for UEFI)");
         let p = &part(&parts, partition::EFI)?.node;
         mkfs_fat(p, partition::EFI).await?;
         mount(p, &efi, "vfat", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
@@ -386,9 +386,9 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         unmount(&efi);
         r?;
 
-        crate::console!("install: BOOT, slot A");
+        runtime::console!("install: BOOT, slot A");
         let p = &part(&parts, partition::BOOT)?.node;
-        crate::partitions::format_ext4(p, partition::BOOT).await?;
+        host::partitions::format_ext4(p, partition::BOOT).await?;
         mount(p, &boot, "ext4", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
         let r = fill_boot(&boot, &medium, &menu);
         unmount(&boot);
@@ -397,16 +397,16 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         let p = &part(&parts, partition::META)?.node;
         let mut meta = MetaStore::open(p)?;
         let mut v = Values::new();
-        v.insert(keys::INSTALL_TIME.into(), crate::meta::now());
+        v.insert(keys::INSTALL_TIME.into(), host::meta::now());
         v.insert(
             keys::INSTALL_VERSION.into(),
             config::version::running().version.clone(),
         );
         meta.write(&v)?;
 
-        crate::console!("install: STATE, with the machine config");
+        runtime::console!("install: STATE, with the machine config");
         let p = &part(&parts, partition::STATE)?.node;
-        crate::partitions::format_ext4(p, partition::STATE).await?;
+        host::partitions::format_ext4(p, partition::STATE).await?;
         mount(
             p,
             &state,
@@ -440,7 +440,7 @@ fn fill_boot(boot: &Path, medium: &Path, menu: &[u8]) -> Result<(), InstallError
     {
         copied += copy_file(&p, &a.join("payload.sqsh"))?;
     }
-    crate::console!("install: slot A holds {} MiB", copied / MIB);
+    runtime::console!("install: slot A holds {} MiB", copied / MIB);
     write_file(&boot.join("grub/grub.cfg"), menu)?;
     Slots::new(boot).make_default("A")?;
     crate::upgrade::slots::sync_dir(boot)?;

@@ -16,15 +16,15 @@ use nix::mount::MsFlags;
 
 use super::slots::{self, Slots};
 use super::{System, BOOT_MOUNT, SYSTEM};
-use crate::disks::BlockDevice;
 use crate::lifecycle::{Action, LifecycleError};
-use crate::meta::{keys, Meta, Values};
-use crate::mounts::{self, MountPoint};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
-use crate::supervisor::{Health, State};
-use crate::syscall::Syscalls;
 use config::constants::partition;
+use host::disks::BlockDevice;
+use host::meta::{keys, Meta, Values};
+use runtime::supervisor::{Health, State};
+use system::mounts::{self, MountPoint};
+use system::syscall::Syscalls;
 
 /// How long a tried slot has to reach steady state; `cairn.upgrade.timeout`
 /// (seconds) on the kernel command line overrides it.
@@ -34,7 +34,7 @@ const LOG_TAIL: usize = 24 * 1024;
 
 /// BOOT and META on the disk that holds STATE or EPHEMERAL.
 pub fn find_boot_partitions(devices: &[BlockDevice]) -> Option<(BlockDevice, BlockDevice)> {
-    let disk = crate::partitions::find(devices)?.disk?;
+    let disk = host::partitions::find(devices)?.disk?;
     let on_disk = |name: &str| {
         devices
             .iter()
@@ -61,7 +61,7 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
         None,
     );
     if let Err(e) = mounts::apply_one(sys, &m) {
-        crate::console!(
+        runtime::console!(
             "upgrade: cannot mount BOOT ({}): {e}; upgrades are off",
             boot.node.display()
         );
@@ -70,7 +70,7 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
     let meta = match Meta::open(&meta_part.node, Some(&node.store)) {
         Ok(m) => m,
         Err(e) => {
-            crate::console!("upgrade: {e}; upgrades are off");
+            runtime::console!("upgrade: {e}; upgrades are off");
             return;
         }
     };
@@ -83,7 +83,7 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
     });
     let _ = SYSTEM.set(system.clone());
     let Some(slot) = booted else {
-        crate::console!("upgrade: no cairn.slot= on the kernel command line; upgrades are off");
+        runtime::console!("upgrade: no cairn.slot= on the kernel command line; upgrades are off");
         return;
     };
     let timeout = node
@@ -95,17 +95,17 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
     match settle(&system.slots, &meta, slot) {
         Ok(Settled::Trial) => {
             node.lifecycle.set_trial(Some(slot));
-            crate::console!(
+            runtime::console!(
                 "upgrade: slot {slot} boots on trial; it becomes the default once machined is steady (within {} s)",
                 timeout.as_secs()
             );
             tokio::spawn(mark_good_when_steady(node.clone(), system, slot, timeout));
         }
         Ok(Settled::Failed(reason)) | Ok(Settled::Interrupted(reason)) => {
-            crate::console!("upgrade: {reason}")
+            runtime::console!("upgrade: {reason}")
         }
         Ok(Settled::Nothing) => {}
-        Err(e) => crate::console!("upgrade: cannot settle META: {e}"),
+        Err(e) => runtime::console!("upgrade: cannot settle META: {e}"),
     }
 }
 
@@ -123,7 +123,7 @@ pub fn settle(
     slots: &Slots,
     meta: &Meta,
     slot: &'static str,
-) -> Result<Settled, crate::meta::MetaError> {
+) -> Result<Settled, host::meta::MetaError> {
     let before = meta.values();
     let get = |k: &str| before.get(k).cloned().unwrap_or_default();
     let state = get(keys::UPGRADE_STATE);
@@ -161,7 +161,7 @@ pub fn settle(
         changes.insert(keys::UPGRADE_STATE.into(), keys::state::FAILED.into());
         changes.insert(keys::FAILURE_SLOT.into(), target.clone());
         changes.insert(keys::FAILURE_VERSION.into(), version.clone());
-        changes.insert(keys::FAILURE_TIME.into(), crate::meta::now());
+        changes.insert(keys::FAILURE_TIME.into(), host::meta::now());
         changes.insert(keys::FAILURE_REASON.into(), reason.clone());
         changes.insert(
             keys::FAILURE_LOG.into(),
@@ -292,13 +292,13 @@ pub async fn mark_good_when_steady(
                     sys.meta
                         .update(|v| {
                             v.insert(keys::UPGRADE_STATE.into(), keys::state::GOOD.into());
-                            v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+                            v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
                         })
                         .map_err(|e| e.to_string())
                 });
             match r {
-                Ok(()) => crate::console!("upgrade: slot {slot} is steady and now the default"),
-                Err(e) => crate::console!(
+                Ok(()) => runtime::console!("upgrade: slot {slot} is steady and now the default"),
+                Err(e) => runtime::console!(
                     "upgrade: slot {slot} is steady but cannot be made the default: {e}"
                 ),
             }
@@ -310,7 +310,7 @@ pub async fn mark_good_when_steady(
                 timeout.as_secs(),
                 slots::other(slot)
             );
-            crate::console!("upgrade: {reason}");
+            runtime::console!("upgrade: {reason}");
             let log = kmsg_tail(Path::new("/dev/kmsg"), LOG_TAIL);
             let _ = sys.meta.update(|v| {
                 v.insert(keys::UPGRADE_STATE.into(), keys::state::GAVE_UP.into());
@@ -319,7 +319,7 @@ pub async fn mark_good_when_steady(
                     keys::FAILURE_VERSION.into(),
                     config::version::running().version.clone(),
                 );
-                v.insert(keys::FAILURE_TIME.into(), crate::meta::now());
+                v.insert(keys::FAILURE_TIME.into(), host::meta::now());
                 v.insert(keys::FAILURE_REASON.into(), reason.clone());
                 v.insert(keys::FAILURE_LOG.into(), log);
             });
@@ -345,7 +345,7 @@ pub fn kmsg_tail(path: &Path, max: usize) -> String {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if let Some(line) = crate::dmesg::format_record(&String::from_utf8_lossy(&buf[..n]))
+                if let Some(line) = host::dmesg::format_record(&String::from_utf8_lossy(&buf[..n]))
                 {
                     total += line.len() + 1;
                     lines.push_back(line);
@@ -490,9 +490,9 @@ mod tests {
     async fn a_trial_that_ends_in_maintenance_mode_fails_at_once() {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let node = Node::new(
-            crate::cmdline::Cmdline::parse("cairn.slot=B"),
-            crate::supervisor::Supervisor::new(),
-            Arc::new(crate::supervisor::logbuf::LogRing::new(1024)),
+            host::cmdline::Cmdline::parse("cairn.slot=B"),
+            runtime::supervisor::Supervisor::new(),
+            Arc::new(runtime::supervisor::logbuf::LogRing::new(1024)),
             tx,
         );
         // No apid yet: not steady, but not a failure before the timeout.

@@ -135,7 +135,7 @@ mod tests {
     /// What images/grub.sh `grub_env` and grub-editenv write parses.
     #[test]
     fn reads_grub_editenv_output() {
-        use crate::exec::output_blocking;
+        use runtime::exec::output_blocking;
         use std::process::Command;
         if output_blocking(Command::new("grub-editenv").arg("--version")).is_err() {
             eprintln!("skipping: grub-editenv is not installed");

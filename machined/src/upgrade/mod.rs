@@ -10,7 +10,7 @@
 //! reboots), GRUB has already cleared the one-shot flag and the old slot
 //! boots again, which records in META why (`boot::on_boot`).
 //!
-//! META (crate::meta) holds the upgrade's state across these boots.
+//! META (host::meta) holds the upgrade's state across these boots.
 
 pub mod boot;
 pub mod grubenv;
@@ -23,15 +23,14 @@ use api::machine::{UpgradeRequest, UpgradeResponse};
 use tonic::{Response, Status, Streaming};
 
 use crate::lifecycle::Action;
-use crate::meta::{keys, Meta, MetaError};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
+use host::meta::{keys, Meta, MetaError};
 use slots::{SlotError, Slots};
 
 pub use boot::on_boot;
 
-/// Where BOOT is mounted on an installed node.
-pub const BOOT_MOUNT: &str = "/boot";
+pub use config::constants::BOOT_MOUNT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -119,7 +118,7 @@ pub async fn handle_upgrade(
         .await
         .map(Response::new)
         .map_err(|e| {
-            crate::console!("upgrade: {e}");
+            runtime::console!("upgrade: {e}");
             to_status(&e)
         })
 }
@@ -138,9 +137,9 @@ pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
         v.insert(keys::UPGRADE_STATE.into(), keys::state::ROLLED_BACK.into());
         v.insert(keys::UPGRADE_SLOT.into(), target.into());
         v.insert(keys::UPGRADE_FROM.into(), booted.into());
-        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+        v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
     })?;
-    crate::console!("upgrade: rollback: slot {target} is the default now; rebooting");
+    runtime::console!("upgrade: rollback: slot {target} is the default now; rebooting");
     // A rollback decides a pending trial: the old slot is the default now.
     node.lifecycle.set_trial(None);
     guard.power(PowerAction::Reboot, &format!("rollback to slot {target}"));

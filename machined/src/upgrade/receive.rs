@@ -19,9 +19,9 @@ use tonic::Status;
 use super::slots::{self, Slots};
 use super::{system, UpgradeError};
 use crate::lifecycle::Action;
-use crate::meta::{keys, Meta};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
+use host::meta::{keys, Meta};
 
 /// What a complete stream wrote.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ where
         v.insert(keys::UPGRADE_SLOT.into(), target.into());
         v.insert(keys::UPGRADE_FROM.into(), booted.into());
         v.insert(keys::UPGRADE_VERSION.into(), String::new());
-        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+        v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
     })?;
     let staging = slots.start_staging(target)?;
     let io = |what: &'static str, path: &PathBuf| {
@@ -153,7 +153,7 @@ where
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                crate::console!(
+                runtime::console!(
                     "upgrade: received {} ({} bytes) for slot {target}",
                     o.asset,
                     o.written
@@ -178,7 +178,7 @@ where
     meta.update(|v| {
         v.insert(keys::UPGRADE_STATE.into(), keys::state::TRYING.into());
         v.insert(keys::UPGRADE_VERSION.into(), received.version.clone());
-        v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+        v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
     })?;
     slots.try_once(target)?;
     Ok(received)
@@ -192,7 +192,7 @@ where
     let sys = system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
     let guard = node.lifecycle.begin(Action::Upgrade)?;
-    crate::console!(
+    runtime::console!(
         "upgrade: receiving a new system for slot {}",
         slots::other(booted)
     );
@@ -203,7 +203,7 @@ where
             let _ = sys.meta.update(|v| {
                 v.insert(keys::UPGRADE_STATE.into(), keys::state::INTERRUPTED.into());
                 v.insert(keys::UPGRADE_ERROR.into(), e.to_string());
-                v.insert(keys::UPGRADE_TIME.into(), crate::meta::now());
+                v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
             });
             return Err(e);
         }
@@ -214,13 +214,13 @@ where
         r.version.clone()
     };
     let message = if r.stage {
-        crate::console!(
+        runtime::console!(
             "upgrade: slot {} holds {version}; it boots once at the next reboot",
             r.slot
         );
         format!("slot {} holds {version}; it boots once at the next reboot and becomes the default when it comes up healthy", r.slot)
     } else {
-        crate::console!(
+        runtime::console!(
             "upgrade: slot {} holds {version}; rebooting into it",
             r.slot
         );

@@ -109,9 +109,9 @@ fn serve_machined(socket: &Path) -> anyhow::Result<()> {
     rt.block_on(async {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let node = Arc::new(machined::state::Node::new(
-            machined::cmdline::Cmdline::parse("cairn.slot=A"),
-            machined::supervisor::Supervisor::new(),
-            Arc::new(machined::supervisor::logbuf::LogRing::new(64 * 1024)),
+            host::cmdline::Cmdline::parse("cairn.slot=A"),
+            runtime::supervisor::Supervisor::new(),
+            Arc::new(runtime::supervisor::logbuf::LogRing::new(64 * 1024)),
             tx,
         ));
         node.set_hostname("bench");

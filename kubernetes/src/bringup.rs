@@ -1,0 +1,295 @@
+//! Kubernetes on a configured node: the bring-up sequence, started by the
+//! configurator once a config is in force (at boot or when the first config
+//! is applied):
+//!
+//! 1. the payload is mounted; the clock is synchronized (bounded wait);
+//! 2. the PKI is issued (and kept issued as the config and addresses change);
+//! 3. containerd runs and the payload's images are imported into `k8s.io`;
+//! 4. etcd starts if this control plane was bootstrapped before (else the
+//!    Bootstrap RPC starts it);
+//! 5. the static pods are rendered (and re-rendered on config or secrets
+//!    changes) and the kubelet runs;
+//! 6. once the API server answers, the bootstrap objects are applied;
+//!    every node writes its CNI config from its Node's podCIDR.
+//!
+//! A step that fails is retried with backoff until it succeeds: a payload
+//! that is missing for a while, a PKI that cannot be issued yet or a
+//! containerd that does not answer delays Kubernetes, never stops it until
+//! a reboot. Every step is idempotent, and what must happen once (the
+//! keepers, the services) is recorded in [`Progress`].
+//!
+//! containerd and the kubelet run from their specs (see [`specs`]): a
+//! changed config restarts them with the new settings.
+//!
+//! Workers skip the control-plane parts (their PKI module writes only what a
+//! worker has, and they render no static pods).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::constants::k8s;
+use config::spec::MachineType;
+
+use crate::k8s_pki::NodeFacts;
+use runtime::resources::specs::EventType;
+use runtime::resources::{kind, Filter, Watch};
+use runtime::supervisor::backoff::Backoff;
+use runtime::supervisor::Status;
+use runtime::Runtime;
+
+use crate::addresses::node_ip;
+use crate::specs;
+
+/// How long the kubelet waits for containerd's first health before the
+/// images are imported anyway (the import reports its own errors).
+const CONTAINERD_UP: Duration = Duration::from_secs(120);
+/// How often the static pods are compared with the secrets on disk.
+const RERENDER_EVERY: Duration = Duration::from_secs(15);
+/// Between attempts of a failed bring-up: 2 s doubling to a minute.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Starts bringing Kubernetes up; it runs until it succeeds, retrying
+/// failed steps with backoff. The caller starts it once per boot
+/// (machined's node keeps that fact).
+pub fn start(node: &Runtime) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let progress = Arc::new(tokio::sync::Mutex::new(Progress::default()));
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let attempts = retry(&mut backoff, |attempt| {
+            let (node, progress) = (node.clone(), progress.clone());
+            Box::pin(async move {
+                let mut done = progress.lock().await;
+                bring_up(&node, &mut done).await.inspect_err(|e| {
+                    node.events.record(
+                        EventType::Kubernetes,
+                        format!("attempt {attempt} failed: {e}"),
+                    );
+                })
+            })
+        })
+        .await;
+        if attempts > 1 {
+            runtime::console!("kubernetes: started after {attempts} attempts");
+        }
+    });
+}
+
+/// Runs `step` until it succeeds, waiting `backoff`'s delays in between;
+/// returns how many attempts it took. The step gets the attempt's number.
+pub async fn retry<E: std::fmt::Display>(
+    backoff: &mut Backoff,
+    mut step: impl FnMut(u32) -> futures::future::BoxFuture<'static, Result<(), E>>,
+) -> u32 {
+    let mut attempt = 1;
+    loop {
+        match step(attempt).await {
+            Ok(()) => return attempt,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                runtime::console!(
+                    "kubernetes: {e}; trying again in {} s",
+                    delay.as_secs().max(1)
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    #[error("not started: the payload is not mounted ({0})")]
+    Payload(String),
+    #[error("not started: no running config")]
+    NoConfig,
+    #[error("not started: cannot issue the Kubernetes PKI: {0}")]
+    Pki(#[from] crate::k8s_pki::K8sPkiError),
+    #[error("cannot start {0}: {1}")]
+    Service(&'static str, runtime::supervisor::SupervisorError),
+    #[error("cannot import the payload's images: {0}")]
+    Images(#[from] crate::containerd::ContainerdError),
+    #[error("etcd: {0}")]
+    Etcd(#[from] crate::etcd::EtcdError),
+    #[error("static pods: {0}")]
+    StaticPods(String),
+}
+
+/// What earlier attempts of the bring-up already did, so a retry does not
+/// start a second keeper or service.
+#[derive(Default)]
+pub struct Progress {
+    clock_waited: bool,
+    pki_keeper: bool,
+    image_cache: bool,
+    containerd: bool,
+    images: bool,
+    static_pods: bool,
+    kubelet: bool,
+    node_labels: bool,
+}
+
+async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesError> {
+    // 1. Payload and clock.
+    crate::payload::wait_mounted(node)
+        .await
+        .map_err(KubernetesError::Payload)?;
+    let cfg = node.running_config().ok_or(KubernetesError::NoConfig)?;
+    if !done.clock_waited {
+        let timeout = cfg.machine.time.boot_timeout.get();
+        if !host::time::wait_synced(node, timeout).await {
+            runtime::console!(
+                "kubernetes: the clock is not synchronized after {}s; going on (certificates may look not yet valid)",
+                timeout.as_secs()
+            );
+        }
+        done.clock_waited = true;
+    }
+    let cfg = node.running_config().ok_or(KubernetesError::NoConfig)?;
+    let control_plane = cfg.machine.machine_type == MachineType::Controlplane;
+
+    // 2. PKI.
+    let facts = NodeFacts::of(node);
+    crate::k8s_pki::issue(&cfg, &facts).await?;
+    if !done.pki_keeper {
+        tokio::spawn(crate::k8s_pki::keep_issued(node.clone()));
+        done.pki_keeper = true;
+    }
+
+    // 3. The image cache (it writes containerd's registry hosts first),
+    // containerd and the images.
+    if !done.image_cache {
+        tokio::spawn(crate::registry::run(node.clone()));
+        done.image_cache = true;
+    }
+    if !done.containerd {
+        let started = specs::StartedWith::default();
+        node.supervisor
+            .start(crate::containerd::service(&node.store, started.clone()))
+            .map_err(|e| KubernetesError::Service(crate::containerd::SERVICE, e))?;
+        tokio::spawn(specs::restart_on_change::<specs::ContainerdSpec>(
+            node.store.clone(),
+            Arc::downgrade(&node.supervisor),
+            crate::containerd::SERVICE,
+            specs::ContainerdSpec::ID,
+            started,
+        ));
+        done.containerd = true;
+    }
+    if !done.images {
+        if let Some(containerd) = node.supervisor.handle(crate::containerd::SERVICE) {
+            let mut rx = containerd.status.subscribe();
+            let up = tokio::time::timeout(CONTAINERD_UP, async {
+                rx.wait_for(Status::is_up).await.map(drop)
+            })
+            .await;
+            if !matches!(up, Ok(Ok(()))) {
+                runtime::console!(
+                    "kubernetes: containerd is not healthy after {}s; importing anyway",
+                    CONTAINERD_UP.as_secs()
+                );
+            }
+        }
+        import_images().await?;
+        done.images = true;
+    }
+
+    // 4. etcd, when this control plane was bootstrapped before.
+    match crate::etcd::start_if_bootstrapped(node, &cfg, &facts).await {
+        // A Bootstrap RPC started it meanwhile.
+        Some(Err(crate::etcd::EtcdError::AlreadyRunning)) | Some(Ok(_)) | None => {}
+        Some(Err(e)) => return Err(e.into()),
+    }
+
+    // 5. Static pods (control planes) and the kubelet.
+    if !done.static_pods {
+        let pods = crate::staticpods::StaticPods::new(&node.store)
+            .map_err(|e| KubernetesError::StaticPods(e.to_string()))?;
+        tokio::spawn(keep_static_pods(node.clone(), pods));
+        done.static_pods = true;
+    }
+    if !done.kubelet {
+        let started = specs::StartedWith::default();
+        node.supervisor
+            .start(crate::kubelet::service(&node.store, started.clone()))
+            .map_err(|e| KubernetesError::Service(crate::kubelet::SERVICE, e))?;
+        tokio::spawn(specs::restart_on_change::<specs::KubeletSpec>(
+            node.store.clone(),
+            Arc::downgrade(&node.supervisor),
+            crate::kubelet::SERVICE,
+            specs::KubeletSpec::ID,
+            started,
+        ));
+        done.kubelet = true;
+    }
+    node.events
+        .record(EventType::Kubernetes, "services started");
+
+    // 6. Bootstrap objects, the role label, the config's node labels and
+    // the CNI config.
+    if !done.node_labels {
+        tokio::spawn(crate::manifests::node_labels::follow(node.clone()));
+        done.node_labels = true;
+    }
+    tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
+    if control_plane {
+        let client =
+            crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+        crate::manifests::label_control_plane(&client, &node.hostname()).await;
+    }
+    Ok(())
+}
+
+/// Imports the payload's OCI archives into containerd's `k8s.io` namespace.
+/// A failure to reach containerd is an error (the step is retried); an
+/// archive that cannot be imported is reported and skipped.
+async fn import_images() -> Result<(), crate::containerd::ContainerdError> {
+    let socket = Path::new(k8s::CONTAINERD_SOCKET);
+    let channel = crate::containerd::connect(socket).await?;
+    let started = std::time::Instant::now();
+    let dir = Path::new(crate::containerd::PAYLOAD_IMAGES);
+    let (mut imported, mut present) = (0, 0);
+    for result in
+        crate::containerd::import::import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE).await
+    {
+        match result {
+            Ok(images) => {
+                for i in images {
+                    match i.outcome {
+                        crate::containerd::import::Outcome::Imported => imported += 1,
+                        crate::containerd::import::Outcome::Present => present += 1,
+                    }
+                }
+            }
+            Err(e) => runtime::console!("kubernetes: image import: {e}"),
+        }
+    }
+    runtime::console!(
+        "kubernetes: images imported into containerd ({imported} new, {present} present) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Renders the static pods now and again whenever the config or the
+/// addresses change, or the secrets on disk do (checked every few seconds).
+async fn keep_static_pods(node: Runtime, pods: crate::staticpods::StaticPods) {
+    let filter = Filter {
+        kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES],
+        id: None,
+    };
+    let mut watch = Watch::new(&node.store, filter, false);
+    loop {
+        if let Some(cfg) = node.running_config() {
+            let input =
+                crate::staticpods::input_for(node_ip(&node.store), Path::new(k8s::SECRETS_DIR));
+            if let Err(e) = pods.sync(&cfg, &input) {
+                runtime::console!("kubernetes: static pods: {e}");
+            }
+        }
+        let _ = tokio::time::timeout(RERENDER_EVERY, watch.next()).await;
+    }
+}

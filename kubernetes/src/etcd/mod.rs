@@ -1,0 +1,440 @@
+//! etcd on control-plane nodes: a supervised host process (Debian's etcd
+//! 3.4 from the payload) with TLS everywhere (clients on 2379 and peers on
+//! 2380 must present certificates from the etcd CA), data in /var/lib/etcd.
+//!
+//! etcd starts only on a bootstrapped node:
+//! - [`bootstrap`] (the Bootstrap RPC) starts it as a new one-member
+//!   cluster, exactly once: when the data directory has a member, or etcd
+//!   already runs, it refuses with [`EtcdError::AlreadyBootstrapped`].
+//! - At boot, the Kubernetes sequence (kubernetes/src/bringup.rs) starts it by
+//!   itself when /var/lib/etcd/member exists: [`start_if_bootstrapped`].
+//!
+//! Public surface:
+//! - [`service`]`(&cfg, &facts) -> Service`: the supervisor service (id
+//!   `etcd`), restarted with backoff, healthy when etcd answers a status
+//!   request with a leader. [`EtcdSettings`] and [`service_with`] for other
+//!   paths (tests).
+//! - [`start`]: waits (bounded) for time sync with `host::time::wait_synced`
+//!   (certificates and raft leases need a sane clock), issues the PKI,
+//!   registers the service (`NodeFacts::of(&node)` gives the facts).
+//! - [`client`]: health, member list and snapshots over mutual TLS.
+
+pub mod client;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::constants::k8s;
+use config::spec::MachineType;
+use config::MachineConfig;
+
+use crate::k8s_pki::{self, K8sPkiError, NodeFacts};
+use runtime::supervisor::process::ProcessRunner;
+use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
+use runtime::supervisor::{Condition, HealthCheck, Service, ServiceHandle, SupervisorError};
+use runtime::Runtime;
+
+/// The supervisor's id of the etcd service.
+pub const SERVICE_ID: &str = "etcd";
+/// How long the service waits for the etcd binary (the payload mount).
+const PAYLOAD_WAIT: Duration = Duration::from_secs(600);
+/// How long [`start`] waits for the clock to be synchronized by default.
+pub const TIME_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error(
+        "the cluster is already bootstrapped: this node has etcd data in {0} (bootstrap runs once per cluster; \
+         `cairnctl etcd members` lists the members)"
+    )]
+    AlreadyBootstrapped(String),
+    #[error("the cluster is already bootstrapped: etcd is already running on this node (`cairnctl service etcd` shows it)")]
+    AlreadyRunning,
+    #[error("the node has no machine config yet; `cairnctl apply-config` first, then bootstrap")]
+    NoConfig,
+    #[error("this node is a worker (machine.type); bootstrap a control-plane node")]
+    NotControlPlane,
+    #[error(
+        "etcd is not running on this node (not bootstrapped yet? `cairnctl bootstrap` starts it)"
+    )]
+    NotRunning,
+    #[error(transparent)]
+    Pki(#[from] K8sPkiError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("etcd: {0}")]
+    Client(String),
+    #[error("cannot start etcd: {0}")]
+    Supervisor(#[from] SupervisorError),
+}
+
+/// Whether this node has joined an etcd cluster (bootstrap ran, or etcd
+/// started once): the data directory has a member.
+pub fn bootstrapped(data_dir: &Path) -> bool {
+    data_dir.join("member").is_dir()
+}
+
+/// Everything etcd's command line is made of.
+#[derive(Debug, Clone)]
+pub struct EtcdSettings {
+    pub binary: PathBuf,
+    /// `LD_LIBRARY_PATH` for the binary (the payload's lib/), if any.
+    pub lib_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    /// Directory with ca.crt, server/peer/client certificates and keys.
+    pub secrets_dir: PathBuf,
+    /// Member name (the hostname).
+    pub name: String,
+    /// The address peers and clients are told to use.
+    pub advertise: IpAddr,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// `--initial-cluster-token` (the cluster name).
+    pub cluster_token: String,
+    /// `cluster.etcd.extraArgs`: override Cairn's flags.
+    pub extra_args: BTreeMap<String, String>,
+}
+
+/// Where etcd's pieces are: the node's paths, or temporary ones in tests.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub binary: PathBuf,
+    pub lib_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub secrets: k8s_pki::SecretDirs,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// How long [`start_in`] waits for the clock to be synchronized.
+    pub time_sync_timeout: Duration,
+}
+
+impl Layout {
+    pub fn node() -> Layout {
+        Layout {
+            // Debian's etcd from the payload, with the payload's libraries.
+            binary: Path::new(config::constants::payload::BIN_DIR).join("etcd"),
+            lib_dir: Some(config::constants::payload::LIB_DIR.into()),
+            data_dir: k8s::etcd::DATA_DIR.into(),
+            secrets: k8s_pki::SecretDirs::node(),
+            client_port: k8s::etcd::CLIENT_PORT,
+            peer_port: k8s::etcd::PEER_PORT,
+            time_sync_timeout: TIME_SYNC_TIMEOUT,
+        }
+    }
+}
+
+impl EtcdSettings {
+    /// The settings of this node's etcd.
+    pub fn for_node(cfg: &MachineConfig, facts: &NodeFacts) -> EtcdSettings {
+        Self::new(cfg, facts, &Layout::node())
+    }
+
+    pub fn new(cfg: &MachineConfig, facts: &NodeFacts, layout: &Layout) -> EtcdSettings {
+        let advertise = facts
+            .addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(facts.addresses.first())
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        EtcdSettings {
+            binary: layout.binary.clone(),
+            lib_dir: layout.lib_dir.clone(),
+            data_dir: layout.data_dir.clone(),
+            secrets_dir: layout.secrets.etcd.clone(),
+            name: if facts.hostname.is_empty() {
+                "cairn".into()
+            } else {
+                facts.hostname.clone()
+            },
+            advertise,
+            client_port: layout.client_port,
+            peer_port: layout.peer_port,
+            cluster_token: cfg.cluster.cluster_name.to_string(),
+            extra_args: cfg
+                .cluster
+                .etcd
+                .extra_args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn url(&self, ip: IpAddr, port: u16) -> String {
+        format!("https://{}", SocketAddr::new(ip, port))
+    }
+
+    fn file(&self, constant: &str) -> String {
+        self.secrets_dir
+            .join(Path::new(constant).file_name().expect("a file path"))
+            .display()
+            .to_string()
+    }
+
+    /// The local client endpoint machined talks to.
+    pub fn local_endpoint(&self) -> String {
+        self.url(IpAddr::V4(Ipv4Addr::LOCALHOST), self.client_port)
+    }
+
+    /// etcd's flags. A new one-member cluster when the data directory is
+    /// empty; etcd ignores the `--initial-*` flags once it has data.
+    pub fn args(&self) -> Vec<String> {
+        let any = if self.advertise.is_ipv6() {
+            "::".parse().expect("valid")
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        let peer = self.url(self.advertise, self.peer_port);
+        let mut flags: BTreeMap<String, String> = [
+            ("name", self.name.clone()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("listen-client-urls", self.url(any, self.client_port)),
+            (
+                "advertise-client-urls",
+                self.url(self.advertise, self.client_port),
+            ),
+            ("listen-peer-urls", self.url(any, self.peer_port)),
+            ("initial-advertise-peer-urls", peer.clone()),
+            ("initial-cluster", format!("{}={peer}", self.name)),
+            ("initial-cluster-state", "new".into()),
+            ("initial-cluster-token", self.cluster_token.clone()),
+            ("client-cert-auth", "true".into()),
+            ("trusted-ca-file", self.file(k8s::etcd::CA_CERT)),
+            ("cert-file", self.file(k8s::etcd::SERVER_CERT)),
+            ("key-file", self.file(k8s::etcd::SERVER_KEY)),
+            ("peer-client-cert-auth", "true".into()),
+            ("peer-trusted-ca-file", self.file(k8s::etcd::CA_CERT)),
+            ("peer-cert-file", self.file(k8s::etcd::PEER_CERT)),
+            ("peer-key-file", self.file(k8s::etcd::PEER_KEY)),
+            // Keep the revision history and raft log small: machined's
+            // memory budget is tight and nobody needs old revisions.
+            ("auto-compaction-mode", "periodic".into()),
+            ("auto-compaction-retention", "5m".into()),
+            ("snapshot-count", "10000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.extra_args {
+            flags.insert(k.clone(), v.clone());
+        }
+        flags
+            .into_iter()
+            .map(|(k, v)| format!("--{k}={v}"))
+            .collect()
+    }
+}
+
+/// The etcd service for this node (see [`EtcdSettings::for_node`]).
+pub fn service(cfg: &MachineConfig, facts: &NodeFacts) -> Service {
+    service_with(EtcdSettings::for_node(cfg, facts))
+}
+
+/// The etcd service with explicit settings: restarted with backoff, data
+/// directory created 0700 first, healthy when a status request over
+/// mutual TLS finds a leader.
+pub fn service_with(settings: EtcdSettings) -> Service {
+    let mut runner = ProcessRunner::new(&settings.binary).args(settings.args());
+    if let Some(lib) = &settings.lib_dir {
+        runner
+            .env
+            .push(("LD_LIBRARY_PATH".into(), lib.display().to_string()));
+    }
+    // etcd writes its WAL on stop; give it time before SIGKILL.
+    runner.stop_timeout = Duration::from_secs(15);
+    let data_dir = settings.data_dir.clone();
+    let pre: runtime::supervisor::Hook = Arc::new(move || {
+        let data_dir = data_dir.clone();
+        Box::pin(async move {
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data_dir)?;
+            // etcd refuses a data directory readable by others.
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
+            Ok(())
+        })
+    });
+    let endpoint = settings.local_endpoint();
+    let files = client::ClientFiles::in_dir(&settings.secrets_dir);
+    let health = HealthCheck::new(Duration::from_secs(10), Duration::from_secs(5), move || {
+        let (endpoint, files) = (endpoint.clone(), files.clone());
+        async move { client::health(&endpoint, &files).await }
+    })
+    // Under emulation etcd takes a few seconds to elect itself.
+    .startup_grace(Duration::from_secs(90));
+    // A Bootstrap can come before the payload is mounted: wait for the binary.
+    let binary = Condition::file_exists(&settings.binary, PAYLOAD_WAIT);
+    Service::new(
+        SERVICE_ID,
+        RestartRunner::new(runner, RestartPolicy::Always),
+    )
+    .condition(binary)
+    .pre(pre)
+    .health(health)
+}
+
+/// Starts etcd on this node: waits (bounded) for the clock, issues the
+/// PKI, registers the service. Refuses when etcd is registered already.
+pub async fn start(
+    node: &Runtime,
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+) -> Result<Arc<ServiceHandle>, EtcdError> {
+    start_in(node, cfg, facts, &Layout::node()).await
+}
+
+/// [`start`] with explicit paths.
+pub async fn start_in(
+    node: &Runtime,
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+    layout: &Layout,
+) -> Result<Arc<ServiceHandle>, EtcdError> {
+    if node.supervisor.handle(SERVICE_ID).is_some() {
+        return Err(EtcdError::AlreadyRunning);
+    }
+    wait_for_clock(node, layout.time_sync_timeout).await;
+    let secrets = layout.secrets.clone();
+    let (c, f) = (cfg.clone(), facts.clone());
+    tokio::task::spawn_blocking(move || k8s_pki::issue_into(&c, &f, &secrets))
+        .await
+        .map_err(|e| EtcdError::Client(format!("the PKI task failed: {e}")))??;
+    node.supervisor
+        .start(service_with(EtcdSettings::new(cfg, facts, layout)))
+        .map_err(|e| match e {
+            SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
+            other => EtcdError::Supervisor(other),
+        })
+}
+
+/// Waits (bounded) for the clock to be synchronized: certificates and raft
+/// leases need a sane clock. On timeout it warns and goes on.
+async fn wait_for_clock(node: &Runtime, timeout: Duration) {
+    if !host::time::wait_synced(node, timeout).await {
+        runtime::console!(
+            "etcd: the clock is not synchronized after {}s; starting anyway (certificates and leases may misbehave)",
+            timeout.as_secs()
+        );
+    }
+}
+
+/// At boot: starts etcd when this node was bootstrapped before (its data
+/// directory has a member); `None` when it was not (etcd then waits for
+/// the Bootstrap RPC).
+pub async fn start_if_bootstrapped(
+    node: &Runtime,
+    cfg: &MachineConfig,
+    facts: &NodeFacts,
+) -> Option<Result<Arc<ServiceHandle>, EtcdError>> {
+    if cfg.machine.machine_type != MachineType::Controlplane
+        || !bootstrapped(Path::new(k8s::etcd::DATA_DIR))
+        // A Bootstrap RPC got there first.
+        || node.supervisor.handle(SERVICE_ID).is_some()
+    {
+        return None;
+    }
+    Some(start(node, cfg, facts).await)
+}
+
+/// Serializes bootstraps: two concurrent calls must not both start etcd.
+static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The Bootstrap RPC: starts etcd as a new one-member cluster, once.
+pub async fn bootstrap(node: &Runtime) -> Result<(), EtcdError> {
+    bootstrap_in(node, &Layout::node()).await
+}
+
+/// [`bootstrap`] with explicit paths.
+pub async fn bootstrap_in(node: &Runtime, layout: &Layout) -> Result<(), EtcdError> {
+    let _once = BOOTSTRAP.lock().await;
+    let cfg = node.running_config().ok_or(EtcdError::NoConfig)?;
+    if cfg.machine.machine_type != MachineType::Controlplane {
+        return Err(EtcdError::NotControlPlane);
+    }
+    if bootstrapped(&layout.data_dir) {
+        return Err(EtcdError::AlreadyBootstrapped(
+            layout.data_dir.display().to_string(),
+        ));
+    }
+    if node.supervisor.handle(SERVICE_ID).is_some() {
+        return Err(EtcdError::AlreadyRunning);
+    }
+    if BOOTSTRAP_PENDING.load(Ordering::SeqCst) {
+        return Err(EtcdError::AlreadyBootstrapped(
+            layout.data_dir.display().to_string(),
+        ));
+    }
+    let facts = NodeFacts::of(node);
+    // With the clock synchronized (or no wait configured) etcd starts
+    // before the call returns, so its errors reach the caller. Otherwise
+    // the call must not hang for the whole clock wait (minutes with no
+    // time server in reach): etcd starts in the background once the clock
+    // is synchronized or the wait ends, and a second Bootstrap meanwhile
+    // is refused.
+    if layout.time_sync_timeout.is_zero() || host::time::wait_synced(node, Duration::ZERO).await {
+        start_in(node, &cfg, &facts, layout).await?;
+        runtime::console!(
+            "etcd: bootstrapping a new cluster (member {}), requested over the API",
+            facts.hostname
+        );
+        return Ok(());
+    }
+    BOOTSTRAP_PENDING.store(true, Ordering::SeqCst);
+    runtime::console!(
+        "etcd: bootstrap requested over the API; etcd starts once the clock is synchronized (at most {}s)",
+        layout.time_sync_timeout.as_secs()
+    );
+    let (node, layout) = (node.clone(), layout.clone());
+    tokio::spawn(async move {
+        match start_in(&node, &cfg, &facts, &layout).await {
+            Ok(_) => runtime::console!(
+                "etcd: bootstrapping a new cluster (member {})",
+                facts.hostname
+            ),
+            Err(e) => {
+                runtime::console!("etcd: the requested bootstrap failed: {e}; call Bootstrap again")
+            }
+        }
+        BOOTSTRAP_PENDING.store(false, Ordering::SeqCst);
+    });
+    Ok(())
+}
+
+/// A Bootstrap accepted whose etcd waits for the clock.
+static BOOTSTRAP_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The members of the cluster, asked from this node's etcd.
+pub async fn members(node: &Runtime) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {
+    let (endpoint, files) = local_client(node)?;
+    client::members(&endpoint, &files).await
+}
+
+/// A snapshot of this node's etcd, streamed.
+pub async fn snapshot(node: &Runtime) -> Result<client::Chunks, EtcdError> {
+    let (endpoint, files) = local_client(node)?;
+    client::snapshot(&endpoint, &files).await
+}
+
+/// The local endpoint and client files of this node's etcd, once it runs.
+pub fn local_client(node: &Runtime) -> Result<(String, client::ClientFiles), EtcdError> {
+    if node.supervisor.handle(SERVICE_ID).is_none() {
+        return Err(EtcdError::NotRunning);
+    }
+    let endpoint = format!("https://127.0.0.1:{}", k8s::etcd::CLIENT_PORT);
+    Ok((
+        endpoint,
+        client::ClientFiles::in_dir(Path::new(k8s::etcd::SECRETS_DIR)),
+    ))
+}

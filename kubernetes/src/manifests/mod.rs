@@ -1,0 +1,250 @@
+//! What machined does through the Kubernetes API: server-side apply of the
+//! bootstrap objects ([`objects`]) with the admin kubeconfig once the API
+//! server answers, and the per-node CNI config from the Node's podCIDR
+//! ([`cni`]).
+
+pub mod cni;
+pub mod node_labels;
+pub mod objects;
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::Value;
+
+/// The field manager of everything machined applies.
+pub const FIELD_MANAGER: &str = "cairn-machined";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestsError {
+    #[error("cannot read the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot use the kubeconfig {path}: {source}")]
+    Client { path: String, source: kube::Error },
+    #[error("cannot apply {what}: {source}")]
+    Apply { what: String, source: kube::Error },
+    #[error("an object without apiVersion, kind or metadata.name: {0}")]
+    Malformed(String),
+    #[error("{0} is not a kind machined applies")]
+    UnknownKind(String),
+}
+
+/// A client from a kubeconfig file.
+pub async fn client(kubeconfig: &Path) -> Result<Client, ManifestsError> {
+    client_at(kubeconfig, None).await
+}
+
+/// A client from a kubeconfig file, talking to `server` instead of the
+/// kubeconfig's server when given.
+pub async fn client_at(kubeconfig: &Path, server: Option<&str>) -> Result<Client, ManifestsError> {
+    let path = kubeconfig.display().to_string();
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|source| ManifestsError::Kubeconfig {
+        path: path.clone(),
+        source,
+    })?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ManifestsError::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+    if let Some(url) = server.and_then(|s| s.parse().ok()) {
+        config.cluster_url = url;
+    }
+    Client::try_from(config).map_err(|source| ManifestsError::Client { path, source })
+}
+
+/// This control plane's own API server (its certificate names 127.0.0.1),
+/// so the bootstrap objects go in even when the cluster endpoint is a load
+/// balancer or an address the node cannot reach yet.
+pub fn local_api_server() -> String {
+    format!(
+        "https://127.0.0.1:{}",
+        config::constants::k8s::APISERVER_PORT
+    )
+}
+
+/// Plural resource names and scope of the kinds machined applies (known
+/// up front, so no discovery round trips).
+fn resource_of(kind: &str) -> Option<(&'static str, bool)> {
+    Some(match kind {
+        "ServiceAccount" => ("serviceaccounts", true),
+        "Secret" => ("secrets", true),
+        "ConfigMap" => ("configmaps", true),
+        "Service" => ("services", true),
+        "DaemonSet" => ("daemonsets", true),
+        "Deployment" => ("deployments", true),
+        "ClusterRole" => ("clusterroles", false),
+        "ClusterRoleBinding" => ("clusterrolebindings", false),
+        _ => return None,
+    })
+}
+
+/// Server-side applies one object (forcing ownership of its fields).
+pub async fn apply(client: &Client, doc: &Value) -> Result<(), ManifestsError> {
+    let api_version = doc["apiVersion"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let kind = doc["kind"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| ManifestsError::Malformed(doc.to_string()))?;
+    let (plural, namespaced) =
+        resource_of(kind).ok_or_else(|| ManifestsError::UnknownKind(kind.to_string()))?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let api: Api<DynamicObject> = if namespaced {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(doc),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| ManifestsError::Apply {
+        what: format!("{kind} {name}"),
+        source,
+    })
+}
+
+/// Waits until the API server answers `client` (backing off up to 10 s).
+pub async fn wait_for_api(client: &Client) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match client.apiserver_version().await {
+            Ok(v) => {
+                runtime::console!(
+                    "kubernetes: the API server answers (v{}.{})",
+                    v.major,
+                    v.minor
+                );
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "API server not answering yet"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Applies every bootstrap object with the admin kubeconfig once the API
+/// answers; objects that fail are tried again with backoff until all went
+/// in (e.g. while the API server's RBAC bootstrap is still running).
+/// Returns the client, for what follows on the same API server.
+pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> Client {
+    let client = loop {
+        match client_at(kubeconfig, Some(&local_api_server())).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::debug!(error = %e, "no admin kubeconfig yet");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    wait_for_api(&client).await;
+    let mut pending = objects::all(cfg);
+    let mut delay = Duration::from_secs(2);
+    let mut attempts = 0u32;
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        for doc in pending {
+            if let Err(e) = apply(&client, &doc).await {
+                // Say it on the console only now and then: early failures
+                // are expected while the API server settles.
+                if attempts % 5 == 4 {
+                    runtime::console!("kubernetes: {e} (retrying)");
+                }
+                failed.push(doc);
+            }
+        }
+        pending = failed;
+        if pending.is_empty() {
+            break;
+        }
+        attempts += 1;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    runtime::console!(
+        "kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)"
+    );
+    client
+}
+
+/// The role labels of a control-plane Node (kubectl's ROLES column; 1.20
+/// tools look for `master`, newer ones for `control-plane`). The kubelet
+/// may not set `node-role.kubernetes.io/*` labels on itself (NodeRestriction
+/// and the kubelet's own flag check), so machined sets them with the admin
+/// client, as kubeadm does.
+pub const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
+/// Puts [`CONTROL_PLANE_LABELS`] on the Node `name` once it has registered
+/// (polled: the kubelet registers it some seconds after the API answers).
+pub async fn label_control_plane(client: &Client, name: &str) {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let labels: serde_json::Map<String, Value> = CONTROL_PLANE_LABELS
+        .iter()
+        .map(|l| (l.to_string(), Value::String(String::new())))
+        .collect();
+    let patch = serde_json::json!({"metadata": {"labels": labels}});
+    let mut attempts = 0u32;
+    loop {
+        match nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                runtime::console!("kubernetes: node {name} labelled as a control plane");
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                // Not registered yet is expected for a while.
+                if attempts.is_multiple_of(30) {
+                    runtime::console!("kubernetes: cannot label node {name} yet: {e} (retrying)");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bootstrap_object_has_a_known_resource_and_a_name() {
+        let cfg = crate::testutil::machine_config();
+        for doc in objects::all(&cfg) {
+            let kind = doc["kind"].as_str().unwrap();
+            let (_, namespaced) =
+                resource_of(kind).unwrap_or_else(|| panic!("{kind} has no resource"));
+            assert!(doc["metadata"]["name"].is_string());
+            assert_eq!(
+                namespaced,
+                doc["metadata"]["namespace"].is_string(),
+                "{kind}"
+            );
+        }
+        assert_eq!(local_api_server(), "https://127.0.0.1:6443");
+    }
+}
