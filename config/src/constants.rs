@@ -222,6 +222,13 @@ pub mod images {
     pub const DNS: &str = "cairn.local/cairn-dns:v1.20.2";
     /// The end-to-end tests' Pod program (the `testpod` crate).
     pub const TESTPOD: &str = "cairn.local/cairn-testpod:latest";
+    /// The resource metrics API (`cairn-metrics-server`) and Prometheus's
+    /// target discovery (`cairn-prometheus-sd`): the `metrics-server` crate.
+    pub const METRICS_SERVER: &str = "cairn.local/cairn-metrics-server:v1.20.2";
+    /// Prometheus from Debian's `prometheus` package.
+    pub const PROMETHEUS: &str = "cairn.local/prometheus:v1.20.2";
+    /// The Web UI (the `webui` crate's `cairn-webui`).
+    pub const WEBUI: &str = "cairn.local/cairn-webui:v1.20.2";
     /// Every image, as listed in the payload's images/refs.txt.
     pub const ALL: &[&str] = &[
         PAUSE,
@@ -231,6 +238,9 @@ pub mod images {
         KUBE_PROXY,
         DNS,
         TESTPOD,
+        METRICS_SERVER,
+        PROMETHEUS,
+        WEBUI,
     ];
 }
 
@@ -289,6 +299,9 @@ mod tests {
             ("kube-scheduler", images::KUBE_SCHEDULER),
             ("kube-proxy", images::KUBE_PROXY),
             ("cairn-dns", images::DNS),
+            ("cairn-metrics-server", images::METRICS_SERVER),
+            ("prometheus", images::PROMETHEUS),
+            ("cairn-webui", images::WEBUI),
         ] {
             assert_eq!(r, format!("{registry}/{name}:{tag}"));
         }
@@ -296,6 +309,6 @@ mod tests {
             images::TESTPOD,
             format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG"))
         );
-        assert_eq!(images::ALL.len(), 7);
+        assert_eq!(images::ALL.len(), 10);
     }
 }
