@@ -231,6 +231,33 @@ pub fn dir_size(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Bytes the live records of `searcher`'s segments take: each segment's
+/// files, times the share of its documents not deleted. Files of merges in
+/// progress and of segments no commit uses are not counted, so retention
+/// does not delete more than it must while tantivy rewrites segments.
+pub fn live_bytes(dir: &Path, searcher: &Searcher) -> std::io::Result<u64> {
+    let mut sizes: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let (Some((uuid, _)), Ok(m)) = (name.split_once('.'), entry.metadata()) {
+            *sizes.entry(uuid.to_string()).or_default() += m.len();
+        }
+    }
+    let mut total = 0u64;
+    for s in searcher.segment_readers() {
+        let size = sizes
+            .get(&s.segment_id().uuid_string())
+            .copied()
+            .unwrap_or(0);
+        let max = u64::from(s.max_doc());
+        if max > 0 {
+            total += (u128::from(size) * u128::from(s.num_docs()) / u128::from(max)) as u64;
+        }
+    }
+    Ok(total)
+}
+
 /// Free bytes for unprivileged users and total bytes of the filesystem
 /// holding `dir`.
 pub fn disk_space(dir: &Path) -> std::io::Result<(u64, u64)> {

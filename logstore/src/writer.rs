@@ -22,6 +22,11 @@ use crate::record::{now_nanos, Record};
 use crate::retention::{self, Policy};
 use crate::store::{CommitState, SourceState, Status, Store};
 
+/// Below this much free space a failed write is blamed on the disk.
+const DISK_FULL: u64 = 16 << 20;
+/// After a write failed for lack of space, writes resume once this much is free.
+const DISK_RECOVERED: u64 = 64 << 20;
+
 /// The writer's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -82,7 +87,8 @@ struct Waiting {
 /// The writer thread's state.
 pub struct Writer {
     store: std::sync::Arc<Store>,
-    writer: IndexWriter<TantivyDocument>,
+    /// `None` after a failed rollback; reopened when next needed.
+    writer: Option<IndexWriter<TantivyDocument>>,
     settings: Settings,
     /// State of the last commit, and with the uncommitted batches applied.
     committed: CommitState,
@@ -95,6 +101,8 @@ pub struct Writer {
     disk_error: Option<String>,
     /// The last retention found nothing it may delete while over the limit.
     cannot_make_room: bool,
+    /// The segments last given to a compacting merge, and when.
+    last_compaction: Option<(Vec<tantivy::index::SegmentId>, Instant)>,
 }
 
 fn new_writer(store: &Store, settings: &Settings) -> tantivy::Result<IndexWriter<TantivyDocument>> {
@@ -136,7 +144,7 @@ impl Writer {
         let writer = new_writer(&store, &settings)?;
         Ok(Writer {
             store,
-            writer,
+            writer: Some(writer),
             next_retention: Instant::now(),
             settings,
             committed: state.clone(),
@@ -146,7 +154,22 @@ impl Writer {
             first_pending: None,
             disk_error: None,
             cannot_make_room: false,
+            last_compaction: None,
         })
+    }
+
+    /// The index writer, reopened if a failed rollback dropped it.
+    fn writer(&mut self) -> tantivy::Result<&mut IndexWriter<TantivyDocument>> {
+        if self.writer.is_none() {
+            self.writer = Some(new_writer(&self.store, &self.settings)?);
+            tracing::info!("index writer reopened");
+        }
+        match self.writer.as_mut() {
+            Some(w) => Ok(w),
+            None => Err(tantivy::TantivyError::InternalError(
+                "no index writer".into(),
+            )),
+        }
     }
 
     /// Runs until the channel closes (every sender dropped), then commits
@@ -178,7 +201,7 @@ impl Writer {
             }
         }
         self.commit();
-        if let Err(e) = self.writer.wait_merging_threads() {
+        if let Some(Err(e)) = self.writer.take().map(IndexWriter::wait_merging_threads) {
             tracing::warn!(%e, "waiting for merges at shutdown");
         }
         tracing::info!("index writer stopped");
@@ -226,10 +249,26 @@ impl Writer {
             }
         }
         let n = records.len();
+        if let Err(e) = self.writer() {
+            reply(
+                ack,
+                Err(WriteError::Unavailable(format!(
+                    "the index writer cannot be opened: {e}"
+                ))),
+            );
+            return;
+        }
         for r in &records {
             let seq = self.state.next_seq;
             self.state.next_seq += 1;
-            if let Err(e) = self.writer.add_document(self.store.fields.document(r, seq)) {
+            let doc = self.store.fields.document(r, seq);
+            let added = match &self.writer {
+                Some(w) => w.add_document(doc).map(drop),
+                None => Err(tantivy::TantivyError::InternalError(
+                    "no index writer".into(),
+                )),
+            };
+            if let Err(e) = added {
                 tracing::error!(%e, "adding a document failed; rolling back the uncommitted batches");
                 reply(
                     ack,
@@ -273,10 +312,13 @@ impl Writer {
             }
         };
         let started = Instant::now();
-        let result = self.writer.prepare_commit().and_then(|mut p| {
-            p.set_payload(&payload);
-            p.commit()
-        });
+        let result = self
+            .writer()
+            .and_then(|w| w.prepare_commit())
+            .and_then(|mut p| {
+                p.set_payload(&payload);
+                p.commit()
+            });
         match result {
             Ok(_) => {
                 self.committed = self.state.clone();
@@ -308,15 +350,25 @@ impl Writer {
         }
     }
 
-    /// Rolls back everything uncommitted and fails its batches.
+    /// Rolls back everything uncommitted and fails its batches. A failure
+    /// with the disk (nearly) full counts as out of space even when
+    /// tantivy's error does not say so (an indexing thread's error is
+    /// reported as "index writer was killed").
     fn fail(&mut self, why: String, out_of_space: bool) {
-        if let Err(e) = self.writer.rollback() {
-            tracing::error!(%e, "rollback failed; reopening the index writer");
-            // The old writer must release the directory lock first.
-            match new_writer(&self.store, &self.settings) {
-                Ok(w) => self.writer = w,
-                Err(e) => tracing::error!(%e, "reopening the index writer failed"),
-            }
+        let (free, _) = crate::store::disk_space(&self.store.dir).unwrap_or((u64::MAX, 0));
+        let out_of_space = out_of_space || free < DISK_FULL;
+        let why = if out_of_space && !why.contains("space") {
+            format!(
+                "out of disk space ({} free): {why}",
+                crate::size::show(free)
+            )
+        } else {
+            why
+        };
+        if let Some(Err(e)) = self.writer.as_mut().map(IndexWriter::rollback) {
+            tracing::error!(%e, "rollback failed; the index writer is reopened when next needed");
+            // Dropped first: it holds the directory lock.
+            self.writer = None;
         }
         self.state = self.committed.clone();
         for w in std::mem::take(&mut self.waiting) {
@@ -361,9 +413,44 @@ impl Writer {
         let over = status.live_bytes >= self.settings.policy.max_size;
         if Instant::now() >= self.next_retention || over {
             self.retention();
+            self.compact();
             self.next_retention = Instant::now() + self.settings.retention_interval;
             self.measure();
         }
+    }
+
+    /// Rewrites segments with more than a fifth of their records deleted,
+    /// so retention's deletions give the disk space back (tantivy's merge
+    /// policy does this too, but its merges are dropped when a commit
+    /// removes one of their segments first, as retention's commits do).
+    fn compact(&mut self) {
+        let Ok(metas) = self.store.index.searchable_segment_metas() else {
+            return;
+        };
+        let ids: Vec<_> = metas
+            .iter()
+            .filter(|m| m.max_doc() > 0 && m.num_deleted_docs() * 5 > m.max_doc())
+            .map(|m| m.id())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let recently = self
+            .last_compaction
+            .as_ref()
+            .is_some_and(|(prev, t)| *prev == ids && t.elapsed() < Duration::from_secs(30));
+        if recently {
+            return;
+        }
+        tracing::debug!(
+            segments = ids.len(),
+            "compacting segments with deleted records"
+        );
+        // The merge runs on tantivy's merge thread; its result is not awaited.
+        let Ok(writer) = self.writer() else { return };
+        drop(writer.merge(&ids));
+        drop(writer.garbage_collect_files());
+        self.last_compaction = Some((ids, Instant::now()));
     }
 
     /// Deletes what the policy says must go, in the same commit as any
@@ -387,7 +474,7 @@ impl Writer {
         self.cannot_make_room = plan.over_size && plan.delete_before.is_none();
         if let Some(cutoff) = plan.delete_before {
             let query = retention::older_than(&self.store.fields, cutoff);
-            match self.writer.delete_query(query) {
+            match self.writer().and_then(|w| w.delete_query(query)) {
                 Ok(_) => {
                     tracing::info!(
                         records = plan.records,
@@ -418,16 +505,7 @@ impl Writer {
         let snapshot = self.store.snapshot();
         let searcher = &snapshot.searcher;
         let docs = searcher.num_docs();
-        let max_doc: u64 = searcher
-            .segment_readers()
-            .iter()
-            .map(|s| u64::from(s.max_doc()))
-            .sum();
-        let live_bytes = if max_doc == 0 {
-            bytes
-        } else {
-            (u128::from(bytes) * u128::from(docs) / u128::from(max_doc)) as u64
-        };
+        let live_bytes = crate::store::live_bytes(&self.store.dir, searcher).unwrap_or(bytes);
         let (free, total) = crate::store::disk_space(&self.store.dir).unwrap_or((u64::MAX, 0));
         let min_free = p.min_free.bytes(total);
         let refusing = if free < min_free {
@@ -437,8 +515,8 @@ impl Writer {
                 crate::size::show(free),
                 crate::size::show(min_free),
             ))
-        } else if let Some(e) = &self.disk_error {
-            Some(format!("out of disk space: {e}"))
+        } else if let Some(e) = self.disk_error.as_ref().filter(|_| free < DISK_RECOVERED) {
+            Some(e.clone())
         } else if live_bytes >= p.max_size && self.cannot_make_room {
             Some(format!(
                 "the size limit is reached: {} of records, --max-size {}, and every record is younger than --protect-recent {} (nothing may be deleted yet); new logs are refused",
