@@ -48,6 +48,8 @@ rust_crates=(pause testpod)
 # The add-ons' programs: the metrics API and Prometheus's target discovery
 # (metrics-server/), the Web UI (webui/).
 rust_crates+=(metrics-server webui)
+# Cluster logging: the log store and the per-node collector.
+rust_crates+=(logstore logcollector)
 
 libc_version=$(dpkg-query -W -f='${Version}' libc6)
 kube_key=$({ cat "$P/build-kubernetes.sh"; grep '^KUBERNETES_' "$P/versions.env"; } | hash_of)
@@ -154,6 +156,7 @@ rbin=$target_dir/$TARGET/release
 rust_bins=(pause testpod)
 [[ " ${rust_crates[*]} " == *" dns "* ]] && rust_bins+=(cairn-dns)
 rust_bins+=(cairn-metrics-server cairn-prometheus-sd cairn-webui)
+rust_bins+=(cairn-logstore cairn-logcollector)
 for b in "${rust_bins[@]}"; do
   [ -x "$rbin/$b" ] || die "cargo did not produce $rbin/$b"
   readelf -lW "$rbin/$b" | grep -q "Requesting program interpreter" && die "$rbin/$b is dynamically linked"
@@ -328,6 +331,12 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 image prometheus "$IMAGE_REGISTRY/prometheus:$IMAGE_TAG" "$r" --entrypoint /bin/prometheus \
   --cmd=--config.file=/etc/prometheus/prometheus.yml --cmd=--storage.tsdb.path=/prometheus
+# Cluster logging (addons/src/logging.rs): the log store and the
+# per-node collector, one static binary each.
+for b in cairn-logstore cairn-logcollector; do
+  r=$layers/$b; base "$r"; install -m 0755 "$rbin/$b" "$r/usr/local/bin/$b"
+  image "$b" "$IMAGE_REGISTRY/$b:$IMAGE_TAG" "$r" --entrypoint "/usr/local/bin/$b"
+done
 r=$layers/cairn-testpod; base "$r"; install -m 0755 "$rbin/testpod" "$r/usr/local/bin/testpod"
 image cairn-testpod "$IMAGE_REGISTRY/cairn-testpod:$TESTPOD_TAG" "$r" --entrypoint /usr/local/bin/testpod \
   --cmd serve --cmd=--port --cmd 8080

@@ -229,6 +229,10 @@ pub mod images {
     pub const PROMETHEUS: &str = "cairn.local/prometheus:v1.20.2";
     /// The Web UI (the `webui` crate's `cairn-webui`).
     pub const WEBUI: &str = "cairn.local/cairn-webui:v1.20.2";
+    /// The cluster log store (the `logstore` crate's `cairn-logstore`).
+    pub const LOGSTORE: &str = "cairn.local/cairn-logstore:v1.20.2";
+    /// The per-node log collector (the `logcollector` crate's `cairn-logcollector`).
+    pub const LOGCOLLECTOR: &str = "cairn.local/cairn-logcollector:v1.20.2";
     /// Every image, as listed in the payload's images/refs.txt.
     pub const ALL: &[&str] = &[
         PAUSE,
@@ -241,6 +245,8 @@ pub mod images {
         METRICS_SERVER,
         PROMETHEUS,
         WEBUI,
+        LOGSTORE,
+        LOGCOLLECTOR,
     ];
 }
 
@@ -302,6 +308,8 @@ mod tests {
             ("cairn-metrics-server", images::METRICS_SERVER),
             ("prometheus", images::PROMETHEUS),
             ("cairn-webui", images::WEBUI),
+            ("cairn-logstore", images::LOGSTORE),
+            ("cairn-logcollector", images::LOGCOLLECTOR),
         ] {
             assert_eq!(r, format!("{registry}/{name}:{tag}"));
         }
@@ -309,6 +317,6 @@ mod tests {
             images::TESTPOD,
             format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG"))
         );
-        assert_eq!(images::ALL.len(), 10);
+        assert_eq!(images::ALL.len(), 12);
     }
 }
