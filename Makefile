@@ -21,7 +21,9 @@ kernel: deps ## Build the kernel from kernel-config/ (cached by the fragments' h
 payload: deps ## Build the Kubernetes payload squashfs and kubectl into _out/ (cached by versions.env and sources)
 	@images/build-payload.sh
 
-image: deps kernel payload ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/
+# SIGNING_KEY=<Ed25519 private key> (cairnctl gen upgrade-key) signs the
+# upgrade assets: nodes whose config lists trusted keys accept only those.
+image: deps kernel payload ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/ (SIGNING_KEY=key signs them)
 	@images/build-image.sh
 
 unit-test: deps ## Run the unit and crate tests (no VMs)

@@ -6,6 +6,9 @@
 #   metal-amd64.qcow2     the raw disk converted
 #   metal-amd64.iso       hybrid ISO, BIOS + UEFI, live boot
 #   sha256sums
+#   vmlinuz.sig ...       with SIGNING_KEY=<Ed25519 key>: detached signatures of
+#                         the upgrade assets (images/sign-upgrade.sh), which
+#                         `cairnctl upgrade` sends to nodes that list trusted keys
 # Reproducible: the same inputs give the same bytes (images/check-reproducible.sh).
 # Layout and reasons: images/README.md.
 set -euo pipefail
@@ -188,6 +191,16 @@ printf '%s %s\n' "$CAIRN_VERSION" "$CAIRN_BUILD_ID" >"$OUT/version"
 
 step "sha256sums"
 (cd "$OUT" && sha256sum vmlinuz initramfs.img metal-amd64.raw metal-amd64.qcow2 metal-amd64.iso >sha256sums)
+
+# Signatures of what `cairnctl upgrade` sends (each over the asset's sha256).
+# Old ones go first: a stale signature next to new bytes would be refused.
+rm -f "$OUT/vmlinuz.sig" "$OUT/initramfs.img.sig" "$OUT/payload.sqsh.sig"
+if [ -n "${SIGNING_KEY:-}" ]; then
+  step "signatures (SIGNING_KEY=$SIGNING_KEY)"
+  assets=("$OUT/vmlinuz" "$OUT/initramfs.img")
+  [ -f "$OUT/payload.sqsh" ] && assets+=("$OUT/payload.sqsh")
+  images/sign-upgrade.sh "$SIGNING_KEY" "${assets[@]}"
+fi
 step_done
 
 echo "image: done in $(($(date +%s) - started)) s"

@@ -45,6 +45,11 @@ hash_of() { sha256sum | cut -c1-16; }
 # in the workspace (it is written in parallel; the image appears when it lands).
 rust_crates=(pause testpod)
 [ -f dns/Cargo.toml ] && grep -q '"dns"' Cargo.toml && rust_crates+=(dns)
+# The add-ons' programs: the metrics API and Prometheus's target discovery
+# (metrics-server/), the Web UI (webui/).
+rust_crates+=(metrics-server webui)
+# Cluster logging: the log store and the per-node collector.
+rust_crates+=(logstore logcollector)
 
 libc_version=$(dpkg-query -W -f='${Version}' libc6)
 kube_key=$({ cat "$P/build-kubernetes.sh"; grep '^KUBERNETES_' "$P/versions.env"; } | hash_of)
@@ -53,7 +58,8 @@ key=$({
   echo "kube $kube_key debs $debs_key"
   cat "$0"
   git ls-files -z --cached --others --exclude-standard -- "${rust_crates[@]}" Cargo.lock \
-    images/payload/versions.env images/payload/build-kubernetes.sh images/payload/oci-image.py |
+    images/payload/versions.env images/payload/build-kubernetes.sh images/payload/oci-image.py \
+    addons/src/prometheus.yml |
     LC_ALL=C sort -zu | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done |
     xargs -0 sha256sum
 } | hash_of)
@@ -117,12 +123,18 @@ else
   # /etc/protocols for the iptables tools.
   libs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
     --no-replaces --no-enhances "${main[@]}" | grep -E '^lib' | grep -vx 'libc6' | grep -v perl | sort -u)
-  (cd "$debs.tmp/debs" && apt-get download -qq "${main[@]}" $libs netbase 2>&1 | grep -v 'unsandboxed' || true)
+  # Prometheus (Debian's build: no Kubernetes service discovery, hence
+  # cairn-prometheus-sd) and the scripts, styles and fonts its web UI links
+  # to (only the files it names go into its image). Outside the closure above.
+  prom=("prometheus=$PROMETHEUS_VERSION" libjs-bootstrap4 libjs-d3 libjs-eonasdan-bootstrap-datetimepicker
+    libjs-jquery libjs-jquery-hotkeys libjs-moment libjs-moment-timezone libjs-mustache libjs-popper.js
+    libjs-rickshaw fonts-glyphicons-halflings)
+  (cd "$debs.tmp/debs" && apt-get download -qq "${main[@]}" "${prom[@]}" $libs netbase 2>&1 | grep -v 'unsandboxed' || true)
   for d in "$debs.tmp"/debs/*.deb; do
     dpkg-deb -x "$d" "$debs.tmp/root"
     dpkg-deb --show --showformat='${Package} ${Version}\n' "$d" >>"$debs.tmp/packages.unsorted"
   done
-  for p in "${main[@]}"; do
+  for p in "${main[@]}" "${prom[0]}"; do
     grep -qx "${p%%=*} ${p#*=}" "$debs.tmp/packages.unsorted" ||
       die "Debian package $p was not downloaded (superseded? check apt-cache policy ${p%%=*} and images/payload/versions.env)"
   done
@@ -143,6 +155,8 @@ RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$ROOT=/cairn --rema
 rbin=$target_dir/$TARGET/release
 rust_bins=(pause testpod)
 [[ " ${rust_crates[*]} " == *" dns "* ]] && rust_bins+=(cairn-dns)
+rust_bins+=(cairn-metrics-server cairn-prometheus-sd cairn-webui)
+rust_bins+=(cairn-logstore cairn-logcollector)
 for b in "${rust_bins[@]}"; do
   [ -x "$rbin/$b" ] || die "cargo did not produce $rbin/$b"
   readelf -lW "$rbin/$b" | grep -q "Requesting program interpreter" && die "$rbin/$b is dynamically linked"
@@ -278,6 +292,51 @@ if [[ " ${rust_bins[*]} " == *" cairn-dns "* ]]; then
   r=$layers/cairn-dns; base "$r"; install -m 0755 "$rbin/cairn-dns" "$r/usr/local/bin/cairn-dns"
   image cairn-dns "$IMAGE_REGISTRY/cairn-dns:$IMAGE_TAG" "$r" --entrypoint /usr/local/bin/cairn-dns
 fi
+# The add-ons (addons/src): the metrics API with Prometheus's target
+# discovery beside it (one image, two programs), the Web UI, and Prometheus.
+r=$layers/cairn-metrics-server; base "$r"
+install -m 0755 "$rbin/cairn-metrics-server" "$rbin/cairn-prometheus-sd" "$r/usr/local/bin/"
+image cairn-metrics-server "$IMAGE_REGISTRY/cairn-metrics-server:$IMAGE_TAG" "$r" \
+  --entrypoint /usr/local/bin/cairn-metrics-server
+r=$layers/cairn-webui; base "$r"; install -m 0755 "$rbin/cairn-webui" "$r/usr/local/bin/cairn-webui"
+image cairn-webui "$IMAGE_REGISTRY/cairn-webui:$IMAGE_TAG" "$r" --entrypoint /usr/local/bin/cairn-webui
+# Prometheus: Debian's binary (dynamic: its libraries and the loader go
+# along, as for kube-proxy), its classic web UI (templates, its own static
+# files, and from the libjs packages only the files the templates name,
+# symlinks resolved), a default config (the add-on mounts the same file
+# from a ConfigMap). No shell.
+r=$layers/prometheus; base "$r"
+install -D -m 0755 "$droot/usr/bin/prometheus" "$r/bin/prometheus"
+copy_needed "$r/lib/x86_64-linux-gnu" "$r/bin/prometheus"
+install -D -m 0755 "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$r/lib64/ld-linux-x86-64.so.2"
+web=$r/usr/share/prometheus/web
+mkdir -p "$web/static"
+cp -a "$droot/usr/share/prometheus/web/templates" "$web/templates"
+for d in css img js vendor; do cp -a "$droot/usr/share/prometheus/web/static/$d" "$web/static/$d"; done
+glyph=$web/static/vendor/bootstrap4-glyphicons/fonts/glyphicons
+rm -f "$glyph"
+cp -a "$droot/usr/share/fonts-glyphicons" "$glyph"
+for f in bootstrap4/css/bootstrap.min.css bootstrap4/js/bootstrap.min.js d3/d3.min.js \
+  eonasdan-bootstrap-datetimepicker/bootstrap-datetimepicker.min.css \
+  eonasdan-bootstrap-datetimepicker/bootstrap-datetimepicker.min.js jquery/jquery.min.js \
+  jquery-hotkeys/jquery.hotkeys.js moment/moment.min.js moment-timezone/moment-timezone-with-data.min.js \
+  mustache/mustache.min.js popper.js/popper.min.js rickshaw/rickshaw.min.css rickshaw/rickshaw.min.js; do
+  src=$(readlink -f "$droot/usr/share/javascript/$f")
+  [ -f "$src" ] || die "Prometheus's web UI needs javascript/$f, which no downloaded libjs package has"
+  install -D -m 0644 "$src" "$web/static/$f"
+done
+install -D -m 0644 addons/src/prometheus.yml "$r/etc/prometheus/prometheus.yml"
+if [ "$(id -u)" -eq 0 ]; then
+  chroot "$r" /bin/prometheus --version >/dev/null || die "prometheus does not run inside its image (missing library?)"
+fi
+image prometheus "$IMAGE_REGISTRY/prometheus:$IMAGE_TAG" "$r" --entrypoint /bin/prometheus \
+  --cmd=--config.file=/etc/prometheus/prometheus.yml --cmd=--storage.tsdb.path=/prometheus
+# Cluster logging (addons/src/logging.rs): the log store and the
+# per-node collector, one static binary each.
+for b in cairn-logstore cairn-logcollector; do
+  r=$layers/$b; base "$r"; install -m 0755 "$rbin/$b" "$r/usr/local/bin/$b"
+  image "$b" "$IMAGE_REGISTRY/$b:$IMAGE_TAG" "$r" --entrypoint "/usr/local/bin/$b"
+done
 r=$layers/cairn-testpod; base "$r"; install -m 0755 "$rbin/testpod" "$r/usr/local/bin/testpod"
 image cairn-testpod "$IMAGE_REGISTRY/cairn-testpod:$TESTPOD_TAG" "$r" --entrypoint /usr/local/bin/testpod \
   --cmd serve --cmd=--port --cmd 8080

@@ -15,6 +15,12 @@
 use config::MachineConfig;
 use serde_json::Value;
 
+mod common;
+pub mod dashboard;
+pub mod metrics_server;
+pub mod prometheus;
+pub mod tls;
+
 /// Namespace of every add-on.
 pub const NAMESPACE: &str = "kube-system";
 
@@ -22,6 +28,31 @@ pub const NAMESPACE: &str = "kube-system";
 /// each add-on before its workloads). Each add-on's module appends its
 /// objects here when `cfg.cluster.addons.<name>.enabled`.
 pub fn objects(cfg: &MachineConfig) -> Vec<Value> {
-    let _addons = &cfg.cluster.addons;
-    Vec::new()
+    let addons = &cfg.cluster.addons;
+    let mut v = Vec::new();
+    if addons.metrics_server.enabled {
+        v.extend(metrics_server::objects(cfg));
+    }
+    if addons.prometheus.enabled {
+        v.extend(prometheus::objects(cfg));
+    }
+    if addons.dashboard.enabled {
+        v.extend(dashboard::objects(cfg));
+    }
+    v
+}
+
+/// The serving certificates of the enabled add-ons that need one (see
+/// [`tls`]): machined creates each Secret ([`tls::secret`]) when it is
+/// absent or no longer [`tls::is_current`], before [`objects`].
+pub fn serving_certs(cfg: &MachineConfig) -> Vec<tls::ServingCert> {
+    let addons = &cfg.cluster.addons;
+    let mut v = Vec::new();
+    if addons.metrics_server.enabled {
+        v.push(metrics_server::serving_cert(cfg));
+    }
+    if addons.dashboard.enabled {
+        v.push(dashboard::serving_cert(cfg));
+    }
+    v
 }

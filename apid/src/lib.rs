@@ -10,6 +10,7 @@ pub mod authz;
 pub mod limit;
 pub mod listener;
 pub mod machined;
+pub mod members;
 pub mod peers;
 pub mod privileges;
 pub mod proxy;
@@ -34,16 +35,22 @@ pub enum ServeError {
 }
 
 /// Serves on `listener` until the process ends, with the settings in
-/// `source` (reloaded every `reload` when they change).
+/// `source` (reloaded every `reload` when they change). `members` are
+/// cluster members apid may forward to besides the node itself.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     source: settings::Source,
     machined_socket: PathBuf,
     reload: Duration,
+    members: Vec<peers::NodeAddr>,
 ) -> Result<(), ServeError> {
     let first = source.load()?;
     tracing::info!(mode = ?first.mode, "serving");
-    let current = settings::Current::new(&first)?;
+    let local = settings::Local {
+        listen_port: listener.local_addr().ok().map(|a| a.port()),
+        members,
+    };
+    let current = settings::Current::new(&first, local)?;
     tokio::spawn(source.watch(current.clone(), reload));
     let proxy = proxy::Proxy::new(current.clone(), machined::channel(machined_socket));
     Server::builder()

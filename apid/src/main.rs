@@ -23,6 +23,16 @@ struct Args {
     /// The settings directory by path (apid started by hand, tests).
     #[arg(long)]
     settings_dir: Option<PathBuf>,
+    /// Another member of this cluster that calls may be forwarded to
+    /// (host or host:port, port 50000 by default); repeatable. The node's
+    /// own names and addresses (its certificate's) are always members;
+    /// apid forwards to nothing else.
+    #[arg(long = "member", value_name = "HOST[:PORT]", value_parser = parse_member)]
+    members: Vec<apid::peers::NodeAddr>,
+}
+
+fn parse_member(s: &str) -> Result<apid::peers::NodeAddr, String> {
+    apid::peers::NodeAddr::parse(s).map_err(|e| e.to_string())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             source,
             args.machined_socket,
             apid::RELOAD_INTERVAL,
+            args.members,
         )
         .await?;
         Ok(())

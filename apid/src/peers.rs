@@ -2,7 +2,9 @@
 //! names another node: mutual TLS with apid's `os:impersonator`
 //! certificate, the server verified against the OS CA under the name the
 //! caller used. One channel per node is kept and reused until the settings
-//! change.
+//! change. Connecting (TCP and TLS) is bounded in time, and HTTP/2 pings
+//! find a peer that went away, so a dead node does not pin a channel.
+//! Only members are ever dialled (`members`; the proxy checks first).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +20,10 @@ use crate::settings::Compiled;
 /// At most this many peers are remembered; beyond, the cache starts over.
 const MAX_PEERS: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on peer and machined channels: one every interval, and a
+/// connection whose ping is not answered within the timeout is closed.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PeerError {
@@ -113,18 +119,31 @@ impl Peers {
         let connector = tower::service_fn(move |_: tonic::transport::Uri| {
             let (tls, name, host) = (tls.clone(), name.clone(), host.clone());
             async move {
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                let _ = tcp.set_nodelay(true);
-                let io = tokio_rustls::TlsConnector::from(tls)
-                    .connect(name, tcp)
-                    .await?;
+                let connect = async {
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    let _ = tcp.set_nodelay(true);
+                    tokio_rustls::TlsConnector::from(tls)
+                        .connect(name, tcp)
+                        .await
+                };
+                let io = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no TLS connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                        )
+                    })??;
                 Ok::<_, std::io::Error>(TokioIo::new(io))
             }
         });
         // The URI only labels the channel; the connector decides where to go.
         let endpoint = Endpoint::from_shared(format!("http://{node}"))
             .map_err(|_| PeerError::BadNode(node.to_string()))?
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect_with_connector_lazy(connector);
         cache.1.insert(node.clone(), channel.clone());
         Ok(channel)

@@ -19,6 +19,8 @@
 //! - `nodes` is removed when forwarding, and a request from an
 //!   impersonator that still names `nodes` is refused: a call crosses at
 //!   most one hop, so no loop can form.
+//! - apid forwards only to members of the cluster (see `members`), so no
+//!   caller can make it connect to other addresses or ports.
 //! - Consequence: anyone holding a node's forwarding certificate and key
 //!   can act with any role on every node of the cluster. They live only in
 //!   apid's memory and in machined's 0600 settings file on each control
@@ -36,8 +38,9 @@ use tonic::Status;
 use tower::{Service, ServiceExt};
 
 use crate::authz::{self, Role, Rpc};
-use crate::limit::{self, FrameLimit, Tripwire};
+use crate::limit::{self, Refusal, RequestBody, Tripwire};
 use crate::listener::ConnInfo;
+use crate::members::{Members, NotAMember};
 use crate::peers::{NodeAddr, PeerError, Peers};
 use crate::settings::{Current, Trust};
 use crate::tls::Peer;
@@ -75,12 +78,31 @@ pub enum ProxyError {
     BadNode(PeerError),
     #[error("cannot forward to {node}: {error}")]
     NoForwarding { node: String, error: PeerError },
+    #[error(transparent)]
+    NotAMember(#[from] NotAMember),
     #[error("apid cannot reach machined: {0}")]
     MachinedUnreachable(String),
     #[error("cannot reach the apid of {node}: {error}")]
     NodeUnreachable { node: String, error: String },
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    Idle(String),
+    #[error("{upstream} did not answer {rpc} within {} s", after.as_secs())]
+    NoAnswer {
+        upstream: String,
+        rpc: Rpc,
+        after: std::time::Duration,
+    },
+}
+
+impl From<Refusal> for ProxyError {
+    fn from(r: Refusal) -> ProxyError {
+        match r {
+            Refusal::TooLarge(m) => ProxyError::TooLarge(m),
+            Refusal::Idle(m) => ProxyError::Idle(m),
+        }
+    }
 }
 
 /// The one place apid's errors become gRPC statuses.
@@ -101,7 +123,9 @@ pub fn to_status(e: &ProxyError) -> Status {
         ProxyError::MachinedUnreachable(_) | ProxyError::NodeUnreachable { .. } => {
             Status::unavailable(msg)
         }
+        ProxyError::NotAMember(_) => Status::not_found(msg),
         ProxyError::TooLarge(_) => Status::resource_exhausted(msg),
+        ProxyError::Idle(_) | ProxyError::NoAnswer { .. } => Status::deadline_exceeded(msg),
     }
 }
 
@@ -137,12 +161,14 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeAddr>, ProxyError> {
 /// Decides who may call `rpc` and where it goes. Pure, so the whole
 /// policy is unit-tested without sockets.
 /// `rbac` false (`machine.features.rbac: false`) makes every client with a
-/// certificate from the OS CA an admin.
+/// certificate from the OS CA an admin; `members` are the nodes a call may
+/// be forwarded to.
 pub fn decide(
     rpc: Rpc,
     conn: &ConnInfo,
     now: &Trust,
     rbac: bool,
+    members: &Members,
     headers: &HeaderMap,
 ) -> Result<Route, ProxyError> {
     if conn.trust != *now {
@@ -185,6 +211,9 @@ pub fn decide(
     };
     if !authz::allows(role, rpc) {
         return Err(ProxyError::Denied { role, rpc });
+    }
+    if let Some(node) = &node {
+        members.check(node)?;
     }
     Ok(match node {
         Some(node) => Route::Node {
@@ -258,16 +287,23 @@ impl Inner {
             .extensions()
             .get::<ConnInfo>()
             .ok_or(ProxyError::NoCertificate)?;
-        let route =
-            decide(rpc, conn, &settings.trust, settings.rbac, req.headers()).inspect_err(|e| {
-                tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
-            })?;
+        let route = decide(
+            rpc,
+            conn,
+            &settings.trust,
+            settings.rbac,
+            &settings.members,
+            req.headers(),
+        )
+        .inspect_err(|e| {
+            tracing::info!(remote = %conn.remote, rpc = rpc.name(), "refused: {e}");
+        })?;
         if rpc == Rpc::Version && matches!(route, Route::Machined { .. }) {
             return Ok(crate::version::serve(settings.trust.mode, req).await);
         }
         let (mut parts, body) = req.into_parts();
         let wire = Arc::new(Tripwire::default());
-        let body = Body::new(FrameLimit::new(
+        let body = Body::new(RequestBody::new(
             body,
             rpc,
             limit::request_limit(rpc),
@@ -293,11 +329,17 @@ impl Inner {
             channel.ready().await?;
             channel.call(http::Request::from_parts(parts, body)).await
         };
+        let upstream = node.clone().unwrap_or_else(|| "machined".to_string());
+        let after = limit::answer_deadline(rpc);
+        let deadline = async {
+            wire.ended().await;
+            tokio::time::sleep(after).await;
+        };
         tokio::select! {
             r = call => r.map_err(|e| {
-                // The limit may have failed the body, which fails the call.
-                if let Some(m) = wire_message(&wire) {
-                    return ProxyError::TooLarge(m);
+                // The body's limits may have failed it, which fails the call.
+                if let Some(r) = wire.refusal() {
+                    return r.into();
                 }
                 let error = chain(&e);
                 match node {
@@ -305,13 +347,10 @@ impl Inner {
                     None => ProxyError::MachinedUnreachable(error),
                 }
             }),
-            m = wire.tripped() => Err(ProxyError::TooLarge(m)),
+            r = wire.tripped() => Err(r.into()),
+            () = deadline => Err(ProxyError::NoAnswer { upstream, rpc, after }),
         }
     }
-}
-
-fn wire_message(wire: &Tripwire) -> Option<String> {
-    futures::FutureExt::now_or_never(wire.tripped())
 }
 
 impl Service<http::Request<Body>> for Proxy {
@@ -361,6 +400,11 @@ mod tests {
         h
     }
 
+    /// This node and node B (10.5.0.3) at the apid port.
+    fn members() -> Members {
+        Members::for_node(["10.5.0.2"], None, &[NodeAddr::parse("10.5.0.3").unwrap()])
+    }
+
     fn client(role: Role) -> Peer {
         Peer::Client {
             name: "c".into(),
@@ -377,11 +421,11 @@ mod tests {
         let c = conn(Peer::Anonymous, &t);
         for rpc in [Rpc::Version, Rpc::ApplyConfiguration, Rpc::Disks] {
             assert_eq!(
-                decide(rpc, &c, &t, true, &HeaderMap::new()).unwrap(),
+                decide(rpc, &c, &t, true, &members(), &HeaderMap::new()).unwrap(),
                 Route::Machined { role: None }
             );
         }
-        let e = decide(Rpc::Reboot, &c, &t, true, &HeaderMap::new()).unwrap_err();
+        let e = decide(Rpc::Reboot, &c, &t, true, &members(), &HeaderMap::new()).unwrap_err();
         assert_eq!(to_status(&e).code(), tonic::Code::FailedPrecondition);
         assert!(
             e.to_string()
@@ -393,6 +437,7 @@ mod tests {
             &c,
             &t,
             true,
+            &members(),
             &headers(&[("nodes", "10.0.0.2")]),
         )
         .unwrap_err();
@@ -405,14 +450,14 @@ mod tests {
         let reader = conn(client(Role::Reader), &t);
         // A reader claiming admin in metadata is still a reader.
         let h = headers(&[("x-cairn-role", "os:admin")]);
-        let e = decide(Rpc::Reboot, &reader, &t, true, &h).unwrap_err();
+        let e = decide(Rpc::Reboot, &reader, &t, true, &members(), &h).unwrap_err();
         assert_eq!(to_status(&e).code(), tonic::Code::PermissionDenied);
         assert_eq!(
             e.to_string(),
             "role os:reader may not call Reboot: it needs os:operator or higher"
         );
         assert_eq!(
-            decide(Rpc::Version, &reader, &t, true, &h).unwrap(),
+            decide(Rpc::Version, &reader, &t, true, &members(), &h).unwrap(),
             Route::Machined {
                 role: Some(Role::Reader)
             }
@@ -425,23 +470,23 @@ mod tests {
             &t,
         );
         assert!(matches!(
-            decide(Rpc::Version, &none, &t, true, &HeaderMap::new()),
+            decide(Rpc::Version, &none, &t, true, &members(), &HeaderMap::new()),
             Err(ProxyError::NoRole { .. })
         ));
         let anon = conn(Peer::Anonymous, &t);
         assert!(matches!(
-            decide(Rpc::Version, &anon, &t, true, &HeaderMap::new()),
+            decide(Rpc::Version, &anon, &t, true, &members(), &HeaderMap::new()),
             Err(ProxyError::NoCertificate)
         ));
         // machine.features.rbac: false makes every certified client an admin.
         assert_eq!(
-            decide(Rpc::Reboot, &reader, &t, false, &h).unwrap(),
+            decide(Rpc::Reboot, &reader, &t, false, &members(), &h).unwrap(),
             Route::Machined {
                 role: Some(Role::Admin)
             }
         );
         assert_eq!(
-            decide(Rpc::ReadFile, &none, &t, false, &h).unwrap(),
+            decide(Rpc::ReadFile, &none, &t, false, &members(), &h).unwrap(),
             Route::Machined {
                 role: Some(Role::Admin)
             }
@@ -457,7 +502,7 @@ mod tests {
         let reader = conn(client(Role::Reader), &t);
         let to_b = headers(&[("nodes", "10.5.0.3")]);
         // Here (rbac off) the reader may reboot, and the call goes on...
-        let route = decide(Rpc::Reboot, &reader, &t, false, &to_b).unwrap();
+        let route = decide(Rpc::Reboot, &reader, &t, false, &members(), &to_b).unwrap();
         assert_eq!(
             route,
             Route::Node {
@@ -474,7 +519,7 @@ mod tests {
         );
         let fwd = headers(&[("x-cairn-role", "os:reader")]);
         assert!(matches!(
-            decide(Rpc::Reboot, &imp, &t, true, &fwd),
+            decide(Rpc::Reboot, &imp, &t, true, &members(), &fwd),
             Err(ProxyError::Denied {
                 role: Role::Reader,
                 ..
@@ -482,7 +527,7 @@ mod tests {
         ));
         // A node with rbac off itself grants what it grants anyone certified.
         assert_eq!(
-            decide(Rpc::Reboot, &imp, &t, false, &fwd).unwrap(),
+            decide(Rpc::Reboot, &imp, &t, false, &members(), &fwd).unwrap(),
             Route::Machined {
                 role: Some(Role::Admin)
             }
@@ -496,15 +541,60 @@ mod tests {
             &t,
         );
         assert_eq!(
-            decide(Rpc::Version, &none, &t, false, &to_b).unwrap(),
+            decide(Rpc::Version, &none, &t, false, &members(), &to_b).unwrap(),
             Route::Node {
                 node: NodeAddr::parse("10.5.0.3").unwrap(),
                 role: None
             }
         );
         assert!(matches!(
-            decide(Rpc::Version, &imp, &t, true, &HeaderMap::new()),
+            decide(Rpc::Version, &imp, &t, true, &members(), &HeaderMap::new()),
             Err(ProxyError::ForwardedWithoutRole { .. })
+        ));
+    }
+
+    /// Hole 6 of the hardening issue: `-n host:port` made apid connect
+    /// anywhere, and its errors told open, closed and filtered ports apart.
+    /// Non-members are refused before any connection, all alike.
+    #[test]
+    fn forwards_only_to_members_and_refuses_the_rest_alike() {
+        let t = secure();
+        for role in [Role::Reader, Role::Admin] {
+            let c = conn(client(role), &t);
+            let to = |n: &'static str| headers(&[("nodes", n)]);
+            assert!(matches!(
+                decide(Rpc::Version, &c, &t, true, &members(), &to("10.5.0.3")),
+                Ok(Route::Node { .. })
+            ));
+            for (node, shown) in [
+                ("10.5.0.3:22", "10.5.0.3:22"),
+                ("10.5.0.2:2379", "10.5.0.2:2379"),
+                ("127.0.0.1:1", "127.0.0.1:1"),
+                ("10.9.9.9", "10.9.9.9:50000"),
+                ("[fd00::9]:443", "[fd00::9]:443"),
+                ("metadata.internal", "metadata.internal:50000"),
+            ] {
+                let e = decide(Rpc::Version, &c, &t, true, &members(), &to(node)).unwrap_err();
+                let status = to_status(&e);
+                assert_eq!(status.code(), tonic::Code::NotFound);
+                assert_eq!(
+                    status.message(),
+                    format!("node {shown} is not a member of this cluster")
+                );
+            }
+        }
+        // A call for this node itself (no forwarding) needs no membership.
+        let c = conn(client(Role::Reader), &t);
+        assert!(matches!(
+            decide(
+                Rpc::Version,
+                &c,
+                &t,
+                true,
+                &Members::default(),
+                &HeaderMap::new()
+            ),
+            Ok(Route::Machined { .. })
         ));
     }
 
@@ -514,7 +604,7 @@ mod tests {
         let op = conn(client(Role::Operator), &t);
         let to_b = headers(&[("nodes", "10.5.0.3")]);
         assert_eq!(
-            decide(Rpc::Reboot, &op, &t, true, &to_b).unwrap(),
+            decide(Rpc::Reboot, &op, &t, true, &members(), &to_b).unwrap(),
             Route::Node {
                 node: NodeAddr::parse("10.5.0.3").unwrap(),
                 role: Some(Role::Operator)
@@ -522,16 +612,23 @@ mod tests {
         );
         // Checked before forwarding too.
         assert!(matches!(
-            decide(Rpc::ApplyConfiguration, &op, &t, true, &to_b),
+            decide(Rpc::ApplyConfiguration, &op, &t, true, &members(), &to_b),
             Err(ProxyError::Denied { .. })
         ));
         let two = headers(&[("nodes", "a"), ("nodes", "b")]);
         assert!(matches!(
-            decide(Rpc::Version, &op, &t, true, &two),
+            decide(Rpc::Version, &op, &t, true, &members(), &two),
             Err(ProxyError::SeveralNodes(2))
         ));
         assert!(matches!(
-            decide(Rpc::Version, &op, &t, true, &headers(&[("nodes", "a,b")])),
+            decide(
+                Rpc::Version,
+                &op,
+                &t,
+                true,
+                &members(),
+                &headers(&[("nodes", "a,b")])
+            ),
             Err(ProxyError::SeveralNodes(2))
         ));
 
@@ -544,23 +641,23 @@ mod tests {
         );
         let fwd = headers(&[("x-cairn-role", "os:operator")]);
         assert_eq!(
-            decide(Rpc::Reboot, &imp, &t, true, &fwd).unwrap(),
+            decide(Rpc::Reboot, &imp, &t, true, &members(), &fwd).unwrap(),
             Route::Machined {
                 role: Some(Role::Operator)
             }
         );
         assert!(matches!(
-            decide(Rpc::ReadFile, &imp, &t, true, &fwd),
+            decide(Rpc::ReadFile, &imp, &t, true, &members(), &fwd),
             Err(ProxyError::Denied { .. })
         ));
         // ... but it may not forward again, nor come without a role.
         let again = headers(&[("x-cairn-role", "os:admin"), ("nodes", "10.5.0.4")]);
         assert!(matches!(
-            decide(Rpc::Version, &imp, &t, true, &again),
+            decide(Rpc::Version, &imp, &t, true, &members(), &again),
             Err(ProxyError::ForwardedTwice { .. })
         ));
         assert!(matches!(
-            decide(Rpc::Version, &imp, &t, true, &HeaderMap::new()),
+            decide(Rpc::Version, &imp, &t, true, &members(), &HeaderMap::new()),
             Err(ProxyError::ForwardedWithoutRole { .. })
         ));
     }
@@ -577,6 +674,7 @@ mod tests {
             &old,
             &secure(),
             true,
+            &members(),
             &HeaderMap::new(),
         )
         .unwrap_err();
@@ -589,7 +687,14 @@ mod tests {
             },
         );
         assert!(matches!(
-            decide(Rpc::Version, &other_ca, &secure(), true, &HeaderMap::new()),
+            decide(
+                Rpc::Version,
+                &other_ca,
+                &secure(),
+                true,
+                &members(),
+                &HeaderMap::new()
+            ),
             Err(ProxyError::StaleConnection)
         ));
     }

@@ -19,6 +19,8 @@ use std::time::Duration;
 use config::apid::{ApidMode, ApidSettings, SETTINGS_FILE};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
+use crate::members::{self, Members};
+use crate::peers::NodeAddr;
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +57,25 @@ pub struct Compiled {
     pub rbac: bool,
     /// Bumped by every reload (peer connections are rebuilt on change).
     pub generation: u64,
+    /// The nodes apid may forward calls to.
+    pub members: Members,
+}
+
+/// What apid knows besides its settings file: the port it serves on and
+/// members of the cluster given to it when it started.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    pub listen_port: Option<u16>,
+    pub members: Vec<NodeAddr>,
 }
 
 impl Compiled {
-    pub fn new(settings: &ApidSettings, generation: u64) -> Result<Compiled, SettingsError> {
+    pub fn new(
+        settings: &ApidSettings,
+        generation: u64,
+        local: &Local,
+    ) -> Result<Compiled, SettingsError> {
+        let own = members::certificate_names(settings.server.crt.der());
         Ok(Compiled {
             trust: Trust {
                 mode: settings.mode,
@@ -71,6 +88,11 @@ impl Compiled {
             forwarding: tls::forwarding_config(settings)?.map(Arc::new),
             rbac: settings.rbac,
             generation,
+            members: Members::for_node(
+                own.iter().map(String::as_str),
+                local.listen_port,
+                &local.members,
+            ),
         })
     }
 }
@@ -79,13 +101,15 @@ impl Compiled {
 pub struct Current {
     inner: RwLock<Arc<Compiled>>,
     generations: AtomicU64,
+    local: Local,
 }
 
 impl Current {
-    pub fn new(settings: &ApidSettings) -> Result<Arc<Current>, SettingsError> {
+    pub fn new(settings: &ApidSettings, local: Local) -> Result<Arc<Current>, SettingsError> {
         Ok(Arc::new(Current {
-            inner: RwLock::new(Arc::new(Compiled::new(settings, 0)?)),
+            inner: RwLock::new(Arc::new(Compiled::new(settings, 0, &local)?)),
             generations: AtomicU64::new(0),
+            local,
         }))
     }
 
@@ -96,7 +120,7 @@ impl Current {
     /// Compiles and installs new settings; the old ones stay on error.
     pub fn replace(&self, settings: &ApidSettings) -> Result<(), SettingsError> {
         let generation = self.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        let compiled = Arc::new(Compiled::new(settings, generation)?);
+        let compiled = Arc::new(Compiled::new(settings, generation, &self.local)?);
         *self.inner.write().unwrap_or_else(|e| e.into_inner()) = compiled;
         Ok(())
     }

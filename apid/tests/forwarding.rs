@@ -7,6 +7,8 @@ use api::machine::*;
 use common::*;
 use config::constants::role;
 use config::pki::{self, Role};
+use std::time::Duration;
+
 use tonic::Code;
 
 struct Pair {
@@ -22,8 +24,12 @@ async fn pair() -> Pair {
     let (da, db) = (dir.path().join("apid-a"), dir.path().join("apid-b"));
     write_secure(&da, &cfg, "node-a");
     write_secure(&db, &cfg, "node-b");
-    let a = start_apid(&da, &start_echo(dir.path(), "node-a")).await;
-    let b = start_apid(&db, &start_echo(dir.path(), "node-b")).await;
+    // Node A knows node B as a member of its cluster.
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = format!("127.0.0.1:{}", lb.local_addr().unwrap().port());
+    let a = serve_apid(la, &da, &start_echo(dir.path(), "node-a"), &[&b_addr]);
+    let b = serve_apid(lb, &db, &start_echo(dir.path(), "node-b"), &[]);
     Pair {
         _dir: dir,
         ca: os_ca(&cfg),
@@ -111,18 +117,104 @@ async fn forwards_one_hop_with_the_callers_role() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("one node"), "{}", e.message());
 
-    // A node that does not answer.
+    // An address that is not a member of the cluster.
     let e = admin
         .version(with_meta((), &[("nodes", "127.0.0.1:1")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert_eq!(
+        e.message(),
+        "node 127.0.0.1:1 is not a member of this cluster"
+    );
+}
+
+/// Hole 6 of the hardening issue: a reader named any host:port and apid
+/// connected there, and the error told an open port (a TLS failure) from a
+/// closed one (connection refused) and a filtered one (a timeout). Now a
+/// non-member is refused before any connection, with one message.
+#[tokio::test]
+async fn forwards_only_to_members_and_says_nothing_about_other_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = generated("demo");
+    let (da, db) = (dir.path().join("apid-a"), dir.path().join("apid-b"));
+    write_secure(&da, &cfg, "node-a");
+    write_secure(&db, &cfg, "node-b");
+    // A member whose apid is down: its port was free a moment ago.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = serve_apid(la, &da, &start_echo(dir.path(), "node-a"), &[&down]);
+    // Node B's apid listens, but node A was not told it is a member.
+    let b = start_apid(&db, &start_echo(dir.path(), "node-b")).await;
+    // A plain TCP listener that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    let ca = os_ca(&cfg);
+    let reader = pki::issue_client_cert(&ca, "r", Role::Reader, pki::LEAF_VALIDITY).unwrap();
+    let mut c = client(a, Verify::Ca(ca), Some(&reader)).await.unwrap();
+    let mut answers = Vec::new();
+    for port in [b, silent_port, closed] {
+        let node = format!("127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        let e = c
+            .service_list(with_meta((), &[("nodes", &node)]))
+            .await
+            .unwrap_err();
+        // Refused at once: nothing was dialled (a silent port would take
+        // the 5 s connect timeout).
+        assert!(started.elapsed() < Duration::from_secs(2), "{node}");
+        answers.push((e.code(), e.message().replace(&node, "<node>")));
+    }
+    assert_eq!(
+        answers,
+        vec![
+            (
+                Code::NotFound,
+                "node <node> is not a member of this cluster".to_string()
+            );
+            3
+        ]
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A member that is down is reported as unreachable (its apid port
+    // only: nothing about other ports).
+    let e = c
+        .service_list(with_meta((), &[("nodes", &down)]))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(
         e.message()
-            .starts_with("cannot reach the apid of 127.0.0.1:1"),
+            .starts_with(&format!("cannot reach the apid of {down}")),
         "{}",
         e.message()
     );
+    // The node itself, by its own name and port, is a member.
+    let me = format!("127.0.0.1:{a}");
+    let v = c
+        .service_list(with_meta((), &[("nodes", &me)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.services[0].id, "node-a os:reader");
 }
 
 #[tokio::test]

@@ -224,6 +224,17 @@ pub mod images {
     pub const DNS: &str = "cairn.local/cairn-dns:v1.20.2";
     /// The end-to-end tests' Pod program (the `testpod` crate).
     pub const TESTPOD: &str = "cairn.local/cairn-testpod:latest";
+    /// The resource metrics API (`cairn-metrics-server`) and Prometheus's
+    /// target discovery (`cairn-prometheus-sd`): the `metrics-server` crate.
+    pub const METRICS_SERVER: &str = "cairn.local/cairn-metrics-server:v1.20.2";
+    /// Prometheus from Debian's `prometheus` package.
+    pub const PROMETHEUS: &str = "cairn.local/prometheus:v1.20.2";
+    /// The Web UI (the `webui` crate's `cairn-webui`).
+    pub const WEBUI: &str = "cairn.local/cairn-webui:v1.20.2";
+    /// The cluster log store (the `logstore` crate's `cairn-logstore`).
+    pub const LOGSTORE: &str = "cairn.local/cairn-logstore:v1.20.2";
+    /// The per-node log collector (the `logcollector` crate's `cairn-logcollector`).
+    pub const LOGCOLLECTOR: &str = "cairn.local/cairn-logcollector:v1.20.2";
     /// Every image, as listed in the payload's images/refs.txt.
     pub const ALL: &[&str] = &[
         PAUSE,
@@ -233,6 +244,11 @@ pub mod images {
         KUBE_PROXY,
         DNS,
         TESTPOD,
+        METRICS_SERVER,
+        PROMETHEUS,
+        WEBUI,
+        LOGSTORE,
+        LOGCOLLECTOR,
     ];
 }
 
@@ -291,6 +307,11 @@ mod tests {
             ("kube-scheduler", images::KUBE_SCHEDULER),
             ("kube-proxy", images::KUBE_PROXY),
             ("cairn-dns", images::DNS),
+            ("cairn-metrics-server", images::METRICS_SERVER),
+            ("prometheus", images::PROMETHEUS),
+            ("cairn-webui", images::WEBUI),
+            ("cairn-logstore", images::LOGSTORE),
+            ("cairn-logcollector", images::LOGCOLLECTOR),
         ] {
             assert_eq!(r, format!("{registry}/{name}:{tag}"));
         }
@@ -298,6 +319,6 @@ mod tests {
             images::TESTPOD,
             format!("{registry}/cairn-testpod:{}", get("TESTPOD_TAG"))
         );
-        assert_eq!(images::ALL.len(), 7);
+        assert_eq!(images::ALL.len(), 12);
     }
 }

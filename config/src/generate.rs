@@ -74,6 +74,7 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
                 disk: input.install_disk.clone(),
                 image: None,
                 wipe: false,
+                trusted_keys: Vec::new(),
             },
             network: Default::default(),
             time: Time::default(),

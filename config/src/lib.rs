@@ -13,6 +13,7 @@ pub mod patch;
 pub mod pki;
 pub mod schema;
 pub mod secrets;
+pub mod signing;
 pub mod spec;
 pub mod tls;
 pub mod types;

@@ -303,6 +303,76 @@ pub fn issue_client_cert(
     issue(ca, &req)
 }
 
+/// The longest a certificate minted for a person may live
+/// ([`issue_role_certificate`]).
+pub const MAX_ROLE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest: less would expire before it is used.
+pub const MIN_ROLE_CERT_TTL: Duration = Duration::from_secs(60);
+
+/// Why a role certificate was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleCertError {
+    #[error("name at least one role (os:admin, os:operator or os:reader)")]
+    NoRoles,
+    #[error("unknown role {0:?}: the roles are os:admin, os:operator and os:reader")]
+    UnknownRole(String),
+    #[error("a certificate may live at most {} days; {:.1} days were asked for", MAX_ROLE_CERT_TTL.as_secs() / 86400, .0.as_secs_f64() / 86400.0)]
+    TtlTooLong(Duration),
+    #[error("a certificate must live at least {} s; {} s were asked for", MIN_ROLE_CERT_TTL.as_secs(), .0.as_secs())]
+    TtlTooShort(Duration),
+    #[error("the certificate's name {0:?} must be 1 to 64 printable characters")]
+    BadName(String),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+/// A client certificate for a person, signed by the OS CA `ca`: its
+/// Organization is the strongest of `roles` (validated: the three API
+/// roles only, never `os:impersonator`), its Common Name `name`, valid for
+/// `ttl`
+/// ([`MIN_ROLE_CERT_TTL`] to [`MAX_ROLE_CERT_TTL`]). Used by the node to
+/// answer `cairnctl config new --roles ... --crt-ttl ...`, so an admin can
+/// hand out (short-lived, read-only) access without handing out the CA.
+pub fn issue_role_certificate(
+    ca: &CertifiedKey,
+    name: &str,
+    roles: &[String],
+    ttl: Duration,
+) -> Result<CertifiedKey, RoleCertError> {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(RoleCertError::BadName(name.to_string()));
+    }
+    if roles.is_empty() {
+        return Err(RoleCertError::NoRoles);
+    }
+    // Roles nest (an admin may do all an operator may, an operator all a
+    // reader may), and apid grants a certificate its strongest role: the
+    // certificate names that one.
+    let rank = |r: Role| match r {
+        Role::Reader => 0,
+        Role::Operator => 1,
+        Role::Admin => 2,
+    };
+    let mut strongest = Role::Reader;
+    for r in roles {
+        let role =
+            Role::from_organization(r).ok_or_else(|| RoleCertError::UnknownRole(r.clone()))?;
+        if rank(role) > rank(strongest) {
+            strongest = role;
+        }
+    }
+    if ttl > MAX_ROLE_CERT_TTL {
+        return Err(RoleCertError::TtlTooLong(ttl));
+    }
+    if ttl < MIN_ROLE_CERT_TTL {
+        return Err(RoleCertError::TtlTooShort(ttl));
+    }
+    let mut req = LeafRequest::new(name, Usage::Client);
+    req.organizations = vec![strongest.organization().to_string()];
+    req.validity = ttl;
+    Ok(issue(ca, &req)?)
+}
+
 /// A server certificate for `sans` (DNS names and IP addresses).
 pub fn issue_server_cert(
     ca: &CertifiedKey,
@@ -358,5 +428,79 @@ mod tests {
         assert!(!key_matches(&ca.crt, &client.key));
         assert_eq!(fingerprint(ca.crt.der()).len(), 64);
         assert_eq!(Role::from_organization("os:reader"), Some(Role::Reader));
+    }
+
+    fn organizations(c: &CertifiedKey) -> Vec<String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(c.crt.der()).unwrap();
+        cert.subject()
+            .iter_organization()
+            .map(|o| o.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Hole 10 of the hardening issue: certificates for people, with the
+    /// roles and lifetime the admin chose.
+    #[test]
+    fn role_certificates_carry_known_roles_for_a_bounded_time() {
+        let ca = create_os_ca().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let c = issue_role_certificate(&ca, "alice", &["os:reader".into()], day).unwrap();
+        assert_eq!(organizations(&c), ["os:reader"]);
+        assert!(key_matches(&c.crt, &c.key));
+        assert!(!is_ca(&c.crt));
+        let (_, cert) = x509_parser::parse_x509_certificate(c.crt.der()).unwrap();
+        let lifetime =
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        // The clock-skew allowance is added before now.
+        assert_eq!(lifetime as u64, day.as_secs() + CLOCK_SKEW.as_secs());
+        assert_eq!(
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "alice"
+        );
+        // Only client authentication.
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+
+        let c = issue_role_certificate(
+            &ca,
+            "ops",
+            &[
+                "os:operator".into(),
+                "os:reader".into(),
+                "os:operator".into(),
+            ],
+            day,
+        )
+        .unwrap();
+        assert_eq!(organizations(&c), ["os:operator"]);
+
+        let refused = |roles: &[&str], ttl: Duration, name: &str| {
+            let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+            issue_role_certificate(&ca, name, &roles, ttl)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&[], day, "x").starts_with("name at least one role"));
+        // The forwarding role is apid's alone.
+        assert_eq!(
+            refused(&["os:impersonator"], day, "x"),
+            "unknown role \"os:impersonator\": the roles are os:admin, os:operator and os:reader"
+        );
+        assert!(refused(&["system:masters"], day, "x").starts_with("unknown role"));
+        assert_eq!(
+            refused(&["os:reader"], Duration::from_secs(400 * 24 * 3600), "x"),
+            "a certificate may live at most 365 days; 400.0 days were asked for"
+        );
+        assert!(refused(&["os:reader"], Duration::from_secs(5), "x")
+            .starts_with("a certificate must live at least 60 s"));
+        assert!(refused(&["os:reader"], day, "").contains("1 to 64 printable"));
+        assert!(refused(&["os:reader"], day, "a\nb").contains("1 to 64 printable"));
+        // The longest allowed works.
+        issue_role_certificate(&ca, "x", &["os:admin".into()], MAX_ROLE_CERT_TTL).unwrap();
     }
 }

@@ -56,6 +56,8 @@ pub struct Overview {
     /// The API server's /readyz?verbose.
     pub health: Result<String>,
     pub can_cordon: Permission,
+    /// Current usage per node (metrics API).
+    pub usage: Result<std::collections::BTreeMap<String, crate::usage::Usage>>,
 }
 
 /// What a namespace's page shows.
@@ -72,6 +74,8 @@ pub struct Workloads {
     pub can_scale: Permission,
     pub can_restart: Permission,
     pub can_delete_pods: Permission,
+    /// Current usage per Pod (metrics API).
+    pub pod_usage: Result<crate::usage::PodUsage>,
 }
 
 pub struct SecretSummary {
@@ -183,17 +187,19 @@ pub async fn overview(client: &Client) -> Overview {
             .map_err(|e| ClusterError::BadInput(e.to_string()))?;
         Ok::<_, ClusterError>(client.request_text(request).await?)
     };
-    let (nodes, events, health, can_cordon) = tokio::join!(
+    let (nodes, events, health, can_cordon, usage) = tokio::join!(
         list(Api::<Node>::all(client.clone())),
         list(Api::<Event>::all(client.clone())),
         health,
         may(client, "patch", "", "nodes", None, None),
+        crate::usage::nodes(client),
     );
     Overview {
         nodes,
         events: events.map(|e| newest_events(e, 30)),
         health,
         can_cordon,
+        usage,
     }
 }
 
@@ -221,7 +227,7 @@ pub async fn workloads(client: &Client, ns: &str) -> Workloads {
         list(Api::<ConfigMap>::namespaced(c(), ns)),
         secrets,
     );
-    let (can_scale, can_restart, can_delete_pods) = tokio::join!(
+    let (can_scale, can_restart, can_delete_pods, pod_usage) = tokio::join!(
         may(
             client,
             "patch",
@@ -232,6 +238,7 @@ pub async fn workloads(client: &Client, ns: &str) -> Workloads {
         ),
         may(client, "patch", "apps", "deployments", None, Some(ns)),
         may(client, "delete", "", "pods", None, Some(ns)),
+        crate::usage::pods(client, ns),
     );
     Workloads {
         deployments,
@@ -245,6 +252,7 @@ pub async fn workloads(client: &Client, ns: &str) -> Workloads {
         can_scale,
         can_restart,
         can_delete_pods,
+        pod_usage,
     }
 }
 
@@ -252,9 +260,13 @@ pub struct PodPage {
     pub pod: Result<Pod>,
     pub events: Result<Vec<Event>>,
     pub can_delete: Permission,
+    /// Current usage per container (metrics API).
+    pub usage: Result<Vec<(String, crate::usage::Usage)>>,
+    /// CPU and memory over the last hour (Prometheus).
+    pub history: Result<(Vec<crate::usage::Series>, Vec<crate::usage::Series>)>,
 }
 
-pub async fn pod(client: &Client, ns: &str, name: &str) -> PodPage {
+pub async fn pod(client: &Client, ns: &str, name: &str, now: i64) -> PodPage {
     let events_api: Api<Event> = Api::namespaced(client.clone(), ns);
     let selector = format!("involvedObject.kind=Pod,involvedObject.name={name}");
     let events = async {
@@ -265,17 +277,21 @@ pub async fn pod(client: &Client, ns: &str, name: &str) -> PodPage {
                 .items,
         )
     };
-    let (pod, events, can_delete) = tokio::join!(
+    let (pod, events, can_delete, usage, history) = tokio::join!(
         async {
             Ok::<_, ClusterError>(Api::<Pod>::namespaced(client.clone(), ns).get(name).await?)
         },
         events,
         may(client, "delete", "", "pods", None, Some(ns)),
+        crate::usage::pod(client, ns, name),
+        crate::usage::pod_history(client, ns, name, now),
     );
     PodPage {
         pod,
         events: events.map(|e| newest_events(e, 50)),
         can_delete,
+        usage,
+        history,
     }
 }
 

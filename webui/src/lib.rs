@@ -2,8 +2,10 @@
 //! the Kubernetes API, every request made with the signed-in user's own
 //! bearer token so Kubernetes RBAC decides what they see and do.
 
+pub mod chart;
 pub mod cluster;
 pub mod html;
 pub mod pages;
 pub mod routes;
 pub mod session;
+pub mod usage;

@@ -1,7 +1,7 @@
 //! cairn-webui: serves the Web UI over TLS.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,27 @@ fn apiserver_url(arg: Option<String>) -> anyhow::Result<http::Uri> {
     url.parse().with_context(|| format!("{url}: not a URL"))
 }
 
+/// The file contents a TLS configuration was built from.
+type Loaded = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The server's TLS settings from the certificate and key files, and what
+/// was read.
+fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<(rustls::ServerConfig, Loaded)> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("parsing {}", key.display()))?;
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .context("the serving certificate and key do not match")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((tls, (Some(cert_pem), Some(key_pem))))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -75,17 +96,7 @@ async fn main() -> anyhow::Result<()> {
         "{}: no certificate",
         args.apiserver_ca.display()
     );
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&args.tls_cert)
-        .with_context(|| format!("reading {}", args.tls_cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", args.tls_cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&args.tls_key)
-        .with_context(|| format!("reading {}", args.tls_key.display()))?;
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the serving certificate and key do not match")?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (tls, mut loaded) = tls_config(&args.tls_cert, &args.tls_key)?;
 
     let state = Arc::new(AppState {
         sessions: Sessions::new(args.idle_timeout),
@@ -95,6 +106,26 @@ async fn main() -> anyhow::Result<()> {
     let app = router(state);
     tracing::info!(listen = %args.listen, "serving the Web UI over HTTPS");
     let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    // A renewed certificate (its Secret replaced) is served without a restart.
+    let reload = config.clone();
+    let (cert, key) = (args.tls_cert.clone(), args.tls_key.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let now = (std::fs::read(&cert).ok(), std::fs::read(&key).ok());
+            if now == loaded {
+                continue;
+            }
+            match tls_config(&cert, &key) {
+                Ok((tls, files)) => {
+                    reload.reload_from_config(Arc::new(tls));
+                    loaded = files;
+                    tracing::info!("serving certificate changed; reloaded");
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping the current serving certificate"),
+            }
+        }
+    });
     axum_server::bind_rustls(args.listen, config)
         .serve(app.into_make_service())
         .await

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use crate::cluster::{ClusterError, Overview, PodPage, Workloads};
 use crate::html::{action, age, badge, esc, seg, table};
+use crate::{chart, usage};
 
 fn created<
     K: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
@@ -124,6 +125,16 @@ pub fn overview(o: &Overview, csrf: &str, now: i64) -> String {
                         .map(|q| q.0.clone())
                         .unwrap_or_else(|| "-".into())
                 };
+                let allocatable = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+                let total = |k: &str| {
+                    allocatable
+                        .and_then(|c| c.get(k))
+                        .and_then(|q| usage::quantity(&q.0))
+                };
+                let used = o.usage.as_ref().ok().and_then(|u| u.get(name));
                 let (url, label) = if unschedulable {
                     (format!("/nodes/{}/uncordon", seg(name)), "Uncordon")
                 } else {
@@ -142,6 +153,8 @@ pub fn overview(o: &Overview, csrf: &str, now: i64) -> String {
                     esc(&cap("cpu")),
                     esc(&cap("memory")),
                     esc(&cap("pods")),
+                    used_cell(used.map(|u| u.cpu), total("cpu"), usage::cores),
+                    used_cell(used.map(|u| u.memory), total("memory"), usage::bytes),
                     age(created(n), now),
                     format!(
                         "{} {}",
@@ -162,11 +175,13 @@ pub fn overview(o: &Overview, csrf: &str, now: i64) -> String {
                 "CPU",
                 "Memory",
                 "Pods",
+                "CPU used",
+                "Memory used",
                 "Age",
                 "",
             ],
             &rows,
-        )
+        ) + &usage_note(&o.usage)
     });
     out += &section("Control plane", "health", &o.health, |text| {
         let failing: Vec<&str> = text.lines().filter(|l| l.contains("failed")).collect();
@@ -356,6 +371,12 @@ pub fn workloads(ns: &str, w: &Workloads, csrf: &str, now: i64) -> String {
                     .as_ref()
                     .and_then(|s| s.node_name.as_deref())
                     .unwrap_or("-");
+                let used = w
+                    .pod_usage
+                    .as_ref()
+                    .ok()
+                    .and_then(|u| u.get(name))
+                    .map(|(t, _)| *t);
                 vec![
                     format!(
                         r#"<a class="name" href="/ns/{}/pods/{}">{}</a>"#,
@@ -367,6 +388,8 @@ pub fn workloads(ns: &str, w: &Workloads, csrf: &str, now: i64) -> String {
                     format!("{ready}/{total}"),
                     restarts.to_string(),
                     esc(node),
+                    used_cell(used.map(|u| u.cpu), None, usage::cores),
+                    used_cell(used.map(|u| u.memory), None, usage::bytes),
                     age(created(p), now),
                     format!(
                         "{} {}",
@@ -384,9 +407,11 @@ pub fn workloads(ns: &str, w: &Workloads, csrf: &str, now: i64) -> String {
             .collect();
         table(
             "pod-table",
-            &["Name", "Status", "Ready", "Restarts", "Node", "Age", ""],
+            &[
+                "Name", "Status", "Ready", "Restarts", "Node", "CPU", "Memory", "Age", "",
+            ],
             &rows,
-        )
+        ) + &usage_note(&w.pod_usage)
     });
     out += &section("DaemonSets", "daemonsets", &w.daemonsets, |items| {
         let rows: Vec<Vec<String>> = items
@@ -603,6 +628,7 @@ pub fn pod(
             &rows,
         )
     });
+    out += &usage_section(&p.usage, &p.history);
     out += &section("Events", "pod-events", &p.events, |events| {
         events_table(events, now, false)
     });
@@ -625,6 +651,77 @@ pub fn pod(
         )
     });
     out
+}
+
+/// "250m (12%)", or "-" without figures.
+fn used_cell(used: Option<f64>, total: Option<f64>, fmt: fn(f64) -> String) -> String {
+    match (used, total) {
+        (Some(u), Some(t)) if t > 0.0 => {
+            format!(
+                r#"{} <span class="muted">{:.0}%</span>"#,
+                esc(&fmt(u)),
+                u / t * 100.0
+            )
+        }
+        (Some(u), _) => esc(&fmt(u)),
+        (None, _) => r#"<span class="muted">-</span>"#.to_string(),
+    }
+}
+
+/// Why there are no usage figures, when there are none.
+fn usage_note<T>(r: &Result<T, ClusterError>) -> String {
+    match r {
+        Ok(_) => String::new(),
+        Err(e) => format!(
+            r#"<p class="muted usage-note">Usage figures unavailable (metrics API): {}</p>"#,
+            esc(&e.to_string())
+        ),
+    }
+}
+
+/// A Pod's usage: each container's current figures (metrics API) and its
+/// CPU and memory over the last hour (Prometheus), each with its own
+/// reason when missing.
+fn usage_section(
+    current: &Result<Vec<(String, usage::Usage)>, ClusterError>,
+    history: &Result<(Vec<usage::Series>, Vec<usage::Series>), ClusterError>,
+) -> String {
+    let now = match current {
+        Ok(containers) => {
+            let rows: Vec<Vec<String>> = containers
+                .iter()
+                .map(|(c, u)| {
+                    vec![
+                        format!(r#"<span class="name">{}</span>"#, esc(c)),
+                        esc(&usage::cores(u.cpu)),
+                        esc(&usage::bytes(u.memory)),
+                    ]
+                })
+                .collect();
+            table("usage-table", &["Container", "CPU", "Memory"], &rows)
+        }
+        Err(e) => format!(
+            r#"<p class="muted">Current figures unavailable (metrics API): {}</p>"#,
+            esc(&e.to_string())
+        ),
+    };
+    let charts = match history {
+        Ok((cpu, mem)) => format!(
+            r#"<div class="charts"><figure><figcaption>CPU (cores), last hour</figcaption>{}</figure><figure><figcaption>Memory, last hour</figcaption>{}</figure></div>{}"#,
+            chart::line_chart("cpu-chart", "CPU (cores), last hour", cpu, &|v| {
+                usage::cores(v)
+            }),
+            chart::line_chart("memory-chart", "Memory, last hour", mem, &|v| usage::bytes(
+                v
+            )),
+            chart::legend(if cpu.is_empty() { mem } else { cpu })
+        ),
+        Err(e) => format!(
+            r#"<p class="muted" id="history-note">History unavailable (Prometheus): {}</p>"#,
+            esc(&e.to_string())
+        ),
+    };
+    format!(r#"<section id="usage"><h2>Usage</h2>{now}{charts}</section>"#)
 }
 
 /// A resource's YAML in an editor; Dry run and Apply both go through the
@@ -700,7 +797,119 @@ mod tests {
             can_scale: Err("RBAC: you may not patch deployments/scale".into()),
             can_restart: Ok(()),
             can_delete_pods: Ok(()),
+            pod_usage: Ok(crate::usage::parse_pod_metrics(
+                &serde_json::json!({"items": [
+                    {"metadata": {"name": "web-0"}, "containers": [{"name": "web", "usage": {"cpu": "50m", "memory": "20Mi"}}]}
+                ]}),
+            )),
         }
+    }
+
+    #[test]
+    fn usage_figures_in_the_tables_and_on_the_pod_page() {
+        let html = workloads(
+            "default",
+            &workloads_with(sample_pods("default", 2)),
+            "tok",
+            0,
+        );
+        assert!(
+            html.contains("<td>50m</td><td>20Mi</td>"),
+            "web-0's usage: {html}"
+        );
+        assert!(
+            html.contains(
+                r#"<td><span class="muted">-</span></td><td><span class="muted">-</span></td>"#
+            ),
+            "web-1 has none"
+        );
+        let mut w = workloads_with(vec![]);
+        w.pod_usage = Err(ClusterError::Refused(
+            "the server could not find the requested resource".into(),
+        ));
+        let html = workloads("default", &w, "tok", 0);
+        assert!(html.contains("Usage figures unavailable (metrics API): the server could not find the requested resource"));
+
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "cp-1"},
+            "status": {"allocatable": {"cpu": "2", "memory": "2Gi"}, "capacity": {"cpu": "2", "memory": "2Gi", "pods": "110"}}
+        }))
+        .unwrap();
+        let o = Overview {
+            nodes: Ok(vec![node]),
+            events: Ok(vec![]),
+            health: Ok("[+]ping ok".into()),
+            can_cordon: Ok(()),
+            usage: Ok(crate::usage::parse_node_metrics(
+                &serde_json::json!({"items": [
+                {"metadata": {"name": "cp-1"}, "usage": {"cpu": "250000000n", "memory": "524288Ki"}}]}),
+            )),
+        };
+        let html = overview(&o, "tok", 0);
+        assert!(
+            html.contains(r#"250m <span class="muted">13%</span>"#)
+                || html.contains(r#"250m <span class="muted">12%</span>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"512Mi <span class="muted">25%</span>"#),
+            "{html}"
+        );
+
+        let page = PodPage {
+            pod: Err(ClusterError::Refused("pods \"web-0\" not found".into())),
+            events: Ok(vec![]),
+            can_delete: Ok(()),
+            usage: Ok(vec![(
+                "web".into(),
+                crate::usage::Usage {
+                    cpu: 0.05,
+                    memory: 20.0 * 1048576.0,
+                },
+            )]),
+            history: Ok((
+                vec![crate::usage::Series {
+                    label: "web".into(),
+                    points: vec![(0.0, 0.04), (60.0, 0.05)],
+                }],
+                vec![],
+            )),
+        };
+        let html = pod(
+            "default",
+            "web-0",
+            &page,
+            &Ok(String::new()),
+            "web",
+            "tok",
+            0,
+        );
+        assert!(html.contains(r#"<section id="usage">"#));
+        assert!(
+            html.contains(r#"<svg id="cpu-chart""#) && html.contains(r#"<svg id="memory-chart""#)
+        );
+        assert!(html.contains("no data yet"), "no memory series");
+        assert!(html.contains("<td>50m</td><td>20Mi</td>"));
+        let page = PodPage {
+            history: Err(ClusterError::Refused(
+                "services \"cairn-prometheus\" not found".into(),
+            )),
+            usage: Err(ClusterError::Refused("forbidden".into())),
+            ..page
+        };
+        let html = pod(
+            "default",
+            "web-0",
+            &page,
+            &Ok(String::new()),
+            "web",
+            "tok",
+            0,
+        );
+        assert!(html.contains(
+            "History unavailable (Prometheus): services &quot;cairn-prometheus&quot; not found"
+        ));
+        assert!(html.contains("Current figures unavailable (metrics API): forbidden"));
     }
 
     #[test]

@@ -314,7 +314,7 @@ async fn pod(
         Err(r) => return r.into_response(),
     };
     let client = &s.session.client;
-    let p = cluster::pod(client, &ns, &name).await;
+    let p = cluster::pod(client, &ns, &name, now()).await;
     let container = q.container.filter(|c| !c.is_empty()).or_else(|| {
         p.pod
             .as_ref()

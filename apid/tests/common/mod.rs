@@ -159,12 +159,26 @@ pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
 /// reloaded every 100 ms.
 pub async fn start_apid(settings_dir: &Path, machined: &Path) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_apid(listener, settings_dir, machined, &[])
+}
+
+/// apid on `listener`, which may forward to `members` besides itself.
+pub fn serve_apid(
+    listener: tokio::net::TcpListener,
+    settings_dir: &Path,
+    machined: &Path,
+    members: &[&str],
+) -> u16 {
     let port = listener.local_addr().unwrap().port();
     let source = apid::settings::Source::open(settings_dir).unwrap();
     let sock = machined.to_path_buf();
-    tokio::spawn(
-        async move { apid::serve(listener, source, sock, Duration::from_millis(100)).await },
-    );
+    let members = members
+        .iter()
+        .map(|m| apid::peers::NodeAddr::parse(m).unwrap())
+        .collect();
+    tokio::spawn(async move {
+        apid::serve(listener, source, sock, Duration::from_millis(100), members).await
+    });
     port
 }
 

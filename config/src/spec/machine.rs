@@ -97,6 +97,13 @@ pub struct Install {
     /// Wipe the whole disk (not only the partition table) before installing.
     #[serde(default, skip_serializing_if = "is_false")]
     pub wipe: bool,
+    /// Public keys (Ed25519, PEM) whose signatures this node accepts on
+    /// upgrades. When any are listed, `cairnctl upgrade` must send images
+    /// signed by one of them (`make image SIGNING_KEY=...` signs; `cairnctl
+    /// gen upgrade-key` makes a key pair); unsigned or otherwise signed
+    /// images are refused. None: upgrades need no signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<crate::signing::TrustedKey>,
 }
 
 /// Node networking.

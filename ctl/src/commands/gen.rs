@@ -1,4 +1,5 @@
-//! `cairnctl gen secrets` and `cairnctl gen config`.
+//! `cairnctl gen secrets`, `cairnctl gen config` and `cairnctl gen
+//! upgrade-key` (in gen_upgrade_key.rs).
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,7 +18,8 @@ use crate::global::GlobalArgs;
 #[command(after_help = "\
 Examples:
   cairnctl gen secrets -o secrets.yaml
-  cairnctl gen config demo https://10.5.0.2:6443 --with-secrets secrets.yaml -o out")]
+  cairnctl gen config demo https://10.5.0.2:6443 --with-secrets secrets.yaml -o out
+  cairnctl gen upgrade-key -o keys")]
 pub enum GenCommand {
     /// Generate a secrets bundle: the CAs, the service-account key, the
     /// tokens and the etcd encryption key of one cluster.
@@ -40,6 +42,17 @@ Examples:
 All three files carry secrets and are written with mode 0600. Existing files
 are not overwritten unless --force is given.")]
     Config(Box<ConfigArgs>),
+    /// Generate an Ed25519 key pair for signing upgrade images.
+    #[command(after_help = "\
+Examples:
+  cairnctl gen upgrade-key -o keys
+  make image SIGNING_KEY=keys/upgrade-key.pem
+
+Writes upgrade-key.pem (the private key, mode 0600: keep it off the nodes) and
+upgrade-key.pub, and prints a config patch that lists the public key in
+machine.install.trustedKeys. Nodes whose config lists trusted keys accept only
+upgrades signed by one of them.")]
+    UpgradeKey(super::gen_upgrade_key::UpgradeKeyArgs),
 }
 
 #[derive(clap::Args)]
@@ -98,6 +111,7 @@ pub async fn run(c: GenCommand, _g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match c {
         GenCommand::Secrets(a) => secrets(a),
         GenCommand::Config(a) => configs(*a),
+        GenCommand::UpgradeKey(a) => super::gen_upgrade_key::run(a),
     }
 }
 

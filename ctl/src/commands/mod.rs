@@ -16,6 +16,7 @@ pub mod dmesg;
 pub mod etcd;
 pub mod events;
 pub mod gen;
+pub mod gen_upgrade_key;
 pub mod get;
 pub mod health;
 pub mod image;

@@ -1,6 +1,9 @@
 //! `cairnctl upgrade --image <dir>`: stream a new kernel, initramfs (and
 //! Kubernetes payload) to nodes over the Upgrade RPC, each with its
-//! sha256; the node writes them to its inactive slot and boots it once.
+//! sha256 and, when the image was signed (`<file>.sig` beside it, or in
+//! `--signature DIR`), its signature; the node writes them to its
+//! inactive slot and boots it once. Nodes that list trusted keys refuse
+//! unsigned or otherwise signed assets.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,9 @@ Examples:
 
 The directory holds vmlinuz and initramfs.img, and payload.sqsh when the image
 has a Kubernetes payload (an image build's output directory does); a Cairn ISO
-works too (its /boot files are sent). The node
+works too (its /boot files are sent). Signatures (vmlinuz.sig, ...; `make image
+SIGNING_KEY=...` writes them) are sent when they sit beside the files (for an
+ISO: beside the ISO) or in --signature DIR. The node
 writes them to the slot it is not running, then boots that slot once; it
 becomes the default only when the node comes up healthy on it, else the old
 slot boots again by itself (`cairnctl get meta` says why). Needs an admin
@@ -49,6 +54,10 @@ pub struct Args {
     /// With --wait: how long a node may take to come back.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15m")]
     pub timeout: Duration,
+    /// Directory holding the assets' signatures (vmlinuz.sig,
+    /// initramfs.img.sig, payload.sqsh.sig); by default the image's.
+    #[arg(long, value_name = "DIR")]
+    pub signature: Option<PathBuf>,
 }
 
 /// One file to send.
@@ -59,6 +68,54 @@ pub struct Asset {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: String,
+    /// The asset's signature file, when there is one.
+    pub signature: Option<Vec<u8>>,
+}
+
+/// Reads `<file>.sig` for each asset from `dir`: the detached signatures
+/// the image build wrote. A file that is not a signature is an error here,
+/// before anything is sent.
+pub fn attach_signatures(assets: &mut [Asset], dir: &Path) -> anyhow::Result<()> {
+    for a in assets {
+        let Some(file) = a.path.file_name() else {
+            continue;
+        };
+        let mut name = file.to_os_string();
+        name.push(".sig");
+        let path = dir.join(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+        };
+        config::signing::Signature::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        a.signature = Some(bytes);
+    }
+    Ok(())
+}
+
+/// How the assets are signed, for people: `signed by key <id>`,
+/// `unsigned`, or a list when they differ.
+pub fn describe_signatures(assets: &[Asset]) -> String {
+    let ids: Vec<String> = assets
+        .iter()
+        .map(|a| match &a.signature {
+            Some(s) => config::signing::Signature::parse(s)
+                .map(|s| format!("signed by key {}", s.key_id))
+                .unwrap_or_else(|_| "badly signed".into()),
+            None => "unsigned".into(),
+        })
+        .collect();
+    match ids.first() {
+        Some(first) if ids.iter().all(|i| i == first) => first.clone(),
+        _ => assets
+            .iter()
+            .zip(&ids)
+            .map(|(a, i)| format!("{} {i}", a.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// The assets in `dir`, with their sizes and digests.
@@ -89,6 +146,7 @@ pub fn image_assets(dir: &Path) -> anyhow::Result<Vec<Asset>> {
             path,
             size,
             sha256,
+            signature: None,
         });
     }
     Ok(assets)
@@ -218,7 +276,23 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let dir = extracted
         .as_ref()
         .map_or(args.image.as_path(), |d| d.path());
-    let assets = image_assets(dir)?;
+    let mut assets = image_assets(dir)?;
+    let sig_dir = match (&args.signature, &extracted) {
+        (Some(d), _) => d.clone(),
+        (None, Some(_)) => args
+            .image
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        (None, None) => args.image.clone(),
+    };
+    if args.signature.as_ref().is_some_and(|d| !d.is_dir()) {
+        anyhow::bail!(
+            "--signature {}: expected the directory holding vmlinuz.sig and initramfs.img.sig",
+            sig_dir.display()
+        );
+    }
+    attach_signatures(&mut assets, &sig_dir)?;
     let version = image_version(dir);
     let total: u64 = assets.iter().map(|a| a.size).sum();
     let names: Vec<String> = assets
@@ -226,14 +300,15 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .map(|a| format!("{} ({})", a.name, crate::output::bytes(a.size)))
         .collect();
     eprintln!(
-        "upgrade: {}{} from {}",
+        "upgrade: {}{} from {} ({})",
         names.join(", "),
         if version.is_empty() {
             String::new()
         } else {
             format!(", version {version}")
         },
-        args.image.display()
+        args.image.display(),
+        describe_signatures(&assets)
     );
     let session = Session::open(global).await?;
     let bars = MultiProgress::new();
@@ -486,6 +561,61 @@ mod tests {
         assert!(!out.path().join("payload.sqsh").exists());
         let not_iso = dir.path().join("tree/boot/vmlinuz");
         assert!(iso::extract(&not_iso).is_err());
+    }
+
+    #[test]
+    fn signatures_beside_the_files_or_in_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), b"k").unwrap();
+        std::fs::write(dir.path().join("initramfs.img"), b"i").unwrap();
+        let (private, public) = config::signing::generate().unwrap();
+        let mut assets = image_assets(dir.path()).unwrap();
+        attach_signatures(&mut assets, dir.path()).unwrap();
+        assert_eq!(describe_signatures(&assets), "unsigned");
+
+        for a in &assets {
+            let sha: [u8; 32] = hex::decode(&a.sha256).unwrap().try_into().unwrap();
+            let sig = config::signing::sign(&private, &sha).unwrap();
+            let mut p = a.path.clone().into_os_string();
+            p.push(".sig");
+            std::fs::write(p, sig).unwrap();
+        }
+        let mut assets = image_assets(dir.path()).unwrap();
+        attach_signatures(&mut assets, dir.path()).unwrap();
+        assert_eq!(
+            describe_signatures(&assets),
+            format!("signed by key {}", public.id())
+        );
+        // What is sent verifies against the asset's own digest.
+        for a in &assets {
+            let sha: [u8; 32] = hex::decode(&a.sha256).unwrap().try_into().unwrap();
+            config::signing::verify(&sha, a.signature.as_deref(), std::slice::from_ref(&public))
+                .unwrap();
+        }
+
+        // One missing, one elsewhere (--signature DIR).
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join("vmlinuz.sig"),
+            elsewhere.path().join("vmlinuz.sig"),
+        )
+        .unwrap();
+        let mut assets = image_assets(dir.path()).unwrap();
+        attach_signatures(&mut assets, elsewhere.path()).unwrap();
+        assert_eq!(
+            describe_signatures(&assets),
+            format!("kernel signed by key {}, initramfs unsigned", public.id())
+        );
+
+        // Not a signature: refused before anything is sent.
+        std::fs::write(dir.path().join("initramfs.img.sig"), "hello").unwrap();
+        let e = attach_signatures(&mut assets, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("initramfs.img.sig: the signature is not a Cairn upgrade signature"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
