@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use kube::api::Api;
 
 use crate::global::GlobalArgs;
-use crate::session::Session;
 
 /// The Web UI's Service.
 pub const NAMESPACE: &str = "kube-system";
@@ -67,26 +66,6 @@ For a read-only view, bind --clusterrole=view instead of cluster-admin."
     )
 }
 
-async fn client(kubeconfig: Option<&Path>, global: &GlobalArgs) -> anyhow::Result<kube::Client> {
-    let kc = match kubeconfig {
-        Some(p) => kube::config::Kubeconfig::read_from(p)
-            .with_context(|| format!("reading the kubeconfig {}", p.display()))?,
-        None => {
-            let session = Session::open(global).await?;
-            let bytes = crate::commands::kubeconfig::fetch(&session).await?;
-            let text =
-                String::from_utf8(bytes).context("the node sent a kubeconfig that is not UTF-8")?;
-            kube::config::Kubeconfig::from_yaml(&text)
-                .context("the node's kubeconfig is not valid")?
-        }
-    };
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("the kubeconfig cannot be used")?;
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
-
 /// Forwards one local connection to `pod`:`port`.
 async fn forward(
     client: kube::Client,
@@ -113,7 +92,7 @@ pub async fn run(
     kubeconfig: Option<&Path>,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    let client = client(kubeconfig, global).await?;
+    let client = crate::commands::kubeconfig::client(kubeconfig, global).await?;
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
     let ep = endpoints.get(SERVICE).await.with_context(|| {
         format!("Service {NAMESPACE}/{SERVICE} (the Web UI add-on, cluster.addons.dashboard.enabled) is not there")
