@@ -53,6 +53,8 @@ bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	cargo test --release -p webui -- --nocapture rendering_100_pods the_web_ui_in_a_real_browser
 	# the metrics server: RSS while serving kubectl top through a real API server
 	cargo test --release -p metrics-server --test aggregated -- --nocapture
+	# cluster logging: ingestion lines/s and query latency on 1 M lines, collector and store RSS
+	cargo bench -p logcollector --bench logging
 
 cairnctl: ## Build cairnctl into _out/ (beside kubectl)
 	cargo build --release -p ctl
