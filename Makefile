@@ -51,6 +51,10 @@ bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin k8s_bench
 	# the Web UI: render time of a namespace with 100 Pods, RSS after a browser session
 	cargo test --release -p webui -- --nocapture rendering_100_pods the_web_ui_in_a_real_browser
+	# the metrics server: RSS while serving kubectl top through a real API server
+	cargo test --release -p metrics-server --test aggregated -- --nocapture
+	# cluster logging: ingestion lines/s and query latency on 1 M lines, collector and store RSS
+	cargo bench -p logcollector --bench logging
 
 cairnctl: ## Build cairnctl into _out/ (beside kubectl)
 	cargo build --release -p ctl

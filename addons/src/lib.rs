@@ -17,6 +17,7 @@ use serde_json::Value;
 
 mod common;
 pub mod dashboard;
+pub mod logging;
 pub mod metrics_server;
 pub mod prometheus;
 pub mod tls;
@@ -38,6 +39,9 @@ pub fn objects(cfg: &MachineConfig) -> Vec<Value> {
     }
     if addons.dashboard.enabled {
         v.extend(dashboard::objects(cfg));
+    }
+    if addons.logging.enabled {
+        v.extend(logging::objects(cfg));
     }
     v
 }

@@ -207,6 +207,26 @@ pub mod payload {
     pub const MEDIUM_DIR: &str = "/system/medium";
 }
 
+/// Cluster-level logging (addons/src/logging.rs, logstore/README.md): where
+/// the log store answers. machined ships its own logs to the JSON-lines
+/// port; `cairnctl logs --cluster` reaches the HTTP API through the API
+/// server's service proxy.
+pub mod logging {
+    /// Namespace of the store's Service.
+    pub const NAMESPACE: &str = "kube-system";
+    /// The store's Service (and Deployment).
+    pub const SERVICE: &str = "cairn-logstore";
+    /// HTTP API: ingest, query, live tail (Service port `http`).
+    pub const HTTP_PORT: u16 = 8080;
+    /// Records as JSON lines over TCP, no acknowledgement (Service port
+    /// `jsonlines`).
+    pub const JSONLINES_PORT: u16 = 5170;
+    /// The Service's ClusterIP is fixed: this address of the first service
+    /// subnet (`10.96.0.11` by default), so a node can send its logs there
+    /// without asking the API server.
+    pub const SERVICE_IP_INDEX: u32 = 11;
+}
+
 /// The OCI images the payload carries, imported into containerd's `k8s.io`
 /// namespace at boot and never pulled. Tags match images/payload/versions.env
 /// (checked by a test). `cairn-testpod` is tagged `latest`: Pods using it

@@ -108,8 +108,9 @@ struct Followed {
     partials: BTreeMap<Stream, Partial>,
     held: Vec<u8>,
     held_lines: usize,
-    /// Seen by the last scan.
-    present: bool,
+    /// Scans in a row that did not see it (a rotation between a listing
+    /// and a stat can hide a file from one scan; two make it gone).
+    absent: u32,
     /// Gone from the disk and read to its end: becomes a tombstone.
     finished: bool,
 }
@@ -227,7 +228,7 @@ impl Tracker {
             Err(e) => return Err(e),
         };
         for f in self.live.values_mut() {
-            f.present = false;
+            f.absent += 1;
         }
         let mut new = Vec::new();
         for f in found {
@@ -237,7 +238,7 @@ impl Tracker {
             let key = (meta.dev(), meta.ino());
             match self.live.get_mut(&key) {
                 Some(t) => {
-                    t.present = true;
+                    t.absent = 0;
                     if t.st.path != f.path {
                         tracing::debug!(from = %t.st.path.display(), to = %f.path.display(), "rotated");
                         t.st.path = f.path.clone();
@@ -256,19 +257,40 @@ impl Tracker {
                         }
                     }
                 }
-                None => new.push((key, f, meta.len())),
+                None => new.push(f),
             }
         }
-        for (key, f, size) in new {
-            if let Err(e) = self.adopt(key, &f, size) {
-                tracing::warn!(file = %f.path.display(), %e, "cannot open log file");
+        for f in new {
+            // The file is opened first and known by the inode it opened:
+            // the name may point elsewhere by now (a rotation between the
+            // listing and here), and the inode is what the offset belongs to.
+            let opened = File::open(&f.path).and_then(|file| {
+                let m = file.metadata()?;
+                Ok((file, (m.dev(), m.ino()), m.len()))
+            });
+            let (file, key, size) = match opened {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(file = %f.path.display(), %e, "cannot open log file");
+                    continue;
+                }
+            };
+            if let Some(t) = self.live.get_mut(&key) {
+                // Renamed to this name since the listing: already followed.
+                t.absent = 0;
+                t.st.path = f.path.clone();
+                continue;
+            }
+            if let Err(e) = self.adopt(key, file, &f, size) {
+                tracing::warn!(file = %f.path.display(), %e, "cannot read log file");
             }
         }
         // Gone and read to the end: tombstones.
         let done: Vec<Key> = self
             .live
             .iter()
-            .filter(|(_, f)| !f.present && (f.finished || matches!(f.source, Source::Closed)))
+            .filter(|(_, f)| f.absent >= 2 && (f.finished || matches!(f.source, Source::Closed)))
             .map(|(k, _)| *k)
             .collect();
         let now = now_secs();
@@ -299,8 +321,7 @@ impl Tracker {
 
     /// Follows a file not followed yet: resumes a tombstone it is (same
     /// inode and first line, or a compressed copy), or starts at 0.
-    fn adopt(&mut self, key: Key, f: &layout::Found, size: u64) -> std::io::Result<()> {
-        let file = File::open(&f.path)?;
+    fn adopt(&mut self, key: Key, file: File, f: &layout::Found, size: u64) -> std::io::Result<()> {
         let gzip = f.kind == Kind::Gzip;
         let head = if gzip {
             read_head(&mut MultiGzDecoder::new(std::io::BufReader::new(
@@ -340,8 +361,11 @@ impl Tracker {
         let tombstone = by_key.or_else(by_print);
         let offset = tombstone.map_or(0, |i| self.tombstones[i].offset);
         let source = if gzip {
-            // A descriptor of its own: the fingerprint's read moved the first one.
-            let mut d = MultiGzDecoder::new(std::io::BufReader::new(File::open(&f.path)?));
+            // Read from the start again (the fingerprint's read moved the
+            // shared offset), through the descriptor of this very inode.
+            let mut file = file;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+            let mut d = MultiGzDecoder::new(std::io::BufReader::new(file));
             let skipped = std::io::copy(&mut (&mut d).take(offset), &mut std::io::sink())?;
             if skipped < offset {
                 tracing::warn!(file = %f.path.display(), offset, length = skipped,
@@ -381,7 +405,7 @@ impl Tracker {
                 partials: BTreeMap::new(),
                 held: Vec::new(),
                 held_lines: 0,
-                present: true,
+                absent: 0,
                 finished: false,
             },
         );
@@ -474,7 +498,7 @@ impl Tracker {
             if n == 0 {
                 // At the end. A file gone from the disk (or a compressed
                 // one) will not grow: what is left is its last line.
-                let complete = !f.present || matches!(f.source, Source::Gzip(_));
+                let complete = f.absent >= 2 || matches!(f.source, Source::Gzip(_));
                 if complete && !f.finished {
                     if !f.carry.is_empty() {
                         let rest = std::mem::take(&mut f.carry);

@@ -246,3 +246,43 @@ fn with_the_store_down_lines_wait_in_the_buffer_and_arrive_once() {
     assert!(c.log_text().contains("the store takes batches again"));
     c.stop();
 }
+
+/// Many containers rotating fast while the collector scans often: a
+/// rotation between a scan's listing and its look at a name must not make
+/// the collector read the new file under the old one's identity (which it
+/// did once: the renamed file's lines were lost).
+#[test]
+fn a_storm_of_rotations_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods");
+    let store = free_addr();
+    let _s = start_store(&dir.path().join("store"), store);
+    let mut logs: Vec<ContainerLog> = (0..24)
+        .map(|i| ContainerLog::new(&pods, "storm", &format!("p{i}"), "app"))
+        .collect();
+    let (c, _) = start_collector(
+        &pods,
+        &dir.path().join("state"),
+        store,
+        &["--scan-interval=20ms", "--poll-interval=10ms"],
+    );
+    let expected = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for (i, log) in logs.iter_mut().enumerate() {
+            let expected = &expected;
+            s.spawn(move || {
+                for r in 0..6 {
+                    let lines = ids(&format!("storm-{i}-{r}"), 0..300);
+                    log.write_lines(&lines);
+                    expected.lock().unwrap().extend(lines);
+                    log.rotate();
+                    std::thread::sleep(Duration::from_millis(5 + (i as u64 * 7) % 30));
+                }
+            });
+        }
+    });
+    let expected = expected.into_inner().unwrap();
+    let records = wait_for_records(store, "q=", expected.len(), 40);
+    assert_exactly_once(&records, &expected);
+    c.stop();
+}

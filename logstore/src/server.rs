@@ -129,13 +129,21 @@ pub enum ServeError {
     Http(std::io::Error),
 }
 
-/// `--prepare-data-dir-for`: creates `dir` and chowns it and everything in it.
+/// `--prepare-data-dir-for`: creates `dir` and chowns it and everything in
+/// it, unless it already belongs to UID:GID (then what the store wrote in it
+/// does too).
 pub fn prepare_data_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), ServeError> {
+    use std::os::unix::fs::MetadataExt as _;
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ServeError::Prepare { path, source }
     };
     std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let meta = std::fs::metadata(dir).map_err(err(dir))?;
+    if (meta.uid(), meta.gid()) == (uid, gid) {
+        tracing::info!(dir = %dir.display(), uid, gid, "data directory already prepared");
+        return Ok(());
+    }
     fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         out.push(p.to_path_buf());
         if p.symlink_metadata()?.is_dir() {
@@ -147,7 +155,8 @@ pub fn prepare_data_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), ServeError
     }
     let mut paths = Vec::new();
     walk(dir, &mut paths).map_err(err(dir))?;
-    for p in &paths {
+    // The top directory last: it marks the work done.
+    for p in paths.iter().rev() {
         std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(err(p))?;
     }
     tracing::info!(dir = %dir.display(), uid, gid, files = paths.len(), "data directory prepared");

@@ -641,18 +641,22 @@ async fn kubectl_top_and_an_autoscaler_through_the_aggregation_layer() {
 
     let ms_pid = children.spawn(
         "cairn-metrics-server",
-        Command::new(env!("CARGO_BIN_EXE_cairn-metrics-server"))
-            .env("RUST_LOG", "info,metrics_server=debug")
-            .arg(format!("--listen=0.0.0.0:{ms_port}"))
-            .arg(format!("--tls-cert-file={}", ms_crt.display()))
-            .arg(format!("--tls-private-key-file={}", ms_key.display()))
-            .arg(format!("--kubeconfig={}", ms_kubeconfig.display()))
-            .arg(format!(
-                "--kubelet-ca-file={}",
-                write(dir, "kubelet-ca.crt", &kubelet_ca.pem).display()
-            ))
-            .arg(format!("--kubelet-token-file={}", token_file.display()))
-            .arg("--metric-resolution=1s"),
+        // $CAIRN_METRICS_SERVER_BIN runs another build (e.g. the payload's static one).
+        Command::new(
+            std::env::var_os("CAIRN_METRICS_SERVER_BIN")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_cairn-metrics-server").into()),
+        )
+        .env("RUST_LOG", "info,metrics_server=debug")
+        .arg(format!("--listen=0.0.0.0:{ms_port}"))
+        .arg(format!("--tls-cert-file={}", ms_crt.display()))
+        .arg(format!("--tls-private-key-file={}", ms_key.display()))
+        .arg(format!("--kubeconfig={}", ms_kubeconfig.display()))
+        .arg(format!(
+            "--kubelet-ca-file={}",
+            write(dir, "kubelet-ca.crt", &kubelet_ca.pem).display()
+        ))
+        .arg(format!("--kubelet-token-file={}", token_file.display()))
+        .arg("--metric-resolution=1s"),
         dir,
     );
 
@@ -845,10 +849,10 @@ async fn kubectl_top_and_an_autoscaler_through_the_aggregation_layer() {
             .unwrap_or("?")
             .to_string()
     };
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
+    let build = match std::env::var("CAIRN_METRICS_SERVER_BIN") {
+        Ok(b) => b,
+        Err(_) if cfg!(debug_assertions) => "debug".into(),
+        Err(_) => "release".into(),
     };
     eprintln!(
         "cairn-metrics-server ({build} build) while serving: {}, peak {}",

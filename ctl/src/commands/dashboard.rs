@@ -6,6 +6,7 @@
 //! is put back (cooked mode, main screen, cursor) however the verb ends.
 
 mod view;
+pub mod web;
 
 use std::collections::HashMap;
 use std::io::Stdout;
@@ -28,6 +29,13 @@ pub use view::{Dashboard, NodeView, ProcessRow, ServiceRow};
 Examples:
   cairnctl -n 10.5.0.2 dashboard
   cairnctl -n 10.5.0.2,10.5.0.3 dashboard --interval 5s --log kubelet
+  cairnctl -n 10.5.0.2 dashboard --web            # the cluster's Web UI
+  cairnctl dashboard --web --kubeconfig ~/.kube/config --port 9443
+
+--web forwards https://127.0.0.1:<port> to the Web UI add-on (Service
+kube-system/cairn-webui) through the Kubernetes API, with the admin
+kubeconfig from the node (or --kubeconfig), prints the URL and how to get a
+sign-in token, and runs until Ctrl-C.
 
 Keys: q (or Esc, Ctrl-C) quits, Left/Right or Tab and 1-9 switch between
 nodes, r refreshes now. CPU is the busy share of all CPUs between two
@@ -39,6 +47,16 @@ pub struct Args {
     /// The service whose last log lines are shown.
     #[arg(long, default_value = "machined")]
     pub log: String,
+    /// Open the cluster's Web UI instead: forward it to 127.0.0.1.
+    #[arg(long)]
+    pub web: bool,
+    /// With --web: the local port (0 picks a free one).
+    #[arg(long, default_value_t = 8443, requires = "web")]
+    pub port: u16,
+    /// With --web: a kubeconfig to use instead of fetching the admin one
+    /// from the node.
+    #[arg(long, requires = "web")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// How many processes and log lines a sample keeps.
@@ -351,6 +369,9 @@ pub fn action(code: KeyCode, modifiers: KeyModifiers) -> Action {
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if args.web {
+        return web::run(args.port, args.kubeconfig.as_deref(), global).await;
+    }
     let session = Session::open(global).await?;
     let mut state = Dashboard {
         nodes: session

@@ -261,6 +261,32 @@ pub async fn fetch(session: &Session) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A Kubernetes client with `kubeconfig`, or with the admin kubeconfig of
+/// the (single) target node, fetched as [`fetch`] does (used by the verbs
+/// that talk to the API server: `dashboard --web`, `logs --cluster`).
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    global: &GlobalArgs,
+) -> anyhow::Result<kube::Client> {
+    let kc = match kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p)
+            .with_context(|| format!("reading the kubeconfig {}", p.display()))?,
+        None => {
+            let session = Session::open(global).await?;
+            let bytes = fetch(&session).await?;
+            let text =
+                String::from_utf8(bytes).context("the node sent a kubeconfig that is not UTF-8")?;
+            kube::config::Kubeconfig::from_yaml(&text)
+                .context("the node's kubeconfig is not valid")?
+        }
+    };
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("the kubeconfig cannot be used")?;
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let env = std::env::var("KUBECONFIG").ok();
     let target = target(&args, || {

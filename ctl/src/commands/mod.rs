@@ -25,6 +25,7 @@ pub mod image_list;
 pub mod image_remove;
 pub mod kubeconfig;
 pub mod logs;
+pub mod logs_cluster;
 pub mod ls;
 pub mod machineconfig;
 pub mod memory;
@@ -65,7 +66,7 @@ pub enum Command {
     Services(services::Args),
     /// Show, start, stop, restart or kill one service.
     Service(service::Args),
-    /// Print a service's log.
+    /// Print a service's log, or search the cluster's logs (--cluster).
     Logs(logs::Args),
     /// Print the kernel log.
     Dmesg(dmesg::Args),

@@ -161,12 +161,21 @@ pub fn start_collector(
         .arg(format!("--pods-dir={}", pods.display()))
         .arg(format!("--state-dir={}", state.display()))
         .arg(format!("--health-listen={health}"))
-        .args([
-            "--batch-wait=100ms",
-            "--scan-interval=200ms",
-            "--poll-interval=50ms",
-            "--retry-max=300ms",
-        ])
+        // Defaults for tests, unless `extra` sets them.
+        .args(
+            [
+                "--batch-wait=100ms",
+                "--scan-interval=200ms",
+                "--poll-interval=50ms",
+                "--retry-max=300ms",
+            ]
+            .into_iter()
+            .filter(|d| {
+                !extra
+                    .iter()
+                    .any(|e| e.split('=').next() == d.split('=').next())
+            }),
+        )
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
