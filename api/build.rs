@@ -4,7 +4,10 @@
 //! committed breaking-change lock (`api/lock.binpb`).
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["proto/cairn/machine/v1/machine.proto"];
+const PROTOS: &[&str] = &[
+    "proto/cairn/machine/v1/machine.proto",
+    "proto/cairn/security/v1/security.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in PROTOS {

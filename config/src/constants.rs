@@ -3,6 +3,9 @@
 
 /// TCP port apid listens on, in maintenance mode and with mTLS alike.
 pub const APID_PORT: u16 = 50000;
+/// Control planes' apid port for joining machines (TLS with a server
+/// certificate only; the join token authenticates): `cairn.security.v1`.
+pub const APID_JOIN_PORT: u16 = 50001;
 
 /// machined's internal API (the machine service over a unix socket).
 pub const MACHINED_SOCKET: &str = "/system/run/machined/machined.sock";

@@ -9,6 +9,7 @@ pub mod document;
 pub mod error;
 pub mod fsutil;
 pub mod generate;
+pub mod join;
 pub mod patch;
 pub mod pki;
 pub mod schema;

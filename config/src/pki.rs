@@ -47,7 +47,7 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
-    fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+    pub(crate) fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
         match self {
             KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -147,19 +147,19 @@ pub fn generate_key(alg: KeyAlgorithm) -> Result<PemPrivateKey, PkiError> {
     to_pem_key(&key)
 }
 
-fn to_pem_key(key: &KeyPair) -> Result<PemPrivateKey, PkiError> {
+pub(crate) fn to_pem_key(key: &KeyPair) -> Result<PemPrivateKey, PkiError> {
     PemPrivateKey::parse_text(&key.serialize_pem())
         .map_err(|why| PkiError::Generated { what: "key", why })
 }
 
-fn to_pem_cert(cert: &rcgen::Certificate) -> Result<PemCertificate, PkiError> {
+pub(crate) fn to_pem_cert(cert: &rcgen::Certificate) -> Result<PemCertificate, PkiError> {
     PemCertificate::parse_text(&cert.pem()).map_err(|why| PkiError::Generated {
         what: "certificate",
         why,
     })
 }
 
-fn validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
+pub(crate) fn validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + validity;

@@ -16,7 +16,8 @@ use serde::Serialize;
 use runtime::resources::machineconfig::MachineConfigSpec;
 use runtime::resources::specs::HostnameSpec;
 use runtime::resources::{
-    kind, yaml_of, Controller, Filter, Input, Kind, Secrets, Spec, Store, Watch, Writer, REDACTED,
+    kind, yaml_of, Controller, ControllerError, Filter, Input, Kind, Secrets, Spec, Store, Watch,
+    Writer, REDACTED,
 };
 use runtime::supervisor::{State, Supervisor};
 
@@ -134,7 +135,7 @@ pub fn services_changed(
 /// Derives [`ContainerdSpec`] and [`KubeletSpec`] whenever the running
 /// config, the hostname or the addresses change; without a running config
 /// there are none (and the services wait for them).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SpecController;
 
 impl Controller for SpecController {
@@ -154,7 +155,7 @@ impl Controller for SpecController {
         vec![kind::CONTAINERD_SPEC, kind::KUBELET_SPEC]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
         Box::pin(async move {
             let store = writer.store().clone();
             let filter = Filter {

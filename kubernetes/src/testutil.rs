@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// `machined/testdata/golden/<name>`.
+/// `kubernetes/testdata/golden/<name>`.
 fn golden_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("testdata/golden")
@@ -21,7 +21,7 @@ pub fn golden(name: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (create it with UPDATE_GOLDEN=1 cargo test -p machined)",
+            "{}: {e} (create it with UPDATE_GOLDEN=1 cargo test -p kubernetes)",
             path.display()
         )
     });
@@ -31,7 +31,7 @@ pub fn golden(name: &str, actual: &str) {
             .header("golden", "actual")
             .to_string();
         panic!(
-            "{} differs (if intended: UPDATE_GOLDEN=1 cargo test -p machined):\n{diff}",
+            "{} differs (if intended: UPDATE_GOLDEN=1 cargo test -p kubernetes):\n{diff}",
             path.display()
         );
     }

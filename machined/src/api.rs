@@ -99,6 +99,10 @@ pub fn to_status(e: ApiError) -> Status {
         | ApiError::NoSuchResource { .. }
         | ApiError::WrongNamespace { .. } => Status::not_found(msg),
         ApiError::ShuttingDown => Status::unavailable(msg),
+        // The node is going away: the caller should try another or later.
+        ApiError::Lifecycle(crate::lifecycle::LifecycleError::PoweringOff(_)) => {
+            Status::unavailable(msg)
+        }
         ApiError::Lifecycle(_) => Status::failed_precondition(msg),
         ApiError::WouldCutOffApi | ApiError::AlreadyRunning(_) | ApiError::NotRunning(_) => {
             Status::failed_precondition(msg)
@@ -793,6 +797,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         // apid limits each RPC's messages before forwarding (32 MiB for
         // ApplyConfiguration, whose size machined's validation then reports).
+        .add_service(api::security::security_server::SecurityServer::new(
+            crate::join::signer::SecurityApi::new(node.clone()),
+        ))
         .add_service(
             MachineServiceServer::new(MachineApi {
                 node,

@@ -201,6 +201,7 @@ mod tests {
                 stage: Stage::Maintenance,
                 apid: ApidMode::Maintenance,
                 config_source: String::new(),
+                join: String::new(),
             },
         )
         .unwrap();

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod console;
 pub mod debug;
 pub mod install;
+pub mod join;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod pid1;

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 
 use crate::disks::{list_in, BlockDevice};
 use crate::probe::{self, Contents, Filesystem};
-use runtime::resources::controller::{Controller, Input};
+use runtime::resources::controller::{Controller, ControllerError, Input};
 use runtime::resources::specs::{DiskSpec, PartitionSpec};
 use runtime::resources::{kind, Kind, Writer};
 
@@ -177,6 +177,7 @@ pub fn to_proto(d: &DiskSpec) -> pb::DiskInfo {
     }
 }
 
+#[derive(Clone)]
 pub struct DisksController {
     pub sys_class_block: PathBuf,
     pub dev_root: PathBuf,
@@ -207,7 +208,7 @@ impl Controller for DisksController {
         vec![kind::DISKS]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
         Box::pin(async move {
             loop {
                 let (sys, dev) = (self.sys_class_block.clone(), self.dev_root.clone());

@@ -11,12 +11,13 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::procfs::{parse_mountinfo, MountLine};
-use runtime::resources::controller::{Controller, Input};
+use runtime::resources::controller::{Controller, ControllerError, Input};
 use runtime::resources::specs::MountSpec;
 use runtime::resources::{kind, Kind, Writer};
 
 const REFRESH: Duration = Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct MountsController {
     pub mountinfo: PathBuf,
 }
@@ -72,7 +73,7 @@ impl Controller for MountsController {
         vec![kind::MOUNTS]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
         Box::pin(async move {
             // Kept open only to be polled; each refresh reads the file anew.
             let watched = std::fs::File::open(&self.mountinfo).and_then(|f| {

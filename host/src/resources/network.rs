@@ -20,7 +20,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage}
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 
-use runtime::resources::controller::{Controller, Input};
+use runtime::resources::controller::{Controller, ControllerError, Input};
 use runtime::resources::specs::{AddressSpec, LinkSpec, ResolversSpec, RouteSpec};
 use runtime::resources::{kind, Kind, Writer};
 
@@ -30,6 +30,7 @@ const REFRESH: Duration = Duration::from_secs(30);
 /// route, then resolv.conf is rewritten): wait for the burst to settle.
 const SETTLE: Duration = Duration::from_millis(300);
 
+#[derive(Clone)]
 pub struct NetworkController {
     /// resolv.conf, read for the resolvers.
     pub resolv_conf: PathBuf,
@@ -59,7 +60,7 @@ impl Controller for NetworkController {
         vec![kind::LINKS, kind::ADDRESSES, kind::ROUTES, kind::RESOLVERS]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
         Box::pin(async move {
             let groups = [
                 MulticastGroup::Link,
@@ -68,15 +69,11 @@ impl Controller for NetworkController {
                 MulticastGroup::Ipv4Route,
                 MulticastGroup::Ipv6Route,
             ];
-            let (conn, handle, mut announcements) = match rtnetlink::new_multicast_connection(
-                &groups,
-            ) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(controller = "network", error = %e, "cannot open rtnetlink; no network resources");
-                    return;
-                }
-            };
+            let (conn, handle, mut announcements) =
+                match rtnetlink::new_multicast_connection(&groups) {
+                    Ok(c) => c,
+                    Err(e) => return Err(format!("cannot open rtnetlink: {e}").into()),
+                };
             tokio::spawn(conn);
             loop {
                 if let Err(e) = refresh(&handle, &writer, &self.resolv_conf).await {
@@ -85,8 +82,7 @@ impl Controller for NetworkController {
                 tokio::select! {
                     first = announcements.next() => {
                         if first.is_none() {
-                            tracing::warn!(controller = "network", "rtnetlink announcements ended");
-                            return;
+                            return Err("rtnetlink announcements ended".into());
                         }
                         // Swallow the rest of the burst.
                         let settle = tokio::time::sleep(SETTLE);

@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 
 use crate::resources::time::{TimeServersSpec, TimeStatusSpec};
 use clock::{Clock, Correction};
+use runtime::resources::controller::ControllerError;
 use runtime::resources::machineconfig::MachineConfigSpec;
 use runtime::resources::{kind, Controller, Filter, Input, Kind, Watch, Writer};
 
@@ -78,6 +79,7 @@ pub fn time_response(node: &runtime::Runtime) -> api::machine::TimeResponse {
 }
 
 /// Keeps the clock synchronised with the running config's time servers.
+#[derive(Clone)]
 pub struct TimeController {
     pub clock: Arc<dyn Clock>,
     /// The servers' port: [`sntp::PORT`] except in tests.
@@ -109,8 +111,11 @@ impl Controller for TimeController {
         vec![kind::TIME_SERVERS, kind::TIME_STATUS]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
-        Box::pin(async move { self.run_loop(writer).await })
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
+        Box::pin(async move {
+            self.run_loop(writer).await;
+            Ok(())
+        })
     }
 }
 

@@ -81,8 +81,11 @@ fn resource_of(kind: &str) -> Option<(&'static str, bool)> {
         "Service" => ("services", true),
         "DaemonSet" => ("daemonsets", true),
         "Deployment" => ("deployments", true),
+        "Role" => ("roles", true),
+        "RoleBinding" => ("rolebindings", true),
         "ClusterRole" => ("clusterroles", false),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
+        "APIService" => ("apiservices", false),
         _ => return None,
     })
 }

@@ -26,6 +26,9 @@ pub struct NodeEffects {
     apid_owner: Option<(u32, u32)>,
     /// Start apid when it is not supervised yet (tests run their own).
     start_apid: bool,
+    /// Set once the task that asks a control plane for apid's certificate
+    /// runs (a worker's config; see `crate::join`).
+    joining: std::sync::atomic::AtomicBool,
 }
 
 impl NodeEffects {
@@ -38,6 +41,7 @@ impl NodeEffects {
             apid_dir: crate::secure::settings_dir(),
             apid_owner: Some((APID_UID, APID_GID)),
             start_apid: true,
+            joining: Default::default(),
         })
     }
 
@@ -50,6 +54,7 @@ impl NodeEffects {
             apid_dir,
             apid_owner: None,
             start_apid: false,
+            joining: Default::default(),
         })
     }
 
@@ -57,6 +62,9 @@ impl NodeEffects {
     /// writes them for apid; starts apid if it does not run yet (a boot
     /// with a config), else apid reloads them by itself.
     async fn secure_apid(&self, node: &Arc<Node>, config: &MachineConfig) -> Result<(), String> {
+        if crate::join::requester::needs_join(config) {
+            return self.join(node).await;
+        }
         let mut addresses = match &self.network {
             Some(n) => n.node_addresses().await,
             None => Vec::new(),
@@ -76,6 +84,37 @@ impl NodeEffects {
             node.supervisor
                 .start(crate::secure::apid_service(&self.apid_dir))
                 .map_err(|e| format!("cannot start apid: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl NodeEffects {
+    /// A config without the OS CA key: apid keeps (or starts with) a
+    /// maintenance certificate until a control plane signs its own, which
+    /// the join task asks for and keeps renewed.
+    async fn join(&self, node: &Arc<Node>) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.start_apid && node.supervisor.handle("apid").is_none() {
+            let hostname = node.hostname();
+            let cert = tokio::task::spawn_blocking(move || {
+                crate::maintenance::generate_certificate(&hostname, &[])
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            crate::maintenance::install_settings(&cert, &self.apid_dir, self.apid_owner)
+                .map_err(|e| e.to_string())?;
+            node.supervisor
+                .start(crate::secure::apid_service(&self.apid_dir))
+                .map_err(|e| format!("cannot start apid: {e}"))?;
+        }
+        if !self.joining.swap(true, Ordering::SeqCst) {
+            let files = crate::join::requester::ApidFiles {
+                dir: self.apid_dir.clone(),
+                owner: self.apid_owner,
+            };
+            tokio::spawn(crate::join::requester::run(Arc::downgrade(node), files));
         }
         Ok(())
     }

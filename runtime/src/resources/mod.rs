@@ -24,7 +24,7 @@ pub mod specs;
 pub mod store;
 pub mod watch;
 
-pub use controller::{Controller, Input};
+pub use controller::{Controller, ControllerError, Input};
 pub use store::{Metadata, Resource, Store, StoreError, Writer};
 pub use watch::{Filter, Watch, WatchEvent, WatchKind};
 

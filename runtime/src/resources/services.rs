@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::controller::{Controller, Input};
+use super::controller::{Controller, ControllerError, Input};
 use super::events::EventLog;
 use super::specs::{EventType, ServiceSpec};
 use super::{kind, Kind, Writer};
 use crate::supervisor::{ServiceHandle, State, Status, Supervisor};
 
+#[derive(Clone)]
 pub struct ServicesController {
     pub supervisor: Arc<Supervisor>,
     pub events: Arc<EventLog>,
@@ -75,7 +76,7 @@ impl Controller for ServicesController {
         vec![kind::SERVICES]
     }
 
-    fn run(self: Box<Self>, writer: Writer) -> BoxFuture<'static, ()> {
+    fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
         Box::pin(async move {
             let writer = Arc::new(writer);
             let mut registered = self.supervisor.subscribe_registered();
@@ -88,7 +89,8 @@ impl Controller for ServicesController {
                     }
                 }
                 if registered.changed().await.is_err() {
-                    return;
+                    // The supervisor is gone: nothing left to follow.
+                    return Ok(());
                 }
             }
         })

@@ -93,6 +93,10 @@ pub struct MachineStatusSpec {
     pub apid: ApidMode,
     /// Where the running machine config came from; empty without one.
     pub config_source: String,
+    /// What joining the cluster waits for (a worker asking a control plane
+    /// for apid's certificate); empty when nothing is waited for.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub join: String,
 }
 
 impl MachineStatusSpec {
@@ -105,6 +109,7 @@ impl Default for MachineStatusSpec {
             stage: Stage::Booting,
             apid: ApidMode::NotStarted,
             config_source: String::new(),
+            join: String::new(),
         }
     }
 }
@@ -297,6 +302,9 @@ pub enum EventType {
     Power,
     /// A step of bringing Kubernetes up, or its failure and retry.
     Kubernetes,
+    /// A machine joining the cluster: certificates asked for, issued or
+    /// refused.
+    Join,
 }
 
 impl EventType {
@@ -307,6 +315,7 @@ impl EventType {
             EventType::Stage => "stage",
             EventType::Power => "power",
             EventType::Kubernetes => "kubernetes",
+            EventType::Join => "join",
         }
     }
 }
@@ -346,6 +355,7 @@ mod tests {
             stage: Stage::ShuttingDown,
             apid: ApidMode::Maintenance,
             config_source: String::new(),
+            join: String::new(),
         };
         assert_eq!(
             Spec::to_yaml(&m, Secrets::Show),

@@ -250,6 +250,7 @@ fn list_in(inner: &Inner, kind: &'static Kind) -> Vec<Resource> {
 }
 
 /// The write side of the store for one owner and its declared outputs.
+#[derive(Clone)]
 pub struct Writer {
     store: Arc<Store>,
     owner: &'static str,
