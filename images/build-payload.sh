@@ -8,7 +8,8 @@
 #
 # Inputs (the key): images/payload/versions.env (the one versions file), this
 # script, build-kubernetes.sh and oci-image.py, the Rust sources of the image programs (pause/,
-# testpod/, dns/), Cargo.lock and the host's libc6 version (the payload's
+# testpod/, dns/, metrics-server/, webui/), Prometheus's config (addons/src/prometheus.yml),
+# Cargo.lock and the host's libc6 version (the payload's
 # libc must match the loader the rootfs copies from the host). A second run
 # with the same inputs only copies the cached files.
 #
