@@ -47,6 +47,9 @@ test: deps lint image image-upgrade ## Run every test: lint, crate tests, then Q
 bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin bench
 	cargo build --release -p apid
+	# apid under load for 60 s: concurrent mTLS clients, slow readers, malformed
+	# HTTP/2 and gRPC, handshake floods and half-open connections (apid/load)
+	cargo run --release -p apid-load -- --seconds 60
 	cargo run --release -p cairn-tests --bin api_bench
 	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin k8s_bench
 	# the Web UI: render time of a namespace with 100 Pods, RSS after a browser session

@@ -32,6 +32,7 @@ rpcs!(
     Version,
     ApplyConfiguration,
     ConfirmConfiguration,
+    GenerateClientConfiguration,
     Bootstrap,
     Kubeconfig,
     ServiceList,
@@ -100,10 +101,18 @@ pub fn min_role(rpc: Rpc) -> Role {
         // import may not replace a system image, remove refuses them).
         ServiceStart | ServiceStop | ServiceRestart | ServiceKill | Reboot | Shutdown
         | EtcdSnapshot | ImageImport | ImageRemove => Role::Operator,
-        // Configuration, file contents, credentials and anything that
-        // replaces or wipes the system.
-        ApplyConfiguration | ConfirmConfiguration | Bootstrap | Kubeconfig | Reset | Upgrade
-        | Rollback | ReadFile => Role::Admin,
+        // Configuration, file contents, credentials (new client
+        // certificates included) and anything that replaces or wipes the
+        // system.
+        ApplyConfiguration
+        | ConfirmConfiguration
+        | GenerateClientConfiguration
+        | Bootstrap
+        | Kubeconfig
+        | Reset
+        | Upgrade
+        | Rollback
+        | ReadFile => Role::Admin,
     }
 }
 
@@ -206,6 +215,8 @@ mod tests {
             Rpc::Reset,
             Rpc::Upgrade,
             Rpc::Kubeconfig,
+            // Hole 10: minting certificates is the admin's alone.
+            Rpc::GenerateClientConfiguration,
         ] {
             assert!(!allows(Role::Operator, rpc), "{rpc}");
         }

@@ -7,6 +7,7 @@
 //! apid reloads when it changes.
 
 pub mod authz;
+pub mod gate;
 pub mod limit;
 pub mod listener;
 pub mod machined;

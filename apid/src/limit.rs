@@ -70,6 +70,44 @@ pub fn answer_deadline(rpc: Rpc) -> Duration {
     })
 }
 
+/// Calls that stream (server or client streaming): they may stay open for
+/// long (`logs -f`, watches, uploads), so how many run at once is limited
+/// per client address ([`STREAMS_PER_SOURCE`]) and in all ([`STREAMS`]).
+pub fn long_lived(rpc: Rpc) -> bool {
+    use Rpc::*;
+    matches!(
+        rpc,
+        Kubeconfig
+            | Logs
+            | Dmesg
+            | Upgrade
+            | ResourceWatch
+            | ListFiles
+            | ReadFile
+            | Events
+            | EtcdSnapshot
+            | ImageImport
+    )
+}
+
+/// Long-lived calls at once, per client address and in all. With the
+/// windows of the channels to machined and to peers
+/// ([`UPSTREAM_STREAM_WINDOW`], [`UPSTREAM_CONNECTION_WINDOW`]), streams
+/// whose readers stall can hold at most `STREAMS` stream windows of the
+/// shared connection's window, which is larger: the other calls on it
+/// always get through. (The load test found that with hyper's defaults, a
+/// 2 MiB stream window and a 5 MiB connection window, three slow `logs -f`
+/// readers stopped every other call to machined.)
+pub const STREAMS_PER_SOURCE: usize = 16;
+pub const STREAMS: usize = 128;
+/// Flow-control windows of apid's HTTP/2 connections to machined and peers
+/// (stalled streams hold at most `STREAMS` x 128 KiB = 16 MiB in apid).
+pub const UPSTREAM_STREAM_WINDOW: u32 = 128 << 10;
+pub const UPSTREAM_CONNECTION_WINDOW: u32 = 32 << 20;
+const _: () = assert!(
+    (STREAMS as u64) * (UPSTREAM_STREAM_WINDOW as u64) * 2 <= UPSTREAM_CONNECTION_WINDOW as u64
+);
+
 /// Why apid failed a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -414,6 +452,30 @@ mod tests {
         );
         assert!(matches!(wire.refusal(), Some(Refusal::Idle(_))));
         drop(tx);
+    }
+
+    /// Every streaming method of the service, and only those, is
+    /// long-lived (checked against the compiled descriptor).
+    #[test]
+    fn long_lived_calls_are_the_streaming_methods() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(api::FILE_DESCRIPTOR_SET).unwrap();
+        let service = set
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter())
+            .find(|s| s.name() == "MachineService")
+            .unwrap();
+        for m in &service.method {
+            let rpc =
+                Rpc::from_path(&format!("{}{}", crate::authz::SERVICE_PATH, m.name())).unwrap();
+            assert_eq!(
+                long_lived(rpc),
+                m.server_streaming() || m.client_streaming(),
+                "{}",
+                m.name()
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! force at that moment (so reloaded certificates apply to the next
 //! connection without a restart), then the connection goes to the gRPC
 //! server with who the peer is attached.
+//!
+//! Accepting never waits: a connection over a limit (handshakes in
+//! progress, connections open; each with a share per client address, see
+//! `gate`) is closed at once, so a flood from one address does not hold
+//! the door shut for the others.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,18 +16,24 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+use crate::gate::{Full, Gate, Quiet, Ticket, Turns};
 use crate::settings::{Current, Trust};
 use crate::tls::Peer;
 
 /// A handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many handshakes at once, so a flood of idle TCP
-/// connections cannot use up memory.
-const MAX_HANDSHAKES: usize = 128;
+/// Handshakes at once, per client address and in all; more wait their
+/// turn (within the handshake timeout).
+pub const HANDSHAKES_PER_SOURCE: usize = 16;
+pub const HANDSHAKES: usize = 256;
+/// Connections open (handshakes included): per client address, and in all
+/// (kept under the descriptor limit, see [`raise_descriptor_limit`]).
+pub const CONNECTIONS_PER_SOURCE: usize = 128;
+pub const CONNECTIONS: usize = 1024;
 
 /// What the gRPC handlers learn about a connection (a request extension).
 #[derive(Debug, Clone)]
@@ -37,6 +48,8 @@ pub struct ConnInfo {
 pub struct Conn {
     io: tokio_rustls::server::TlsStream<TcpStream>,
     info: ConnInfo,
+    /// Its place among the open connections, given back when it closes.
+    _open: Ticket,
 }
 
 impl Connected for Conn {
@@ -82,7 +95,12 @@ impl AsyncWrite for Conn {
     }
 }
 
-async fn handshake(tcp: TcpStream, remote: SocketAddr, current: &Current) -> std::io::Result<Conn> {
+async fn handshake(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    current: &Current,
+    open: Ticket,
+) -> std::io::Result<Conn> {
     let settings = current.get();
     let _ = tcp.set_nodelay(true);
     let acceptor = tokio_rustls::TlsAcceptor::from(settings.server.clone());
@@ -95,7 +113,20 @@ async fn handshake(tcp: TcpStream, remote: SocketAddr, current: &Current) -> std
             peer: Arc::new(peer),
             trust: settings.trust.clone(),
         },
+        _open: open,
     })
+}
+
+/// Raises the soft limit on open descriptors to the hard one (no privilege
+/// needed), so that [`CONNECTIONS`] fit; returns the limit in force.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// Accepts connections on `listener` and yields those whose handshake
@@ -104,8 +135,16 @@ pub fn incoming(
     listener: TcpListener,
     current: Arc<Current>,
 ) -> ReceiverStream<std::io::Result<Conn>> {
+    let limit = raise_descriptor_limit();
+    // Descriptors beyond connections: the listener, machined, peers, logs.
+    let total = limit.map_or(CONNECTIONS, |l| {
+        (l.saturating_sub(64) as usize).clamp(16, CONNECTIONS)
+    });
+    let connections = Gate::new(CONNECTIONS_PER_SOURCE.min(total), total);
+    let handshakes = Turns::new(HANDSHAKES_PER_SOURCE, HANDSHAKES);
+    let refused = Arc::new(Quiet::new(Duration::from_secs(10)));
+    let failed = Arc::new(Quiet::new(Duration::from_secs(10)));
     let (tx, rx) = mpsc::channel(64);
-    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = match listener.accept().await {
@@ -117,20 +156,43 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            let open = match connections.enter(remote.ip()) {
+                Ok(t) => t,
+                Err(why) => {
+                    drop(tcp);
+                    if let Some(skipped) = refused.pass() {
+                        let why = match why {
+                            Full::Source => "this address has its share of connections open",
+                            Full::Total => "apid has all the connections it may have open",
+                        };
+                        tracing::warn!(%remote, skipped, open = connections.in_use(), "connection refused: {why}");
+                    }
+                    continue;
+                }
             };
-            let (tx, current) = (tx.clone(), current.clone());
+            let (tx, current, failed) = (tx.clone(), current.clone(), failed.clone());
+            let handshakes = handshakes.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, remote, &current))
-                    .await
-                {
+                // The turn is waited for within the handshake's time.
+                let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                    let _turn = handshakes.take(remote.ip()).await;
+                    handshake(tcp, remote, &current, open).await
+                })
+                .await;
+                match r {
                     Ok(Ok(conn)) => {
                         let _ = tx.send(Ok(conn)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        if let Some(skipped) = failed.pass() {
+                            tracing::info!(%remote, skipped, error = %e, "TLS handshake failed");
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(skipped) = failed.pass() {
+                            tracing::info!(%remote, skipped, "TLS handshake timed out");
+                        }
+                    }
                 }
             });
         }

@@ -23,6 +23,8 @@ pub fn channel(socket: PathBuf) -> Channel {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
+        .initial_stream_window_size(crate::limit::UPSTREAM_STREAM_WINDOW)
+        .initial_connection_window_size(crate::limit::UPSTREAM_CONNECTION_WINDOW)
         .connect_with_connector_lazy(tower::service_fn(move |_| {
             let socket = socket.clone();
             async move {

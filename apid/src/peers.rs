@@ -143,7 +143,9 @@ impl Peers {
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(crate::limit::UPSTREAM_STREAM_WINDOW)
+            .initial_connection_window_size(crate::limit::UPSTREAM_CONNECTION_WINDOW);
         let channel = endpoint.connect_with_connector_lazy(connector);
         cache.1.insert(node.clone(), channel.clone());
         Ok(channel)

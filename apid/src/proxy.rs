@@ -38,6 +38,7 @@ use tonic::Status;
 use tower::{Service, ServiceExt};
 
 use crate::authz::{self, Role, Rpc};
+use crate::gate::{Full, Gate, Ticket};
 use crate::limit::{self, Refusal, RequestBody, Tripwire};
 use crate::listener::ConnInfo;
 use crate::members::{Members, NotAMember};
@@ -86,6 +87,8 @@ pub enum ProxyError {
     NodeUnreachable { node: String, error: String },
     #[error("{0}")]
     TooLarge(String),
+    #[error("{}", too_many_streams(*.0))]
+    TooManyStreams(Full),
     #[error("{0}")]
     Idle(String),
     #[error("{upstream} did not answer {rpc} within {} s", after.as_secs())]
@@ -102,6 +105,19 @@ impl From<Refusal> for ProxyError {
             Refusal::TooLarge(m) => ProxyError::TooLarge(m),
             Refusal::Idle(m) => ProxyError::Idle(m),
         }
+    }
+}
+
+fn too_many_streams(full: Full) -> String {
+    match full {
+        Full::Source => format!(
+            "this client already has {} streams open (logs -f, watches, file reads, uploads); close one and retry",
+            limit::STREAMS_PER_SOURCE
+        ),
+        Full::Total => format!(
+            "the node already serves {} streams (logs -f, watches, file reads, uploads); retry later",
+            limit::STREAMS
+        ),
     }
 }
 
@@ -124,7 +140,7 @@ pub fn to_status(e: &ProxyError) -> Status {
             Status::unavailable(msg)
         }
         ProxyError::NotAMember(_) => Status::not_found(msg),
-        ProxyError::TooLarge(_) => Status::resource_exhausted(msg),
+        ProxyError::TooLarge(_) | ProxyError::TooManyStreams(_) => Status::resource_exhausted(msg),
         ProxyError::Idle(_) | ProxyError::NoAnswer { .. } => Status::deadline_exceeded(msg),
     }
 }
@@ -257,6 +273,35 @@ struct Inner {
     current: Arc<Current>,
     machined: Channel,
     peers: Peers,
+    /// Long-lived calls in flight (`limit::long_lived`).
+    streams: Arc<Gate>,
+}
+
+/// A response body that holds its call's place among the long-lived calls
+/// until the stream ends or the client goes away.
+struct Held {
+    body: Body,
+    _ticket: Ticket,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The tower service tonic's server runs for every request.
@@ -272,6 +317,7 @@ impl Proxy {
                 current,
                 machined,
                 peers: Peers::default(),
+                streams: Gate::new(limit::STREAMS_PER_SOURCE, limit::STREAMS),
             }),
         }
     }
@@ -301,6 +347,15 @@ impl Inner {
         if rpc == Rpc::Version && matches!(route, Route::Machined { .. }) {
             return Ok(crate::version::serve(settings.trust.mode, req).await);
         }
+        let ticket = if limit::long_lived(rpc) {
+            Some(
+                self.streams
+                    .enter(conn.remote.ip())
+                    .map_err(ProxyError::TooManyStreams)?,
+            )
+        } else {
+            None
+        };
         let (mut parts, body) = req.into_parts();
         let wire = Arc::new(Tripwire::default());
         let body = Body::new(RequestBody::new(
@@ -335,7 +390,7 @@ impl Inner {
             wire.ended().await;
             tokio::time::sleep(after).await;
         };
-        tokio::select! {
+        let response = tokio::select! {
             r = call => r.map_err(|e| {
                 // The body's limits may have failed it, which fails the call.
                 if let Some(r) = wire.refusal() {
@@ -349,7 +404,11 @@ impl Inner {
             }),
             r = wire.tripped() => Err(r.into()),
             () = deadline => Err(ProxyError::NoAnswer { upstream, rpc, after }),
-        }
+        }?;
+        Ok(match ticket {
+            Some(t) => response.map(|body| Body::new(Held { body, _ticket: t })),
+            None => response,
+        })
     }
 }
 

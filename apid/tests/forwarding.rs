@@ -270,3 +270,57 @@ async fn only_impersonators_name_roles_and_never_forward_again() {
         .into_inner();
     assert_eq!(v.services[0].id, "node-a os:admin");
 }
+
+/// The load test found that a few slow `logs -f` readers stopped every
+/// other call to machined (their unread data filled the shared
+/// connection's window). Long-lived calls are now limited per client
+/// address and in all, and calls beside them keep working.
+#[tokio::test]
+async fn open_streams_are_limited_per_client_and_others_still_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = generated("demo");
+    let da = dir.path().join("apid-a");
+    write_secure(&da, &cfg, "node-a");
+    let a = start_apid(&da, &start_echo(dir.path(), "node-a")).await;
+    let ca = os_ca(&cfg);
+    let reader = pki::issue_client_cert(&ca, "r", Role::Reader, pki::LEAF_VALIDITY).unwrap();
+    let mut c = client(a, Verify::Ca(ca), Some(&reader)).await.unwrap();
+    let follow = || LogsRequest {
+        id: "apid".into(),
+        follow: true,
+        ..Default::default()
+    };
+    let mut open = Vec::new();
+    for _ in 0..apid::limit::STREAMS_PER_SOURCE {
+        let mut s = c.logs(follow()).await.unwrap().into_inner();
+        assert_eq!(s.message().await.unwrap().unwrap().bytes, b"first line\n");
+        open.push(s);
+    }
+    let e = c.logs(follow()).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("this client already has 16 streams open"),
+        "{}",
+        e.message()
+    );
+    // Other calls are not held up by the open streams.
+    let v = c.service_list(()).await.unwrap().into_inner();
+    assert_eq!(v.services[0].id, "node-a os:reader");
+    // A stream that ends gives its place back.
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        match c.logs(follow()).await {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(
+        again.is_some(),
+        "the closed stream's place was not given back"
+    );
+}

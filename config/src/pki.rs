@@ -308,6 +308,9 @@ pub fn issue_client_cert(
 pub const MAX_ROLE_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The shortest: less would expire before it is used.
 pub const MIN_ROLE_CERT_TTL: Duration = Duration::from_secs(60);
+/// The lifetime when none is asked for (`cairnctl config new` without
+/// `--crt-ttl`, or a request without `crt_ttl`).
+pub const DEFAULT_ROLE_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a role certificate was not issued.
 #[derive(Debug, thiserror::Error)]

@@ -299,7 +299,7 @@ fn queries(store: SocketAddr) {
         ("phrase", "q=%22connection%20refused%22&limit=100".into()),
         (
             "filters+since",
-            "namespace=shop&pod=app-7&container=sidecar&since=30m&limit=100".into(),
+            "namespace=shop&pod=app-6&container=app&since=30m&limit=100".into(),
         ),
         (
             "text+filter",

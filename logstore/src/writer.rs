@@ -3,9 +3,10 @@
 //! Batches arrive on a bounded channel (HTTP ingest and the TCP listener
 //! hold a share of a byte budget while theirs waits, so memory stays
 //! bounded and a fast producer is slowed, not buffered). Documents are
-//! added as they come and committed together (group commit) when
-//! `commit_interval` has passed since the first uncommitted batch or
-//! `commit_docs` are waiting; a batch is acknowledged only after the commit
+//! added as they come and committed together (group commit): as soon as no
+//! more batches are queued (commits at least 50 ms apart), and at the
+//! latest `commit_interval` after the first uncommitted batch or when
+//! `commit_docs` wait; a batch is acknowledged only after the commit
 //! that holds it returned, i.e. after tantivy synced it to disk. A failed
 //! commit rolls back, and every batch in it gets an error (never a false ack).
 //!
@@ -22,6 +23,8 @@ use crate::record::{now_nanos, Record};
 use crate::retention::{self, Policy};
 use crate::store::{CommitState, SourceState, Status, Store};
 
+/// Commits are at least this far apart (each flushes a segment and syncs).
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(50);
 /// Below this much free space a failed write is blamed on the disk.
 const DISK_FULL: u64 = 16 << 20;
 /// After a write failed for lack of space, writes resume once this much is free.
@@ -177,10 +180,13 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Batch>, rt: tokio::runtime::Handle) {
         self.measure();
         let mut next_tick = Instant::now() + self.settings.tick;
+        let mut last_commit = Instant::now();
         loop {
             let mut deadline = next_tick;
             if let Some(first) = self.first_pending {
-                deadline = deadline.min(first + self.settings.commit_interval);
+                deadline = deadline
+                    .min(first + self.settings.commit_interval)
+                    .min(last_commit + MIN_COMMIT_GAP);
             }
             let received =
                 rt.block_on(async { tokio::time::timeout_at(deadline.into(), rx.recv()).await });
@@ -189,11 +195,17 @@ impl Writer {
                 Ok(None) => break,
                 Err(_) => {}
             }
-            let due = self
-                .first_pending
-                .is_some_and(|f| f.elapsed() >= self.settings.commit_interval);
+            // Group commit: whatever arrived while the last commit ran goes
+            // into the next one, as soon as nothing more is queued (at most
+            // one commit per MIN_COMMIT_GAP), and no batch waits longer than
+            // `commit_interval`.
+            let due = self.first_pending.is_some_and(|f| {
+                f.elapsed() >= self.settings.commit_interval
+                    || (rx.is_empty() && last_commit.elapsed() >= MIN_COMMIT_GAP)
+            });
             if due || self.pending_docs >= self.settings.commit_docs {
                 self.commit();
+                last_commit = Instant::now();
             }
             if Instant::now() >= next_tick {
                 self.tick();

@@ -1,5 +1,6 @@
 //! cairn-metrics-server: flags, then the scrape loop, the TLS reload loop
-//! and the HTTPS server.
+//! and the HTTPS server. Called as `cairn-prometheus-sd` (a symlink in the
+//! image), it is Prometheus's target discovery instead (`sd_cmd.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use metrics_server::authz::Authorizer;
 use metrics_server::kubelet::KubeletClient;
 use metrics_server::scraper::{Scraper, Shared};
 use metrics_server::server::{self, Identity, State, Tls};
+
+mod sd_cmd;
 
 /// In a Pod: the ServiceAccount's CA (the cluster CA) and token.
 const SA_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
@@ -75,6 +78,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()));
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("cairn-prometheus-sd")) {
+        return sd_cmd::run(sd_cmd::Args::parse()).await;
+    }
     let args = Args::parse();
     if args.kubelet_insecure_tls {
         tracing::warn!("--kubelet-insecure-tls: kubelet certificates are NOT verified");

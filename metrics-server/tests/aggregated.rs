@@ -860,10 +860,128 @@ async fn kubectl_top_and_an_autoscaler_through_the_aggregation_layer() {
         field("VmHWM:")
     );
 
+    // Prometheus's target discovery, as its ServiceAccount with the add-on's RBAC.
+    prometheus_targets(dir, &api_url, &ca_file, &admin, &ports, &mut children).await;
+
     // The Horizontal Pod Autoscaler reads the Pod's CPU through the API.
     autoscaler(&bin, dir, &admin, &admin_kubeconfig, &mut children).await;
     children.alive(dir);
     eprintln!("aggregated test took {:?}", started.elapsed());
+}
+
+/// `cairn-metrics-server` called as `cairn-prometheus-sd` (as the image's
+/// symlink does), with the token of the Prometheus add-on's ServiceAccount
+/// and its RBAC from `addons`: the kubelet targets are the Nodes'
+/// addresses and ports, labelled with their node.
+async fn prometheus_targets(
+    dir: &Path,
+    api_url: &str,
+    ca_file: &Path,
+    admin: &kube::Client,
+    kubelet_ports: &[u16],
+    children: &mut Children,
+) {
+    let cfg = config::MachineConfig::parse(include_bytes!(
+        "../../config/tests/golden/controlplane.yaml"
+    ))
+    .unwrap();
+    for doc in addons::prometheus::objects(&cfg) {
+        let rbac = [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ];
+        if rbac.contains(&doc["kind"].as_str().unwrap()) {
+            create(admin, &doc).await;
+        }
+    }
+    let req = http::Request::post(
+        "/api/v1/namespaces/kube-system/serviceaccounts/cairn-prometheus/token",
+    )
+    .header("content-type", "application/json")
+    .body(
+        serde_json::to_vec(
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v: Value = admin.request(req).await.unwrap();
+    let token = v["status"]["token"].as_str().unwrap().to_string();
+    let kubeconfig = kubeconfig(dir, "prometheus.kubeconfig", api_url, ca_file, &token);
+    let link = dir.join("cairn-prometheus-sd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cairn-metrics-server"), &link).unwrap();
+    let port = free_port();
+    children.spawn(
+        "cairn-prometheus-sd",
+        Command::new(&link)
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--kubeconfig={}", kubeconfig.display())),
+        dir,
+    );
+    let get = |job: &'static str| async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let request =
+            format!("GET /targets/{job} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        c.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        c.read_to_string(&mut text)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no body")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(text);
+        }
+        serde_json::from_str::<Value>(body).map_err(|e| format!("{e}: {body}"))
+    };
+    // It listens once started; the API server answers right away.
+    let start = Instant::now();
+    let kubelets = loop {
+        match get("kubelet").await {
+            Ok(v) => break v,
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!(
+                    "the kubelet targets within 30 s: {e}\n{}",
+                    tail(dir, "cairn-prometheus-sd")
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    for (node, port) in ["cp-1", "w-1", "rogue"].iter().zip(kubelet_ports) {
+        let group = kubelets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["labels"]["node"] == *node)
+            .unwrap_or_else(|| panic!("{node} missing: {kubelets}"));
+        assert_eq!(
+            group["targets"],
+            json!([format!("127.0.0.1:{port}")]),
+            "{kubelets}"
+        );
+    }
+    let machined = get("machined").await.unwrap();
+    assert_eq!(machined.as_array().unwrap().len(), 3, "{machined}");
+    assert!(
+        machined.to_string().contains("127.0.0.1:9101"),
+        "{machined}"
+    );
+    // No Node carries a control-plane label here: no etcd targets.
+    assert_eq!(get("etcd").await.unwrap(), json!([]));
+    // The API server here has no Endpoints default/kubernetes (its address is
+    // loopback, which Endpoints refuse): reading them was allowed (the
+    // add-on's Role; a refusal would be a 502) and found nothing.
+    assert_eq!(get("apiserver").await.unwrap(), json!([]));
+    eprintln!("Prometheus's kubelet targets: {kubelets}");
 }
 
 async fn autoscaler(

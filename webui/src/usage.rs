@@ -134,11 +134,20 @@ pub fn parse_pod_metrics(list: &Value) -> PodUsage {
     out
 }
 
+/// How long an add-on may take to answer before the page goes without it.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn get_json(client: &Client, path: &str) -> Result<Value> {
     let request = http::Request::get(path)
         .body(Vec::new())
         .map_err(|e| ClusterError::BadInput(e.to_string()))?;
-    Ok(client.request::<Value>(request).await?)
+    match tokio::time::timeout(TIMEOUT, client.request::<Value>(request)).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(ClusterError::Unreachable(format!(
+            "no answer within {} s",
+            TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Every node's current usage.

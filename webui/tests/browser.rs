@@ -9,6 +9,18 @@
 //! CSRF token is refused, and the session cookie is out of JavaScript's
 //! reach. Screenshots go to `<target>/webui-screenshots/`.
 //!
+//! The usage panels: the API server runs with the aggregation layer, and
+//! two stand-ins answer behind it in the add-ons' places (the metrics
+//! server itself is tested against a real API server in
+//! metrics-server/tests/aggregated.rs): a metrics API registered as
+//! APIService v1beta1.metrics.k8s.io, and a Prometheus query API behind
+//! Service kube-system/cairn-prometheus. So the Web UI's real paths are
+//! driven: the aggregation layer and the service proxy, with the user's
+//! token (the admin sees figures and charts; the read-only user is refused
+//! by RBAC and the page says so). Their Endpoints must be a non-loopback
+//! address: this host's first global IPv4 address; without one that part
+//! is skipped with a message.
+//!
 //! Skipped (with a message) when kube-apiserver, etcd, chromium or
 //! chromedriver are not there (`make payload`, images/install-deps.sh).
 
@@ -113,6 +125,27 @@ impl Pki {
             ca_pem: cert.pem(),
             ca: Issuer::new(params, key),
         }
+    }
+
+    /// A serving certificate for the DNS name `dns`: (cert, key).
+    fn serving_for(&self, dns: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![dns.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, dns);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// The API server's front-proxy client certificate: (cert, key).
+    fn front_proxy_client(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "front-proxy-client");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A serving certificate for 127.0.0.1 and localhost: (cert, key).
@@ -327,6 +360,242 @@ async fn text(b: &Browser, css: &str) -> String {
         .unwrap()
 }
 
+/// This host's first global IPv4 address.
+fn host_ip() -> Option<std::net::IpAddr> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        w.position(|x| x == "inet")?;
+        w.next()?.split('/').next()?.parse().ok()
+    })
+}
+
+/// What the stand-ins answer: the metrics API (node cp-1 uses 250m and
+/// 512Mi, Pod hello's container 50m and 20Mi) and Prometheus's query_range
+/// (an hour of the container's CPU or memory).
+fn stand_in_answer(path: &str, query: &str) -> (u16, serde_json::Value) {
+    let pod = json!({"metadata": {"name": "hello", "namespace": "default"}, "timestamp": "2026-01-01T00:00:00Z",
+        "window": "15s", "containers": [{"name": "hello", "usage": {"cpu": "50000000n", "memory": "20480Ki"}}]});
+    match path {
+        "/apis/metrics.k8s.io/v1beta1" => (
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": "metrics.k8s.io/v1beta1", "resources": [
+                {"name": "nodes", "singularName": "", "namespaced": false, "kind": "NodeMetrics", "verbs": ["get", "list"]},
+                {"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]}]}),
+        ),
+        "/apis/metrics.k8s.io/v1beta1/nodes" => (
+            200,
+            json!({"kind": "NodeMetricsList", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {}, "items": [{"metadata": {"name": "cp-1"}, "timestamp": "2026-01-01T00:00:00Z", "window": "15s",
+                "usage": {"cpu": "250000000n", "memory": "524288Ki"}}]}),
+        ),
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods" => (
+            200,
+            json!({"kind": "PodMetricsList",
+            "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": [pod]}),
+        ),
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/hello" => {
+            let mut p = pod;
+            p["kind"] = json!("PodMetrics");
+            p["apiVersion"] = json!("metrics.k8s.io/v1beta1");
+            (200, p)
+        }
+        "/api/v1/query_range" => {
+            let cpu = query.contains("cpu");
+            let values: Vec<serde_json::Value> = (0..60)
+                .map(|i| {
+                    let v = if cpu {
+                        0.03 + 0.0005 * i as f64
+                    } else {
+                        20.0 * 1048576.0 + 1024.0 * i as f64
+                    };
+                    json!([1_767_225_600 + 60 * i, v.to_string()])
+                })
+                .collect();
+            (
+                200,
+                json!({"status": "success", "data": {"resultType": "matrix",
+                "result": [{"metric": {"container": "hello"}, "values": values}]}}),
+            )
+        }
+        _ => (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}),
+        ),
+    }
+}
+
+/// A stand-in server on 0.0.0.0, over TLS when `tls` is given. Its port.
+async fn stand_in(tls: Option<rustls::ServerConfig>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(c)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| {
+                        let (code, body) =
+                            stand_in_answer(req.uri().path(), req.uri().query().unwrap_or(""));
+                        async move {
+                            let mut r = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body.to_string()),
+                            ));
+                            *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
+                            r.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                let http1 = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(tcp).await {
+                            let _ = http1
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = http1
+                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A selector-less Service with Endpoints at `ip`:`port`.
+async fn service_at(
+    admin: &kube::Client,
+    name: &str,
+    port_name: &str,
+    service_port: u16,
+    ip: &str,
+    port: u16,
+) {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    let pp = PostParams::default();
+    // The API server's service proxy only goes to addresses of Pods: a Pod
+    // `<name>-stand-in` whose status says it has `ip`.
+    let pod_name = format!("{name}-stand-in");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "kube-system");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": pod_name},
+        "spec": {"nodeName": "cp-1", "automountServiceAccountToken": false,
+            "containers": [{"name": "stand-in", "image": "stand-in:latest"}]}}))
+    .unwrap();
+    pods.create(&pp, &pod).await.unwrap();
+    let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {"ports": [{"name": port_name, "port": service_port, "targetPort": port}]}}),
+    )
+    .unwrap();
+    Api::<Service>::namespaced(admin.clone(), "kube-system")
+        .create(&pp, &svc)
+        .await
+        .unwrap();
+    let ep: Endpoints = serde_json::from_value(
+        json!({"metadata": {"name": name, "namespace": "kube-system"},
+        "subsets": [{"addresses": [{"ip": ip, "targetRef": {"kind": "Pod", "namespace": "kube-system", "name": pod_name}}],
+            "ports": [{"name": port_name, "port": port}]}]}),
+    )
+    .unwrap();
+    Api::<Endpoints>::namespaced(admin.clone(), "kube-system")
+        .create(&pp, &ep)
+        .await
+        .unwrap();
+}
+
+/// The stand-ins behind the aggregation layer and the service proxy; waits
+/// for the APIService to be available.
+async fn usage_stand_ins(admin: &kube::Client, pki: &Pki, ip: std::net::IpAddr) {
+    use rustls::pki_types::pem::PemObject as _;
+    let (crt, key) = pki.serving_for("metrics.kube-system.svc");
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(crt.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let metrics_port = stand_in(Some(tls)).await;
+    // Pod admission wants the namespace's default ServiceAccount (no
+    // controller-manager makes it here).
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+    Api::<ServiceAccount>::namespaced(admin.clone(), "kube-system")
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    let prometheus_port = stand_in(None).await;
+    service_at(
+        admin,
+        "metrics",
+        "https",
+        443,
+        &ip.to_string(),
+        metrics_port,
+    )
+    .await;
+    service_at(
+        admin,
+        "cairn-prometheus",
+        "http",
+        9090,
+        &ip.to_string(),
+        prometheus_port,
+    )
+    .await;
+    use base64::Engine as _;
+    let api_service = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {"service": {"name": "metrics", "namespace": "kube-system", "port": 443},
+            "group": "metrics.k8s.io", "version": "v1beta1",
+            "caBundle": base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem),
+            "groupPriorityMinimum": 100, "versionPriority": 100}});
+    let request = http::Request::post("/apis/apiregistration.k8s.io/v1/apiservices")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&api_service).unwrap())
+        .unwrap();
+    let _: serde_json::Value = admin.request(request).await.unwrap();
+    wait_until(
+        "APIService v1beta1.metrics.k8s.io available",
+        Duration::from_secs(60),
+        || {
+            let admin = admin.clone();
+            async move {
+                let r = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes")
+                    .body(Vec::new())
+                    .unwrap();
+                admin
+                    .request_text(r)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
     let Some(bin) = kube_bin_dir() else {
@@ -357,6 +626,7 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
     let ca = write(dir, "ca.crt", &pki.ca_pem);
     let (api_crt, api_key) = pki.serving("kube-apiserver");
     let (ui_crt, ui_key) = pki.serving("cairn-webui");
+    let (fp_crt, fp_key) = pki.front_proxy_client();
     let sa_key = KeyPair::generate().unwrap();
     let sa_key_file = write(dir, "sa.key", &sa_key.serialize_pem());
     let sa_pub_file = write(dir, "sa.pub", &sa_key.public_key_pem());
@@ -416,7 +686,22 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
             ))
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg("--service-cluster-ip-range=10.96.0.0/16")
-            .arg("--enable-priority-and-fairness=false"),
+            .arg("--enable-priority-and-fairness=false")
+            // The aggregation layer, for the metrics API stand-in.
+            .arg(format!("--requestheader-client-ca-file={}", ca.display()))
+            .arg("--requestheader-allowed-names=front-proxy-client")
+            .arg("--requestheader-username-headers=X-Remote-User")
+            .arg("--requestheader-group-headers=X-Remote-Group")
+            .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+            .arg(format!(
+                "--proxy-client-cert-file={}",
+                write(dir, "fp.crt", &fp_crt).display()
+            ))
+            .arg(format!(
+                "--proxy-client-key-file={}",
+                write(dir, "fp.key", &fp_key).display()
+            ))
+            .arg("--enable-aggregator-routing=true"),
         &dir.join("kube-apiserver.log"),
     );
     let admin = kube_client(&api_url, &pki.ca_pem, ADMIN_TOKEN);
@@ -454,6 +739,16 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
     .await;
     seed(&admin).await;
     let viewer = viewer_token(&admin).await;
+    let usage = match host_ip() {
+        Some(ip) => {
+            usage_stand_ins(&admin, &pki, ip).await;
+            true
+        }
+        None => {
+            eprintln!("SKIP (usage panels): this host has no global IPv4 address for the stand-ins' Endpoints");
+            false
+        }
+    };
     eprintln!("apiserver up and seeded after {:?}", started.elapsed());
 
     let ui_port = free_port();
@@ -508,7 +803,7 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     };
-    let result = drive(&b, &base, &admin, &viewer, &shots).await;
+    let result = drive(&b, &base, &admin, &viewer, &shots, usage).await;
     let _ = b.close().await;
     children.alive(dir);
     if let Some((_, ui)) = children.0.iter().find(|(n, _)| n == "cairn-webui") {
@@ -539,7 +834,14 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
 }
 
 /// The user's side of the test, in the browser.
-async fn drive(b: &Browser, base: &str, admin: &kube::Client, viewer: &str, shots: &Path) {
+async fn drive(
+    b: &Browser,
+    base: &str,
+    admin: &kube::Client,
+    viewer: &str,
+    shots: &Path,
+    usage: bool,
+) {
     // Signed out: every page goes to the sign-in form; a bad token is refused.
     b.goto(&format!("{base}/")).await.unwrap();
     find_wait(b, Locator::Id("token")).await.unwrap();
@@ -573,6 +875,15 @@ async fn drive(b: &Browser, base: &str, admin: &kube::Client, viewer: &str, shot
             && nodes.contains("v1.20.2"),
         "the node table: {nodes}"
     );
+    if usage {
+        assert!(
+            nodes.contains("250m")
+                && nodes.contains("12%")
+                && nodes.contains("512Mi")
+                && nodes.contains("25%"),
+            "the node's usage (metrics API): {nodes}"
+        );
+    }
     let health = text(b, "#health").await;
     assert!(health.contains("API server ready"), "{health}");
     let cookies = b.execute("return document.cookie", vec![]).await.unwrap();
@@ -652,6 +963,35 @@ async fn drive(b: &Browser, base: &str, admin: &kube::Client, viewer: &str, shot
     );
     // No kubelet runs it, so the API server answers the log request with
     // its reason, which the page shows in place of the log.
+    if usage {
+        let current = text(b, "#usage-table").await;
+        assert!(
+            current.contains("50m") && current.contains("20Mi"),
+            "the container's usage: {current}"
+        );
+        let lines = b
+            .find_all(Locator::Css("#cpu-chart polyline"))
+            .await
+            .unwrap();
+        assert_eq!(lines.len(), 1, "one CPU line (container hello)");
+        let points = lines[0].attr("points").await.unwrap().unwrap_or_default();
+        assert_eq!(
+            points.split_whitespace().count(),
+            60,
+            "an hour, a point a minute: {points}"
+        );
+        assert_eq!(
+            b.find_all(Locator::Css("#memory-chart polyline"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        b.execute("document.getElementById('usage').scrollIntoView()", vec![])
+            .await
+            .unwrap();
+        screenshot(b, shots, "pod-usage.png").await;
+    }
     let log = text(b, "#log").await;
     eprintln!("the Pod page's log section: {log:?}");
     assert!(log.trim().len() > "Log".len(), "the log section is empty");
@@ -749,4 +1089,18 @@ async fn drive(b: &Browser, base: &str, admin: &kube::Client, viewer: &str, shot
         .and_then(|s| s.replicas);
     assert_eq!(replicas, Some(2), "the refused scale changed nothing");
     screenshot(b, shots, "refused.png").await;
+    if usage {
+        // The read-only user may not read metrics nor proxy to Prometheus:
+        // the page says so, with the API server's refusals.
+        b.goto(&format!("{base}/ns/default/pods/hello"))
+            .await
+            .unwrap();
+        let section = text(b, "#usage").await;
+        assert!(
+            section.contains("Current figures unavailable")
+                && section.contains("History unavailable")
+                && section.contains("forbidden"),
+            "{section}"
+        );
+    }
 }

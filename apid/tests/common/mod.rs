@@ -97,8 +97,9 @@ pub fn start_machined(dir: &Path, hostname: &str, running: Option<&MachineConfig
 
 /// A stand-in for machined that answers ServiceList with what apid told
 /// it: one service whose `id` is `<name> <x-cairn-role or "-">` and whose
-/// `state` is the `nodes` metadata it saw (or "-"); every other method is
-/// Unimplemented. (Not Version: apid answers that itself.)
+/// `state` is the `nodes` metadata it saw (or "-"); Logs with one message
+/// and a stream that stays open; every other method is Unimplemented.
+/// (Not Version: apid answers that itself.)
 pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
     let socket = dir.join(format!("{name}.sock"));
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
@@ -113,6 +114,26 @@ pub fn start_echo(dir: &Path, name: &str) -> PathBuf {
                     .unwrap_or("-")
                     .to_string()
             };
+            if req.uri().path() == "/cairn.machine.v1.MachineService/Logs" {
+                // One message, then the stream stays open (a `logs -f`).
+                let msg = api::machine::Data {
+                    bytes: b"first line\n".to_vec(),
+                }
+                .encode_to_vec();
+                let mut framed = BytesMut::with_capacity(msg.len() + 5);
+                framed.put_u8(0);
+                framed.put_u32(msg.len() as u32);
+                framed.put_slice(&msg);
+                let first = futures::stream::iter(vec![Ok::<_, tonic::Status>(
+                    http_body::Frame::data(Bytes::from(framed)),
+                )]);
+                let frames = futures::StreamExt::chain(first, futures::stream::pending());
+                let resp = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(tonic::body::Body::new(StreamBody::new(frames)))
+                    .unwrap();
+                return Ok(resp);
+            }
             if req.uri().path() != "/cairn.machine.v1.MachineService/ServiceList" {
                 return Ok::<_, Infallible>(
                     tonic::Status::unimplemented("echo").into_http::<tonic::body::Body>(),
@@ -211,6 +232,16 @@ pub async fn client(
     verify: Verify,
     cert: Option<&CertifiedKey>,
 ) -> Result<MachineServiceClient<Channel>, String> {
+    client_from(std::net::Ipv4Addr::LOCALHOST, port, verify, cert).await
+}
+
+/// [`client`] connecting from `source` (a loopback address).
+pub async fn client_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    verify: Verify,
+    cert: Option<&CertifiedKey>,
+) -> Result<MachineServiceClient<Channel>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -243,7 +274,11 @@ pub async fn client(
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
         let tls = tls.clone();
         async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            let tcp = socket
+                .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+                .await?;
             let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
             Ok::<_, std::io::Error>(TokioIo::new(tls.connect(name, tcp).await?))
         }

@@ -1,5 +1,6 @@
-//! `cairnctl config endpoint|node|context|contexts|merge`: edit the client
-//! config (cairnconfig). Every change is written atomically (temporary file,
+//! `cairnctl config endpoint|node|context|contexts|merge|new`: edit the
+//! client config (cairnconfig), or mint a new one for someone else
+//! (config_new.rs). Every change is written atomically (temporary file,
 //! fsync, rename) with mode 0600, since the file holds a private key.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ Examples:
   cairnctl config contexts
   cairnctl config context prod
   cairnctl config merge out/cairnconfig
+  cairnctl config new alice.cairnconfig --roles os:reader --crt-ttl 24h
 
 Edits --cairnconfig ($CAIRNCONFIG, default ~/.cairn/config); endpoint and node
 change the --context given, else the current one.")]
@@ -58,6 +60,18 @@ A context whose name is already taken is added as <name>-1 (or -2, ...). The
 merged file's current context becomes the current one. The target file is
 created when it does not exist.")]
     Merge(MergeArgs),
+    /// Write a new client config with a short-lived certificate of the
+    /// roles given, minted by the node (needs an admin cairnconfig).
+    #[command(after_help = "\
+Examples:
+  cairnctl config new alice.cairnconfig --roles os:reader
+  cairnctl config new ops.cairnconfig --roles os:operator --crt-ttl 8h --name ops-oncall
+
+The node signs the certificate with the OS CA; no CA key leaves it. The new
+file has this context's endpoints and nodes, is written with mode 0600, and an
+existing file is not overwritten unless --force is given. Hand it over instead
+of your admin cairnconfig: it expires by itself (24h unless --crt-ttl says).")]
+    New(super::config_new::NewArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -247,6 +261,7 @@ pub async fn run(command: ConfigCommand, global: &GlobalArgs) -> anyhow::Result<
                 config.context.as_deref().unwrap_or("(none)")
             );
         }
+        ConfigCommand::New(a) => return super::config_new::run(a, global).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ pub mod apply_config;
 pub mod bootstrap;
 pub mod cairnconfig;
 pub mod completion;
+pub mod config_new;
 pub mod confirm;
 pub mod containers;
 pub mod dashboard;

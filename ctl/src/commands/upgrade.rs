@@ -216,6 +216,7 @@ pub fn requests(
                         size: a.size,
                         version,
                         stage,
+                        signature: a.signature.clone(),
                     };
                     Some((
                         UpgradeRequest {
