@@ -248,6 +248,7 @@ mod tests {
                 size: size as u64,
                 version: "v9".into(),
                 stage: true,
+                signature: None,
             })),
         }
     }
