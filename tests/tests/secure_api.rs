@@ -756,6 +756,7 @@ async fn invoke(
                     size: 0,
                     version: "v0.0.0".into(),
                     stage: true,
+                    signature: None,
                 })),
             };
             done(
