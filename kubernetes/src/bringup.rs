@@ -130,6 +130,7 @@ pub struct Progress {
     static_pods: bool,
     kubelet: bool,
     node_labels: bool,
+    csr_approver: bool,
 }
 
 async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesError> {
@@ -236,11 +237,37 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     }
     tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
     if control_plane {
+        if cfg.cluster.addons.prometheus.enabled {
+            if let Err(e) = prometheus_data_dir(Path::new(addons::prometheus::DATA_DIR)) {
+                runtime::console!(
+                    "kubernetes: cannot make {}: {e}",
+                    addons::prometheus::DATA_DIR
+                );
+            }
+        }
         let client =
             crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+        if !done.csr_approver {
+            tokio::spawn(crate::manifests::csr_approver::run(client.clone()));
+            done.csr_approver = true;
+        }
         crate::manifests::label_control_plane(&client, &node.hostname()).await;
     }
     Ok(())
+}
+
+/// Prometheus's storage on a control plane's disk: its image has no
+/// `chown` for an init container, so machined makes the directory, owned
+/// by the user Prometheus runs as, private to it.
+fn prometheus_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let id = addons::prometheus::UID;
+    std::os::unix::fs::chown(dir, Some(id), Some(id))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Imports the payload's OCI archives into containerd's `k8s.io` namespace.

@@ -175,7 +175,11 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
 
 /// One legitimate client: its own connection, a mix of calls.
 async fn client(s: Arc<Shared>, n: usize) {
-    let cert = if n.is_multiple_of(2) { &s.admin } else { &s.reader };
+    let cert = if n.is_multiple_of(2) {
+        &s.admin
+    } else {
+        &s.reader
+    };
     let mut c = match conn::client(client_address(n), s.addr, cert.clone()).await {
         Ok(c) => c,
         Err(e) => return s.stats.error("connect", e.to_string()),

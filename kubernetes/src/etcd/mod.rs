@@ -40,6 +40,8 @@ use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
 use runtime::supervisor::{Condition, HealthCheck, Service, ServiceHandle, SupervisorError};
 use runtime::Runtime;
 
+/// etcd's plain-HTTP metrics port (as kubeadm's).
+pub const METRICS_PORT: u16 = 2381;
 /// The supervisor's id of the etcd service.
 pub const SERVICE_ID: &str = "etcd";
 /// How long the service waits for the etcd binary (the payload mount).
@@ -218,6 +220,13 @@ impl EtcdSettings {
             ("peer-key-file", self.file(k8s::etcd::PEER_KEY)),
             // Keep the revision history and raft log small: machined's
             // memory budget is tight and nobody needs old revisions.
+            // Metrics (no secrets in them) in plain HTTP on the node's
+            // address, for the Prometheus add-on; the client port needs
+            // etcd's client certificate, which no add-on holds.
+            (
+                "listen-metrics-urls",
+                format!("http://{}", SocketAddr::new(self.advertise, METRICS_PORT)),
+            ),
             ("auto-compaction-mode", "periodic".into()),
             ("auto-compaction-retention", "5m".into()),
             ("snapshot-count", "10000".into()),

@@ -53,9 +53,11 @@ pub fn kubelet_configuration(cfg: &MachineConfig) -> String {
             "x509": {"clientCAFile": k8s::CA_CERT},
         },
         "authorization": {"mode": "Webhook"},
-        // The kubelet serves with a self-signed certificate in CERT_DIR;
-        // nothing approves serving CSRs in this cluster.
-        "serverTLSBootstrap": false,
+        // The kubelet asks for a serving certificate from the cluster CA
+        // (a control plane's machined approves it for the Node's own
+        // names: manifests::csr_approver), so the API server and the
+        // metrics add-on verify it.
+        "serverTLSBootstrap": true,
         "rotateCertificates": true,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",

@@ -4,6 +4,7 @@
 //! ([`cni`]).
 
 pub mod cni;
+pub mod csr_approver;
 pub mod node_labels;
 pub mod objects;
 
@@ -160,6 +161,7 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> 
         }
     };
     wait_for_api(&client).await;
+    ensure_serving_certs(&client, cfg).await;
     let mut pending = objects::all(cfg);
     let mut delay = Duration::from_secs(2);
     let mut attempts = 0u32;
@@ -187,6 +189,45 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> 
         "kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)"
     );
     client
+}
+
+/// Creates each add-on's serving-certificate Secret when it is absent, and
+/// replaces it once it is no longer current (names changed, renewal due):
+/// not on every boot, so the add-ons keep their keys. Failures are told
+/// and retried by the next bring-up of a control plane.
+pub async fn ensure_serving_certs(client: &Client, cfg: &config::MachineConfig) {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), addons::NAMESPACE);
+    for c in addons::serving_certs(cfg) {
+        let existing = match secrets.get_opt(c.secret).await {
+            Ok(s) => s.and_then(|s| serde_json::to_value(s).ok()),
+            Err(e) => {
+                runtime::console!("kubernetes: cannot read secret {}: {e}", c.secret);
+                continue;
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        if existing
+            .as_ref()
+            .is_some_and(|e| addons::tls::is_current(cfg, &c, e, now))
+        {
+            continue;
+        }
+        let doc = match addons::tls::secret(cfg, &c) {
+            Ok(d) => d,
+            Err(e) => {
+                runtime::console!("kubernetes: cannot issue {}: {e}", c.secret);
+                continue;
+            }
+        };
+        match apply(client, &doc).await {
+            Ok(()) => runtime::console!("kubernetes: issued the serving certificate {}", c.secret),
+            Err(e) => runtime::console!("kubernetes: {e}"),
+        }
+    }
 }
 
 /// The role labels of a control-plane Node (kubectl's ROLES column; 1.20

@@ -138,6 +138,13 @@ pub fn api_server(cfg: &MachineConfig, input: &RenderInput) -> Manifest {
             "kubelet-client-key",
             k8s::APISERVER_KUBELET_CLIENT_KEY.into(),
         ),
+        // Kubelets serve with certificates from the cluster CA
+        // (serverTLSBootstrap): verify them for logs, exec and port-forward.
+        ("kubelet-certificate-authority", k8s::CA_CERT.into()),
+        // The aggregator dials an APIService's endpoints (the metrics
+        // server's Pod) directly, not through kube-proxy's Service rules,
+        // which a host-network API server may not traverse.
+        ("enable-aggregator-routing", "true".into()),
         (
             "kubelet-preferred-address-types",
             "InternalIP,ExternalIP,Hostname".into(),
