@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod gate;
+pub mod join;
 pub mod limit;
 pub mod listener;
 pub mod machined;
@@ -44,6 +45,7 @@ pub async fn serve(
     machined_socket: PathBuf,
     reload: Duration,
     members: Vec<peers::NodeAddr>,
+    join: Option<tokio::net::TcpListener>,
 ) -> Result<(), ServeError> {
     let first = source.load()?;
     tracing::info!(mode = ?first.mode, "serving");
@@ -53,7 +55,16 @@ pub async fn serve(
     };
     let current = settings::Current::new(&first, local)?;
     tokio::spawn(source.watch(current.clone(), reload));
-    let proxy = proxy::Proxy::new(current.clone(), machined::channel(machined_socket));
+    let upstream = machined::channel(machined_socket);
+    if let Some(join) = join {
+        let (current, upstream) = (current.clone(), upstream.clone());
+        tokio::spawn(async move {
+            if let Err(e) = join::serve(join, current, upstream).await {
+                tracing::error!(error = %e, "the join port failed");
+            }
+        });
+    }
+    let proxy = proxy::Proxy::new(current.clone(), upstream);
     Server::builder()
         // Idle clients are noticed and their connections closed.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

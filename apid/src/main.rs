@@ -29,6 +29,10 @@ struct Args {
     /// apid forwards to nothing else.
     #[arg(long = "member", value_name = "HOST[:PORT]", value_parser = parse_member)]
     members: Vec<apid::peers::NodeAddr>,
+    /// Where joining machines ask for certificates (served only while the
+    /// settings say this node signs them); `none` turns it off.
+    #[arg(long, default_value = "0.0.0.0:50001")]
+    join_listen: String,
 }
 
 fn parse_member(s: &str) -> Result<apid::peers::NodeAddr, String> {
@@ -71,12 +75,23 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         tracing::info!(listen = %args.listen, "listening");
+        let join = match args.join_listen.as_str() {
+            "none" => None,
+            addr => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(listen = addr, error = %e, "cannot listen for joining machines");
+                    None
+                }
+            },
+        };
         apid::serve(
             listener,
             source,
             args.machined_socket,
             apid::RELOAD_INTERVAL,
             args.members,
+            join,
         )
         .await?;
         Ok(())

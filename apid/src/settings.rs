@@ -53,6 +53,8 @@ pub struct Compiled {
     pub trust: Trust,
     pub server: Arc<rustls::ServerConfig>,
     pub forwarding: Option<Arc<rustls::ClientConfig>>,
+    /// The join port's TLS (a node that signs joining machines).
+    pub join: Option<Arc<rustls::ServerConfig>>,
     /// Whether certificate roles are enforced (`machine.features.rbac`).
     pub rbac: bool,
     /// Bumped by every reload (peer connections are rebuilt on change).
@@ -86,6 +88,7 @@ impl Compiled {
             },
             server: Arc::new(tls::server_config(settings)?),
             forwarding: tls::forwarding_config(settings)?.map(Arc::new),
+            join: tls::join_config(settings)?.map(Arc::new),
             rbac: settings.rbac,
             generation,
             members: Members::for_node(

@@ -79,6 +79,22 @@ pub fn server_config(settings: &ApidSettings) -> Result<ServerConfig, TlsError> 
     Ok(config)
 }
 
+/// The join port's server side: the node's certificate, no client
+/// certificates (joining machines have none yet). `None` unless the
+/// settings say this node signs joins.
+pub fn join_config(settings: &ApidSettings) -> Result<Option<ServerConfig>, TlsError> {
+    if !settings.join || settings.mode != ApidMode::Secure {
+        return Ok(None);
+    }
+    let (chain, key) = chain_and_key(&settings.server)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(config))
+}
+
 /// The client side of forwarding: trusts only the OS CA and presents
 /// apid's `os:impersonator` certificate. `None` when the settings have no
 /// such certificate (maintenance mode, or a node that cannot forward).

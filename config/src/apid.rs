@@ -52,6 +52,10 @@ pub struct ApidSettings {
     /// admin.
     #[serde(default = "yes")]
     pub rbac: bool,
+    /// Serve `cairn.security.v1` on the join port: this node signs the
+    /// apid certificates of joining machines (a control plane).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join: bool,
 }
 
 fn yes() -> bool {
@@ -88,6 +92,7 @@ mod tests {
             ca: Some(ca.crt.clone()),
             forwarding: None,
             rbac: true,
+            join: false,
         };
         assert_eq!(ApidSettings::parse(s.render().as_bytes()).unwrap(), s);
         assert!(s.render().starts_with("mode: secure\n"));

@@ -130,6 +130,8 @@ pub fn secure_settings(
         ca: Some(ca.crt),
         forwarding: Some(forwarding),
         rbac: config.machine.features.rbac,
+        // It holds the OS CA key: it can sign joining machines' apid.
+        join: true,
     })
 }
 
@@ -147,6 +149,7 @@ pub fn maintenance_settings(
         ca: None,
         forwarding: None,
         rbac: true,
+        join: false,
     })
 }
 

@@ -124,6 +124,7 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
         ca: Some(ca.crt.clone()),
         forwarding: None,
         rbac: true,
+        join: false,
     };
     let settings_dir = dir.path().join("apid");
     std::fs::create_dir(&settings_dir)?;

@@ -198,7 +198,15 @@ pub fn serve_apid(
         .map(|m| apid::peers::NodeAddr::parse(m).unwrap())
         .collect();
     tokio::spawn(async move {
-        apid::serve(listener, source, sock, Duration::from_millis(100), members).await
+        apid::serve(
+            listener,
+            source,
+            sock,
+            Duration::from_millis(100),
+            members,
+            None,
+        )
+        .await
     });
     port
 }

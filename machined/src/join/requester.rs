@@ -254,6 +254,7 @@ async fn step(
                 ca: Some(ca),
                 forwarding: None,
                 rbac: cfg.machine.features.rbac,
+                join: false,
             };
             if let Err(e) = crate::secure::write_settings(&files.dir, &settings, files.owner) {
                 return Some(failed(node, &RequestError::Write(e), backoff));
