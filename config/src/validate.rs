@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::document::{CLUSTER_KIND, MACHINE_KIND};
 use crate::pki;
-use crate::spec::{CertAndKey, CniName, Interface, MachineType, Route};
+use crate::spec::{CertAndKey, Interface, MachineType, Route};
 use crate::types::Cidr;
 use crate::{MachineConfig, ParseError};
 
@@ -395,14 +395,6 @@ fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
                 );
             }
         }
-    }
-    match (net.cni.name, net.cni.urls.is_empty()) {
-        (CniName::Custom, true) => p.cluster(
-            "cluster.network.cni.urls",
-            "a custom CNI needs at least one manifest URL",
-        ),
-        (CniName::Custom, false) | (_, true) => {}
-        (_, false) => p.cluster("cluster.network.cni.urls", "only used with name: custom"),
     }
 }
 

@@ -37,19 +37,46 @@ fn is_node_link(link: &str) -> bool {
         || link == "docker0")
 }
 
-/// The address the node registers with: the first global IPv4 address
-/// (by link index) of a node link, else the first global IPv6 one.
-pub fn node_ip(store: &Store) -> Option<IpAddr> {
-    let mut addrs: Vec<AddressSpec> = store
+/// The node's global addresses on node links, the one Kubernetes uses
+/// first: inside `machine.kubelet.nodeIp.validSubnets` when that is set,
+/// then IPv4 before IPv6, then by link index.
+pub fn node_addresses(store: &Store, cfg: Option<&MachineConfig>) -> Vec<IpAddr> {
+    let subnets: Vec<ipnet::IpNet> = cfg
+        .map(|c| {
+            c.machine
+                .kubelet
+                .node_ip
+                .valid_subnets
+                .iter()
+                .map(|s| s.net())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut addrs: Vec<(bool, bool, u32, IpAddr)> = store
         .specs::<AddressSpec>()
         .into_iter()
         .map(|(_, a)| a)
         .filter(|a| a.scope == "global" && is_node_link(&a.link))
+        .filter_map(|a| {
+            let ip: IpAddr = a.address.split('/').next()?.parse().ok()?;
+            let outside = !subnets.is_empty() && !subnets.iter().any(|n| n.contains(&ip));
+            Some((outside, a.family != "inet4", a.link_index, ip))
+        })
         .collect();
-    addrs.sort_by_key(|a| (a.family != "inet4", a.link_index));
-    addrs
-        .iter()
-        .find_map(|a| a.address.split('/').next()?.parse().ok())
+    addrs.sort();
+    let mut v: Vec<IpAddr> = addrs.into_iter().map(|(_, _, _, ip)| ip).collect();
+    v.dedup();
+    v
+}
+
+/// The address the node registers with (the Node's InternalIP): the first
+/// of [`node_addresses`]; none while `validSubnets` matches no address.
+pub fn node_ip(store: &Store, cfg: Option<&MachineConfig>) -> Option<IpAddr> {
+    let first = node_addresses(store, cfg).into_iter().next()?;
+    let subnets = cfg
+        .map(|c| c.machine.kubelet.node_ip.valid_subnets.as_slice())
+        .unwrap_or_default();
+    (subnets.is_empty() || subnets.iter().any(|n| n.net().contains(&first))).then_some(first)
 }
 
 #[cfg(test)]
@@ -87,8 +114,49 @@ mod tests {
         };
         w.put("1", a("10.244.0.1/24", "cni0", 1, "inet4")).unwrap();
         w.put("2", a("fd00::5/64", "eth0", 2, "inet6")).unwrap();
-        assert_eq!(node_ip(&store), Some("fd00::5".parse().unwrap()));
+        assert_eq!(node_ip(&store, None), Some("fd00::5".parse().unwrap()));
         w.put("3", a("10.5.0.2/24", "eth0", 2, "inet4")).unwrap();
-        assert_eq!(node_ip(&store), Some("10.5.0.2".parse().unwrap()));
+        assert_eq!(node_ip(&store, None), Some("10.5.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn valid_subnets_choose_the_private_network() {
+        let store = Store::new();
+        let w = store
+            .writer("test", &[runtime::resources::kind::ADDRESSES])
+            .unwrap();
+        let put = |id: &str, addr: &str, link: &str, idx: u32| {
+            w.put(
+                id,
+                AddressSpec {
+                    address: addr.into(),
+                    link: link.into(),
+                    link_index: idx,
+                    family: "inet4".into(),
+                    scope: "global".into(),
+                    dynamic: false,
+                },
+            )
+            .unwrap();
+        };
+        put("a", "10.0.2.15/24", "eth0", 2);
+        let mut cfg = crate::testutil::machine_config();
+        cfg.machine.kubelet.node_ip.valid_subnets = vec!["10.5.0.0/24".parse().unwrap()];
+        // Only the user network so far: no node IP yet, rather than a wrong one.
+        assert_eq!(node_ip(&store, Some(&cfg)), None);
+        put("b", "10.5.0.3/24", "eth1", 3);
+        assert_eq!(
+            node_ip(&store, Some(&cfg)),
+            Some("10.5.0.3".parse().unwrap())
+        );
+        assert_eq!(
+            node_addresses(&store, Some(&cfg)),
+            vec![
+                "10.5.0.3".parse::<IpAddr>().unwrap(),
+                "10.0.2.15".parse().unwrap()
+            ]
+        );
+        // Without the setting the first link's address is the node's.
+        assert_eq!(node_ip(&store, None), Some("10.0.2.15".parse().unwrap()));
     }
 }

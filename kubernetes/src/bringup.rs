@@ -131,6 +131,7 @@ pub struct Progress {
     kubelet: bool,
     node_labels: bool,
     csr_approver: bool,
+    podnet: bool,
 }
 
 async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesError> {
@@ -235,7 +236,10 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
         tokio::spawn(crate::manifests::node_labels::follow(node.clone()));
         done.node_labels = true;
     }
-    tokio::spawn(crate::manifests::cni::follow_pod_cidr(node.hostname()));
+    if !done.podnet {
+        tokio::spawn(crate::podnet::run(node.clone()));
+        done.podnet = true;
+    }
     if control_plane {
         if cfg.cluster.addons.prometheus.enabled {
             if let Err(e) = prometheus_data_dir(Path::new(addons::prometheus::DATA_DIR)) {
@@ -311,8 +315,10 @@ async fn keep_static_pods(node: Runtime, pods: crate::staticpods::StaticPods) {
     let mut watch = Watch::new(&node.store, filter, false);
     loop {
         if let Some(cfg) = node.running_config() {
-            let input =
-                crate::staticpods::input_for(node_ip(&node.store), Path::new(k8s::SECRETS_DIR));
+            let input = crate::staticpods::input_for(
+                node_ip(&node.store, Some(&cfg)),
+                Path::new(k8s::SECRETS_DIR),
+            );
             if let Err(e) = pods.sync(&cfg, &input) {
                 runtime::console!("kubernetes: static pods: {e}");
             }

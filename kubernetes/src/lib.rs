@@ -22,6 +22,7 @@ pub mod kubelet;
 pub mod manifests;
 pub mod payload;
 pub mod podlogs;
+pub mod podnet;
 pub mod registry;
 pub mod specs;
 pub mod staticpods;

@@ -95,13 +95,13 @@ impl Spec for KubeletSpec {
 
 /// What the node is, beyond its config: the hostname and the address the
 /// kubelet registers with, as the store has them now.
-pub fn node_facts(store: &Store) -> crate::kubelet::NodeFacts {
+pub fn node_facts(store: &Store, cfg: Option<&MachineConfig>) -> crate::kubelet::NodeFacts {
     crate::kubelet::NodeFacts {
         hostname: store
             .spec::<HostnameSpec>(HostnameSpec::ID)
             .map(|h| h.hostname)
             .unwrap_or_default(),
-        node_ip: super::node_ip(store),
+        node_ip: super::node_ip(store, cfg),
     }
 }
 
@@ -181,7 +181,7 @@ pub fn derive(store: &Store, writer: &Writer) {
             vec![(ContainerdSpec::ID.to_string(), ContainerdSpec::of(cfg))],
             vec![(
                 KubeletSpec::ID.to_string(),
-                KubeletSpec::of(cfg, &node_facts(store)),
+                KubeletSpec::of(cfg, &node_facts(store, Some(cfg))),
             )],
         ),
         None => (Vec::new(), Vec::new()),

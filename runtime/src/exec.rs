@@ -55,10 +55,20 @@ async fn collect(mut spawned: reaper::Spawned) -> Option<(ExitStatus, Vec<u8>, V
 
 /// Runs `program args...` with a minimal environment and waits for it.
 pub async fn run(program: &str, args: &[&str]) -> Result<Output, ExecError> {
+    run_with_env(program, args, &[]).await
+}
+
+/// [`run`] with `env` added to the minimal environment.
+pub async fn run_with_env(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Output, ExecError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
+        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin")
+        .envs(env.iter().copied());
     let spawned = spawn_piped(&mut cmd).map_err(|source| ExecError::Spawn {
         program: program.to_string(),
         source,

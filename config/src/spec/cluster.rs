@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{is_default, is_false, yes, CertAndKey};
 use crate::types::{
-    ArgName, Cidr, ClusterName, ControlPlaneEndpoint, DnsName, EncryptionKey, HttpUrl, ImageRef,
+    ArgName, Cidr, ClusterName, ControlPlaneEndpoint, DnsName, EncryptionKey, ImageRef,
     KubernetesVersion, PemPrivateKey, ScalarString, SubjectAltName, Token,
 };
 
@@ -131,9 +131,6 @@ pub struct Cni {
     /// Which CNI to set up. Default `bridge`.
     #[serde(default)]
     pub name: CniName,
-    /// Manifests to apply for `custom`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<HttpUrl>,
 }
 
 /// CNI choices.
@@ -141,14 +138,12 @@ pub struct Cni {
 #[serde(rename_all = "lowercase")]
 pub enum CniName {
     /// The reference `bridge` plugin with host-local IPAM on each node's
-    /// slice of the pod network (single-node clusters, tests).
+    /// slice of the pod network, and routes to every other node's slice
+    /// via its InternalIP (host-gw; the nodes share one network), which
+    /// machined keeps from the Node objects.
     #[default]
     Bridge,
-    /// flannel (VXLAN), for multi-node clusters.
-    Flannel,
-    /// Apply the manifests in `urls`.
-    Custom,
-    /// No CNI; install one yourself.
+    /// No CNI config and no Pod routes: install a CNI yourself.
     None,
 }
 

@@ -310,6 +310,22 @@ pub struct Kubelet {
     /// Taints the node registers with, as `key: value:Effect`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_taints: BTreeMap<LabelKey, TaintValue>,
+    /// Which of the node's addresses Kubernetes uses (the Node's
+    /// InternalIP, etcd's peer address, the certificates' first name).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub node_ip: NodeIp,
+}
+
+/// How the node's Kubernetes address is chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeIp {
+    /// The first global address (IPv4 first, by link order) inside one of
+    /// these networks; empty takes the first global address of any link.
+    /// Set it on machines with several networks, e.g. the private network
+    /// between the nodes: `[10.5.0.0/24]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_subnets: Vec<Cidr>,
 }
 
 /// Container registry settings.

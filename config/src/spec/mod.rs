@@ -12,7 +12,7 @@ pub use cluster::{
 };
 pub use machine::{
     Bond, BondMode, DeviceSelector, Features, File, FileOp, Install, Interface, Kubelet,
-    MachineSpec, MachineType, Mirror, Network, Registries, Route, Time, Vlan,
+    MachineSpec, MachineType, Mirror, Network, NodeIp, Registries, Route, Time, Vlan,
 };
 
 use schemars::JsonSchema;

@@ -53,40 +53,15 @@ pub struct NodeFacts {
 
 impl NodeFacts {
     /// The node's hostname and global addresses (from the address
-    /// resources, on node links only), IPv4 first.
+    /// resources, on node links only), the node's Kubernetes address first
+    /// (see [`crate::addresses::node_addresses`]).
     pub fn of(node: &runtime::Runtime) -> NodeFacts {
-        use runtime::resources::specs::AddressSpec;
-        let mut addrs: Vec<(bool, u32, IpAddr)> = node
-            .store
-            .specs::<AddressSpec>()
-            .into_iter()
-            .filter(|(_, a)| a.scope == "global" && is_node_link(&a.link))
-            .filter_map(|(_, a)| {
-                Some((
-                    a.family != "inet4",
-                    a.link_index,
-                    a.address.split('/').next()?.parse().ok()?,
-                ))
-            })
-            .collect();
-        addrs.sort();
-        let mut addresses: Vec<IpAddr> = addrs.into_iter().map(|(_, _, ip)| ip).collect();
-        addresses.dedup();
+        let cfg = node.running_config();
         NodeFacts {
             hostname: node.hostname(),
-            addresses,
+            addresses: crate::addresses::node_addresses(&node.store, cfg.as_ref()),
         }
     }
-}
-
-/// Links whose addresses are not the node's: loopback, the pod bridge, pod
-/// veths, kube-proxy's dummy (the same links the kubelet's node IP skips).
-fn is_node_link(link: &str) -> bool {
-    !(link == "lo"
-        || link == "cni0"
-        || link == "docker0"
-        || link.starts_with("veth")
-        || link.starts_with("kube-"))
 }
 
 /// Where the secrets go: the node's directories, or a temporary directory

@@ -1,19 +1,13 @@
 //! The node's CNI config: the reference `bridge` plugin on `cni0` with
-//! host-local IPAM over the Node's podCIDR, and `portmap`. machined reads
-//! its own Node object until the controller-manager has given it a
-//! podCIDR, writes `/system/cni/net.d/10-cairn.conflist` atomically, and
-//! keeps checking (a re-created Node may get another range). containerd's
-//! CRI plugin runs the `loopback` plugin for every pod by itself.
-//!
-//! The Node is polled rather than watched: it is one small object, and a
-//! poll survives API server restarts without resumption logic.
+//! host-local IPAM over the Node's podCIDR, and `portmap`, written to
+//! `/system/cni/net.d/10-cairn.conflist` atomically by `crate::podnet` once
+//! the controller-manager has given the Node a podCIDR (and again if it
+//! changes). containerd's CRI plugin runs the `loopback` plugin for every
+//! pod by itself.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use config::constants::k8s;
 use k8s_openapi::api::core::v1::Node;
-use kube::Api;
 use serde_json::json;
 
 /// The file machined writes; containerd takes the first file in the
@@ -43,7 +37,9 @@ pub fn conflist(pod_cidrs: &[String]) -> String {
                 "type": "bridge",
                 "bridge": BRIDGE,
                 "isGateway": true,
-                "ipMasq": true,
+                // Masquerading is podnet's, for traffic leaving the Pod
+                // networks only (Pod to Pod across nodes keeps its source).
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {"type": "host-local", "ranges": ranges, "routes": routes},
             },
@@ -73,59 +69,6 @@ pub fn pod_cidrs(node: &Node) -> Vec<String> {
     match &spec.pod_cidrs {
         Some(list) if !list.is_empty() => list.clone(),
         _ => spec.pod_cidr.iter().cloned().collect(),
-    }
-}
-
-/// Keeps the CNI config in step with this node's podCIDR, for as long as
-/// machined runs. Uses the kubelet's kubeconfig (a node may read its own
-/// Node object), which on a worker appears once the kubelet has joined.
-pub async fn follow_pod_cidr(hostname: String) {
-    follow_pod_cidr_with(
-        hostname,
-        PathBuf::from(k8s::KUBELET_KUBECONFIG),
-        PathBuf::from(k8s::CNI_CONF_DIR),
-    )
-    .await
-}
-
-pub async fn follow_pod_cidr_with(hostname: String, kubeconfig: PathBuf, dir: PathBuf) {
-    let mut client = None;
-    let mut written = false;
-    loop {
-        if client.is_none() {
-            client = super::client(&kubeconfig).await.ok();
-        }
-        if let Some(c) = &client {
-            let nodes: Api<Node> = Api::all(c.clone());
-            match nodes.get_opt(&hostname).await {
-                Ok(Some(node)) => {
-                    let cidrs = pod_cidrs(&node);
-                    if !cidrs.is_empty() {
-                        match write(&dir, &cidrs) {
-                            Ok(true) => runtime::console!(
-                                "cni: {} written for podCIDR {}",
-                                CONFLIST,
-                                cidrs.join(",")
-                            ),
-                            Ok(false) => {}
-                            Err(e) => runtime::console!(
-                                "cni: cannot write {}: {e}",
-                                dir.join(CONFLIST).display()
-                            ),
-                        }
-                        written = true;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "cannot read the Node"),
-            }
-        }
-        tokio::time::sleep(if written {
-            Duration::from_secs(60)
-        } else {
-            Duration::from_secs(3)
-        })
-        .await;
     }
 }
 

@@ -192,7 +192,7 @@ impl Effects for NodeEffects {
         let Some(node) = self.node.upgrade() else {
             return Vec::new();
         };
-        let facts = kubernetes::specs::node_facts(&node.store);
+        let facts = kubernetes::specs::node_facts(&node.store, Some(new));
         kubernetes::specs::services_changed(old, new, &facts)
             .into_iter()
             // Only what runs restarts; the rest starts with the new spec.
