@@ -83,6 +83,7 @@ fn controlplane_config(input: &GenerateInput) -> MachineConfig {
             kubelet: Default::default(),
             registries: Default::default(),
             features: Features::default(),
+            logging: Default::default(),
         },
         cluster: ClusterSpec {
             cluster_name: input.cluster_name.clone(),

@@ -253,6 +253,7 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
         if !done.csr_approver {
             tokio::spawn(crate::manifests::csr_approver::run(client.clone()));
+            tokio::spawn(crate::manifests::apply_addons(client.clone(), cfg.clone()));
             done.csr_approver = true;
         }
         crate::manifests::label_control_plane(&client, &node.hostname()).await;

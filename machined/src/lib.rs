@@ -16,6 +16,7 @@ pub mod debug;
 pub mod install;
 pub mod join;
 pub mod lifecycle;
+pub mod log_shipping;
 pub mod maintenance;
 pub mod pid1;
 pub mod reset;

@@ -283,6 +283,7 @@ pub fn start_controllers(node: &Node) {
 /// machined's start and apid's, which costs about a second under TCG.
 fn start_observers(node: &Arc<Node>) {
     start_controllers(node);
+    crate::log_shipping::start(node);
     tokio::spawn(console::block_loop(node.store.clone()));
 }
 

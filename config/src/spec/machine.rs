@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{is_default, is_false, yes, CertAndKey};
 use crate::types::{
     ArgName, Cidr, DiskPath, DnsName, Duration, FileMode, FilePath, HardwareAddrSelector, HttpUrl,
-    ImageRef, InterfaceAddress, InterfaceName, IpAddress, LabelKey, LabelValue, Mtu, NetworkHost,
-    RegistryName, ScalarString, SubjectAltName, SysctlName, TaintValue, Token, VlanId,
+    ImageRef, InterfaceAddress, InterfaceName, IpAddress, LabelKey, LabelValue, LogEndpoint, Mtu,
+    NetworkHost, RegistryName, ScalarString, SubjectAltName, SysctlName, TaintValue, Token, VlanId,
 };
 
 /// The machine document's body: the role of this node and how its disk,
@@ -60,6 +60,41 @@ pub struct MachineSpec {
     /// Optional behaviour switches.
     #[serde(default)]
     pub features: Features,
+    /// Where machined sends its services' logs and the kernel log.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub logging: Logging,
+}
+
+/// machined's log shipping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Logging {
+    /// Endpoints that receive every line of machined's services and of the
+    /// kernel log as JSON lines (one object per line: time, node, service,
+    /// message). With the logging add-on on, its store is one of them
+    /// without being listed. Lines are not kept while an endpoint is down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<LogDestination>,
+}
+
+/// One log destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogDestination {
+    /// `tcp://host:port` or `udp://host:port`.
+    pub endpoint: LogEndpoint,
+    /// The line format; only `json_lines`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    #[serde(rename = "json_lines")]
+    JsonLines,
 }
 
 /// The role of a machine in the cluster.

@@ -12,7 +12,8 @@ pub use cluster::{
 };
 pub use machine::{
     Bond, BondMode, DeviceSelector, Features, File, FileOp, Install, Interface, Kubelet,
-    MachineSpec, MachineType, Mirror, Network, NodeIp, Registries, Route, Time, Vlan,
+    LogDestination, LogFormat, Logging, MachineSpec, MachineType, Mirror, Network, NodeIp,
+    Registries, Route, Time, Vlan,
 };
 
 use schemars::JsonSchema;

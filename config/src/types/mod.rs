@@ -15,7 +15,7 @@ pub use names::{
 };
 pub use net::{
     Cidr, ControlPlaneEndpoint, HardwareAddrSelector, HttpUrl, InterfaceAddress, IpAddress,
-    NetworkHost, SubjectAltName,
+    LogEndpoint, NetworkHost, SubjectAltName,
 };
 pub use secret::{EncryptionKey, PemCertificate, PemPrivateKey, Token};
 

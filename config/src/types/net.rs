@@ -214,6 +214,52 @@ str_scalar!(HttpUrl, {
     "examples": ["https://mirror.example.org"]
 });
 
+/// Where machined sends its logs: `tcp://host:port` or `udp://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogEndpoint {
+    text: String,
+    pub udp: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl StrScalar for LogEndpoint {
+    const EXPECTING: &'static str = "a tcp:// or udp:// URL with a host and a port";
+    fn parse_text(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s).map_err(|e| format!("{} is not a URL: {e}", quote(s)))?;
+        let udp = match url.scheme() {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(format!("{} must be a tcp:// or udp:// URL", quote(s))),
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{} has no host", quote(s)))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let port = url
+            .port()
+            .ok_or_else(|| format!("{} has no port", quote(s)))?;
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!("{} must not have a path", quote(s)));
+        }
+        Ok(LogEndpoint {
+            text: s.to_string(),
+            udp,
+            host,
+            port,
+        })
+    }
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.text)
+    }
+}
+str_scalar!(LogEndpoint, {
+    "description": "A tcp:// or udp:// URL with a host and a port.",
+    "examples": ["tcp://10.96.0.11:5170", "udp://192.168.1.5:514"]
+});
+
 /// A host given as an IP address or a DNS name (time servers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NetworkHost {
