@@ -64,11 +64,14 @@ cairnctl: ## Build cairnctl into _out/ (beside kubectl)
 	@mkdir -p $(OUT) && install -m 0755 $${CARGO_TARGET_DIR:-target}/release/cairnctl $(OUT)/cairnctl
 	@echo "$(OUT)/cairnctl"
 
-cluster: image cairnctl ## Boot a local one-node Kubernetes cluster in QEMU (kubeconfig in ~/.cache/cairn/cluster)
-	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin cluster -- up
+# The cluster's files (disks, consoles, configs, kubeconfig, cairnconfig) are
+# in $(CAIRN_CACHE)/clusters/local; its kube context is merged into ~/.kube/config.
+cluster: image cairnctl ## Boot a local cluster in QEMU: one control plane and one worker (cairnctl cluster create)
+	$(OUT)/cairnctl cluster create --controlplanes 1 --workers 1 --name local --image-dir $(abspath $(OUT))
 
-cluster-down: ## Stop and remove the local node
-	CAIRN_OUT=$(abspath $(OUT)) cargo run --release -p cairn-tests --bin cluster -- down
+cluster-down: ## Stop and remove the local cluster (cairnctl cluster destroy)
+	@if [ -x $(OUT)/cairnctl ]; then $(OUT)/cairnctl cluster destroy --name local; \
+	else cargo run --release -p ctl -- cluster destroy --name local; fi
 
 clean: ## Remove build outputs (not the cache)
 	rm -rf $(OUT) target

@@ -331,10 +331,8 @@ fn condition(object: &serde_json::Value, kind: &str) -> bool {
         .any(|c| c["type"] == kind && c["status"] == "True")
 }
 
-/// Boot disk size of a Kubernetes node VM: the imported images take about
-/// twice their 312 MB on /var, and the kubelet taints a node whose /var is
-/// 95 % full with disk-pressure (the 2 GiB raw image leaves /var 0.8 GiB).
-pub const NODE_DISK_GIB: u32 = 6;
+/// Boot disk size of a Kubernetes node VM (see the provision crate).
+pub use provision::cluster::NODE_DISK_GIB;
 
 /// The control-plane and addon Pods every Cairn cluster runs, by name
 /// prefix in kube-system.

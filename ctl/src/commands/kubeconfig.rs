@@ -221,9 +221,87 @@ pub fn merge(existing: &str, new: &str) -> anyhow::Result<Merged> {
     })
 }
 
+/// Removes `context` from the kubeconfig text `existing`, and the cluster
+/// and user it names when no other context uses them; `None` when there
+/// is no such context. The current context moves to the first one left.
+pub fn unmerge(existing: &str, context: &str) -> anyhow::Result<Option<String>> {
+    let mut doc: Mapping =
+        serde_yaml::from_str(existing).context("the kubeconfig is not valid YAML")?;
+    let Some(entry) = entries(&doc, "contexts")
+        .find(|e| name_of(e) == Some(context))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let retain = |doc: &mut Mapping, section: &str, keep: &dyn Fn(&Value) -> bool| {
+        if let Some(Value::Sequence(list)) = doc.get_mut(section) {
+            list.retain(|e| keep(e));
+        }
+    };
+    retain(&mut doc, "contexts", &|e| name_of(e) != Some(context));
+    for (key, section) in [("cluster", "clusters"), ("user", "users")] {
+        let Some(name) = entry
+            .get("context")
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let used = entries(&doc, "contexts").any(|e| {
+            e.get("context")
+                .and_then(|c| c.get(key))
+                .and_then(Value::as_str)
+                == Some(name)
+        });
+        if !used {
+            retain(&mut doc, section, &|e| name_of(e) != Some(name));
+        }
+    }
+    if doc.get("current-context").and_then(Value::as_str) == Some(context) {
+        let next = entries(&doc, "contexts")
+            .find_map(name_of)
+            .map(str::to_string);
+        match next {
+            Some(n) => doc.insert("current-context".into(), n.into()),
+            None => doc.insert("current-context".into(), "".into()),
+        };
+    }
+    Ok(Some(serde_yaml::to_string(&doc)?))
+}
+
+/// Merges the kubeconfig `new` into the file at `path` (made when
+/// missing), as `cairnctl kubeconfig` does.
+pub fn merge_file(path: &Path, new: &str) -> anyhow::Result<Merged> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let merged = merge(&existing, new)?;
+    write(path, merged.text.as_bytes(), true)?;
+    Ok(merged)
+}
+
+/// Removes `context` from the kubeconfig file at `path` (see [`unmerge`]);
+/// whether it was there.
+pub fn unmerge_file(path: &Path, context: &str) -> anyhow::Result<bool> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    match unmerge(&existing, context)? {
+        Some(text) => {
+            write(path, text.as_bytes(), true)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Writes `bytes` to `path` atomically with mode 0600, creating the
 /// directory (0700) when missing.
-fn write(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
+pub fn write(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<()> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -354,6 +432,39 @@ mod tests {
             .iter()
             .map(|e| e["name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn unmerge_takes_out_what_merge_put_in_and_nothing_else() {
+        let existing = "apiVersion: v1\nkind: Config\npreferences: {colors: true}\n\
+            clusters:\n- name: prod\n  cluster:\n    server: https://prod:6443\n\
+            users:\n- name: me\n  user: {token: t}\n\
+            contexts:\n- name: prod\n  context: {cluster: prod, user: me}\ncurrent-context: prod\n";
+        let m = merge(
+            existing,
+            &kubeconfig("c1", "https://127.0.0.1:6443", "QQ=="),
+        )
+        .unwrap();
+        assert_eq!(m.context, "admin@c1");
+        let back = unmerge(&m.text, "admin@c1")
+            .unwrap()
+            .expect("the context was there");
+        let v = doc(&back);
+        assert_eq!(names(&v, "clusters"), vec!["prod"]);
+        assert_eq!(names(&v, "users"), vec!["me"]);
+        assert_eq!(names(&v, "contexts"), vec!["prod"]);
+        assert_eq!(v["current-context"], "prod");
+        assert_eq!(v["preferences"]["colors"], true);
+        assert!(unmerge(&back, "admin@c1").unwrap().is_none());
+        // A user another context still names stays.
+        let shared = "clusters:\n- name: a\n  cluster: {server: s}\n- name: b\n  cluster: {server: t}\n\
+            users:\n- name: admin\n  user: {token: t}\n\
+            contexts:\n- name: x\n  context: {cluster: a, user: admin}\n- name: y\n  context: {cluster: b, user: admin}\n\
+            current-context: x\n";
+        let v = doc(&unmerge(shared, "x").unwrap().unwrap());
+        assert_eq!(names(&v, "clusters"), vec!["b"]);
+        assert_eq!(names(&v, "users"), vec!["admin"]);
+        assert_eq!(v["current-context"], "y");
     }
 
     #[test]

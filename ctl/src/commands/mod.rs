@@ -7,6 +7,7 @@ use crate::global::GlobalArgs;
 pub mod apply_config;
 pub mod bootstrap;
 pub mod cairnconfig;
+pub mod cluster;
 pub mod completion;
 pub mod config_new;
 pub mod confirm;
@@ -120,6 +121,9 @@ pub enum Command {
     Etcd(etcd::EtcdCommand),
     /// Wait until etcd, the API server, the nodes and cluster DNS are healthy.
     Health(health::Args),
+    /// Local clusters in QEMU: create, show, destroy.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -158,5 +162,6 @@ pub async fn run(command: Command, global: GlobalArgs) -> anyhow::Result<ExitCod
         Command::Kubeconfig(a) => kubeconfig::run(a, &global).await,
         Command::Etcd(c) => etcd::run(c, &global).await,
         Command::Health(a) => health::run(a, &global).await,
+        Command::Cluster(c) => cluster::run(c, &global).await,
     }
 }

@@ -479,7 +479,7 @@ impl Vm {
                             return Err(self.timeout(&what, timeout));
                         }
                         if attempts.len() < MAX_IN_FLIGHT {
-                            attempts.spawn(crate::api::version_insecure(port));
+                            attempts.spawn(crate::probe::version_insecure(port));
                         }
                     }
                 }

@@ -38,6 +38,27 @@ impl Images {
         Images { dir }
     }
 
+    /// The images for `cairnctl cluster create`: `explicit` (`--image-dir`),
+    /// else `$CAIRN_OUT`, else the directory of the running program when it
+    /// holds the raw image (`make cairnctl` installs cairnctl beside the
+    /// images), else `_out/` of the workspace the program was built in.
+    pub fn for_cli(explicit: Option<PathBuf>) -> Images {
+        if let Some(dir) = explicit {
+            return Images { dir };
+        }
+        if std::env::var_os("CAIRN_OUT").is_some() {
+            return Images::locate();
+        }
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .filter(|d| d.join("metal-amd64.raw").is_file());
+        match beside {
+            Some(dir) => Images { dir },
+            None => Images::locate(),
+        }
+    }
+
     fn file(&self, name: &str) -> Result<PathBuf, ImageError> {
         let path = self.dir.join(name);
         if path.is_file() {
@@ -128,11 +149,11 @@ fn read_decompressed(path: &Path) -> Result<Vec<u8>, ImageError> {
     Ok(out.stdout)
 }
 
-/// The Cargo workspace root (this crate lives in `<root>/tests`).
+/// The Cargo workspace root (this crate lives in `<root>/provision`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("provision/ has a parent")
         .to_path_buf()
 }
 
