@@ -18,6 +18,7 @@ pub mod join;
 pub mod lifecycle;
 pub mod log_shipping;
 pub mod maintenance;
+pub mod metrics;
 pub mod pid1;
 pub mod reset;
 pub mod secure;

@@ -284,6 +284,7 @@ pub fn start_controllers(node: &Node) {
 fn start_observers(node: &Arc<Node>) {
     start_controllers(node);
     crate::log_shipping::start(node);
+    tokio::spawn(crate::metrics::serve(Arc::downgrade(node)));
     tokio::spawn(console::block_loop(node.store.clone()));
 }
 
