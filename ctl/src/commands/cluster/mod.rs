@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 use crate::global::GlobalArgs;
 
+pub mod bringup;
 pub mod configs;
 pub mod create;
 pub mod destroy;
 pub mod hub;
 pub mod progress;
 pub mod show;
+pub mod summary;
 pub mod wait;
 
 #[derive(clap::Subcommand)]
