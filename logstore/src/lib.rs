@@ -7,6 +7,7 @@
 //! bounded; out of room, it refuses new data and keeps answering queries.
 //! See logstore/README.md.
 
+pub mod compaction;
 pub mod http;
 pub mod record;
 pub mod retention;

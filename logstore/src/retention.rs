@@ -9,8 +9,8 @@
 //!   lines (their disk buffer, then the kubelet's files) until room returns.
 //!
 //! Deletion is tantivy's delete-by-query on the `time` range, committed like
-//! any batch; segments left mostly deleted are merged by the merge policy,
-//! and tantivy removes the files no commit refers to any more.
+//! any batch; segments left a fifth deleted are rewritten and the files no
+//! commit refers to any more are removed (see `compaction`).
 
 use std::ops::Bound;
 use std::time::Duration;

@@ -43,6 +43,15 @@ pub enum OpenError {
     },
 }
 
+/// Why the size of the records could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error("listing the index: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading the index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+}
+
 /// What each commit records besides the documents (tantivy's commit
 /// payload, written atomically with them): the next sequence number, and
 /// for each collector the last batch it committed, so a batch sent again
@@ -185,6 +194,34 @@ impl Store {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.last_seq.send_replace(last_seq);
         Ok(())
+    }
+
+    /// Bytes the live records take (see `live_bytes`), on a snapshot as
+    /// new as the index: one older than a merge would count the merged
+    /// segments as empty once tantivy removed their files. `last_seq` is
+    /// the last committed sequence number, for a snapshot published anew.
+    pub fn live_bytes(&self, last_seq: u64) -> Result<u64, MeasureError> {
+        let mut tries = 0;
+        loop {
+            let snapshot = self.snapshot();
+            let bytes = live_bytes(&self.dir, &snapshot.searcher)?;
+            // Read after the listing: if the index still has the
+            // snapshot's segments, none of their files was removed before.
+            let mut now = self.index.searchable_segment_ids()?;
+            let mut seen: Vec<_> = snapshot
+                .searcher
+                .segment_readers()
+                .iter()
+                .map(|s| s.segment_id())
+                .collect();
+            now.sort();
+            seen.sort();
+            tries += 1;
+            if now == seen || tries == 3 {
+                return Ok(bytes);
+            }
+            self.publish(last_seq)?;
+        }
     }
 
     /// Wakes whenever a commit published new records.

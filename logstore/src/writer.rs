@@ -13,12 +13,14 @@
 //! Every `tick` the thread measures the index and the free disk, decides
 //! whether writes are accepted, and runs retention when it is due (see
 //! `retention`).
+//! The disk space of deleted records comes back through `compaction`.
 
 use std::time::{Duration, Instant};
 
 use tantivy::{IndexWriter, TantivyDocument};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
+use crate::compaction::{self, Compaction};
 use crate::record::{now_nanos, Record};
 use crate::retention::{self, Policy};
 use crate::store::{CommitState, SourceState, Status, Store};
@@ -104,8 +106,7 @@ pub struct Writer {
     disk_error: Option<String>,
     /// The last retention found nothing it may delete while over the limit.
     cannot_make_room: bool,
-    /// The segments last given to a compacting merge, and when.
-    last_compaction: Option<(Vec<tantivy::index::SegmentId>, Instant)>,
+    compaction: Compaction,
 }
 
 fn new_writer(store: &Store, settings: &Settings) -> tantivy::Result<IndexWriter<TantivyDocument>> {
@@ -115,11 +116,9 @@ fn new_writer(store: &Store, settings: &Settings) -> tantivy::Result<IndexWriter
         .num_merge_threads(1)
         .build();
     let writer = store.index.writer_with_options(options)?;
-    let mut policy = tantivy::indexer::LogMergePolicy::default();
-    // Retention deletes old records; segments mostly deleted are merged
-    // (rewritten without them) so the space comes back.
-    policy.set_del_docs_ratio_before_merge(0.2);
-    writer.set_merge_policy(Box::new(policy));
+    // Segments of similar sizes are merged by tantivy's default policy;
+    // those with deleted records by `compaction` only (see there why).
+    writer.set_merge_policy(Box::new(tantivy::indexer::LogMergePolicy::default()));
     Ok(writer)
 }
 
@@ -157,7 +156,7 @@ impl Writer {
             first_pending: None,
             disk_error: None,
             cannot_make_room: false,
-            last_compaction: None,
+            compaction: Compaction::default(),
         })
     }
 
@@ -262,12 +261,15 @@ impl Writer {
         }
         let n = records.len();
         if let Err(e) = self.writer() {
-            reply(
+            let full = is_out_of_space(&e);
+            self.waiting.push(Waiting {
                 ack,
-                Err(WriteError::Unavailable(format!(
-                    "the index writer cannot be opened: {e}"
-                ))),
-            );
+                outcome: Ack {
+                    accepted: 0,
+                    duplicate: false,
+                },
+            });
+            self.fail(format!("the index writer cannot be opened: {e}"), full);
             return;
         }
         for r in &records {
@@ -282,11 +284,17 @@ impl Writer {
             };
             if let Err(e) = added {
                 tracing::error!(%e, "adding a document failed; rolling back the uncommitted batches");
-                reply(
+                // This batch is answered with the others: an indexing
+                // thread that died writing to a full disk makes it a 507.
+                let full = is_out_of_space(&e);
+                self.waiting.push(Waiting {
                     ack,
-                    Err(WriteError::Unavailable(format!("indexing failed: {e}"))),
-                );
-                self.fail(format!("indexing failed: {e}"), false);
+                    outcome: Ack {
+                        accepted: 0,
+                        duplicate: false,
+                    },
+                });
+                self.fail(format!("indexing failed: {e}"), full);
                 return;
             }
         }
@@ -338,6 +346,11 @@ impl Writer {
                 if let Err(e) = self.store.publish(last) {
                     tracing::error!(%e, "reloading the index reader after a commit");
                 }
+                self.disk_error = None;
+                // Sizes and refusal as of this commit before anyone is
+                // answered: a client told its batch is stored finds it
+                // counted in /healthz, not the sizes of the last tick.
+                self.measure();
                 let acks = std::mem::take(&mut self.waiting);
                 tracing::debug!(
                     docs = self.pending_docs,
@@ -352,7 +365,6 @@ impl Writer {
                 }
                 self.pending_docs = 0;
                 self.first_pending = None;
-                self.disk_error = None;
             }
             Err(e) => {
                 let full = is_out_of_space(&e);
@@ -365,7 +377,9 @@ impl Writer {
     /// Rolls back everything uncommitted and fails its batches. A failure
     /// with the disk (nearly) full counts as out of space even when
     /// tantivy's error does not say so (an indexing thread's error is
-    /// reported as "index writer was killed").
+    /// reported as "index writer was killed"). The store refuses writes
+    /// before the batches are answered, so a client told 507 finds it
+    /// refusing.
     fn fail(&mut self, why: String, out_of_space: bool) {
         let (free, _) = crate::store::disk_space(&self.store.dir).unwrap_or((u64::MAX, 0));
         let out_of_space = out_of_space || free < DISK_FULL;
@@ -382,7 +396,15 @@ impl Writer {
             // Dropped first: it holds the directory lock.
             self.writer = None;
         }
+        // A merge of the writer rolled back or dropped is not waited for.
+        self.compaction.forget();
         self.state = self.committed.clone();
+        self.pending_docs = 0;
+        self.first_pending = None;
+        if out_of_space {
+            self.disk_error = Some(why.clone());
+            self.measure();
+        }
         for w in std::mem::take(&mut self.waiting) {
             if let Some(a) = w.ack {
                 let _ = a.send(Err(if out_of_space {
@@ -391,12 +413,6 @@ impl Writer {
                     WriteError::Unavailable(why.clone())
                 }));
             }
-        }
-        self.pending_docs = 0;
-        self.first_pending = None;
-        if out_of_space {
-            self.disk_error = Some(why);
-            self.measure();
         }
     }
 
@@ -414,6 +430,7 @@ impl Writer {
     }
 
     fn tick(&mut self) {
+        let mut collect = self.compaction.ended();
         // Merges finished since the last commit: let readers drop the files.
         if let Err(e) = self
             .store
@@ -421,48 +438,34 @@ impl Writer {
         {
             tracing::warn!(%e, "reloading the index reader");
         }
-        let status = self.measure();
-        let over = status.live_bytes >= self.settings.policy.max_size;
+        let over = self.measure().live_bytes >= self.settings.policy.max_size;
         if Instant::now() >= self.next_retention || over {
             self.retention();
             self.compact();
+            // Also what merges of tantivy's policy left when dropped.
+            collect = true;
             self.next_retention = Instant::now() + self.settings.retention_interval;
+        }
+        if collect {
+            self.collect_garbage();
             self.measure();
         }
     }
 
-    /// Rewrites segments with more than a fifth of their records deleted,
-    /// so retention's deletions give the disk space back (tantivy's merge
-    /// policy does this too, but its merges are dropped when a commit
-    /// removes one of their segments first, as retention's commits do).
+    /// Rewrites segments with deleted records (one merge at a time).
     fn compact(&mut self) {
-        let Ok(metas) = self.store.index.searchable_segment_metas() else {
-            return;
-        };
-        let ids: Vec<_> = metas
-            .iter()
-            .filter(|m| m.max_doc() > 0 && m.num_deleted_docs() * 5 > m.max_doc())
-            .map(|m| m.id())
-            .collect();
-        if ids.is_empty() {
+        if self.writer().is_err() {
             return;
         }
-        let recently = self
-            .last_compaction
-            .as_ref()
-            .is_some_and(|(prev, t)| *prev == ids && t.elapsed() < Duration::from_secs(30));
-        if recently {
-            return;
+        if let Some(w) = self.writer.as_mut() {
+            self.compaction.start(&self.store.index, w);
         }
-        tracing::debug!(
-            segments = ids.len(),
-            "compacting segments with deleted records"
-        );
-        // The merge runs on tantivy's merge thread; its result is not awaited.
-        let Ok(writer) = self.writer() else { return };
-        drop(writer.merge(&ids));
-        drop(writer.garbage_collect_files());
-        self.last_compaction = Some((ids, Instant::now()));
+    }
+
+    fn collect_garbage(&mut self) {
+        if let Ok(w) = self.writer() {
+            compaction::collect_garbage(w);
+        }
     }
 
     /// Deletes what the policy says must go, in the same commit as any
@@ -514,10 +517,11 @@ impl Writer {
     fn measure(&mut self) -> Status {
         let p = &self.settings.policy;
         let bytes = crate::store::dir_size(&self.store.dir).unwrap_or(0);
-        let snapshot = self.store.snapshot();
-        let searcher = &snapshot.searcher;
-        let docs = searcher.num_docs();
-        let live_bytes = crate::store::live_bytes(&self.store.dir, searcher).unwrap_or(bytes);
+        let live_bytes = self
+            .store
+            .live_bytes(self.committed.next_seq.saturating_sub(1))
+            .unwrap_or(bytes);
+        let docs = self.store.snapshot().searcher.num_docs();
         let (free, total) = crate::store::disk_space(&self.store.dir).unwrap_or((u64::MAX, 0));
         let min_free = p.min_free.bytes(total);
         let refusing = if free < min_free {
