@@ -78,6 +78,19 @@ impl Compiled {
         local: &Local,
     ) -> Result<Compiled, SettingsError> {
         let own = members::certificate_names(settings.server.crt.der());
+        // Entries machined wrote that do not parse are skipped, as the
+        // flag's are refused: one bad name must not stop apid serving.
+        let from_machined: Vec<NodeAddr> = settings
+            .members
+            .iter()
+            .filter_map(|m| match NodeAddr::parse(m) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(member = %m, error = %e, "skipping a member machined listed");
+                    None
+                }
+            })
+            .collect();
         Ok(Compiled {
             trust: Trust {
                 mode: settings.mode,
@@ -94,7 +107,7 @@ impl Compiled {
             members: Members::for_node(
                 own.iter().map(String::as_str),
                 local.listen_port,
-                &local.members,
+                local.members.iter().chain(&from_machined),
             ),
         })
     }
@@ -219,5 +232,42 @@ impl Source {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::pki;
+
+    #[test]
+    fn members_listed_by_machined_are_forwarded_to_and_follow_reloads() {
+        let ca = pki::create_os_ca().unwrap();
+        let server = pki::issue_server_cert(&ca, "cp-1", &[], pki::LEAF_VALIDITY).unwrap();
+        let mut settings = ApidSettings {
+            mode: ApidMode::Secure,
+            server,
+            ca: Some(ca.crt.clone()),
+            forwarding: None,
+            rbac: true,
+            join: false,
+            members: vec!["10.5.0.10".into(), "not a host:x".into()],
+        };
+        let local = Local {
+            listen_port: None,
+            members: vec![NodeAddr::parse("10.5.0.2").unwrap()],
+        };
+        let current = Current::new(&settings, local).unwrap();
+        let addr = |s| NodeAddr::parse(s).unwrap();
+        let m = current.get().members.clone();
+        assert!(m.check(&addr("10.5.0.10")).is_ok(), "machined's member");
+        assert!(m.check(&addr("10.5.0.2")).is_ok(), "the flag's member");
+        assert!(m.check(&addr("10.5.0.11")).is_err());
+        // A Node that left is no longer forwarded to after the reload.
+        settings.members = vec!["10.5.0.11".into()];
+        current.replace(&settings).unwrap();
+        let m = current.get().members.clone();
+        assert!(m.check(&addr("10.5.0.10")).is_err());
+        assert!(m.check(&addr("10.5.0.11")).is_ok());
     }
 }

@@ -56,6 +56,12 @@ pub struct ApidSettings {
     /// apid certificates of joining machines (a control plane).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub join: bool,
+    /// The other nodes of the cluster (host or host:port) apid may forward
+    /// calls to, as machined knows them: the control-plane endpoint and the
+    /// addresses of the Kubernetes Nodes. The node's own names are always
+    /// members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -93,6 +99,7 @@ mod tests {
             forwarding: None,
             rbac: true,
             join: false,
+            members: vec!["10.5.0.3".into(), "cp.example:50000".into()],
         };
         assert_eq!(ApidSettings::parse(s.render().as_bytes()).unwrap(), s);
         assert!(s.render().starts_with("mode: secure\n"));

@@ -20,6 +20,7 @@ pub mod images;
 pub mod k8s_pki;
 pub mod kubelet;
 pub mod manifests;
+pub mod members;
 pub mod payload;
 pub mod podlogs;
 pub mod podnet;

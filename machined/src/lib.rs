@@ -10,6 +10,7 @@
 //! from depending on it: `kubernetes` <- `host` <- `runtime` <- `system`.
 
 pub mod api;
+pub mod apid_members;
 pub mod apply;
 pub mod console;
 pub mod debug;

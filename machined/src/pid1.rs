@@ -262,6 +262,10 @@ pub fn start_controllers(node: &Node) {
         runtime::resources::controller::spawn(store, kubernetes::specs::SpecController),
         runtime::resources::controller::spawn(
             store,
+            kubernetes::members::MembersController::default(),
+        ),
+        runtime::resources::controller::spawn(
+            store,
             runtime::resources::services::ServicesController {
                 supervisor: node.supervisor.clone(),
                 events: node.events.clone(),
@@ -285,6 +289,11 @@ fn start_observers(node: &Arc<Node>) {
     start_controllers(node);
     crate::log_shipping::start(node);
     tokio::spawn(crate::metrics::serve(Arc::downgrade(node)));
+    tokio::spawn(crate::apid_members::follow(
+        Arc::downgrade(node),
+        crate::secure::settings_dir(),
+        Some((crate::maintenance::APID_UID, crate::maintenance::APID_GID)),
+    ));
     tokio::spawn(console::block_loop(node.store.clone()));
 }
 

@@ -132,6 +132,7 @@ pub fn secure_settings(
         rbac: config.machine.features.rbac,
         // It holds the OS CA key: it can sign joining machines' apid.
         join: true,
+        members: Vec::new(),
     })
 }
 
@@ -150,6 +151,7 @@ pub fn maintenance_settings(
         forwarding: None,
         rbac: true,
         join: false,
+        members: Vec::new(),
     })
 }
 
@@ -157,6 +159,42 @@ pub fn maintenance_settings(
 /// `owner`, fsync, rename, fsync of the directory. The directory is made
 /// 0700 and owned by `owner` too.
 pub fn write_settings(
+    dir: &Path,
+    settings: &ApidSettings,
+    owner: Option<(u32, u32)>,
+) -> Result<(), SecureError> {
+    let _one_writer = SETTINGS_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    write_unlocked(dir, settings, owner)
+}
+
+/// Serialises writes of apid's settings: new certificates (apply, join)
+/// and new members ([`update_settings`]) are written by different tasks,
+/// and a read-modify-write must not put back certificates just replaced.
+static SETTINGS_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Changes the settings in `dir` with `change` (which says whether it
+/// changed anything) and writes them back; nothing when there are no
+/// settings yet or they do not parse (the next full write replaces them).
+pub fn update_settings(
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+    change: impl FnOnce(&mut ApidSettings) -> bool,
+) -> Result<bool, SecureError> {
+    let _one_writer = SETTINGS_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let Ok(bytes) = std::fs::read(dir.join(SETTINGS_FILE)) else {
+        return Ok(false);
+    };
+    let Ok(mut settings) = ApidSettings::parse(&bytes) else {
+        return Ok(false);
+    };
+    if !change(&mut settings) {
+        return Ok(false);
+    }
+    write_unlocked(dir, &settings, owner)?;
+    Ok(true)
+}
+
+fn write_unlocked(
     dir: &Path,
     settings: &ApidSettings,
     owner: Option<(u32, u32)>,

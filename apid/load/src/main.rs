@@ -125,6 +125,7 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
         forwarding: None,
         rbac: true,
         join: false,
+        members: Vec::new(),
     };
     let settings_dir = dir.path().join("apid");
     std::fs::create_dir(&settings_dir)?;

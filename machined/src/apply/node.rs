@@ -76,8 +76,9 @@ impl NodeEffects {
         ));
         addresses.sort_by_key(|a| (a.is_ipv6(), *a));
         addresses.dedup();
-        let settings = crate::secure::secure_settings(config, &node.hostname(), &addresses)
+        let mut settings = crate::secure::secure_settings(config, &node.hostname(), &addresses)
             .map_err(|e| e.to_string())?;
+        settings.members = crate::apid_members::hosts(&node.store, config);
         crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner)
             .map_err(|e| e.to_string())?;
         if self.start_apid && node.supervisor.handle("apid").is_none() {

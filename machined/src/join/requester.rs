@@ -255,6 +255,7 @@ async fn step(
                 forwarding: None,
                 rbac: cfg.machine.features.rbac,
                 join: false,
+                members: crate::apid_members::hosts(&node.store, cfg),
             };
             if let Err(e) = crate::secure::write_settings(&files.dir, &settings, files.owner) {
                 return Some(failed(node, &RequestError::Write(e), backoff));

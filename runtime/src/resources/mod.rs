@@ -88,6 +88,7 @@ kinds! {
     DISKS = "disks" in RUNTIME: "block devices, their partitions and contents";
     STATIC_PODS = "staticpods" in KUBERNETES: "pods the node runs without the API server";
     CONTAINERD_SPEC = "containerdspec" in KUBERNETES: "containerd's config, derived from the machine config";
+    MEMBERS = "members" in KUBERNETES: "the cluster's nodes as the API server lists them: addresses, role, readiness";
     KUBELET_SPEC = "kubeletspec" in KUBERNETES, sensitive: "the kubelet's flags and configuration, derived from the machine config";
     EVENTS = "events" in RUNTIME: "the node's event log";
     META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";
