@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test bench cluster cluster-down cairnctl clean
+.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,14 @@ bench: image ## Measure boot time, memory and image sizes under QEMU TCG
 	cargo test --release -p metrics-server --test aggregated -- --nocapture
 	# cluster logging: ingestion lines/s and query latency on 1 M lines, collector and store RSS
 	cargo bench -p logcollector --bench logging
+
+FUZZ_TIME ?= 600
+FUZZ_SMOKE_TIME ?= 5
+fuzz: ## Run every fuzz target for FUZZ_TIME seconds (default 600), one after another
+	fuzz/run.sh $(FUZZ_TIME)
+
+fuzz-smoke: ## Run every fuzz target for FUZZ_SMOKE_TIME seconds (default 5): they build, seeds and regressions pass
+	fuzz/run.sh $(FUZZ_SMOKE_TIME)
 
 cairnctl: ## Build cairnctl into _out/ (beside kubectl)
 	cargo build --release -p ctl

@@ -62,7 +62,9 @@ impl NodeAddr {
         if host.is_empty() || host.contains(['/', ' ', ',']) {
             return Err(bad());
         }
-        if s.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        // A host with a colon prints as `[host]:port`, which must parse back.
+        if (s.starts_with('[') || host.contains(':')) && host.parse::<std::net::Ipv6Addr>().is_err()
+        {
             return Err(bad());
         }
         let port = match port {
@@ -195,7 +197,20 @@ mod tests {
             }
         );
         assert_eq!(p("[fd00::1]").unwrap().to_string(), "[fd00::1]:50000");
-        for bad in ["", "a,b", "a:b", "[x]:1", "[fd00::1]x", "h:70000"] {
+        // "::ffff:10.0.0.133333333" (found by the node_addr fuzz target) was
+        // taken as a host, shown as "[::ffff:10.0.0.133333333]:50000", which
+        // did not parse.
+        for bad in [
+            "",
+            "a,b",
+            "a:b",
+            "[x]:1",
+            "[fd00::1]x",
+            "h:70000",
+            "::ffff:10.0.0.133333333",
+            "a:b:c",
+            "fe80::1%eth0",
+        ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
     }

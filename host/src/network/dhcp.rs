@@ -290,7 +290,7 @@ async fn recv_reply(
             Err(_) => return Ok(None),
             Ok(r) => r.map_err(dhcp_err("receive a DHCP message"))?.0,
         };
-        let Ok(m) = Message::from_bytes(&buf[..n]) else {
+        let Some(m) = decode(&buf[..n]) else {
             continue;
         };
         if m.opcode() == Opcode::BootReply
@@ -299,6 +299,68 @@ async fn recv_reply(
             && m.opts().msg_type().is_some_and(|t| kinds.contains(&t))
         {
             return Ok(Some(m));
+        }
+    }
+}
+
+/// Decodes a packet off the link, or `None` when it is not one.
+///
+/// dhcproto 0.15 `debug_assert!`s the lengths of a few options that it reads
+/// as fixed-size values: release builds read the option's first bytes,
+/// debug builds (the tests) panic on a packet anyone on the link can send.
+/// Such packets are refused here, before dhcproto reads them, so both builds
+/// behave alike (found by the `dhcp` fuzz target).
+pub fn decode(bytes: &[u8]) -> Option<Message> {
+    if !asserted_lengths_hold(bytes) {
+        return None;
+    }
+    Message::from_bytes(bytes).ok()
+}
+
+/// Where the options start: after the fixed BOOTP header and the magic cookie.
+const OPTIONS_AT: usize = 240;
+
+/// Whether the options dhcproto asserts on have the lengths it expects,
+/// taken as dhcproto reads them: adjacent options with one code are joined
+/// (RFC 3396) until a Pad, an End, another code or the end of the packet; a
+/// truncated option ends the reading.
+fn asserted_lengths_hold(bytes: &[u8]) -> bool {
+    let holds = |code: u8, len: usize| match OptionCode::from(code) {
+        OptionCode::RapidCommit => len == 0,
+        OptionCode::ClientNetworkInterface => len == 3,
+        OptionCode::BulkLeaseQueryBaseTime
+        | OptionCode::BulkLeasQueryStartTimeOfState
+        | OptionCode::BulkLeaseQueryQueryStartTime
+        | OptionCode::BulkLeaseQueryQueryEndTime => len == 4,
+        OptionCode::ClientFQDN => len >= 3,
+        _ => true,
+    };
+    let mut rest = bytes.get(OPTIONS_AT..).unwrap_or_default();
+    // The code of the option being read and its length so far.
+    let mut run: Option<(u8, usize)> = None;
+    loop {
+        let code = rest.first().copied();
+        if let Some((c, len)) = run {
+            if code != Some(c) {
+                if !holds(c, len) {
+                    return false;
+                }
+                run = None;
+            }
+        }
+        match code {
+            None | Some(255) => return true,
+            Some(0) => rest = &rest[1..],
+            Some(c) => {
+                let Some(len) = rest.get(1).map(|&l| usize::from(l)) else {
+                    return true;
+                };
+                let Some(after) = rest.get(2 + len..) else {
+                    return true;
+                };
+                run = Some((c, run.map_or(0, |(_, l)| l) + len));
+                rest = after;
+            }
         }
     }
 }
@@ -471,5 +533,46 @@ mod tests {
         let renew = client().request_renew(10, &lease);
         assert_eq!(renew.ciaddr(), lease.address);
         assert!(!renew.flags().broadcast());
+    }
+
+    /// Options dhcproto asserts the length of, with the wrong length, found
+    /// by the `dhcp` fuzz target: refused, not a panic in debug builds.
+    #[test]
+    fn options_of_the_wrong_length_are_refused_not_a_panic() {
+        let ack = reply(MessageType::Ack, 11).to_vec().unwrap();
+        assert!(decode(&ack).is_some());
+        let with = |opts: &[u8]| {
+            let mut b = ack[..OPTIONS_AT].to_vec();
+            b.extend_from_slice(opts);
+            b.extend_from_slice(&ack[OPTIONS_AT..]);
+            b
+        };
+        let start_time_of_state = u8::from(OptionCode::BulkLeasQueryStartTimeOfState);
+        let fqdn = u8::from(OptionCode::ClientFQDN);
+        let rapid = u8::from(OptionCode::RapidCommit);
+        for bad in [
+            vec![start_time_of_state, 2, 0, 0],
+            vec![
+                start_time_of_state,
+                2,
+                0,
+                0,
+                0,
+                start_time_of_state,
+                2,
+                0,
+                0,
+            ],
+            vec![fqdn, 1, 0],
+            vec![rapid, 1, 0],
+            vec![u8::from(OptionCode::ClientNetworkInterface), 4, 1, 2, 3, 4],
+        ] {
+            assert!(decode(&with(&bad)).is_none(), "{bad:?}");
+        }
+        // Split in two (RFC 3396), the lengths add up.
+        let split = with(&[start_time_of_state, 2, 0, 0, start_time_of_state, 2, 0, 1]);
+        assert!(decode(&split).is_some());
+        // A truncated option ends the options; the packet is dhcproto's to judge.
+        assert!(decode(&ack[..OPTIONS_AT + 1]).is_some());
     }
 }

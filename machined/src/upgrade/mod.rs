@@ -14,7 +14,7 @@
 
 pub mod boot;
 pub mod grubenv;
-mod receive;
+pub mod receive;
 pub mod slots;
 
 use std::sync::{Arc, OnceLock};
