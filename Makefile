@@ -7,7 +7,7 @@ CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
 export CAIRN_CACHE OUT
 
-.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
+.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test vm-test-multinode bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ image-upgrade: image ## Build the second image (another version) the upgrade tes
 
 vm-test: image image-upgrade ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
+
+vm-test-multinode: image ## Run the multi-node test (a control plane and a worker from cairnctl cluster create; ~45 min under TCG)
+	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test multinode -- --ignored --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors, over the workspace
 	cargo fmt --all --check
