@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     let meta = Meta::open(&dir.join("meta"), None).expect("META opens");
 
     let stream = futures::stream::iter(messages(data));
-    let result = runtime().block_on(write_slot(&slots, &meta, "A", stream));
+    let result = runtime().block_on(write_slot(&slots, &meta, "A", &[], stream));
     let env = slots.env();
     match result {
         Ok(r) => {

@@ -59,6 +59,12 @@ pub enum UpgradeError {
         expected: u64,
         got: u64,
     },
+    #[error("{asset}: {source}; slot {slot} was not changed")]
+    Signature {
+        asset: String,
+        source: config::signing::SigningError,
+        slot: &'static str,
+    },
     #[error("the upgrade did not include the {0} (vmlinuz and initramfs.img are both needed)")]
     Missing(&'static str),
     #[error("slot {0} holds no complete system to roll back to")]
@@ -84,6 +90,7 @@ pub fn to_status(e: &UpgradeError) -> Status {
         | UpgradeError::Size { .. }
         | UpgradeError::Missing(_) => Status::invalid_argument(msg),
         UpgradeError::Stream(..) => Status::aborted(msg),
+        UpgradeError::Signature { .. } => Status::permission_denied(msg),
         UpgradeError::Slot(_) | UpgradeError::Meta(_) => Status::internal(msg),
     }
 }

@@ -39,15 +39,20 @@ struct Open {
     hasher: Sha256,
     expected: u64,
     written: u64,
+    /// The asset's detached signature, as the header carried it.
+    signature: Option<Vec<u8>>,
 }
 
 /// Writes the stream into `target`'s staging directory and, when it is
 /// complete and every checksum holds, commits it and sets the one-shot
-/// boot. `meta` follows each step.
+/// boot. `meta` follows each step. With `trusted_keys`, every asset must
+/// carry a signature by one of them over its sha256, checked before the
+/// slot is touched.
 pub async fn write_slot<S>(
     slots: &Slots,
     meta: &Meta,
     booted: &'static str,
+    trusted_keys: &[config::signing::TrustedKey],
     mut stream: S,
 ) -> Result<Received, UpgradeError>
 where
@@ -117,6 +122,7 @@ where
                     hasher: Sha256::new(),
                     expected: h.size,
                     written: 0,
+                    signature: h.signature,
                 });
             }
             Some(Part::Chunk(bytes)) => {
@@ -131,7 +137,8 @@ where
                 let o = open
                     .take()
                     .ok_or_else(|| UpgradeError::Protocol("sha256 before any header".into()))?;
-                let got = hex::encode(o.hasher.finalize());
+                let digest: [u8; 32] = o.hasher.finalize().into();
+                let got = hex::encode(digest);
                 if !got.eq_ignore_ascii_case(hex.trim()) {
                     return Err(UpgradeError::Checksum {
                         asset: o.asset,
@@ -146,6 +153,16 @@ where
                         expected: o.expected,
                         got: o.written,
                     });
+                }
+                if !trusted_keys.is_empty() {
+                    let key =
+                        config::signing::verify(&digest, o.signature.as_deref(), trusted_keys)
+                            .map_err(|source| UpgradeError::Signature {
+                                asset: o.asset.clone(),
+                                source,
+                                slot: target,
+                            })?;
+                    runtime::console!("upgrade: {} is signed by trusted key {key}", o.asset);
                 }
                 o.file.sync_all().map_err(io("syncing", &o.path))?;
                 let name = o
@@ -196,7 +213,11 @@ where
         "upgrade: receiving a new system for slot {}",
         slots::other(booted)
     );
-    let r = match write_slot(&sys.slots, &sys.meta, booted, stream).await {
+    let trusted_keys = node
+        .running_config()
+        .map(|c| c.machine.install.trusted_keys)
+        .unwrap_or_default();
+    let r = match write_slot(&sys.slots, &sys.meta, booted, &trusted_keys, stream).await {
         Ok(r) => r,
         Err(e) => {
             let _ = sys.slots.drop_staging(slots::other(booted));
@@ -297,7 +318,9 @@ mod tests {
         let (_d, slots, meta) = setup();
         let mut msgs = asset("kernel", b"kernel-bytes");
         msgs.extend(asset("initramfs", b"initramfs-bytes"));
-        let r = write_slot(&slots, &meta, "A", stream(msgs)).await.unwrap();
+        let r = write_slot(&slots, &meta, "A", &[], stream(msgs))
+            .await
+            .unwrap();
         assert_eq!(r.slot, "B");
         assert_eq!(r.version, "v9");
         assert!(r.stage);
@@ -314,6 +337,74 @@ mod tests {
         assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
     }
 
+    /// An asset's messages with `signature` in its header.
+    fn signed(name: &str, b: &[u8], signature: Option<String>) -> Vec<UpgradeRequest> {
+        let mut msgs = asset(name, b);
+        if let Some(Part::Header(h)) = &mut msgs[0].part {
+            h.signature = signature.map(String::into_bytes);
+        }
+        msgs
+    }
+
+    #[tokio::test]
+    async fn with_trusted_keys_only_assets_signed_by_one_of_them_are_written() {
+        let (private, public) = config::signing::generate().unwrap();
+        let (other_private, _) = config::signing::generate().unwrap();
+        let sig = |key: &str, b: &[u8]| {
+            Some(config::signing::sign(key, &Sha256::digest(b).into()).unwrap())
+        };
+        let keys = [public];
+        let refused = [
+            ("unsigned", None, "not signed"),
+            (
+                "signed by another key",
+                sig(&other_private, b"kernel-bytes"),
+                "does not trust",
+            ),
+            (
+                "signed for other bytes",
+                sig(&private, b"other-bytes"),
+                "bad signature",
+            ),
+        ];
+        for (what, signature, says) in refused {
+            let (_d, slots, meta) = setup();
+            let mut msgs = signed("kernel", b"kernel-bytes", signature);
+            msgs.extend(signed(
+                "initramfs",
+                b"initramfs-bytes",
+                sig(&private, b"initramfs-bytes"),
+            ));
+            let e = write_slot(&slots, &meta, "A", &keys, stream(msgs))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, UpgradeError::Signature { .. }), "{what}: {e}");
+            assert!(e.to_string().contains(says), "{what}: {e}");
+            assert_eq!(
+                super::super::to_status(&e).code(),
+                tonic::Code::PermissionDenied
+            );
+            assert_eq!(
+                std::fs::read(slots.dir("A").join("vmlinuz")).unwrap(),
+                b"old"
+            );
+            assert!(!slots.dir("B").join("vmlinuz").exists(), "{what}");
+            assert_eq!(slots.env().next_slot(), None, "{what}");
+        }
+        let (_d, slots, meta) = setup();
+        let mut msgs = signed("kernel", b"kernel-bytes", sig(&private, b"kernel-bytes"));
+        msgs.extend(signed(
+            "initramfs",
+            b"initramfs-bytes",
+            sig(&private, b"initramfs-bytes"),
+        ));
+        let r = write_slot(&slots, &meta, "A", &keys, stream(msgs))
+            .await
+            .unwrap();
+        assert_eq!(r.slot, "B");
+        assert_eq!(slots.env().next_slot(), Some("B"));
+    }
+
     #[tokio::test]
     async fn bad_or_short_streams_leave_the_slot_and_grub_alone() {
         let (_d, slots, meta) = setup();
@@ -321,7 +412,7 @@ mod tests {
         let mut msgs = asset("kernel", b"kernel-bytes");
         msgs[3] = digest(b"other");
         msgs.extend(asset("initramfs", b"i"));
-        let e = write_slot(&slots, &meta, "A", stream(msgs))
+        let e = write_slot(&slots, &meta, "A", &[], stream(msgs))
             .await
             .unwrap_err();
         assert!(matches!(e, UpgradeError::Checksum { .. }), "{e}");
@@ -329,7 +420,7 @@ mod tests {
         // Cut off in the middle of an asset (what a power cut or a killed
         // client looks like from here).
         let msgs = vec![header("kernel", 10), chunk(b"12345")];
-        let e = write_slot(&slots, &meta, "A", stream(msgs))
+        let e = write_slot(&slots, &meta, "A", &[], stream(msgs))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("in the middle of kernel"), "{e}");
@@ -338,23 +429,23 @@ mod tests {
             Ok(header("kernel", 10)),
             Err(Status::cancelled("client went away")),
         ];
-        let e = write_slot(&slots, &meta, "A", futures::stream::iter(msgs))
+        let e = write_slot(&slots, &meta, "A", &[], futures::stream::iter(msgs))
             .await
             .unwrap_err();
         assert!(matches!(e, UpgradeError::Stream(..)), "{e}");
         // No initramfs.
-        let e = write_slot(&slots, &meta, "A", stream(asset("kernel", b"k")))
+        let e = write_slot(&slots, &meta, "A", &[], stream(asset("kernel", b"k")))
             .await
             .unwrap_err();
         assert!(matches!(e, UpgradeError::Missing("initramfs")), "{e}");
         // Unknown asset, size mismatch.
-        let e = write_slot(&slots, &meta, "A", stream(asset("rootfs", b"r")))
+        let e = write_slot(&slots, &meta, "A", &[], stream(asset("rootfs", b"r")))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("unknown asset"), "{e}");
         let mut msgs = asset("kernel", b"kk");
         msgs[0] = header("kernel", 3);
-        let e = write_slot(&slots, &meta, "A", stream(msgs))
+        let e = write_slot(&slots, &meta, "A", &[], stream(msgs))
             .await
             .unwrap_err();
         assert!(matches!(e, UpgradeError::Size { .. }), "{e}");
@@ -373,7 +464,7 @@ mod tests {
     async fn a_pending_try_of_the_slot_being_rewritten_is_cancelled_first() {
         let (_d, slots, meta) = setup();
         slots.try_once("B").unwrap();
-        let _ = write_slot(&slots, &meta, "A", stream(vec![header("kernel", 1)])).await;
+        let _ = write_slot(&slots, &meta, "A", &[], stream(vec![header("kernel", 1)])).await;
         assert_eq!(slots.env().next_slot(), None);
     }
 }
