@@ -384,11 +384,12 @@ where
 }
 
 fn free_space(dir: &Path) -> u64 {
-    let probe = if dir.exists() {
-        dir
-    } else {
-        dir.parent().unwrap_or(Path::new("/"))
-    };
+    // The nearest directory that exists: on a fresh node neither the
+    // import directory nor its parent does yet (0 free refused every import).
+    let probe = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("/"));
     nix::sys::statvfs::statvfs(probe)
         .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0)
