@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use crate::containerd::import::{ImportError, Origin, ORIGIN_LABEL};
+use crate::containerd::import::{origin_of, ImportError, Origin};
 use crate::containerd::ContainerdError;
 
 /// Where imports are received (on EPHEMERAL, never in memory).
@@ -195,14 +195,18 @@ async fn image_size(
     total
 }
 
-fn info(image: &containerd_client::services::v1::Image, size: u64) -> ImageInfo {
+fn info(
+    image: &containerd_client::services::v1::Image,
+    size: u64,
+    origin: Option<Origin>,
+) -> ImageInfo {
     let target = image.target.clone().unwrap_or_default();
     ImageInfo {
         name: image.name.clone(),
         digest: target.digest,
         media_type: target.media_type,
         size,
-        origin: image.labels.get(ORIGIN_LABEL).cloned().unwrap_or_default(),
+        origin: origin.map(|o| o.label().to_string()).unwrap_or_default(),
     }
 }
 
@@ -226,7 +230,10 @@ pub async fn list_in(channel: &Channel, ns: &str) -> Result<Vec<ImageInfo>, Imag
             Some(t) => image_size(channel, ns, t).await,
             None => 0,
         };
-        out.push(info(i, size));
+        let origin = origin_of(channel, ns, i)
+            .await
+            .map_err(call("Content.Info"))?;
+        out.push(info(i, size, origin));
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -258,7 +265,10 @@ pub async fn remove_in(
         Err(s) => return Err(call("Images.Get")(s)),
     }
     .ok_or_else(|| ImageError::NotFound(name.to_string()))?;
-    if Origin::of(&image.labels) == Some(Origin::System) {
+    let origin = origin_of(channel, ns, &image)
+        .await
+        .map_err(call("Content.Info"))?;
+    if origin == Some(Origin::System) {
         return Err(ImageError::System(name.to_string()));
     }
     images
@@ -427,7 +437,10 @@ where
                 Some(t) => image_size(&channel, ns, t).await,
                 None => 0,
             };
-            out.push(info(&image, size));
+            let origin = origin_of(&channel, ns, &image)
+                .await
+                .map_err(call("Content.Info"))?;
+            out.push(info(&image, size, origin));
         }
     }
     Ok(out)

@@ -19,7 +19,8 @@ use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
     CreateImageRequest, CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
-    GetImageRequest, Image, InfoRequest, UpdateImageRequest, WriteAction, WriteContentRequest,
+    GetImageRequest, Image, Info, InfoRequest, UpdateImageRequest,
+    UpdateRequest as UpdateContentRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::Descriptor;
 use serde::Deserialize;
@@ -65,7 +66,10 @@ pub enum ImportError {
 /// The label on every image Cairn's importer creates: `system` for the
 /// payload's, `user` for `cairnctl image import`'s. The image cache
 /// registry serves only labelled images, and `cairnctl image remove`
-/// refuses `system` ones.
+/// refuses `system` ones. It is put on the image's target blob too: a
+/// pull through CRI (pull policy Always, served by the image cache)
+/// rewrites the image record with CRI's labels only, while content labels
+/// outlive it.
 pub const ORIGIN_LABEL: &str = "cairn.dev/image-cache";
 
 /// Where an imported image came from (the value of [`ORIGIN_LABEL`]).
@@ -92,6 +96,70 @@ impl Origin {
             _ => None,
         }
     }
+}
+
+/// Where `image` came from: its own label or else its target blob's (see
+/// [`ORIGIN_LABEL`]).
+pub async fn origin_of(
+    channel: &Channel,
+    namespace: &str,
+    image: &Image,
+) -> Result<Option<Origin>, tonic::Status> {
+    if let Some(origin) = Origin::of(&image.labels) {
+        return Ok(Some(origin));
+    }
+    let Some(target) = &image.target else {
+        return Ok(None);
+    };
+    let req = request(
+        InfoRequest {
+            digest: target.digest.clone(),
+        },
+        namespace,
+        "",
+    );
+    match ContentClient::new(channel.clone()).info(req).await {
+        Ok(r) => Ok(r.into_inner().info.and_then(|i| Origin::of(&i.labels))),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => Err(s),
+    }
+}
+
+/// Labels the blob `digest` with `origin`; a blob that is a system
+/// image's target stays `system`.
+async fn label_blob(
+    channel: &Channel,
+    namespace: &str,
+    digest: &str,
+    origin: Origin,
+) -> Result<(), tonic::Status> {
+    let mut content = ContentClient::new(channel.clone());
+    let info = content
+        .info(request(
+            InfoRequest {
+                digest: digest.to_string(),
+            },
+            namespace,
+            "",
+        ))
+        .await?
+        .into_inner()
+        .info;
+    let current = info.as_ref().and_then(|i| Origin::of(&i.labels));
+    if current == Some(origin) || current == Some(Origin::System) {
+        return Ok(());
+    }
+    let path = format!("labels.{ORIGIN_LABEL}");
+    let req = UpdateContentRequest {
+        info: Some(Info {
+            digest: digest.to_string(),
+            labels: HashMap::from([(ORIGIN_LABEL.to_string(), origin.label().to_string())]),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec![path] }),
+    };
+    content.update(request(req, namespace, "")).await?;
+    Ok(())
 }
 
 /// What happened to one image.
@@ -445,7 +513,12 @@ pub async fn import_archive_as(
             Err(s) if s.code() == Code::NotFound => None,
             Err(s) => return Err(call("Images.Get")(s)),
         };
-        let existing_origin = existing.as_ref().and_then(|i| Origin::of(&i.labels));
+        let existing_origin = match &existing {
+            Some(i) => origin_of(channel, namespace, i)
+                .await
+                .map_err(call("Content.Info"))?,
+            None => None,
+        };
         if origin == Origin::User && existing_origin == Some(Origin::System) {
             return Err(ImportError::SystemImage { name: name.clone() });
         }
@@ -628,6 +701,9 @@ async fn write_blobs_and_images(
                 .await
                 .map_err(call("Images.Create"))?;
         }
+        label_blob(channel, namespace, &desc.digest, origin)
+            .await
+            .map_err(call("Content.Update"))?;
         tracing::info!(image = %name, digest = %desc.digest, "imported");
     }
     Ok(())

@@ -38,7 +38,7 @@ use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tonic::{Code, Request};
 
-use crate::containerd::import::Origin;
+use crate::containerd::import::origin_of;
 use runtime::resources::{kind, Filter, Watch};
 use runtime::Runtime;
 
@@ -96,7 +96,7 @@ impl Source for Containerd {
         let name = reference.to_string();
         Box::pin(async move {
             let channel = self.channel().await?;
-            let got = ImagesClient::new(channel)
+            let got = ImagesClient::new(channel.clone())
                 .get(self.request(GetImageRequest { name }))
                 .await;
             let image = match got {
@@ -104,8 +104,14 @@ impl Source for Containerd {
                 Err(s) if s.code() == Code::NotFound => None,
                 Err(s) => return Err(s.message().to_string()),
             };
-            Ok(image
-                .filter(|i| Origin::of(&i.labels).is_some())
+            let Some(image) = image else {
+                return Ok(None);
+            };
+            let origin = origin_of(&channel, &self.namespace, &image)
+                .await
+                .map_err(|s| s.message().to_string())?;
+            Ok(Some(image)
+                .filter(|_| origin.is_some())
                 .and_then(|i| i.target)
                 .map(|t| Target {
                     media_type: t.media_type,
