@@ -337,6 +337,15 @@ impl NodeClient {
 pub fn explain_status(status: &Status, rpc: &str, role: Option<&str>, node: &Node) -> String {
     let message = status.message();
     match status.code() {
+        // apid's role check says "may not call" (or "carries no Cairn
+        // role"); any other refusal is the node's own (a system image, an
+        // unsigned upgrade) and its message is the advice.
+        Code::PermissionDenied
+            if !message.contains(" may not call ")
+                && !message.contains("carries no Cairn role") =>
+        {
+            message.to_string()
+        }
         Code::PermissionDenied => match role {
             Some(role) => format!(
                 "your certificate's role {role} may not call {rpc}; use an admin cairnconfig"

@@ -85,7 +85,9 @@ impl Service<http::Request<tonic::body::Body>> for EchoNodes {
                 }
                 "Reboot" => {
                     let refuse = |_: tonic::Request<RebootRequest>| -> Result<(), Status> {
-                        Err(Status::permission_denied("Reboot needs os:operator"))
+                        Err(Status::permission_denied(
+                            "role os:reader may not call Reboot: it needs os:operator or higher",
+                        ))
                     };
                     tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
                         .unary(Unary(refuse), req)
@@ -357,8 +359,17 @@ fn status_advice_for_each_code() {
     let node = Node::parse("10.5.0.2").unwrap();
     let explain = |s: Status| explain_status(&s, "ApplyConfiguration", Some("os:operator"), &node);
     assert_eq!(
-        explain(Status::permission_denied("no")),
+        explain(Status::permission_denied(
+            "role os:operator may not call ApplyConfiguration: it needs os:admin or higher"
+        )),
         "your certificate's role os:operator may not call ApplyConfiguration; use an admin cairnconfig"
+    );
+    assert_eq!(
+        explain(Status::permission_denied(
+            "cairn.local/pause:3.2 is a system image: it is never removed"
+        )),
+        "cairn.local/pause:3.2 is a system image: it is never removed",
+        "the node's own refusals pass through, not as a role problem"
     );
     assert_eq!(
         explain(Status::invalid_argument(
@@ -370,8 +381,13 @@ fn status_advice_for_each_code() {
     assert!(explain(Status::unimplemented("x"))
         .starts_with("10.5.0.2:50000 does not serve ApplyConfiguration"));
     assert_eq!(
-        explain_status(&Status::permission_denied("no"), "Reboot", None, &node),
-        "this client may not call Reboot (no); use an admin cairnconfig"
+        explain_status(
+            &Status::permission_denied("certificate \"x\" carries no Cairn role"),
+            "Reboot",
+            None,
+            &node
+        ),
+        "this client may not call Reboot (certificate \"x\" carries no Cairn role); use an admin cairnconfig"
     );
     assert!(explain(Status::unauthenticated("x")).contains("is this the right cairnconfig?"));
 }

@@ -140,6 +140,22 @@ impl Node {
         ctl_ok(&argv)
     }
 
+    /// What a failed check prints besides the console: the services, the
+    /// Kubernetes containers and the kubelet's last log lines (each one's
+    /// error in its place when the node does not answer).
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for args in [
+            &["services"][..],
+            &["containers", "-k"][..],
+            &["logs", "kubelet", "--tail", "40"][..],
+        ] {
+            let got = self.ctl(args).unwrap_or_else(|e| format!("{e:#}\n"));
+            out.push_str(&format!("--- cairnctl {} ---\n{got}", args.join(" ")));
+        }
+        out
+    }
+
     /// `cairnctl bootstrap`.
     pub fn bootstrap(&self) -> anyhow::Result<String> {
         self.ctl(&["bootstrap"])

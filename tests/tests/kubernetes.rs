@@ -16,6 +16,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cairn_tests::cairnctl;
@@ -34,10 +35,14 @@ fn progress(started: Instant) -> impl FnMut(&str) {
     move |m: &str| eprintln!("[{:>5.0}s] {m}", started.elapsed().as_secs_f64())
 }
 
+/// The configured node, for the diagnostics a failed check prints.
+static NODE: OnceLock<Node> = OnceLock::new();
+
 fn or_panic<T>(vm: &Vm, what: &str, r: anyhow::Result<T>) -> T {
     r.unwrap_or_else(|e| {
+        let node = NODE.get().map(Node::diagnostics).unwrap_or_default();
         panic!(
-            "{what}: {e:#}\n--- console tail ---\n{}",
+            "{what}: {e:#}\n--- console tail ---\n{}\n{node}",
             vm.console_tail(60)
         )
     })
@@ -67,6 +72,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         "configure",
         Node::configure(dir.path(), "e2e", &vm.apid_node()),
     );
+    let _ = NODE.set(node.clone());
     say("configured; bootstrapping etcd");
     or_panic(&vm, "cairnctl bootstrap", node.bootstrap());
     // A second bootstrap is refused, with a message that says why.
