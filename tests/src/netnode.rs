@@ -54,6 +54,16 @@ impl Cluster {
     /// inside of `machine: {...}` (127.0.0.1 is always in apid's SANs).
     /// Returns the config and the admin cairnconfig.
     pub fn config(&self, name: &str, machine_patch: &str) -> (PathBuf, PathBuf) {
+        self.config_for(name, ENDPOINT, machine_patch)
+    }
+
+    /// [`Cluster::config`] naming another control-plane `endpoint`.
+    pub fn config_for(
+        &self,
+        name: &str,
+        endpoint: &str,
+        machine_patch: &str,
+    ) -> (PathBuf, PathBuf) {
         let out = self.dir.path().join(name);
         let patch = if machine_patch.is_empty() {
             "machine: {certSans: [127.0.0.1]}".to_string()
@@ -64,7 +74,7 @@ impl Cluster {
             "gen",
             "config",
             "cairn-net",
-            ENDPOINT,
+            endpoint,
             "--with-secrets",
             self.secrets.to_str().unwrap(),
             "--config-patch-control-plane",
@@ -104,7 +114,18 @@ impl Node {
     /// Applies `name`'s config (with `machine_patch`) to `vm` in
     /// maintenance mode and waits until it answers as configured.
     pub fn configure(vm: Vm, cluster: &Cluster, name: &str, machine_patch: &str) -> Node {
-        let (config, cairnconfig) = cluster.config(name, machine_patch);
+        Node::configure_for(vm, cluster, name, ENDPOINT, machine_patch)
+    }
+
+    /// [`Node::configure`] with another control-plane `endpoint`.
+    pub fn configure_for(
+        vm: Vm,
+        cluster: &Cluster,
+        name: &str,
+        endpoint: &str,
+        machine_patch: &str,
+    ) -> Node {
+        let (config, cairnconfig) = cluster.config_for(name, endpoint, machine_patch);
         let addr = vm.apid_node();
         cairnctl::run_ok(&[
             "--cairnconfig",

@@ -1,9 +1,10 @@
 //! Issue 5: two nodes joined by a private network this test builds (QEMU
 //! `-netdev dgram` over a pair of unix sockets), each with QEMU's user
 //! network for the API. Their configs give the private links static
-//! addresses (one selected by MAC address, with an MTU and a route); node 1
-//! forwards a call to node 2's apid over the private network; a config
-//! without the route removes it, live.
+//! addresses (one selected by MAC address, with an MTU and a route); node 2
+//! forwards a call to node 1's apid (its control-plane endpoint) over the
+//! private network, node 1 refuses to forward to node 2 (not a member); a
+//! config without the route removes it, live.
 
 use std::time::{Duration, Instant};
 
@@ -53,10 +54,11 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
          {deviceSelector: {hardwareAddr: '52:54:00:aa:00:01'}, addresses: [192.168.77.1/24], mtu: 1400, \
          routes: [{network: 10.99.0.0/16, gateway: 192.168.77.2}]}]}",
     );
-    let n2 = Node::configure(
+    let n2 = Node::configure_for(
         vm2,
         &cluster,
         "n2",
+        "https://192.168.77.1:6443",
         "network: {hostname: priv2, interfaces: [{interface: eth0, dhcp: true}, \
          {interface: eth1, addresses: [192.168.77.2/24]}]}",
     );
@@ -115,46 +117,42 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
         ),
     );
 
-    // Node 1's apid forwards to node 2 over the private network.
-    let forwarded = |args: &[&str]| {
-        let mut argv = vec![
+    // apid forwards only to members of its cluster (issue 16, hole 6).
+    // Node 2 names node 1's private address as its control-plane
+    // endpoint, so node 1 is a member for it: node 2's apid forwards
+    // there over the private network. Node 2 is a member for nobody (no
+    // Kubernetes Node lists it), so node 1 refuses before connecting.
+    let via = |n: &Node, target: &str| {
+        cairnctl::run(&[
             "--cairnconfig",
-            n1.cairnconfig.to_str().unwrap(),
+            n.cairnconfig.to_str().unwrap(),
             "-n",
-            "192.168.77.2",
-        ];
-        argv.extend_from_slice(args);
-        cairnctl::run(&argv)
+            target,
+            "get",
+            "hostname",
+            "-o",
+            "json",
+        ])
     };
     let mut last = String::new();
     let reached = wait_until(Duration::from_secs(60), || {
-        let out = forwarded(&["get", "hostname", "-o", "json"]);
+        let out = via(&n2, "192.168.77.1");
         last = text(&out);
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv2")
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv1")
     });
     c.check(
-        "node 1 reaches node 2's apid at 192.168.77.2",
+        "node 2 reaches its endpoint node 1's apid at 192.168.77.1",
         is(reached, || last.clone()),
     );
-    let mut argv = vec![
-        "--cairnconfig",
-        n2.cairnconfig.to_str().unwrap(),
-        "-n",
-        "192.168.77.1",
-        "get",
-        "hostname",
-        "-o",
-        "json",
-    ];
-    let out = cairnctl::run(&argv);
+    let out = via(&n1, "192.168.77.2");
     c.check(
-        "node 2 reaches node 1's apid at 192.168.77.1",
+        "node 1 refuses to forward to 192.168.77.2, not a member",
         is(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("priv1"),
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("is not a member of this cluster"),
             || text(&out),
         ),
     );
-    argv.clear();
 
     // Removing the route from the config removes it from the node, live.
     // An RFC 6902 patch: strategic merges keep list items they do not name.
