@@ -451,6 +451,9 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     };
     host::entropy::ready().await;
 
+    // Said once apid's banner is out: the payload mount waits for it, so
+    // its I/O never delays the API (dropped unsent when apid cannot start).
+    let (api_up, api_up_rx) = tokio::sync::oneshot::channel::<()>();
     match config {
         // Configured: apid serves mutual TLS from the start.
         Some((acquired, cfg)) => {
@@ -472,6 +475,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                 if let Some(apid) = n.supervisor.handle("apid") {
                     secure::banner_when_ready(apid).await;
                 }
+                let _ = api_up.send(());
                 console::status_loop(n).await;
             });
         }
@@ -497,6 +501,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                                 cert.fingerprint,
                             )
                             .await;
+                            let _ = api_up.send(());
                             console::status_loop(n).await;
                         });
                     }
@@ -507,10 +512,15 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
             start_observers(&node);
         }
     }
-    // The Kubernetes payload, now that apid is started: mounted in the
-    // background (kubernetes::payload::wait_mounted waits for it), from the
-    // boot medium in the disk list boot already made.
-    kubernetes::payload::spawn(&node, cmdline.slot(), devices);
+    // The Kubernetes payload, once apid answers (or a minute at most):
+    // mounted in the background (kubernetes::payload::wait_mounted waits
+    // for it), from the boot medium in the disk list boot already made.
+    let slot = cmdline.slot().map(str::to_string);
+    let n = node.clone();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(60), api_up_rx).await;
+        kubernetes::payload::spawn(&n, slot.as_deref(), devices);
+    });
     debug::spawn_hooks(&cmdline, supervisor.clone());
 
     let action = power_rx.recv().await.unwrap_or(PowerAction::PowerOff);
