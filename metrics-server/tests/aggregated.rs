@@ -209,15 +209,22 @@ fn kubeconfig(dir: &Path, name: &str, url: &str, ca: &Path, token: &str) -> Path
     )
 }
 
-/// The resource metrics a v1.20 kubelet serves, for one node with one Pod
-/// `web-<node>` (container `app`): the node uses 250m and 512Mi, the
-/// container 50m and 20Mi. Counters grow with the time since `start`.
-fn resource_metrics(node: &str, start: Instant) -> String {
-    let ms = start.elapsed().as_millis() as u64;
-    let now_ms = std::time::SystemTime::now()
+/// Milliseconds since the Unix epoch: the kubelet's sample timestamps.
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis();
+        .as_millis()
+}
+
+/// The resource metrics a v1.20 kubelet serves, for one node with one Pod
+/// `web-<node>` (container `app`): the node uses 250m and 512Mi, the
+/// container 50m and 20Mi. Counters grow with the time since `start_ms`,
+/// read from the same clock as the samples' timestamps (an `Instant` for one
+/// and the wall clock for the other made the rate 49.95m now and then).
+fn resource_metrics(node: &str, start_ms: u128) -> String {
+    let now_ms = epoch_ms();
+    let ms = now_ms.saturating_sub(start_ms) as u64;
     let node_cpu = ms as f64 * 0.00025;
     let app_cpu = ms as f64 * 0.00005;
     format!(
@@ -260,7 +267,7 @@ async fn fake_kubelet(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let start = Instant::now();
+    let start = epoch_ms();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
