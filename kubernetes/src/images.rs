@@ -195,19 +195,28 @@ async fn image_size(
     total
 }
 
-fn info(
+/// What `cairnctl image list` shows of `image`: its target, the size of
+/// everything it references and its origin (label or target blob's).
+async fn info(
+    channel: &Channel,
+    ns: &str,
     image: &containerd_client::services::v1::Image,
-    size: u64,
-    origin: Option<Origin>,
-) -> ImageInfo {
+) -> Result<ImageInfo, ImageError> {
+    let size = match &image.target {
+        Some(t) => image_size(channel, ns, t).await,
+        None => 0,
+    };
+    let origin = origin_of(channel, ns, image)
+        .await
+        .map_err(call("Content.Info"))?;
     let target = image.target.clone().unwrap_or_default();
-    ImageInfo {
+    Ok(ImageInfo {
         name: image.name.clone(),
         digest: target.digest,
         media_type: target.media_type,
         size,
         origin: origin.map(|o| o.label().to_string()).unwrap_or_default(),
-    }
+    })
 }
 
 /// The images in containerd's `system` namespace or, with `kubernetes`,
@@ -226,14 +235,7 @@ pub async fn list_in(channel: &Channel, ns: &str) -> Result<Vec<ImageInfo>, Imag
         .images;
     let mut out = Vec::new();
     for i in &images {
-        let size = match &i.target {
-            Some(t) => image_size(channel, ns, t).await,
-            None => 0,
-        };
-        let origin = origin_of(channel, ns, i)
-            .await
-            .map_err(call("Content.Info"))?;
-        out.push(info(i, size, origin));
+        out.push(info(channel, ns, i).await?);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -433,14 +435,7 @@ where
             .into_inner()
             .image;
         if let Some(image) = image {
-            let size = match &image.target {
-                Some(t) => image_size(&channel, ns, t).await,
-                None => 0,
-            };
-            let origin = origin_of(&channel, ns, &image)
-                .await
-                .map_err(call("Content.Info"))?;
-            out.push(info(&image, size, origin));
+            out.push(info(&channel, ns, &image).await?);
         }
     }
     Ok(out)

@@ -505,9 +505,15 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                             console::status_loop(n).await;
                         });
                     }
-                    Err(e) => runtime::console!("maintenance: {e}"),
+                    Err(e) => {
+                        drop(api_up);
+                        runtime::console!("maintenance: {e}")
+                    }
                 },
-                Err(e) => runtime::console!("maintenance: {e}"),
+                Err(e) => {
+                    drop(api_up);
+                    runtime::console!("maintenance: {e}")
+                }
             }
             start_observers(&node);
         }

@@ -108,12 +108,22 @@ pub async fn origin_of(
     if let Some(origin) = Origin::of(&image.labels) {
         return Ok(Some(origin));
     }
-    let Some(target) = &image.target else {
-        return Ok(None);
-    };
+    match &image.target {
+        Some(target) => blob_origin(channel, namespace, &target.digest).await,
+        None => Ok(None),
+    }
+}
+
+/// The origin label of the blob `digest`; `None` for an unlabelled or
+/// missing blob.
+async fn blob_origin(
+    channel: &Channel,
+    namespace: &str,
+    digest: &str,
+) -> Result<Option<Origin>, tonic::Status> {
     let req = request(
         InfoRequest {
-            digest: target.digest.clone(),
+            digest: digest.to_string(),
         },
         namespace,
         "",
@@ -133,32 +143,23 @@ async fn label_blob(
     digest: &str,
     origin: Origin,
 ) -> Result<(), tonic::Status> {
-    let mut content = ContentClient::new(channel.clone());
-    let info = content
-        .info(request(
-            InfoRequest {
-                digest: digest.to_string(),
-            },
-            namespace,
-            "",
-        ))
-        .await?
-        .into_inner()
-        .info;
-    let current = info.as_ref().and_then(|i| Origin::of(&i.labels));
+    let current = blob_origin(channel, namespace, digest).await?;
     if current == Some(origin) || current == Some(Origin::System) {
         return Ok(());
     }
-    let path = format!("labels.{ORIGIN_LABEL}");
     let req = UpdateContentRequest {
         info: Some(Info {
             digest: digest.to_string(),
             labels: HashMap::from([(ORIGIN_LABEL.to_string(), origin.label().to_string())]),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask { paths: vec![path] }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec![format!("labels.{ORIGIN_LABEL}")],
+        }),
     };
-    content.update(request(req, namespace, "")).await?;
+    ContentClient::new(channel.clone())
+        .update(request(req, namespace, ""))
+        .await?;
     Ok(())
 }
 

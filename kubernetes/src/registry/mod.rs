@@ -110,14 +110,14 @@ impl Source for Containerd {
             let origin = origin_of(&channel, &self.namespace, &image)
                 .await
                 .map_err(|s| s.message().to_string())?;
-            Ok(Some(image)
-                .filter(|_| origin.is_some())
-                .and_then(|i| i.target)
-                .map(|t| Target {
-                    media_type: t.media_type,
-                    digest: t.digest,
-                    size: t.size.max(0) as u64,
-                }))
+            if origin.is_none() {
+                return Ok(None);
+            }
+            Ok(image.target.map(|t| Target {
+                media_type: t.media_type,
+                digest: t.digest,
+                size: t.size.max(0) as u64,
+            }))
         })
     }
 
