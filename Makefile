@@ -5,9 +5,13 @@
 SHELL := /bin/bash
 CAIRN_CACHE ?= $(HOME)/.cache/cairn
 OUT ?= _out
-export CAIRN_CACHE OUT
+# IMAGE_CACHE=<dir> (cairnctl image cache-create) puts users' images on
+# the boot medium; `make test` builds the images with a test cache.
+IMAGE_CACHE ?=
+TEST_IMAGE_CACHE := $(abspath $(OUT))/test-image-cache
+export CAIRN_CACHE OUT IMAGE_CACHE
 
-.PHONY: help deps lint kernel payload image image-upgrade test unit-test vm-test vm-test-multinode bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
+.PHONY: help deps lint kernel payload image image-upgrade test-image-cache test unit-test vm-test vm-test-multinode bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,7 +27,8 @@ payload: deps ## Build the Kubernetes payload squashfs and kubectl into _out/ (c
 
 # SIGNING_KEY=<Ed25519 private key> (cairnctl gen upgrade-key) signs the
 # upgrade assets: nodes whose config lists trusted keys accept only those.
-image: deps kernel payload ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/ (SIGNING_KEY=key signs them)
+# IMAGE_CACHE=<dir> (cairnctl image cache-create) adds users' images.
+image: deps kernel payload ## Build vmlinuz, initramfs, ISO, raw and qcow2 images into _out/ (SIGNING_KEY=key signs, IMAGE_CACHE=dir adds images)
 	@images/build-image.sh
 
 unit-test: deps ## Run the unit and crate tests (no VMs)
@@ -33,7 +38,12 @@ unit-test: deps ## Run the unit and crate tests (no VMs)
 image-upgrade: image ## Build the second image (another version) the upgrade tests use, into _out/upgrade/
 	@OUT=$(OUT)/upgrade CAIRN_VERSION=$$(cut -d' ' -f1 $(OUT)/version)-upgrade images/build-image.sh
 
-vm-test: image image-upgrade ## Run the QEMU tests against the images in _out/
+# The VM tests run Pods from the test image cache (tests/image-cache/).
+test-image-cache: ## Build the image cache the VM tests boot with (tests/image-cache/build.sh)
+	tests/image-cache/build.sh $(TEST_IMAGE_CACHE)
+
+vm-test: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
+vm-test: test-image-cache image image-upgrade ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
 vm-test-multinode: image ## Run the multi-node test (a control plane and a worker from cairnctl cluster create; ~45 min under TCG)
@@ -43,7 +53,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors, over the workspac
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: deps lint image image-upgrade ## Run every test: lint, crate tests, then QEMU tests
+test: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
+test: deps lint test-image-cache image image-upgrade ## Run every test: lint, crate tests, then QEMU tests
 	cargo test --workspace --exclude cairn-tests
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 

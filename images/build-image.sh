@@ -5,6 +5,8 @@
 #   metal-amd64.raw       GPT disk: EFI, BIOS, BOOT, META, STATE, EPHEMERAL
 #   metal-amd64.qcow2     the raw disk converted
 #   metal-amd64.iso       hybrid ISO, BIOS + UEFI, live boot
+#   image-cache.sqsh      with IMAGE_CACHE=<dir> (cairnctl image cache-create):
+#                         users' images, on BOOT and the ISO beside the slots
 #   sha256sums
 #   vmlinuz.sig ...       with SIGNING_KEY=<Ed25519 key>: detached signatures of
 #                         the upgrade assets (images/sign-upgrade.sh), which
@@ -81,6 +83,35 @@ if [ "${CAIRN_NO_PAYLOAD:-}" = 1 ]; then
   rm -f "$OUT/payload.sqsh"
 else
   images/build-payload.sh
+fi
+
+# --- image cache -----------------------------------------------------------------
+# IMAGE_CACHE=<dir>, a directory `cairnctl image cache-create` wrote: the
+# users' images every node imports at boot (origin `cache`) and serves to
+# Pods through its image cache registry. On BOOT it shares 1000 MiB with two
+# slots (kernel, initramfs, payload), so its size is checked here rather
+# than by a full disk at install or upgrade time.
+read -r _ BOOT_MIB _ <<<"${DISK_LAYOUT[2]}"
+rm -f "$OUT/image-cache.sqsh"
+if [ -n "${IMAGE_CACHE:-}" ]; then
+  [ -f "$IMAGE_CACHE/refs.txt" ] ||
+    die "IMAGE_CACHE=$IMAGE_CACHE holds no refs.txt: make the directory with cairnctl image cache-create"
+  step "image cache (IMAGE_CACHE=$IMAGE_CACHE: $(wc -l <"$IMAGE_CACHE/refs.txt") images)"
+  cache_tree=$work/image-cache
+  mkdir -p "$cache_tree"
+  cp "$IMAGE_CACHE"/refs.txt "$IMAGE_CACHE"/*.tar "$cache_tree/"
+  chmod 0644 "$cache_tree"/*
+  stamp "$cache_tree"
+  env -u SOURCE_DATE_EPOCH mksquashfs "$cache_tree" "$OUT/image-cache.sqsh" -comp zstd -Xcompression-level 15 \
+    -noappend -no-progress -quiet -all-root -reproducible \
+    -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" >/dev/null
+  slot_bytes=$(( $(stat -c %s "$OUT/payload.sqsh" 2>/dev/null || echo 0) + 64 * 1024 * 1024 ))
+  cache_bytes=$(stat -c %s "$OUT/image-cache.sqsh")
+  room=$(( BOOT_MIB * 1024 * 1024 - 2 * slot_bytes - 64 * 1024 * 1024 ))
+  if [ "$cache_bytes" -gt "$room" ]; then
+    rm -f "$OUT/image-cache.sqsh"
+    die "IMAGE_CACHE=$IMAGE_CACHE is $((cache_bytes >> 20)) MiB compressed; BOOT ($BOOT_MIB MiB) keeps two slots of $((slot_bytes >> 20)) MiB and has room for $((room >> 20)) MiB of image cache"
+  fi
 fi
 
 # --- Rust binaries --------------------------------------------------------------
@@ -204,6 +235,6 @@ fi
 step_done
 
 echo "image: done in $(($(date +%s) - started)) s"
-(cd "$OUT" && for f in vmlinuz initramfs.img $(ls payload.sqsh 2>/dev/null) metal-amd64.iso metal-amd64.raw metal-amd64.qcow2; do
+(cd "$OUT" && for f in vmlinuz initramfs.img $(ls payload.sqsh image-cache.sqsh 2>/dev/null) metal-amd64.iso metal-amd64.raw metal-amd64.qcow2; do
   printf '  %-20s %10s bytes (%s allocated)\n' "$f" "$(stat -c %s "$f")" "$(du -h "$f" | cut -f1)"
 done)

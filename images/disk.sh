@@ -105,12 +105,14 @@ disk_build_raw() {
   fat_image "$dir/efi.img" $(($2 * 1024)) CA1B0001 EFI "$esp"
 
   # BOOT: slot A's kernel and initramfs (and the payload when the build
-  # has one), the A/B boot menu and its environment (slot A, nothing to try).
+  # has one), the image cache when the build has one, the A/B boot menu and its environment (slot A, nothing to try).
   local boot=$dir/boot
   mkdir -p "$boot/A" "$boot/grub"
   cp "$OUT/vmlinuz" "$boot/A/vmlinuz"
   cp "$OUT/initramfs.img" "$boot/A/initramfs.img"
   if [ -f "$OUT/payload.sqsh" ]; then cp "$OUT/payload.sqsh" "$boot/A/payload.sqsh"; fi
+  # The image cache (IMAGE_CACHE=) beside the slots: upgrades keep it.
+  if [ -f "$OUT/image-cache.sqsh" ]; then cp "$OUT/image-cache.sqsh" "$boot/image-cache.sqsh"; fi
   grub_menu_ab >"$boot/grub/grub.cfg"
   grub_env cairn_default=A cairn_next= >"$boot/grub/grubenv"
   chmod -R u=rwX,go=rX "$boot"

@@ -172,6 +172,8 @@ grub_build_iso() {
   cp "$OUT/initramfs.img" "$tree/boot/initramfs.img"
   # The Kubernetes payload, where machined (live) and the installer look for it.
   if [ -f "$OUT/payload.sqsh" ]; then mkdir -p "$tree/A" && cp "$OUT/payload.sqsh" "$tree/A/payload.sqsh"; fi
+  # The image cache (IMAGE_CACHE=), at the root: the installer copies it to BOOT.
+  if [ -f "$OUT/image-cache.sqsh" ]; then cp "$OUT/image-cache.sqsh" "$tree/image-cache.sqsh"; fi
   grub_menu /boot "Cairn $CAIRN_VERSION (live)" "" >"$tree/boot/grub/grub.cfg"
   cp "$grub/eltorito.img" "$tree/boot/grub/eltorito.img"
   # The ESP image and, in case the firmware hands GRUB the CD itself as its

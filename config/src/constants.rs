@@ -205,6 +205,13 @@ pub mod payload {
     pub const FILE_NAME: &str = "payload.sqsh";
     /// The slot booted when the kernel command line names none.
     pub const DEFAULT_SLOT: &str = "A";
+    /// The boot medium's image cache (`make image IMAGE_CACHE=<dir>`, a
+    /// directory `cairnctl image cache-create` wrote): a squashfs beside
+    /// the slot directories, so upgrades keep it.
+    pub const IMAGE_CACHE_FILE: &str = "image-cache.sqsh";
+    /// Where the image cache is mounted (read-only): OCI archives and
+    /// `refs.txt`, imported at every boot with origin `cache`.
+    pub const IMAGE_CACHE_DIR: &str = "/system/image-cache";
     /// Where machined mounts the boot medium read-only when nothing else
     /// has (the ISO on a live boot; BOOT when the slot logic did not).
     pub const MEDIUM_DIR: &str = "/system/medium";

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod global;
+mod oci_archive;
 mod output;
 mod session;
 mod streams;

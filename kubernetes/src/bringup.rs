@@ -275,34 +275,46 @@ fn prometheus_data_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Imports the payload's OCI archives into containerd's `k8s.io` namespace.
-/// A failure to reach containerd is an error (the step is retried); an
-/// archive that cannot be imported is reported and skipped.
+/// Imports the payload's OCI archives, and the boot medium's image cache
+/// when it has one, into containerd's `k8s.io` namespace. A failure to
+/// reach containerd is an error (the step is retried); an archive that
+/// cannot be imported is reported and skipped.
 async fn import_images() -> Result<(), crate::containerd::ContainerdError> {
+    use crate::containerd::import::{import_dir, Origin, Outcome};
     let socket = Path::new(k8s::CONTAINERD_SOCKET);
     let channel = crate::containerd::connect(socket).await?;
-    let started = std::time::Instant::now();
-    let dir = Path::new(crate::containerd::PAYLOAD_IMAGES);
-    let (mut imported, mut present) = (0, 0);
-    for result in
-        crate::containerd::import::import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE).await
-    {
-        match result {
-            Ok(images) => {
-                for i in images {
-                    match i.outcome {
-                        crate::containerd::import::Outcome::Imported => imported += 1,
-                        crate::containerd::import::Outcome::Present => present += 1,
+    let sources = [
+        (crate::containerd::PAYLOAD_IMAGES, Origin::System),
+        (::config::constants::payload::IMAGE_CACHE_DIR, Origin::Cache),
+    ];
+    for (dir, origin) in sources {
+        let dir = Path::new(dir);
+        // The image cache is mounted only when the medium carries one.
+        if origin == Origin::Cache && !dir.join("refs.txt").is_file() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let (mut imported, mut present) = (0, 0);
+        for result in import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE, origin).await {
+            match result {
+                Ok(images) => {
+                    for i in images {
+                        match i.outcome {
+                            Outcome::Imported => imported += 1,
+                            Outcome::Present => present += 1,
+                        }
                     }
                 }
+                Err(e) => runtime::console!("kubernetes: image import: {e}"),
             }
-            Err(e) => runtime::console!("kubernetes: image import: {e}"),
         }
+        runtime::console!(
+            "kubernetes: {} images imported into containerd from {} ({imported} new, {present} present) in {:.1}s",
+            origin.label(),
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
-    runtime::console!(
-        "kubernetes: images imported into containerd ({imported} new, {present} present) in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

@@ -73,6 +73,8 @@ pub enum ImageError {
     NotFound(String),
     #[error("{0} is one of the system's images and cannot be removed")]
     System(String),
+    #[error("{0} is in the boot medium's image cache (make image IMAGE_CACHE=) and comes back at every boot; it cannot be removed")]
+    Cached(String),
 }
 
 fn to_status(e: ImageError) -> Status {
@@ -80,7 +82,9 @@ fn to_status(e: ImageError) -> Status {
     match e {
         ImageError::NoContainerd => Status::failed_precondition(msg),
         ImageError::Containerd(_) => Status::unavailable(msg),
-        ImageError::Import(ImportError::SystemImage { .. }) => Status::permission_denied(msg),
+        ImageError::Import(ImportError::SystemImage { .. } | ImportError::CachedImage { .. }) => {
+            Status::permission_denied(msg)
+        }
         ImageError::Import(ImportError::Format { .. }) => Status::invalid_argument(msg),
         ImageError::Import(ImportError::Read { .. } | ImportError::Call { .. }) => {
             Status::internal(msg)
@@ -94,7 +98,7 @@ fn to_status(e: ImageError) -> Status {
         ImageError::TooLarge { .. } | ImageError::NoSpace { .. } => Status::resource_exhausted(msg),
         ImageError::Io { .. } => Status::internal(msg),
         ImageError::NotFound(_) => Status::not_found(msg),
-        ImageError::System(_) => Status::permission_denied(msg),
+        ImageError::System(_) | ImageError::Cached(_) => Status::permission_denied(msg),
     }
 }
 
@@ -270,8 +274,10 @@ pub async fn remove_in(
     let origin = origin_of(channel, ns, &image)
         .await
         .map_err(call("Content.Info"))?;
-    if origin == Some(Origin::System) {
-        return Err(ImageError::System(name.to_string()));
+    match origin {
+        Some(Origin::System) => return Err(ImageError::System(name.to_string())),
+        Some(Origin::Cache) => return Err(ImageError::Cached(name.to_string())),
+        _ => {}
     }
     images
         .delete(request(

@@ -54,6 +54,7 @@ pub enum PayloadError {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub payload_dir: PathBuf,
+    pub image_cache_dir: PathBuf,
     pub medium_dir: PathBuf,
     pub boot_mount: PathBuf,
 }
@@ -62,6 +63,7 @@ impl Layout {
     pub fn node() -> Self {
         Self {
             payload_dir: payload::PAYLOAD_DIR.into(),
+            image_cache_dir: payload::IMAGE_CACHE_DIR.into(),
             medium_dir: payload::MEDIUM_DIR.into(),
             boot_mount: config::constants::BOOT_MOUNT.into(),
         }
@@ -103,6 +105,12 @@ pub struct PayloadSpec {
     pub id: String,
     /// The image references of the archives in images/.
     pub images: Vec<String>,
+    /// The boot medium's image cache file, when it has one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub image_cache: String,
+    /// The image references in the image cache.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cached_images: Vec<String>,
     /// Why it is not mounted.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -136,7 +144,41 @@ pub fn mount(
             file: rel.display().to_string(),
             slot: slot.into(),
         })?;
-    let root = layout.payload_dir.clone();
+    attach_and_mount(sys, file, &layout.payload_dir, medium)
+}
+
+/// Mounts the image cache (`image-cache.sqsh` at the root of the medium the
+/// payload came from, see [`payload::IMAGE_CACHE_FILE`]) read-only at
+/// `layout.image_cache_dir`; `None` when the medium carries none.
+pub fn mount_image_cache(
+    sys: &dyn Syscalls,
+    payload: &PayloadPaths,
+    layout: &Layout,
+) -> Result<Option<PayloadPaths>, PayloadError> {
+    // The payload is <medium>/<slot>/payload.sqsh.
+    let file = payload
+        .file
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join(payload::IMAGE_CACHE_FILE))
+        .filter(|f| f.is_file());
+    match file {
+        Some(file) => {
+            attach_and_mount(sys, file, &layout.image_cache_dir, payload.medium.clone()).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Attaches the squashfs `file` to a loop device and mounts it read-only at
+/// `root`. Already mounted: returns what is there.
+fn attach_and_mount(
+    sys: &dyn Syscalls,
+    file: PathBuf,
+    root: &Path,
+    medium: String,
+) -> Result<PayloadPaths, PayloadError> {
+    let root = root.to_path_buf();
     if mounts::is_mounted(sys, &root)? {
         return Ok(PayloadPaths {
             root,
@@ -234,10 +276,7 @@ pub fn describe(paths: &PayloadPaths, slot: &str) -> PayloadSpec {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let images = read("images/refs.txt")
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect();
+    let images = image_refs(&read("images/refs.txt"));
     PayloadSpec {
         state: PayloadSpec::MOUNTED.into(),
         path: paths.root.display().to_string(),
@@ -248,8 +287,35 @@ pub fn describe(paths: &PayloadPaths, slot: &str) -> PayloadSpec {
         kubernetes_version,
         id: read("id").trim().to_string(),
         images,
+        image_cache: String::new(),
+        cached_images: Vec::new(),
         message: String::new(),
     }
+}
+
+/// The references a `refs.txt` lists (`<file> <reference>` lines).
+fn image_refs(refs_txt: &str) -> Vec<String> {
+    refs_txt
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// The payload's resource with the image cache mounted beside it, if the
+/// medium has one; a cache that cannot be mounted is reported and left out
+/// (Kubernetes runs without it).
+fn with_image_cache(mut spec: PayloadSpec, payload: &PayloadPaths) -> PayloadSpec {
+    let layout = Layout::node();
+    match mount_image_cache(&system::syscall::Real, payload, &layout) {
+        Ok(Some(cache)) => {
+            let refs = std::fs::read_to_string(cache.root.join("refs.txt")).unwrap_or_default();
+            spec.image_cache = cache.file.display().to_string();
+            spec.cached_images = image_refs(&refs);
+        }
+        Ok(None) => {}
+        Err(e) => runtime::console!("payload: image cache: {e}"),
+    }
+    spec
 }
 
 /// How long the payload waits for apid to answer before mounting anyway.
@@ -289,7 +355,7 @@ pub fn spawn(node: &Runtime, slot: Option<&str>, devices: Vec<BlockDevice>) {
         let s = slot.clone();
         let result = tokio::task::spawn_blocking(move || {
             let paths = mount(&system::syscall::Real, &devices, &s, &Layout::node())?;
-            Ok::<_, PayloadError>(describe(&paths, &s))
+            Ok::<_, PayloadError>(with_image_cache(describe(&paths, &s), &paths))
         })
         .await
         .unwrap_or_else(|e| Err(PayloadError::Task(e.to_string())));
@@ -303,6 +369,14 @@ pub fn spawn(node: &Runtime, slot: Option<&str>, devices: Vec<BlockDevice>) {
                     spec.images.len(),
                     started.elapsed().as_millis()
                 );
+                if !spec.image_cache.is_empty() {
+                    runtime::console!(
+                        "payload: image cache mounted at {} from {} ({} images)",
+                        payload::IMAGE_CACHE_DIR,
+                        spec.image_cache,
+                        spec.cached_images.len()
+                    );
+                }
                 spec
             }
             Err(e) => {
@@ -342,6 +416,7 @@ mod tests {
     fn layout(dir: &Path) -> Layout {
         Layout {
             payload_dir: dir.join("payload"),
+            image_cache_dir: dir.join("image-cache"),
             medium_dir: dir.join("medium"),
             boot_mount: dir.join("boot"),
         }
@@ -465,6 +540,35 @@ mod tests {
         let p = mount(&sys, &[], "A", &l).unwrap();
         assert_eq!(p.root, l.payload_dir);
         assert!(mounts(&sys).is_empty());
+    }
+
+    #[test]
+    fn the_image_cache_is_mounted_from_the_payloads_medium_when_it_has_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = layout(tmp.path());
+        put_file(&l.boot_mount, "A/payload.sqsh");
+        let payload = PayloadPaths {
+            root: l.payload_dir.clone(),
+            file: l.boot_mount.join("A/payload.sqsh"),
+            medium: "BOOT".into(),
+            loop_device: "/dev/loop0".into(),
+        };
+        let sys = Recording::default();
+        assert_eq!(mount_image_cache(&sys, &payload, &l).unwrap(), None);
+        assert!(mounts(&sys).is_empty(), "{:?}", sys.calls());
+
+        put_file(&l.boot_mount, "image-cache.sqsh");
+        let cache = mount_image_cache(&sys, &payload, &l).unwrap().unwrap();
+        assert_eq!(cache.file, l.boot_mount.join("image-cache.sqsh"));
+        assert_eq!(cache.root, l.image_cache_dir);
+        assert_eq!(cache.medium, "BOOT");
+        let m = mounts(&sys);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].0.as_path(), m[0].1.as_str()),
+            (l.image_cache_dir.as_path(), "squashfs")
+        );
+        assert!(m[0].2.contains(MsFlags::MS_RDONLY));
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! Images (issue 18): a cached image with `:latest` and pull policy Always
 //! starts through the node's image cache registry; an image built here is
 //! imported with `cairnctl image import`, listed, run and removed; a cut
-//! import leaves nothing.
+//! import leaves nothing. The boot medium's image cache (`make test` builds
+//! the image with IMAGE_CACHE=, tests/image-cache/build.sh): an OCI archive
+//! and a docker-archive made into a cache by `cairnctl image cache-create`
+//! are imported at boot and run in Pods with pull policy Always.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +37,13 @@ const CHECK: Duration = Duration::from_secs(300);
 fn progress(started: Instant) -> impl FnMut(&str) {
     move |m: &str| eprintln!("[{:>5.0}s] {m}", started.elapsed().as_secs_f64())
 }
+
+/// The images of the test image cache (tests/image-cache/build.sh): from
+/// an OCI archive, and from a docker-archive tagged `cache-docker:v1`.
+const CACHED_IMAGES: [&str; 2] = [
+    "cairn.local/cache-oci:v1",
+    "docker.io/library/cache-docker:v1",
+];
 
 /// The configured node, for the diagnostics a failed check prints.
 static NODE: OnceLock<Node> = OnceLock::new();
@@ -445,6 +455,54 @@ fn check_image_cache(
     );
     assert!(!listed.contains(reference), "still listed:\n{listed}");
     say("image remove: the user image is gone, the system image refused");
+
+    // The boot medium's image cache: imported at boot with origin `cache`,
+    // served to Pods with pull policy Always, never removed.
+    for image in CACHED_IMAGES {
+        let l = listed
+            .lines()
+            .find(|l| l.contains(image))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{image} is not on the node: was the image built without the test image cache \
+                 (make test and make vm-test build it with IMAGE_CACHE=)?\n{listed}"
+                )
+            });
+        assert!(
+            l.contains("cache"),
+            "{image} should have origin cache:\n{listed}"
+        );
+    }
+    let t = Instant::now();
+    for (i, image) in CACHED_IMAGES.iter().enumerate() {
+        let name = format!("from-cache-{i}");
+        or_panic(
+            vm,
+            "apply a Deployment of a cached image",
+            kubectl.apply(&cached_deployment(&name, image, "[]")),
+        );
+    }
+    for i in 0..CACHED_IMAGES.len() {
+        wait_deployment_ready(vm, kubectl, &format!("from-cache-{i}"));
+    }
+    say(&format!(
+        "the image cache's OCI and docker-archive images run with pull policy Always ({:.0}s)",
+        t.elapsed().as_secs_f64()
+    ));
+    let refused = node
+        .ctl(&["image", "remove", CACHED_IMAGES[0]])
+        .expect_err("removing a cached image must be refused");
+    assert!(
+        format!("{refused:#}").contains("image cache"),
+        "{refused:#}"
+    );
+    or_panic(
+        vm,
+        "delete the cached-image Deployments",
+        kubectl
+            .ok(&["delete", "deployment", "from-cache-0", "from-cache-1"])
+            .map(drop),
+    );
 }
 
 /// Issue 12: a node label and a registry mirror applied with

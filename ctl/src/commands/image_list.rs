@@ -1,6 +1,7 @@
 //! `cairnctl image list [-k]`: containerd's images on nodes, in the system
 //! namespace or (`-k`) Kubernetes' `k8s.io`, with digests, sizes and where
-//! each came from (system: the payload's; user: `cairnctl image import`).
+//! each came from (system: the payload's; cache: the boot medium's image
+//! cache; user: `cairnctl image import`).
 
 use std::process::ExitCode;
 

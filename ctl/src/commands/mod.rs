@@ -22,6 +22,7 @@ pub mod gen_upgrade_key;
 pub mod get;
 pub mod health;
 pub mod image;
+pub mod image_cache_create;
 pub mod image_import;
 pub mod image_list;
 pub mod image_remove;

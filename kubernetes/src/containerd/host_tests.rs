@@ -12,7 +12,7 @@ use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{GetImageRequest, InfoRequest};
 use sha2::{Digest, Sha256};
 
-use super::import::{import_archive, import_dir, Outcome};
+use super::import::{import_archive, import_dir, Origin, Outcome};
 use super::*;
 use runtime::supervisor::{State, Supervisor};
 
@@ -159,7 +159,13 @@ async fn containerd_runs_supervised_and_imports_oci_archives() {
     );
     std::fs::write(images_dir.join("README"), "not an archive").unwrap();
 
-    let first = import_dir(&channel, &images_dir, k8s::CONTAINERD_NAMESPACE).await;
+    let first = import_dir(
+        &channel,
+        &images_dir,
+        k8s::CONTAINERD_NAMESPACE,
+        Origin::System,
+    )
+    .await;
     let first: Vec<_> = first.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(first.len(), 2);
     assert_eq!(first[0][0].name, "cairn.local/hello:test");

@@ -55,6 +55,8 @@ pub enum ImportError {
     Format { path: String, reason: String },
     #[error("{name} is one of the system's images; an import may not replace it")]
     SystemImage { name: String },
+    #[error("{name} is in the boot medium's image cache; an import may not replace it")]
+    CachedImage { name: String },
     #[error("{path}: containerd {call} failed: {status}")]
     Call {
         path: String,
@@ -64,9 +66,10 @@ pub enum ImportError {
 }
 
 /// The label on every image Cairn's importer creates: `system` for the
-/// payload's, `user` for `cairnctl image import`'s. The image cache
+/// payload's, `cache` for the boot medium's image cache (`make image
+/// IMAGE_CACHE=`), `user` for `cairnctl image import`'s. The image cache
 /// registry serves only labelled images, and `cairnctl image remove`
-/// refuses `system` ones. It is put on the image's target blob too: a
+/// refuses `system` and `cache` ones (they come back at every boot). It is put on the image's target blob too: a
 /// pull through CRI (pull policy Always, served by the image cache)
 /// rewrites the image record with CRI's labels only, while content labels
 /// outlive it.
@@ -77,6 +80,9 @@ pub const ORIGIN_LABEL: &str = "cairn.dev/image-cache";
 pub enum Origin {
     /// The payload's image cache.
     System,
+    /// The boot medium's image cache (`cairnctl image cache-create`, `make
+    /// image IMAGE_CACHE=`).
+    Cache,
     /// `cairnctl image import`.
     User,
 }
@@ -85,6 +91,7 @@ impl Origin {
     pub fn label(self) -> &'static str {
         match self {
             Origin::System => "system",
+            Origin::Cache => "cache",
             Origin::User => "user",
         }
     }
@@ -92,9 +99,16 @@ impl Origin {
     pub fn of(labels: &HashMap<String, String>) -> Option<Origin> {
         match labels.get(ORIGIN_LABEL).map(String::as_str) {
             Some("system") => Some(Origin::System),
+            Some("cache") => Some(Origin::Cache),
             Some("user") => Some(Origin::User),
             _ => None,
         }
+    }
+
+    /// Images the boot medium carries: imported at every boot, so neither
+    /// removed nor replaced by a user's import.
+    pub fn is_fixed(self) -> bool {
+        matches!(self, Origin::System | Origin::Cache)
     }
 }
 
@@ -135,8 +149,8 @@ async fn blob_origin(
     }
 }
 
-/// Labels the blob `digest` with `origin`; a blob that is a system
-/// image's target stays `system`.
+/// Labels the blob `digest` with `origin`; a blob that is a system or
+/// cached image's target keeps its label.
 async fn label_blob(
     channel: &Channel,
     namespace: &str,
@@ -144,7 +158,7 @@ async fn label_blob(
     origin: Origin,
 ) -> Result<(), tonic::Status> {
     let current = blob_origin(channel, namespace, digest).await?;
-    if current == Some(origin) || current == Some(Origin::System) {
+    if current.is_some_and(|c| c == origin || c.is_fixed()) {
         return Ok(());
     }
     let req = UpdateContentRequest {
@@ -520,8 +534,14 @@ pub async fn import_archive_as(
                 .map_err(call("Content.Info"))?,
             None => None,
         };
-        if origin == Origin::User && existing_origin == Some(Origin::System) {
-            return Err(ImportError::SystemImage { name: name.clone() });
+        match (origin, existing_origin) {
+            (Origin::User, Some(Origin::System)) => {
+                return Err(ImportError::SystemImage { name: name.clone() })
+            }
+            (Origin::User, Some(Origin::Cache)) => {
+                return Err(ImportError::CachedImage { name: name.clone() })
+            }
+            _ => {}
         }
         let same = existing
             .as_ref()
@@ -755,12 +775,13 @@ fn stream_blobs(
     Ok(())
 }
 
-/// Imports every `*.tar` in `dir` (sorted by name); an archive that fails
-/// is reported and the others still go in.
+/// Imports every `*.tar` in `dir` (sorted by name), labelled `origin`; an
+/// archive that fails is reported and the others still go in.
 pub async fn import_dir(
     channel: &Channel,
     dir: &Path,
     namespace: &str,
+    origin: Origin,
 ) -> Vec<Result<Vec<Imported>, ImportError>> {
     let mut archives: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -777,7 +798,7 @@ pub async fn import_dir(
     archives.sort();
     let mut out = Vec::new();
     for a in archives {
-        out.push(import_archive(channel, &a, namespace).await);
+        out.push(import_archive_as(channel, &a, namespace, origin).await);
     }
     out
 }

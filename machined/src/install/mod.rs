@@ -441,6 +441,13 @@ fn fill_boot(boot: &Path, medium: &Path, menu: &[u8]) -> Result<(), InstallError
         copied += copy_file(&p, &a.join("payload.sqsh"))?;
     }
     runtime::console!("install: slot A holds {} MiB", copied / MIB);
+    // The image cache lives beside the slots: upgrades keep it.
+    let cache_name = config::constants::payload::IMAGE_CACHE_FILE;
+    let cache = medium.join(cache_name);
+    if cache.is_file() {
+        let n = copy_file(&cache, &boot.join(cache_name))?;
+        runtime::console!("install: image cache, {} MiB", n / MIB);
+    }
     write_file(&boot.join("grub/grub.cfg"), menu)?;
     Slots::new(boot).make_default("A")?;
     crate::upgrade::slots::sync_dir(boot)?;
