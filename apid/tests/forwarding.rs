@@ -129,6 +129,18 @@ async fn forwards_one_hop_with_the_callers_role() {
     );
 }
 
+/// A loopback port that refuses connections until the returned socket is
+/// dropped: bound, never listening.
+fn reserved_closed_port() -> (String, rustix::fd::OwnedFd) {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+    rustix::net::bind(&fd, &any).unwrap();
+    let addr = rustix::net::getsockname(&fd).unwrap();
+    let port = std::net::SocketAddr::try_from(addr).unwrap().port();
+    (format!("127.0.0.1:{port}"), fd)
+}
+
 /// Hole 6 of the hardening issue: a reader named any host:port and apid
 /// connected there, and the error told an open port (a TLS failure) from a
 /// closed one (connection refused) and a filtered one (a timeout). Now a
@@ -140,11 +152,11 @@ async fn forwards_only_to_members_and_says_nothing_about_other_ports() {
     let (da, db) = (dir.path().join("apid-a"), dir.path().join("apid-b"));
     write_secure(&da, &cfg, "node-a");
     write_secure(&db, &cfg, "node-b");
-    // A member whose apid is down: its port was free a moment ago.
-    let down = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
-    };
+    // A member whose apid is down: a TCP socket bound but not listening
+    // holds its port for the whole test, so connecting is refused and no
+    // later bind (this test's own listeners included: CI once saw node A
+    // handed the port just freed) can take it.
+    let (down, _down_reserved) = reserved_closed_port();
     let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = serve_apid(la, &da, &start_echo(dir.path(), "node-a"), &[&down]);
     // Node B's apid listens, but node A was not told it is a member.
