@@ -124,8 +124,12 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
         ])
         .arg(&images.dir)
         .stdin(Stdio::null())
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .expect("running cairnctl cluster create");
+    let printed = String::from_utf8_lossy(&status.stdout).into_owned();
+    eprintln!("{printed}");
+    let status = status.status;
     let consoles = || {
         ["cp-1", "worker-1"]
             .iter()
@@ -149,6 +153,11 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
         consoles()
     );
     say(started, "cluster create: done");
+    run_next_commands_as_printed(&printed, cache.path());
+    say(
+        started,
+        "the commands cluster create printed run as printed",
+    );
     let state: ClusterState = layout.load().unwrap();
     let cp = state
         .nodes
@@ -356,6 +365,51 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
             && provision::launch::qemu_pid(&layout, "worker-1").is_none()
     );
     say(started, "destroyed");
+}
+
+/// A newcomer's path: every command under "next:" in what `cluster
+/// create` printed runs as printed (the words split on spaces, a trailing
+/// `# comment` dropped) and succeeds, except `cluster destroy`, which the
+/// test runs at its end. `kubectl get nodes` lists both nodes and
+/// `services` lists the node's services.
+fn run_next_commands_as_printed(printed: &str, cache: &Path) {
+    let next: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| l.trim() != "next:")
+        .skip(1)
+        .map(|l| l.split(" # ").next().unwrap().trim())
+        .filter(|l| !l.is_empty() && !l.contains("cluster destroy"))
+        .collect();
+    assert!(
+        next.len() >= 4,
+        "cluster create printed no next commands:\n{printed}"
+    );
+    for line in next {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let out = Command::new(words[0])
+            .args(&words[1..])
+            .env("CAIRN_CACHE", cache)
+            .env_remove("CAIRNCONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{line}: {}\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if line.contains(" get nodes") {
+            assert!(
+                stdout.contains("cp-1") && stdout.contains("worker-1"),
+                "{line}:\n{stdout}"
+            );
+        }
+        if line.ends_with(" services") {
+            assert!(stdout.contains("kubelet"), "{line}:\n{stdout}");
+        }
+        eprintln!("$ {line}\n{stdout}");
+    }
 }
 
 fn serde_yaml_from(text: &str) -> serde_json::Value {
