@@ -31,6 +31,10 @@ const MIN_COMMIT_GAP: Duration = Duration::from_millis(50);
 const DISK_FULL: u64 = 16 << 20;
 /// After a write failed for lack of space, writes resume once this much is free.
 const DISK_RECOVERED: u64 = 64 << 20;
+/// How stale the index's sizes may get while nothing is committed (merges
+/// of tantivy's own policy end unannounced). Listing and reloading the
+/// index every tick cost a tenth of a CPU under emulation doing nothing.
+const REMEASURE_EVERY: Duration = Duration::from_secs(10);
 
 /// The writer's settings.
 #[derive(Debug, Clone)]
@@ -102,6 +106,8 @@ pub struct Writer {
     pending_docs: usize,
     first_pending: Option<Instant>,
     next_retention: Instant,
+    /// When sizes and free space were last measured in full.
+    measured: Instant,
     /// The last commit failed for lack of space: refuse until space returns.
     disk_error: Option<String>,
     /// The last retention found nothing it may delete while over the limit.
@@ -148,6 +154,7 @@ impl Writer {
             store,
             writer: Some(writer),
             next_retention: Instant::now(),
+            measured: Instant::now(),
             settings,
             committed: state.clone(),
             state,
@@ -431,14 +438,19 @@ impl Writer {
 
     fn tick(&mut self) {
         let mut collect = self.compaction.ended();
-        // Merges finished since the last commit: let readers drop the files.
-        if let Err(e) = self
-            .store
-            .publish(self.committed.next_seq.saturating_sub(1))
-        {
-            tracing::warn!(%e, "reloading the index reader");
-        }
-        let over = self.measure().live_bytes >= self.settings.policy.max_size;
+        let live_bytes = if collect || self.remeasure_due() {
+            // Merges finished since the last commit: let readers drop the files.
+            if let Err(e) = self
+                .store
+                .publish(self.committed.next_seq.saturating_sub(1))
+            {
+                tracing::warn!(%e, "reloading the index reader");
+            }
+            self.measure().live_bytes
+        } else {
+            self.store.status().live_bytes
+        };
+        let over = live_bytes >= self.settings.policy.max_size;
         if Instant::now() >= self.next_retention || over {
             self.retention();
             self.compact();
@@ -513,8 +525,26 @@ impl Writer {
         }
     }
 
+    /// Whether sizes must be measured again now: they are stale, writes
+    /// are refused (so space coming back is seen at once), or the disk is
+    /// near the floor (free space alone, which is cheap, is read every tick).
+    fn remeasure_due(&self) -> bool {
+        if self.measured.elapsed() >= REMEASURE_EVERY || self.store.status().refusing.is_some() {
+            return true;
+        }
+        let (free, total) = crate::store::disk_space(&self.store.dir).unwrap_or((0, 0));
+        free < self
+            .settings
+            .policy
+            .min_free
+            .bytes(total)
+            .saturating_mul(2)
+            .max(DISK_RECOVERED)
+    }
+
     /// Measures sizes and free space and decides whether writes are accepted.
     fn measure(&mut self) -> Status {
+        self.measured = Instant::now();
         let p = &self.settings.policy;
         let bytes = crate::store::dir_size(&self.store.dir).unwrap_or(0);
         let live_bytes = self

@@ -123,8 +123,11 @@ fn early_system_setup(sys: &dyn Syscalls) {
     if let Err(e) = mounts::make_root_rshared(sys) {
         tracing::warn!(error = %e, "cannot make / rshared");
     }
-    for (c, e) in mounts::enable_cgroup_controllers(Path::new("/sys/fs/cgroup")) {
+    for (c, e) in mounts::enable_cgroup_controllers(Path::new(system::cgroups::ROOT)) {
         runtime::console!("cgroups: cannot enable the {c} controller: {e}");
+    }
+    for (path, e) in system::cgroups::prepare(Path::new(system::cgroups::ROOT)) {
+        runtime::console!("cgroups: {}: {e}", path.display());
     }
     for (s, r) in sysctl::apply(Path::new("/"), sysctl::KSPP) {
         match r {

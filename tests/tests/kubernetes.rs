@@ -130,6 +130,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         },
     );
     or_panic(&vm, "control-plane role label", labelled);
+    services_run_in_their_cgroups(&vm, &node, &mut say);
     live_apply_tells_the_truth(&vm, &node, &kubectl, &nodes[0], &mut say);
 
     // Workloads: the images come from the payload (imagePullPolicy: Never).
@@ -651,6 +652,58 @@ struct ServiceStatus {
 }
 
 /// A service's state, pid and restart count, from `cairnctl service <id> -o json`.
+/// Services are not left in the root cgroup, where each busy thread
+/// weighed as much as all Pods together (system::cgroups): the pod
+/// runtime's in `podruntime/`, apid in `system/`, the control plane's
+/// static Pods under the kubelet's `kubepods/`.
+fn services_run_in_their_cgroups(vm: &Vm, node: &Node, say: &mut impl FnMut(&str)) {
+    let cgroup_of = |pid: i64| -> anyhow::Result<String> {
+        let text = node.ctl(&["read", &format!("/proc/{pid}/cgroup")])?;
+        Ok(text.trim().trim_start_matches("0::").to_string())
+    };
+    for (service, want) in [
+        ("containerd", "/podruntime/containerd"),
+        ("etcd", "/podruntime/etcd"),
+        ("kubelet", "/podruntime/kubelet"),
+        ("apid", "/system/apid"),
+    ] {
+        let status = or_panic(vm, service, service_status(node, service));
+        let pid = status.pid.unwrap_or_else(|| panic!("{service} has no pid"));
+        let got = or_panic(vm, &format!("cgroup of {service}"), cgroup_of(pid));
+        assert_eq!(got, want, "{service} (pid {pid}) runs in cgroup {got}");
+    }
+    let weight = or_panic(
+        vm,
+        "podruntime's CPU weight",
+        node.ctl(&["read", "/sys/fs/cgroup/podruntime/cpu.weight"]),
+    );
+    assert_eq!(weight.trim(), "79", "podruntime/cpu.weight");
+    let processes = or_panic(vm, "processes", node.ctl(&["processes", "-o", "json"]));
+    let list: serde_json::Value = or_panic(
+        vm,
+        "processes as JSON",
+        serde_json::from_str(&processes).map_err(anyhow::Error::from),
+    );
+    let apiserver = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["command"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("kube-apiserver")
+        })
+        .and_then(|p| p["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no kube-apiserver process in {processes}"));
+    let got = or_panic(vm, "cgroup of kube-apiserver", cgroup_of(apiserver));
+    assert!(
+        got.starts_with("/kubepods/"),
+        "kube-apiserver runs in {got}"
+    );
+    say("containerd, etcd and the kubelet run in podruntime/, apid in system/, Pods in kubepods/");
+}
+
 fn service_status(node: &Node, id: &str) -> anyhow::Result<ServiceStatus> {
     let out = node.ctl(&["service", id, "-o", "json"])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;

@@ -30,6 +30,9 @@ pub struct Layout {
     pub runc: PathBuf,
     pub cni_bin_dir: PathBuf,
     pub cni_conf_dir: PathBuf,
+    /// containerd's cgroup (the node's `podruntime/containerd`), which its
+    /// shims inherit; `None` in tests.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Layout {
@@ -41,6 +44,7 @@ impl Layout {
             runc: PathBuf::from(super::PAYLOAD_BIN).join("runc"),
             cni_bin_dir: k8s::CNI_BIN_DIR.into(),
             cni_conf_dir: k8s::CNI_CONF_DIR.into(),
+            cgroup: Some(crate::node_cgroup(super::SERVICE)),
         }
     }
 }

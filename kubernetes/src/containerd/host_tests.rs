@@ -96,6 +96,7 @@ fn test_layout(root: &Path) -> Layout {
         runc: "/usr/sbin/runc".into(),
         cni_bin_dir: root.join("cni/bin"),
         cni_conf_dir: root.join("cni/net.d"),
+        cgroup: None,
     }
 }
 

@@ -157,6 +157,7 @@ pub fn service_with(
         runner.env = payload_env();
         // containerd takes a while to stop its shims' event streams.
         runner.stop_timeout = Duration::from_secs(20);
+        runner.cgroup = layout.cgroup.clone();
         Ok(runner)
     });
     Service::new(

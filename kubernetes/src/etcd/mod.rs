@@ -104,6 +104,7 @@ pub struct EtcdSettings {
     pub cluster_token: String,
     /// `cluster.etcd.extraArgs`: override Cairn's flags.
     pub extra_args: BTreeMap<String, String>,
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Where etcd's pieces are: the node's paths, or temporary ones in tests.
@@ -117,6 +118,8 @@ pub struct Layout {
     pub peer_port: u16,
     /// How long [`start_in`] waits for the clock to be synchronized.
     pub time_sync_timeout: Duration,
+    /// etcd's cgroup (the node's `podruntime/etcd`); `None` in tests.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Layout {
@@ -130,6 +133,7 @@ impl Layout {
             client_port: k8s::etcd::CLIENT_PORT,
             peer_port: k8s::etcd::PEER_PORT,
             time_sync_timeout: TIME_SYNC_TIMEOUT,
+            cgroup: Some(crate::node_cgroup(SERVICE_ID)),
         }
     }
 }
@@ -169,6 +173,7 @@ impl EtcdSettings {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            cgroup: layout.cgroup.clone(),
         }
     }
 
@@ -261,6 +266,7 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     }
     // etcd writes its WAL on stop; give it time before SIGKILL.
     runner.stop_timeout = Duration::from_secs(15);
+    runner.cgroup = settings.cgroup.clone();
     let data_dir = settings.data_dir.clone();
     let pre: runtime::supervisor::Hook = Arc::new(move || {
         let data_dir = data_dir.clone();

@@ -31,6 +31,7 @@ fn layout(root: &Path) -> Layout {
         client_port: free_port(),
         peer_port: free_port(),
         time_sync_timeout: Duration::ZERO,
+        cgroup: None,
     }
 }
 

@@ -86,6 +86,7 @@ async fn the_real_apiserver_accepts_the_pki() {
         client_port: free_port(),
         peer_port: free_port(),
         time_sync_timeout: Duration::ZERO,
+        cgroup: None,
     };
     let (cfg, _) = generated();
     let facts = NodeFacts {

@@ -122,13 +122,19 @@ async fn settle(api: &Api<CertificateSigningRequest>, csr: &str, approve: bool, 
 pub async fn run(client: Client) {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client);
+    // Only kubelet serving requests, and the Node is read only for those
+    // still undecided: a settled request costs nothing on later rounds.
+    let serving = ListParams::default().fields(&format!("spec.signerName={KUBELET_SERVING}"));
     loop {
-        match csrs.list(&ListParams::default()).await {
+        match csrs.list(&serving).await {
             Ok(list) => {
                 for csr in list.items {
                     let Some(name) = csr.metadata.name.clone() else {
                         continue;
                     };
+                    if decide(&csr, None) == Decision::Skip {
+                        continue;
+                    }
                     let node_name = csr
                         .spec
                         .username

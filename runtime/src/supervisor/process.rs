@@ -36,6 +36,10 @@ pub struct ProcessRunner {
     pub no_new_privs: bool,
     /// Grace period between SIGTERM and SIGKILL on stop.
     pub stop_timeout: Duration,
+    /// The cgroup (v2) directory the child runs in, created if missing;
+    /// `None` leaves it in machined's. The child moves itself before exec,
+    /// so nothing it starts is ever left behind.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl ProcessRunner {
@@ -49,6 +53,7 @@ impl ProcessRunner {
             pass_files: Vec::new(),
             no_new_privs: false,
             stop_timeout: Duration::from_secs(10),
+            cgroup: None,
         }
     }
 
@@ -57,7 +62,22 @@ impl ProcessRunner {
         self
     }
 
-    fn command(&self, files: &[(OwnedFd, RawFd)]) -> Command {
+    /// `cgroup.procs` of the service's cgroup, opened for the child to
+    /// write itself into. Opened here, as root: the kernel checks a move
+    /// against the opener's credentials, and the child may have dropped
+    /// them by then (a uid of its own).
+    fn cgroup_procs(&self) -> Result<Option<OwnedFd>, String> {
+        let Some(dir) = &self.cgroup else {
+            return Ok(None);
+        };
+        let procs = dir.join("cgroup.procs");
+        std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::OpenOptions::new().write(true).open(&procs))
+            .map(|f| Some(OwnedFd::from(f)))
+            .map_err(|e| format!("cannot enter cgroup {}: {e}", dir.display()))
+    }
+
+    fn command(&self, files: &[(OwnedFd, RawFd)], cgroup: Option<&OwnedFd>) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -77,12 +97,19 @@ impl ProcessRunner {
             .map(|(f, target)| (f.as_raw_fd(), *target))
             .collect();
         let no_new_privs = self.no_new_privs;
-        if !fds.is_empty() || no_new_privs {
+        let procs = cgroup.map(|f| f.as_raw_fd());
+        if !fds.is_empty() || no_new_privs || procs.is_some() {
             // SAFETY: the closure runs in the forked child before exec and
-            // only makes async-signal-safe syscalls (fcntl, dup2, prctl) on
-            // plain integers captured by value.
+            // only makes async-signal-safe syscalls (write, fcntl, dup2,
+            // prctl) on plain integers captured by value.
             unsafe {
                 cmd.pre_exec(move || {
+                    // "0" is the writer itself.
+                    if let Some(fd) = procs {
+                        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                     // Move every source out of the way first so that one
                     // target number cannot clobber another source.
                     let mut high = [0 as RawFd; 8];
@@ -145,8 +172,12 @@ impl Runner for ProcessRunner {
                     }
                 }
             }
+            let cgroup = match self.cgroup_procs() {
+                Ok(c) => c,
+                Err(e) => return RunOutcome::Failed(e),
+            };
             // The parent's copies close when `files` drops, after the spawn.
-            let mut spawned = match reaper::spawn(&mut self.command(&files)) {
+            let mut spawned = match reaper::spawn(&mut self.command(&files, cgroup.as_ref())) {
                 Ok(s) => s,
                 Err(e) => {
                     return RunOutcome::Failed(format!(
