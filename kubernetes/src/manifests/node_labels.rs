@@ -22,12 +22,14 @@ use runtime::Runtime;
 /// The field manager that owns the config's node labels.
 pub const FIELD_MANAGER: &str = "cairn-machined-node-labels";
 
-/// The apply document for Node `name` with exactly `labels` from us.
-pub fn apply_doc(name: &str, labels: &BTreeMap<String, String>) -> Value {
+/// The apply document for Node `name` with exactly `labels` from us, for
+/// the Node at `resource_version`: an apply with a resource version fails
+/// when the object changed or is gone instead of creating it.
+pub fn apply_doc(name: &str, labels: &BTreeMap<String, String>, resource_version: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": labels, "resourceVersion": resource_version},
     })
 }
 
@@ -109,11 +111,22 @@ async fn apply(
 ) -> Result<(), String> {
     let client = client_for(control_plane).await.map_err(|e| e.to_string())?;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    // Only a Node the kubelet registered. A server-side apply creates what
+    // is missing: a Node with labels and no status, which the 1.20 kubelet
+    // then found at registration and panicked on (a nil capacity map in
+    // reconcileHugePageResource) at every start, so the node never went
+    // Ready (CI saw it 40 times in a row).
+    let node = nodes
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("node {name} has not registered yet"))?;
+    let version = node.metadata.resource_version.unwrap_or_default();
     nodes
         .patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(apply_doc(name, labels)),
+            &Patch::Apply(apply_doc(name, labels, &version)),
         )
         .await
         .map(drop)
@@ -131,14 +144,15 @@ mod tests {
             .kubelet
             .node_labels
             .insert("example.com/zone".parse().unwrap(), "a".parse().unwrap());
-        let doc = apply_doc("cp1", &desired(&cfg));
+        let doc = apply_doc("cp1", &desired(&cfg), "42");
         assert_eq!(
             doc,
             json!({"apiVersion": "v1", "kind": "Node",
-                   "metadata": {"name": "cp1", "labels": {"example.com/zone": "a"}}})
+                   "metadata": {"name": "cp1", "labels": {"example.com/zone": "a"},
+                                "resourceVersion": "42"}})
         );
         // No labels: an empty map, so the API server drops the ones we set.
-        let none = apply_doc("cp1", &BTreeMap::new());
+        let none = apply_doc("cp1", &BTreeMap::new(), "42");
         assert_eq!(none["metadata"]["labels"], json!({}));
     }
 }
