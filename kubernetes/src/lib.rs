@@ -32,11 +32,5 @@ pub mod staticpods_resource;
 pub use addresses::{dns_service_ip, node_ip};
 pub use bringup::start;
 
-/// The cgroup of one of the services Pods need (containerd, etcd, the
-/// kubelet) on a node: `podruntime/<service>`.
-pub fn node_cgroup(service: &str) -> std::path::PathBuf {
-    system::cgroups::Group::PodRuntime.service(std::path::Path::new(system::cgroups::ROOT), service)
-}
-
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -255,9 +255,7 @@ pub fn apid_service(dir: &Path) -> Service {
     runner.no_new_privs = true;
     runner.pass_files = vec![(dir.to_path_buf(), SETTINGS_FD)];
     runner.stop_timeout = Duration::from_secs(5);
-    runner.cgroup = Some(
-        system::cgroups::Group::System.service(std::path::Path::new(system::cgroups::ROOT), "apid"),
-    );
+    runner.cgroup = Some(system::cgroups::Group::System.node_service("apid"));
     Service::new("apid", RestartRunner::new(runner, RestartPolicy::Always)).health(
         HealthCheck::tcp_connect(([127, 0, 0, 1], APID_PORT).into(), Duration::from_secs(5)),
     )

@@ -67,6 +67,11 @@ impl Group {
     pub fn service(self, root: &Path, service: &str) -> PathBuf {
         self.dir(root).join(service)
     }
+
+    /// A service's own cgroup on a node (under [`ROOT`]).
+    pub fn node_service(self, service: &str) -> PathBuf {
+        self.service(Path::new(ROOT), service)
+    }
 }
 
 /// `cpu.weight` for a CPU request in millicores, as the kubelet converts

@@ -44,7 +44,7 @@ impl Layout {
             runc: PathBuf::from(super::PAYLOAD_BIN).join("runc"),
             cni_bin_dir: k8s::CNI_BIN_DIR.into(),
             cni_conf_dir: k8s::CNI_CONF_DIR.into(),
-            cgroup: Some(crate::node_cgroup(super::SERVICE)),
+            cgroup: Some(system::cgroups::Group::PodRuntime.node_service(super::SERVICE)),
         }
     }
 }

@@ -133,7 +133,7 @@ impl Layout {
             client_port: k8s::etcd::CLIENT_PORT,
             peer_port: k8s::etcd::PEER_PORT,
             time_sync_timeout: TIME_SYNC_TIMEOUT,
-            cgroup: Some(crate::node_cgroup(SERVICE_ID)),
+            cgroup: Some(system::cgroups::Group::PodRuntime.node_service(SERVICE_ID)),
         }
     }
 }

@@ -186,7 +186,7 @@ pub fn service(store: &Arc<Store>, started: StartedWith<KubeletSpec>) -> Service
         let mut runner =
             ProcessRunner::new(PathBuf::from(PAYLOAD_BIN).join("kubelet")).args(spec.flags.clone());
         runner.env = payload_env();
-        runner.cgroup = Some(crate::node_cgroup(SERVICE));
+        runner.cgroup = Some(system::cgroups::Group::PodRuntime.node_service(SERVICE));
         started.set(spec);
         Ok(runner)
     });

@@ -132,7 +132,7 @@ pub async fn run(client: Client) {
                     let Some(name) = csr.metadata.name.clone() else {
                         continue;
                     };
-                    if decide(&csr, None) == Decision::Skip {
+                    if decided(&csr) {
                         continue;
                     }
                     let node_name = csr
