@@ -40,6 +40,7 @@ use runtime::Runtime;
 
 use crate::addresses::node_ip;
 use crate::specs;
+use crate::timeline::{self, Phase};
 
 /// How long the kubelet waits for containerd's first health before the
 /// images are imported anyway (the import reports its own errors).
@@ -132,6 +133,7 @@ pub struct Progress {
     node_labels: bool,
     csr_approver: bool,
     podnet: bool,
+    timeline: bool,
 }
 
 async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesError> {
@@ -139,6 +141,7 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     crate::payload::wait_mounted(node)
         .await
         .map_err(KubernetesError::Payload)?;
+    timeline::mark(node, Phase::PayloadMounted, "the payload is mounted");
     let cfg = node.running_config().ok_or(KubernetesError::NoConfig)?;
     if !done.clock_waited {
         let timeout = cfg.machine.time.boot_timeout.get();
@@ -156,6 +159,7 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     // 2. PKI.
     let facts = NodeFacts::of(node);
     crate::k8s_pki::issue(&cfg, &facts).await?;
+    timeline::mark(node, Phase::PkiIssued, "the Kubernetes PKI is on disk");
     if !done.pki_keeper {
         tokio::spawn(crate::k8s_pki::keep_issued(node.clone()));
         done.pki_keeper = true;
@@ -188,14 +192,17 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
                 rx.wait_for(Status::is_up).await.map(drop)
             })
             .await;
-            if !matches!(up, Ok(Ok(()))) {
+            if matches!(up, Ok(Ok(()))) {
+                timeline::mark(node, Phase::ContainerdUp, "containerd answers on its socket");
+            } else {
                 runtime::console!(
                     "kubernetes: containerd is not healthy after {}s; importing anyway",
                     CONTAINERD_UP.as_secs()
                 );
             }
         }
-        import_images().await?;
+        let imported = import_images().await?;
+        timeline::mark(node, Phase::ImagesImported, &imported);
         done.images = true;
     }
 
@@ -213,6 +220,10 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
         tokio::spawn(keep_static_pods(node.clone(), pods));
         done.static_pods = true;
     }
+    if !done.timeline {
+        tokio::spawn(timeline::follow(node.clone(), control_plane));
+        done.timeline = true;
+    }
     if !done.kubelet {
         let started = specs::StartedWith::default();
         node.supervisor
@@ -225,6 +236,12 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             specs::KubeletSpec::ID,
             started,
         ));
+        let n = node.clone();
+        tokio::spawn(async move {
+            let detail = "the kubelet answers its health check";
+            timeline::mark_when_up(&n, crate::kubelet::SERVICE, Phase::KubeletStarted, detail)
+                .await;
+        });
         done.kubelet = true;
     }
     node.events
@@ -250,7 +267,15 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             }
         }
         let client =
-            crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG)).await;
+            crate::manifests::apply_bootstrap(&cfg, Path::new(k8s::ADMIN_KUBECONFIG), || {
+                timeline::mark(node, Phase::ApiReady, "the API server answers /version")
+            })
+            .await;
+        timeline::mark(
+            node,
+            Phase::BootstrapApplied,
+            "node bootstrap RBAC, kube-proxy and cluster DNS applied",
+        );
         if !done.csr_approver {
             tokio::spawn(crate::manifests::csr_approver::run(client.clone()));
             tokio::spawn(crate::manifests::apply_addons(client.clone(), cfg.clone()));
@@ -279,10 +304,11 @@ fn prometheus_data_dir(dir: &Path) -> std::io::Result<()> {
 /// when it has one, into containerd's `k8s.io` namespace. A failure to
 /// reach containerd is an error (the step is retried); an archive that
 /// cannot be imported is reported and skipped.
-async fn import_images() -> Result<(), crate::containerd::ContainerdError> {
+async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
     use crate::containerd::import::{import_dir, Origin, Outcome};
     let socket = Path::new(k8s::CONTAINERD_SOCKET);
     let channel = crate::containerd::connect(socket).await?;
+    let mut summary = Vec::new();
     let sources = [
         (crate::containerd::PAYLOAD_IMAGES, Origin::System),
         (::config::constants::payload::IMAGE_CACHE_DIR, Origin::Cache),
@@ -308,14 +334,19 @@ async fn import_images() -> Result<(), crate::containerd::ContainerdError> {
                 Err(e) => runtime::console!("kubernetes: image import: {e}"),
             }
         }
+        let took = started.elapsed().as_secs_f64();
         runtime::console!(
-            "kubernetes: {} images imported into containerd from {} ({imported} new, {present} present) in {:.1}s",
+            "kubernetes: {} images imported into containerd from {} ({imported} new, {present} present) in {took:.1}s",
             origin.label(),
             dir.display(),
-            started.elapsed().as_secs_f64()
         );
+        summary.push(format!(
+            "{} {} images in {took:.1} s",
+            imported + present,
+            origin.label()
+        ));
     }
-    Ok(())
+    Ok(summary.join(", "))
 }
 
 /// Renders the static pods now and again whenever the config or the

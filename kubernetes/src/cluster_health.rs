@@ -169,7 +169,9 @@ pub fn nodes_ready(nodes: &[KubeNode]) -> (bool, String) {
     }
 }
 
-async fn dns(node: &Runtime) -> Check {
+/// Cluster DNS answers `kubernetes.default` with the `kubernetes` Service
+/// IP, asked at the DNS Service IP from this node.
+pub async fn dns(node: &Runtime) -> Check {
     let cfg = node.running_config().ok_or("no running config")?;
     let server =
         crate::dns_service_ip(&cfg).ok_or("the service subnet has no 10th address for DNS")?;

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod specs;
 pub mod staticpods;
 pub mod staticpods_resource;
+pub mod timeline;
 
 pub use addresses::{dns_service_ip, node_ip};
 pub use bringup::start;

@@ -8,6 +8,7 @@ pub mod cairnctl;
 pub mod checks;
 pub mod kube;
 pub mod netnode;
+pub mod timeline;
 
 pub use provision::probe as api;
 pub use provision::{cpio, images, ports, qemu};

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use cairn_tests::cairnctl;
 use cairn_tests::kube::{self, Kubectl, Node, SYSTEM_PODS};
+use cairn_tests::timeline;
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 
 /// How long the first bring-up may take under TCG on a loaded 2-core host.
@@ -130,6 +131,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         },
     );
     or_panic(&vm, "control-plane role label", labelled);
+    bringup_timeline_in_order(&vm, &node, &mut say);
     services_run_in_their_cgroups(&vm, &node, &mut say);
     live_apply_tells_the_truth(&vm, &node, &kubectl, &nodes[0], &mut say);
 
@@ -656,6 +658,27 @@ struct ServiceStatus {
 /// weighed as much as all Pods together (system::cgroups): the pod
 /// runtime's in `podruntime/`, apid in `system/`, the control plane's
 /// static Pods under the kubelet's `kubepods/`.
+/// `cairnctl events` shows the bring-up timeline: every phase once, in
+/// order (DNS answering is seen a little after its Pod is Ready).
+fn bringup_timeline_in_order(vm: &Vm, node: &Node, say: &mut impl FnMut(&str)) {
+    let checked = kube::eventually(
+        "the bring-up timeline",
+        Duration::from_secs(120),
+        Duration::from_secs(5),
+        || {
+            let json = node.ctl(&["events", "-o", "json"])?;
+            let t = timeline::parse(&json).map_err(anyhow::Error::msg)?;
+            timeline::check(&t, true).map_err(anyhow::Error::msg)?;
+            Ok(t)
+        },
+    );
+    let t = or_panic(vm, "bring-up timeline", checked);
+    say(&format!(
+        "bring-up timeline, every phase in order:\n{}",
+        timeline::render(&t)
+    ));
+}
+
 fn services_run_in_their_cgroups(vm: &Vm, node: &Node, say: &mut impl FnMut(&str)) {
     let cgroup_of = |pid: i64| -> anyhow::Result<String> {
         let text = node.ctl(&["read", &format!("/proc/{pid}/cgroup")])?;

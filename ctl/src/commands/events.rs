@@ -18,7 +18,9 @@ Examples:
   cairnctl -n 10.5.0.2 events -o json
 
 Events are config changes, service state changes and boot phases, oldest
-first. With -f rows print as they come (JSON: one object per line).")]
+first; type bringup is the Kubernetes bring-up timeline (each phase with its
+seconds since boot). With -f rows print as they come (JSON: one object per
+line).")]
 pub struct Args {
     /// Keep printing new events.
     #[arg(short = 'f', long)]

@@ -172,7 +172,11 @@ pub async fn wait_for_api(client: &Client) {
 /// answers; objects that fail are tried again with backoff until all went
 /// in (e.g. while the API server's RBAC bootstrap is still running).
 /// Returns the client, for what follows on the same API server.
-pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> Client {
+pub async fn apply_bootstrap(
+    cfg: &config::MachineConfig,
+    kubeconfig: &Path,
+    api_ready: impl FnOnce(),
+) -> Client {
     let client = loop {
         match client_at(kubeconfig, Some(&local_api_server())).await {
             Ok(c) => break c,
@@ -183,6 +187,7 @@ pub async fn apply_bootstrap(cfg: &config::MachineConfig, kubeconfig: &Path) -> 
         }
     };
     wait_for_api(&client).await;
+    api_ready();
     apply_until_done(&client, objects::core(cfg)).await;
     runtime::console!(
         "kubernetes: bootstrap manifests applied (node bootstrap RBAC, kube-proxy, cluster DNS)"

@@ -305,6 +305,8 @@ pub enum EventType {
     /// A machine joining the cluster: certificates asked for, issued or
     /// refused.
     Join,
+    /// A phase of the Kubernetes bring-up reached (the timeline).
+    Bringup,
 }
 
 impl EventType {
@@ -316,6 +318,7 @@ impl EventType {
             EventType::Power => "power",
             EventType::Kubernetes => "kubernetes",
             EventType::Join => "join",
+            EventType::Bringup => "bringup",
         }
     }
 }

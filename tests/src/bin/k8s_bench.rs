@@ -4,13 +4,14 @@
 //! measures from `cairnctl bootstrap`: the node Ready, and cluster DNS
 //! answering inside a Pod (kubernetes.default resolved by the test Pod).
 //! Then machined's RSS with the cluster running (from the console status
-//! line; nobody can log in to ask otherwise) and the sizes of the images
-//! that carry the payload.
+//! line; nobody can log in to ask otherwise), the sizes of the images
+//! that carry the payload, and the node's bring-up timeline.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_tests::kube::{self, Kubectl, Node};
+use cairn_tests::timeline;
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER, STATUS_LINE};
 use regex::Regex;
 
@@ -78,6 +79,9 @@ fn main() -> anyhow::Result<()> {
             .map(|m| m.len() as f64 / 1e6)
             .unwrap_or(0.0)
     };
+    let bringup = node
+        .ctl(&["events", "-o", "json"])
+        .and_then(|j| timeline::parse(&j).map_err(anyhow::Error::msg))?;
     let raw_allocated = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(images.raw()?)?.blocks() as f64 * 512.0 / 1e6
@@ -127,5 +131,9 @@ fn main() -> anyhow::Result<()> {
         "raw disk with the payload (allocated)",
         format!("{raw_allocated:.1} MB")
     );
+    // The node's own account of where the time went (seconds since boot,
+    // and the gap to the phase before): the critical path of the bring-up.
+    println!("  bring-up timeline (seconds since boot, gap):");
+    print!("{}", timeline::render(&bringup));
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use api::machine::VersionResponse;
 use config::fsutil::write_private;
-use provision::cluster::{ClusterState, Layout, NodeState, Role};
+use provision::cluster::{Layout, NodeState, Role};
 use provision::launch;
 
 use super::progress::Progress;
@@ -225,20 +225,31 @@ fn calm(message: &str) -> String {
         .to_string()
 }
 
-/// Watches the cluster come up: apid per node until Kubernetes lists it,
-/// the kubeconfig once the control plane issues it, then Nodes and Pods.
+/// What [`watch_until_up`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Until {
+    /// The watched nodes Ready with their system Pods.
+    NodesUp,
+    /// That and cluster DNS: the cluster is up.
+    ClusterUp,
+}
+
+/// Watches `nodes` come up: apid per node until Kubernetes lists it, the
+/// kubeconfig once the control plane issues it (kept in `client` for the
+/// next watch), then Nodes and Pods, until `until` holds.
 pub(super) async fn watch_until_up(
     layout: &Layout,
-    state: &ClusterState,
+    nodes: &[NodeState],
     first: &NodeState,
+    client: &mut Option<kube::Client>,
+    until: Until,
     progress: &mut Progress,
     deadline: Instant,
-) -> anyhow::Result<kube::Client> {
+) -> anyhow::Result<()> {
     let api_port = first
         .api_port
         .context("the first control plane has no forwarded API port")?;
     let cp = mutual(layout, first);
-    let mut client: Option<kube::Client> = None;
     let mut dns_said = false;
     let mut last_error = String::new();
     loop {
@@ -254,11 +265,11 @@ pub(super) async fn watch_until_up(
                     "kubeconfig written to {} (API on 127.0.0.1:{api_port})",
                     layout.kubeconfig().display()
                 ));
-                client = Some(kube_client(&text).await?);
+                *client = Some(kube_client(&text).await?);
             }
         }
-        let status = match &client {
-            Some(c) => match wait::fetch(c, &state.nodes).await {
+        let status = match client.as_ref() {
+            Some(c) => match wait::fetch(c, nodes).await {
                 Ok(s) => Some(s),
                 Err(e) => {
                     last_error = format!("the Kubernetes API: {e}");
@@ -267,7 +278,7 @@ pub(super) async fn watch_until_up(
             },
             None => None,
         };
-        for n in &state.nodes {
+        for n in nodes {
             let known = status.as_ref().and_then(|s| s.nodes.get(&n.name));
             match known {
                 Some(s) => progress.node(&n.name, s),
@@ -282,20 +293,24 @@ pub(super) async fn watch_until_up(
                 progress.step("cluster DNS running");
                 dns_said = true;
             }
-            if s.done {
-                if let Some(c) = client {
-                    return Ok(c);
-                }
+            let reached = match until {
+                Until::NodesUp => s.nodes_up,
+                Until::ClusterUp => s.done,
+            };
+            if reached {
+                return Ok(());
             }
         }
         progress.waiting(if client.is_none() {
             "waiting for the control plane to issue the kubeconfig"
         } else if status.is_none() {
             "waiting for the Kubernetes API"
+        } else if until == Until::NodesUp {
+            "waiting for the control plane to be Ready with its system Pods"
         } else {
             "waiting for every node to be Ready with its system Pods"
         });
-        for n in &state.nodes {
+        for n in nodes {
             if launch::qemu_pid(layout, &n.name).is_none() {
                 bail!(
                     "QEMU of {} stopped\n--- last console lines ({}) ---\n{}",

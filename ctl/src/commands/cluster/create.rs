@@ -23,12 +23,16 @@ use provision::cluster::{
 };
 use provision::{launch, preflight, Images};
 
-use super::bringup::{mutual, pinned, version, wait_maintenance, wait_until, watch_until_up};
+use super::bringup::{
+    mutual, pinned, version, wait_maintenance, wait_until, watch_until_up, Until,
+};
 use super::configs::{self, Generated};
 use super::progress::Progress;
 use crate::commands::apply_config::parse_duration;
 use crate::commands::kubeconfig;
+use crate::commands::machineconfig::parse_patches;
 use crate::session::Session;
+use config::patch::{apply_all, Patch};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -36,6 +40,8 @@ Examples:
   cairnctl cluster create --controlplanes 1 --workers 1 --name demo
   cairnctl cluster create --workers 2 --memory 4096 --memory-workers 3072 --name big
   cairnctl cluster create --workers 0 --name solo --no-merge
+  cairnctl cluster create --name lean \
+      --config-patch '{cluster: {addons: {prometheus: {enabled: false}}}}'
 
 Boots the built images (make image; --image-dir or $CAIRN_OUT to use others)
 in QEMU, one VM per node, on a private network 10.5.0.0/24 that this machine
@@ -76,6 +82,35 @@ pub struct Args {
     /// minutes).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "40m")]
     pub timeout: Duration,
+    /// Patch every node's config (`@file` or patch text); repeatable.
+    #[arg(long = "config-patch", value_name = "@FILE|PATCH")]
+    pub config_patch: Vec<String>,
+    /// Patch the control planes' config only; repeatable.
+    #[arg(long = "config-patch-control-plane", value_name = "@FILE|PATCH")]
+    pub config_patch_control_plane: Vec<String>,
+    /// Patch the workers' config only; repeatable.
+    #[arg(long = "config-patch-worker", value_name = "@FILE|PATCH")]
+    pub config_patch_worker: Vec<String>,
+}
+
+/// The patches of the command line, per role (common ones first).
+struct RolePatches {
+    controlplane: Vec<Patch>,
+    worker: Vec<Patch>,
+}
+
+impl RolePatches {
+    fn parse(args: &Args) -> anyhow::Result<Self> {
+        let common = parse_patches(&args.config_patch)?;
+        Ok(RolePatches {
+            controlplane: [
+                common.clone(),
+                parse_patches(&args.config_patch_control_plane)?,
+            ]
+            .concat(),
+            worker: [common, parse_patches(&args.config_patch_worker)?].concat(),
+        })
+    }
 }
 
 /// What the user is told when multi-control-plane is asked for.
@@ -89,6 +124,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.controlplanes
         );
     }
+    // Bad patches fail here, before anything starts.
+    let patches = RolePatches::parse(&args)?;
     let mut nodes = cluster::plan(&Request {
         name: args.name.clone(),
         controlplanes: args.controlplanes,
@@ -138,7 +175,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     layout.save(&state)?;
     let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
     let mut progress = Progress::new(&names);
-    match bring_up(&args, &layout, &images, &mut state, &mut progress).await {
+    match bring_up(&args, &patches, &layout, &images, &mut state, &mut progress).await {
         Ok(()) => {
             progress.finish();
             super::summary::print_summary(&args, &layout, &state, &images, progress.elapsed());
@@ -168,6 +205,7 @@ fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 async fn bring_up(
     args: &Args,
+    patches: &RolePatches,
     layout: &Layout,
     images: &Images,
     state: &mut ClusterState,
@@ -196,7 +234,9 @@ async fn bring_up(
     }
 
     let fingerprints = wait_maintenance(layout, &state.nodes, progress, deadline).await?;
-    let generated = configs::generate(&state.name, &state.endpoint)?;
+    let mut generated = configs::generate(&state.name, &state.endpoint)?;
+    generated.controlplane = apply_all(&generated.controlplane, &patches.controlplane)?;
+    generated.worker = apply_all(&generated.worker, &patches.worker)?;
     let first = state
         .nodes
         .iter()
@@ -209,25 +249,16 @@ async fn bring_up(
         state.name, state.endpoint
     ));
 
-    let workers = state.nodes.iter().any(|n| n.role == Role::Worker);
-    for (n, fingerprint) in state.nodes.iter().zip(&fingerprints) {
-        let config = configs::node_config(&generated, n, !workers)?;
-        let request = ApplyConfigurationRequest {
-            data: config.render().into_bytes(),
-            mode: ApplyMode::NoReboot as i32,
-            dry_run: false,
-            try_timeout_seconds: 0,
-        };
-        let global = pinned(n, fingerprint);
-        let session = Session::open(&global).await?;
-        let client = session.single("apply-config")?;
-        client
-            .call("ApplyConfiguration", request, |mut m, r| async move {
-                m.apply_configuration(r).await
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("applying the config of {}: {e}", n.name))?;
-        progress.node(&n.name, "config applied");
+    let has_workers = state.nodes.iter().any(|n| n.role == Role::Worker);
+    let (control_planes, workers): (Vec<_>, Vec<_>) = state
+        .nodes
+        .iter()
+        .zip(&fingerprints)
+        .partition(|(n, _)| n.role == Role::Controlplane);
+    let stagger = configure_workers_later(&state.nodes, host_cpus());
+    apply_configs(&generated, &control_planes, has_workers, progress).await?;
+    if !stagger {
+        apply_configs(&generated, &workers, has_workers, progress).await?;
     }
 
     let cp = mutual(layout, &first);
@@ -262,13 +293,82 @@ async fn bring_up(
         "bootstrapped: etcd starts, then the control plane",
     );
 
-    let client = watch_until_up(layout, state, &first, progress, deadline).await?;
-    drop(client);
+    let mut client = None;
+    if stagger {
+        progress.step(&format!(
+            "{} CPUs here for {} vCPUs: the workers are configured once the control plane is up",
+            host_cpus(),
+            vcpus(&state.nodes)
+        ));
+        let cps: Vec<NodeState> = control_planes.iter().map(|(n, _)| (*n).clone()).collect();
+        watch_until_up(layout, &cps, &first, &mut client, Until::NodesUp, progress, deadline)
+            .await?;
+        apply_configs(&generated, &workers, has_workers, progress).await?;
+    }
+    watch_until_up(
+        layout,
+        &state.nodes,
+        &first,
+        &mut client,
+        Until::ClusterUp,
+        progress,
+        deadline,
+    )
+    .await?;
     if !args.no_merge {
         merge_context(layout, state)?;
     }
     layout.save(state)?;
     Ok(())
+}
+
+/// Applies each node's config in maintenance mode (its certificate pinned
+/// by `fingerprint`).
+async fn apply_configs(
+    generated: &Generated,
+    nodes: &[(&NodeState, &String)],
+    has_workers: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    for (n, fingerprint) in nodes {
+        let config = configs::node_config(generated, n, !has_workers)?;
+        let request = ApplyConfigurationRequest {
+            data: config.render().into_bytes(),
+            mode: ApplyMode::NoReboot as i32,
+            dry_run: false,
+            try_timeout_seconds: 0,
+        };
+        let global = pinned(n, fingerprint);
+        let session = Session::open(&global).await?;
+        let client = session.single("apply-config")?;
+        client
+            .call("ApplyConfiguration", request, |mut m, r| async move {
+                m.apply_configuration(r).await
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("applying the config of {}: {e}", n.name))?;
+        progress.node(&n.name, "config applied");
+    }
+    Ok(())
+}
+
+/// The CPUs this process may use (cgroup quota and affinity included).
+fn host_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+fn vcpus(nodes: &[NodeState]) -> u32 {
+    nodes.iter().map(|n| n.cpus).sum()
+}
+
+/// Whether the workers get their configs only once the control plane is
+/// up: when the VMs have more vCPUs than the host has CPUs. A worker cannot
+/// join Kubernetes before the control plane answers anyway, and under QEMU's
+/// emulation its boot-time work (image imports, the kubelet starting) would
+/// take CPU from the control plane's bring-up, which everything waits for:
+/// one control plane and one worker on 2 CPUs came up in 838 s at once.
+fn configure_workers_later(nodes: &[NodeState], host_cpus: u32) -> bool {
+    nodes.iter().any(|n| n.role == Role::Worker) && vcpus(nodes) > host_cpus
 }
 
 /// secrets.yaml, controlplane.yaml, worker.yaml (as generated), one
@@ -349,11 +449,99 @@ mod tests {
             image_dir: Some(dir.path().to_path_buf()),
             no_merge: true,
             timeout: Duration::from_secs(1),
+            config_patch: Vec::new(),
+            config_patch_control_plane: Vec::new(),
+            config_patch_worker: Vec::new(),
         };
         let err = run(args).await.unwrap_err().to_string();
         assert!(err.contains("--controlplanes 2"), "{err}");
         assert!(err.contains("not supported yet"), "{err}");
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bad_patch_is_an_error_naming_it_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let patch = dir.path().join("lean.yaml");
+        std::fs::write(&patch, "cluster: {addons: {prometheus: {enabeld: false}}}\n").unwrap();
+        let args = Args {
+            controlplanes: 1,
+            workers: 1,
+            name: "badpatch".into(),
+            memory: 4096,
+            memory_workers: 2048,
+            cpus: 2,
+            image_dir: Some(dir.path().join("nothing")),
+            no_merge: true,
+            timeout: Duration::from_secs(1),
+            config_patch: Vec::new(),
+            config_patch_control_plane: Vec::new(),
+            config_patch_worker: vec!["{machine: {".into()],
+        };
+        let err = format!("{:#}", run(args).await.unwrap_err());
+        assert!(err.contains("(inline)") && err.contains("YAML"), "{err}");
+        let lean = format!("@{}", patch.display());
+        let patches = RolePatches::parse(&Args {
+            config_patch: vec![lean],
+            ..test_args()
+        })
+        .unwrap();
+        let generated = configs::generate("demo", "https://10.5.0.2:6443").unwrap();
+        let err = apply_all(&generated.worker, &patches.worker).unwrap_err().to_string();
+        assert!(err.contains("lean.yaml") && err.contains("enabeld"), "{err}");
+    }
+
+    fn test_args() -> Args {
+        Args {
+            controlplanes: 1,
+            workers: 1,
+            name: "demo".into(),
+            memory: 4096,
+            memory_workers: 2048,
+            cpus: 2,
+            image_dir: None,
+            no_merge: true,
+            timeout: Duration::from_secs(1),
+            config_patch: Vec::new(),
+            config_patch_control_plane: Vec::new(),
+            config_patch_worker: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn patches_reach_each_role() {
+        let patches = RolePatches::parse(&Args {
+            config_patch: vec!["{cluster: {addons: {prometheus: {enabled: false}}}}".into()],
+            config_patch_worker: vec!["{machine: {kubelet: {extraArgs: {v: '2'}}}}".into()],
+            ..test_args()
+        })
+        .unwrap();
+        let g = configs::generate("demo", "https://10.5.0.2:6443").unwrap();
+        let cp = apply_all(&g.controlplane, &patches.controlplane).unwrap();
+        let worker = apply_all(&g.worker, &patches.worker).unwrap();
+        assert!(!cp.cluster.addons.prometheus.enabled);
+        assert!(!worker.cluster.addons.prometheus.enabled);
+        assert!(worker.render().contains("v: '2'"), "{}", worker.render());
+        assert!(!cp.render().contains("v: '2'"));
+    }
+
+    #[test]
+    fn workers_wait_for_the_control_plane_only_on_a_small_host() {
+        let nodes = |workers| {
+            cluster::plan(&Request {
+                name: "demo".into(),
+                controlplanes: 1,
+                workers,
+                controlplane_memory_mib: 4096,
+                worker_memory_mib: 2048,
+                cpus: 2,
+            })
+            .unwrap()
+        };
+        assert!(configure_workers_later(&nodes(1), 2));
+        assert!(!configure_workers_later(&nodes(1), 4));
+        assert!(configure_workers_later(&nodes(2), 4));
+        assert!(!configure_workers_later(&nodes(0), 1), "no workers");
     }
 
     #[tokio::test]
@@ -369,6 +557,9 @@ mod tests {
             image_dir: Some(dir.path().join("nothing")),
             no_merge: true,
             timeout: Duration::from_secs(1),
+            config_patch: Vec::new(),
+            config_patch_control_plane: Vec::new(),
+            config_patch_worker: Vec::new(),
         };
         let err = run(args).await.unwrap_err().to_string();
         assert!(err.contains("metal-amd64.raw is missing"), "{err}");

@@ -27,7 +27,9 @@ pub struct Status {
     pub nodes: BTreeMap<String, String>,
     /// Whether cluster DNS runs.
     pub dns: bool,
-    /// Everything is up.
+    /// Every planned node is Ready with its system Pods.
+    pub nodes_up: bool,
+    /// Everything is up: the nodes and DNS.
     pub done: bool,
 }
 
@@ -104,6 +106,7 @@ pub fn status(planned: &[NodeState], nodes: &[Node], pods: &[Pod]) -> Status {
         all &= ready && missing.is_empty();
         out.nodes.insert(n.name.clone(), state);
     }
+    out.nodes_up = all;
     out.done = all && out.dns;
     out
 }
@@ -169,7 +172,11 @@ mod tests {
         let s = status(&p, &[node("cp-1", true)], &pods);
         assert_eq!(s.nodes["cp-1"], "Ready, system Pods running");
         assert!(!s.nodes.contains_key("worker-1"), "not registered yet");
-        assert!(!s.done);
+        assert!(!s.nodes_up && !s.done);
+        // The control plane alone is up (what `cluster create` waits for
+        // before it configures the workers on a small host).
+        let s = status(&p[..1], &[node("cp-1", true)], &pods);
+        assert!(s.nodes_up && !s.done, "{s:?}");
 
         let nodes = [node("cp-1", true), node("worker-1", false)];
         let s = status(&p, &nodes, &pods);
