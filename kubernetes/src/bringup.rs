@@ -193,7 +193,11 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             })
             .await;
             if matches!(up, Ok(Ok(()))) {
-                timeline::mark(node, Phase::ContainerdUp, "containerd answers on its socket");
+                timeline::mark(
+                    node,
+                    Phase::ContainerdUp,
+                    "containerd answers on its socket",
+                );
             } else {
                 runtime::console!(
                     "kubernetes: containerd is not healthy after {}s; importing anyway",

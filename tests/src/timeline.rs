@@ -104,12 +104,20 @@ mod tests {
         let t = parse(&events(&good)).unwrap();
         assert_eq!(t.len(), names.len(), "the service event is not a phase");
         check(&t, false).unwrap();
-        assert!(check(&t, true).unwrap_err().contains("etcd-healthy is missing"));
+        assert!(check(&t, true)
+            .unwrap_err()
+            .contains("etcd-healthy is missing"));
 
         let mut late = good.clone();
-        late.iter_mut().find(|(n, _)| *n == "cni-written").unwrap().1 = 100.0;
+        late.iter_mut()
+            .find(|(n, _)| *n == "cni-written")
+            .unwrap()
+            .1 = 100.0;
         let err = check(&parse(&events(&late)).unwrap(), false).unwrap_err();
-        assert!(err.contains("cni-written at 100 s comes after node-ready"), "{err}");
+        assert!(
+            err.contains("cni-written at 100 s comes after node-ready"),
+            "{err}"
+        );
 
         let mut twice = good.clone();
         twice.push(("node-ready", 50.0));

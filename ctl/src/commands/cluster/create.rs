@@ -301,8 +301,16 @@ async fn bring_up(
             vcpus(&state.nodes)
         ));
         let cps: Vec<NodeState> = control_planes.iter().map(|(n, _)| (*n).clone()).collect();
-        watch_until_up(layout, &cps, &first, &mut client, Until::NodesUp, progress, deadline)
-            .await?;
+        watch_until_up(
+            layout,
+            &cps,
+            &first,
+            &mut client,
+            Until::NodesUp,
+            progress,
+            deadline,
+        )
+        .await?;
         apply_configs(&generated, &workers, has_workers, progress).await?;
     }
     watch_until_up(
@@ -463,7 +471,11 @@ mod tests {
     async fn a_bad_patch_is_an_error_naming_it_before_anything_starts() {
         let dir = tempfile::tempdir().unwrap();
         let patch = dir.path().join("lean.yaml");
-        std::fs::write(&patch, "cluster: {addons: {prometheus: {enabeld: false}}}\n").unwrap();
+        std::fs::write(
+            &patch,
+            "cluster: {addons: {prometheus: {enabeld: false}}}\n",
+        )
+        .unwrap();
         let args = Args {
             controlplanes: 1,
             workers: 1,
@@ -487,8 +499,13 @@ mod tests {
         })
         .unwrap();
         let generated = configs::generate("demo", "https://10.5.0.2:6443").unwrap();
-        let err = apply_all(&generated.worker, &patches.worker).unwrap_err().to_string();
-        assert!(err.contains("lean.yaml") && err.contains("enabeld"), "{err}");
+        let err = apply_all(&generated.worker, &patches.worker)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lean.yaml") && err.contains("enabeld"),
+            "{err}"
+        );
     }
 
     fn test_args() -> Args {
