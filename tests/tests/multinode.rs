@@ -97,10 +97,7 @@ fn workload() -> String {
     )
 }
 
-// Two Kubernetes nodes under TCG on a 2-core host take longer than CI's
-// budget leaves after the other VM tests: run it with `make vm-test-multinode`.
 #[test]
-#[ignore = "two Kubernetes VMs: longer than CI's budget; make vm-test-multinode runs it"]
 fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
     let started = Instant::now();
     let images = Images::locate();
