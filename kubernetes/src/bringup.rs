@@ -156,6 +156,13 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     let cfg = node.running_config().ok_or(KubernetesError::NoConfig)?;
     let control_plane = cfg.machine.machine_type == MachineType::Controlplane;
 
+    // What happens outside these steps (etcd healthy, the Node, its Pods,
+    // DNS) is marked on the timeline as it happens.
+    if !done.timeline {
+        tokio::spawn(timeline::follow(node.clone(), control_plane));
+        done.timeline = true;
+    }
+
     // 2. PKI.
     let facts = NodeFacts::of(node);
     crate::k8s_pki::issue(&cfg, &facts).await?;
@@ -223,10 +230,6 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             .map_err(|e| KubernetesError::StaticPods(e.to_string()))?;
         tokio::spawn(keep_static_pods(node.clone(), pods));
         done.static_pods = true;
-    }
-    if !done.timeline {
-        tokio::spawn(timeline::follow(node.clone(), control_plane));
-        done.timeline = true;
     }
     if !done.kubelet {
         let started = specs::StartedWith::default();

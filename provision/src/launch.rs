@@ -98,7 +98,14 @@ pub fn assign_ports(node: &mut NodeState, first: bool) -> Result<(), LaunchError
 
 /// Starts `node`'s QEMU in the background (`-daemonize`, pid file in its
 /// directory) and returns its pid.
-pub fn start_node(images: &Images, layout: &Layout, node: &NodeState) -> Result<i32, LaunchError> {
+/// `nice` is added to QEMU's niceness (0: as this process; more: a lower
+/// CPU priority, which every thread of the VM inherits).
+pub fn start_node(
+    images: &Images,
+    layout: &Layout,
+    node: &NodeState,
+    nice: i32,
+) -> Result<i32, LaunchError> {
     let dir = layout.node_dir(&node.name);
     std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let _ = std::fs::remove_file(layout.node_socket(&node.name));
@@ -110,7 +117,18 @@ pub fn start_node(images: &Images, layout: &Layout, node: &NodeState) -> Result<
     let log_path = layout.qemu_log(&node.name);
     let log = std::fs::File::create(&log_path)
         .map_err(io_err(format!("creating {}", log_path.display())))?;
-    let status = Command::new(QEMU)
+    let mut qemu = Command::new(QEMU);
+    if nice != 0 {
+        // SAFETY: nice(2) is one system call, async-signal-safe; the child
+        // touches no memory shared with the parent.
+        unsafe {
+            qemu.pre_exec(move || {
+                rustix::process::nice(nice)?;
+                Ok(())
+            });
+        }
+    }
+    let status = qemu
         .args(&args)
         .stdin(Stdio::null())
         .stdout(

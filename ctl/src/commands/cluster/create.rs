@@ -220,8 +220,14 @@ async fn bring_up(
     progress.step(&format!(
         "private network {NETWORK}: hub running (pid {pid})"
     ));
+    let stagger = configure_workers_later(&state.nodes, host_cpus());
     for n in &state.nodes {
-        let pid = launch::start_node(images, layout, n)?;
+        let nice = if stagger && n.role == Role::Worker {
+            WORKER_NICE
+        } else {
+            0
+        };
+        let pid = launch::start_node(images, layout, n, nice)?;
         progress.node(
             &n.name,
             &format!(
@@ -255,7 +261,6 @@ async fn bring_up(
         .iter()
         .zip(&fingerprints)
         .partition(|(n, _)| n.role == Role::Controlplane);
-    let stagger = configure_workers_later(&state.nodes, host_cpus());
     apply_configs(&generated, &control_planes, has_workers, progress).await?;
     if !stagger {
         apply_configs(&generated, &workers, has_workers, progress).await?;
@@ -296,7 +301,7 @@ async fn bring_up(
     let mut client = None;
     if stagger {
         progress.step(&format!(
-            "{} CPUs here for {} vCPUs: the workers are configured once the control plane is up",
+            "{} CPUs here for {} vCPUs: the workers run at nice {WORKER_NICE} and are configured once the control plane is up",
             host_cpus(),
             vcpus(&state.nodes)
         ));
@@ -360,6 +365,10 @@ async fn apply_configs(
     Ok(())
 }
 
+/// The niceness of workers' VMs on a host with fewer CPUs than vCPUs: the
+/// control plane's VMs get the CPU first (weight 1024 against 110).
+const WORKER_NICE: i32 = 10;
+
 /// The CPUs this process may use (cgroup quota and affinity included).
 fn host_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
@@ -370,11 +379,13 @@ fn vcpus(nodes: &[NodeState]) -> u32 {
 }
 
 /// Whether the workers get their configs only once the control plane is
-/// up: when the VMs have more vCPUs than the host has CPUs. A worker cannot
-/// join Kubernetes before the control plane answers anyway, and under QEMU's
-/// emulation its boot-time work (image imports, the kubelet starting) would
-/// take CPU from the control plane's bring-up, which everything waits for:
-/// one control plane and one worker on 2 CPUs came up in 838 s at once.
+/// up, and their VMs a lower CPU priority ([`WORKER_NICE`]): when the VMs
+/// have more vCPUs than the host has CPUs. A worker cannot join Kubernetes
+/// before the control plane answers anyway, and under QEMU's emulation its
+/// work (image imports, the kubelet starting) took the CPU the control
+/// plane needs, which every node waits for: one control plane and one
+/// worker on 2 CPUs came up in 838 s at once, and later the API server,
+/// starved while the worker imported its images, stopped answering.
 fn configure_workers_later(nodes: &[NodeState], host_cpus: u32) -> bool {
     nodes.iter().any(|n| n.role == Role::Worker) && vcpus(nodes) > host_cpus
 }
