@@ -46,8 +46,8 @@ vm-test: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
 vm-test: test-image-cache image image-upgrade ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
-vm-test-multinode: image ## Run the multi-node test alone (a control plane and a worker from cairnctl cluster create; ~12 min under TCG)
-	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test multinode -- --nocapture
+vm-test-multinode: image ## Run the multi-node test (a control plane and a worker from cairnctl cluster create; 15+ min under TCG, not in make test yet)
+	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test multinode -- --ignored --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors, over the workspace
 	cargo fmt --all --check

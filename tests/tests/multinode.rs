@@ -97,7 +97,13 @@ fn workload() -> String {
     )
 }
 
+// Not part of `make test` yet: on a 2-core host under TCG the control
+// plane's API server stops answering when the worker joins (the control
+// plane's VM alone uses ~1.8 of the 2 CPUs then; the kubelet ~0.4), its
+// liveness probe restarts it, and the test fails or takes past 20 minutes.
+// `make vm-test-multinode` runs it.
 #[test]
+#[ignore = "two Kubernetes VMs do not fit a 2-core TCG host yet; make vm-test-multinode runs it"]
 fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
     let started = Instant::now();
     let images = Images::locate();
