@@ -226,24 +226,27 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
     }
     say(started, "cp-1 and worker-1 Ready on 10.5.0.0/24");
 
-    // Each node's bring-up timeline: every phase of its kind, in order.
-    for node in [cp, worker] {
+    // cairnctl straight to one node's forwarded apid.
+    let on_node = |node: &provision::cluster::NodeState, args: &[&str]| {
         let addr = format!("127.0.0.1:{}", node.apid_port);
         let cfg = layout.cairnconfig();
+        let head = [
+            "--cairnconfig",
+            cfg.to_str().unwrap(),
+            "-e",
+            &addr,
+            "-n",
+            &addr,
+        ];
+        cairnctl::run_ok(&[&head[..], args].concat())
+    };
+
+    // Each node's bring-up timeline: every phase of its kind, in order.
+    for node in [cp, worker] {
         let control_plane = node.role == Role::Controlplane;
         let deadline = Instant::now() + Duration::from_secs(180);
         let t = loop {
-            let json = cairnctl::run_ok(&[
-                "--cairnconfig",
-                cfg.to_str().unwrap(),
-                "-e",
-                &addr,
-                "-n",
-                &addr,
-                "events",
-                "-o",
-                "json",
-            ]);
+            let json = on_node(node, &["events", "-o", "json"]);
             let t = timeline::parse(&json).unwrap_or_else(|e| panic!("{e}"));
             match timeline::check(&t, control_plane) {
                 Ok(()) => break t,
@@ -265,20 +268,7 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
 
     // The worker holds no CA key; the control plane does (the check can fail).
     let key_of = |node: &provision::cluster::NodeState| {
-        let addr = format!("127.0.0.1:{}", node.apid_port);
-        let cfg = layout.cairnconfig();
-        let yaml = cairnctl::run_ok(&[
-            "--cairnconfig",
-            cfg.to_str().unwrap(),
-            "-e",
-            &addr,
-            "-n",
-            &addr,
-            "get",
-            "machineconfig",
-            "-o",
-            "json",
-        ]);
+        let yaml = on_node(node, &["get", "machineconfig", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&yaml).unwrap();
         let spec = v[0]["spec"]
             .as_str()

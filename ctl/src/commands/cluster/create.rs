@@ -460,17 +460,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let args = Args {
             controlplanes: 2,
-            workers: 1,
             name: "multi".into(),
-            memory: 4096,
-            memory_workers: 2048,
-            cpus: 2,
             image_dir: Some(dir.path().to_path_buf()),
-            no_merge: true,
-            timeout: Duration::from_secs(1),
-            config_patch: Vec::new(),
-            config_patch_control_plane: Vec::new(),
-            config_patch_worker: Vec::new(),
+            ..test_args()
         };
         let err = run(args).await.unwrap_err().to_string();
         assert!(err.contains("--controlplanes 2"), "{err}");
@@ -488,18 +480,10 @@ mod tests {
         )
         .unwrap();
         let args = Args {
-            controlplanes: 1,
-            workers: 1,
             name: "badpatch".into(),
-            memory: 4096,
-            memory_workers: 2048,
-            cpus: 2,
             image_dir: Some(dir.path().join("nothing")),
-            no_merge: true,
-            timeout: Duration::from_secs(1),
-            config_patch: Vec::new(),
-            config_patch_control_plane: Vec::new(),
             config_patch_worker: vec!["{machine: {".into()],
+            ..test_args()
         };
         let err = format!("{:#}", run(args).await.unwrap_err());
         assert!(err.contains("(inline)") && err.contains("YAML"), "{err}");
@@ -576,18 +560,9 @@ mod tests {
     async fn missing_images_are_an_error_before_anything_starts() {
         let dir = tempfile::tempdir().unwrap();
         let args = Args {
-            controlplanes: 1,
-            workers: 1,
             name: "noimages".into(),
-            memory: 4096,
-            memory_workers: 2048,
-            cpus: 2,
             image_dir: Some(dir.path().join("nothing")),
-            no_merge: true,
-            timeout: Duration::from_secs(1),
-            config_patch: Vec::new(),
-            config_patch_control_plane: Vec::new(),
-            config_patch_worker: Vec::new(),
+            ..test_args()
         };
         let err = run(args).await.unwrap_err().to_string();
         assert!(err.contains("metal-amd64.raw is missing"), "{err}");
