@@ -180,6 +180,10 @@ fn mark_unless(node: &Runtime, seen: &BTreeSet<String>, phase: Phase, detail: &s
 pub async fn follow(node: Runtime, control_plane: bool) {
     let mut client = None;
     let mut etcd_watched = !control_plane;
+    // The event log is listed once per loop, after the look; the next look
+    // works from that listing: the phases a look marks are marked by no one
+    // else (one follower per boot), so it holds every one marked so far.
+    let mut seen = recorded(&node);
     loop {
         // etcd starts when the node is bootstrapped (now or at an earlier
         // boot); its health is then waited for as it changes.
@@ -197,9 +201,9 @@ pub async fn follow(node: Runtime, control_plane: bool) {
                 .ok();
         }
         if let Some(c) = &client {
-            look(&node, &recorded(&node), c, control_plane).await;
+            look(&node, &seen, c, control_plane).await;
         }
-        let seen = recorded(&node);
+        seen = recorded(&node);
         if Phase::all(control_plane)
             .into_iter()
             .all(|p| seen.contains(&p.name()))

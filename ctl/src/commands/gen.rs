@@ -10,7 +10,7 @@ use config::types::{ClusterName, ControlPlaneEndpoint, DiskPath, KubernetesVersi
 use config::validate::Mode;
 use config::SecretsBundle;
 
-use super::machineconfig::{apply_validated, parse_patches};
+use super::machineconfig::{apply_validated, ConfigPatchArgs};
 use super::validate::{load_valid, read_input, report};
 use crate::global::GlobalArgs;
 
@@ -87,15 +87,8 @@ pub struct ConfigArgs {
     /// new secrets.
     #[arg(long, value_name = "FILE")]
     pub with_secrets: Option<PathBuf>,
-    /// Patch both configs (`@file` or patch text); repeatable.
-    #[arg(long = "config-patch", value_name = "@FILE|PATCH")]
-    pub config_patch: Vec<String>,
-    /// Patch the control-plane config only; repeatable.
-    #[arg(long = "config-patch-control-plane", value_name = "@FILE|PATCH")]
-    pub config_patch_control_plane: Vec<String>,
-    /// Patch the worker config only; repeatable.
-    #[arg(long = "config-patch-worker", value_name = "@FILE|PATCH")]
-    pub config_patch_worker: Vec<String>,
+    #[command(flatten)]
+    pub patches: ConfigPatchArgs,
     /// Install to this disk (for ISO / bare-metal boots).
     #[arg(long, value_name = "DEVICE")]
     pub install_disk: Option<DiskPath>,
@@ -166,13 +159,7 @@ fn configs(a: ConfigArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let common = parse_patches(&a.config_patch)?;
-    let cp_patches = [
-        common.clone(),
-        parse_patches(&a.config_patch_control_plane)?,
-    ]
-    .concat();
-    let worker_patches = [common, parse_patches(&a.config_patch_worker)?].concat();
+    let patches = a.patches.parse()?;
 
     let secrets = match &a.with_secrets {
         Some(path) => match load_secrets(path)? {
@@ -191,10 +178,10 @@ fn configs(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     };
     let (cp, worker, client) = generate_configs(&input).context("generating configs")?;
 
-    let Some(cp) = apply_validated("controlplane.yaml", cp, &cp_patches, mode) else {
+    let Some(cp) = apply_validated("controlplane.yaml", cp, &patches.controlplane, mode) else {
         return Ok(ExitCode::from(1));
     };
-    let Some(worker) = apply_validated("worker.yaml", worker, &worker_patches, mode) else {
+    let Some(worker) = apply_validated("worker.yaml", worker, &patches.worker, mode) else {
         return Ok(ExitCode::from(1));
     };
 

@@ -1,4 +1,6 @@
-//! `cairnctl machineconfig patch FILE -p @patch.yaml|@patch.json [-o OUT]`.
+//! `cairnctl machineconfig patch FILE -p @patch.yaml|@patch.json [-o OUT]`,
+//! and the patch arguments the verbs that generate configs share (`gen
+//! config`, `cluster create`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +58,44 @@ pub(crate) fn parse_patches(args: &[String]) -> anyhow::Result<Vec<Patch>> {
         .collect()
 }
 
+/// The patch flags of a verb that generates the control-plane and the
+/// worker config (`gen config`, `cluster create`).
+#[derive(clap::Args, Debug, Default)]
+pub struct ConfigPatchArgs {
+    /// Patch every generated config (`@file` or patch text); repeatable.
+    #[arg(long = "config-patch", value_name = "@FILE|PATCH")]
+    pub config_patch: Vec<String>,
+    /// Patch the generated control-plane config only; repeatable.
+    #[arg(long = "config-patch-control-plane", value_name = "@FILE|PATCH")]
+    pub config_patch_control_plane: Vec<String>,
+    /// Patch the generated worker config only; repeatable.
+    #[arg(long = "config-patch-worker", value_name = "@FILE|PATCH")]
+    pub config_patch_worker: Vec<String>,
+}
+
+/// The patches of the command line, per role: the common ones first, then
+/// the role's own.
+#[derive(Debug)]
+pub(crate) struct RolePatches {
+    pub controlplane: Vec<Patch>,
+    pub worker: Vec<Patch>,
+}
+
+impl ConfigPatchArgs {
+    /// Parse every patch; the first bad one is an error naming it.
+    pub(crate) fn parse(&self) -> anyhow::Result<RolePatches> {
+        let common = parse_patches(&self.config_patch)?;
+        Ok(RolePatches {
+            controlplane: [
+                common.clone(),
+                parse_patches(&self.config_patch_control_plane)?,
+            ]
+            .concat(),
+            worker: [common, parse_patches(&self.config_patch_worker)?].concat(),
+        })
+    }
+}
+
 /// Apply patches in order, validating after each one so a problem names
 /// the patch that caused it. Problems are printed with `label`.
 pub(crate) fn apply_validated(
@@ -102,4 +142,60 @@ pub async fn run(c: MachineconfigCommand, _g: &GlobalArgs) -> anyhow::Result<Exi
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_gets_the_common_patches_first_then_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let arg = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "machine: {}\n").unwrap();
+            format!("@{}", path.display())
+        };
+        let args = ConfigPatchArgs {
+            config_patch: vec![arg("common-1.yaml"), arg("common-2.yaml")],
+            config_patch_control_plane: vec![arg("cp.yaml")],
+            config_patch_worker: vec![arg("worker.yaml")],
+        };
+        let patches = args.parse().unwrap();
+        let names = |ps: &[Patch]| -> Vec<String> {
+            let dir = format!("{}/", dir.path().display());
+            ps.iter()
+                .map(|p| p.name().trim_start_matches(&dir).to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&patches.controlplane),
+            ["common-1.yaml", "common-2.yaml", "cp.yaml"]
+        );
+        assert_eq!(
+            names(&patches.worker),
+            ["common-1.yaml", "common-2.yaml", "worker.yaml"]
+        );
+        let none = ConfigPatchArgs::default().parse().unwrap();
+        assert!(none.controlplane.is_empty() && none.worker.is_empty());
+    }
+
+    #[test]
+    fn a_bad_patch_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "machine: {\n").unwrap();
+        let args = ConfigPatchArgs {
+            config_patch_worker: vec![format!("@{}", bad.display())],
+            ..ConfigPatchArgs::default()
+        };
+        let err = format!("{:#}", args.parse().unwrap_err());
+        assert!(err.contains("bad.yaml"), "{err}");
+        let args = ConfigPatchArgs {
+            config_patch: vec!["{machine: {".into()],
+            ..ConfigPatchArgs::default()
+        };
+        let err = format!("{:#}", args.parse().unwrap_err());
+        assert!(err.contains("(inline)"), "{err}");
+    }
 }

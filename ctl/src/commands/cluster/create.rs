@@ -30,9 +30,9 @@ use super::configs::{self, Generated};
 use super::progress::Progress;
 use crate::commands::apply_config::parse_duration;
 use crate::commands::kubeconfig;
-use crate::commands::machineconfig::parse_patches;
+use crate::commands::machineconfig::{ConfigPatchArgs, RolePatches};
 use crate::session::Session;
-use config::patch::{apply_all, Patch};
+use config::patch::apply_all;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -82,35 +82,8 @@ pub struct Args {
     /// minutes).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "40m")]
     pub timeout: Duration,
-    /// Patch every node's config (`@file` or patch text); repeatable.
-    #[arg(long = "config-patch", value_name = "@FILE|PATCH")]
-    pub config_patch: Vec<String>,
-    /// Patch the control planes' config only; repeatable.
-    #[arg(long = "config-patch-control-plane", value_name = "@FILE|PATCH")]
-    pub config_patch_control_plane: Vec<String>,
-    /// Patch the workers' config only; repeatable.
-    #[arg(long = "config-patch-worker", value_name = "@FILE|PATCH")]
-    pub config_patch_worker: Vec<String>,
-}
-
-/// The patches of the command line, per role (common ones first).
-struct RolePatches {
-    controlplane: Vec<Patch>,
-    worker: Vec<Patch>,
-}
-
-impl RolePatches {
-    fn parse(args: &Args) -> anyhow::Result<Self> {
-        let common = parse_patches(&args.config_patch)?;
-        Ok(RolePatches {
-            controlplane: [
-                common.clone(),
-                parse_patches(&args.config_patch_control_plane)?,
-            ]
-            .concat(),
-            worker: [common, parse_patches(&args.config_patch_worker)?].concat(),
-        })
-    }
+    #[command(flatten)]
+    pub patches: ConfigPatchArgs,
 }
 
 /// What the user is told when multi-control-plane is asked for.
@@ -125,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     // Bad patches fail here, before anything starts.
-    let patches = RolePatches::parse(&args)?;
+    let patches = args.patches.parse()?;
     let mut nodes = cluster::plan(&Request {
         name: args.name.clone(),
         controlplanes: args.controlplanes,
@@ -240,6 +213,12 @@ async fn bring_up(
     }
 
     let fingerprints = wait_maintenance(layout, &state.nodes, progress, deadline).await?;
+    let (control_planes, workers): (Vec<_>, Vec<_>) = state
+        .nodes
+        .iter()
+        .zip(&fingerprints)
+        .partition(|(n, _)| n.role == Role::Controlplane);
+    let has_workers = !workers.is_empty();
     let mut generated = configs::generate(&state.name, &state.endpoint)?;
     generated.controlplane = apply_all(&generated.controlplane, &patches.controlplane)?;
     generated.worker = apply_all(&generated.worker, &patches.worker)?;
@@ -249,18 +228,12 @@ async fn bring_up(
         .find(|n| n.role == Role::Controlplane)
         .context("no control plane in the plan")?
         .clone();
-    write_configs(layout, state, &generated, &first)?;
+    write_configs(layout, state, &generated, &first, has_workers)?;
     progress.step(&format!(
         "generated secrets and configs for cluster {:?} ({})",
         state.name, state.endpoint
     ));
 
-    let has_workers = state.nodes.iter().any(|n| n.role == Role::Worker);
-    let (control_planes, workers): (Vec<_>, Vec<_>) = state
-        .nodes
-        .iter()
-        .zip(&fingerprints)
-        .partition(|(n, _)| n.role == Role::Controlplane);
     apply_configs(&generated, &control_planes, has_workers, progress).await?;
     if !stagger {
         apply_configs(&generated, &workers, has_workers, progress).await?;
@@ -398,8 +371,8 @@ fn write_configs(
     state: &ClusterState,
     generated: &Generated,
     first: &NodeState,
+    has_workers: bool,
 ) -> anyhow::Result<()> {
-    let workers = state.nodes.iter().any(|n| n.role == Role::Worker);
     write_private(
         &layout.secrets(),
         generated.secrets.render().as_bytes(),
@@ -416,7 +389,7 @@ fn write_configs(
         false,
     )?;
     for n in &state.nodes {
-        let config = configs::node_config(generated, n, !workers)?;
+        let config = configs::node_config(generated, n, !has_workers)?;
         write_private(
             &layout.node_config(&n.name),
             config.render().as_bytes(),
@@ -482,16 +455,20 @@ mod tests {
         let args = Args {
             name: "badpatch".into(),
             image_dir: Some(dir.path().join("nothing")),
-            config_patch_worker: vec!["{machine: {".into()],
+            patches: ConfigPatchArgs {
+                config_patch_worker: vec!["{machine: {".into()],
+                ..ConfigPatchArgs::default()
+            },
             ..test_args()
         };
         let err = format!("{:#}", run(args).await.unwrap_err());
         assert!(err.contains("(inline)") && err.contains("YAML"), "{err}");
         let lean = format!("@{}", patch.display());
-        let patches = RolePatches::parse(&Args {
+        let patches = ConfigPatchArgs {
             config_patch: vec![lean],
-            ..test_args()
-        })
+            ..ConfigPatchArgs::default()
+        }
+        .parse()
         .unwrap();
         let generated = configs::generate("demo", "https://10.5.0.2:6443").unwrap();
         let err = apply_all(&generated.worker, &patches.worker)
@@ -514,19 +491,18 @@ mod tests {
             image_dir: None,
             no_merge: true,
             timeout: Duration::from_secs(1),
-            config_patch: Vec::new(),
-            config_patch_control_plane: Vec::new(),
-            config_patch_worker: Vec::new(),
+            patches: ConfigPatchArgs::default(),
         }
     }
 
     #[test]
     fn patches_reach_each_role() {
-        let patches = RolePatches::parse(&Args {
+        let patches = ConfigPatchArgs {
             config_patch: vec!["{cluster: {addons: {prometheus: {enabled: false}}}}".into()],
             config_patch_worker: vec!["{machine: {kubelet: {extraArgs: {v: '2'}}}}".into()],
-            ..test_args()
-        })
+            ..ConfigPatchArgs::default()
+        }
+        .parse()
         .unwrap();
         let g = configs::generate("demo", "https://10.5.0.2:6443").unwrap();
         let cp = apply_all(&g.controlplane, &patches.controlplane).unwrap();
