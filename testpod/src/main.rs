@@ -4,6 +4,9 @@
 //!   testpod serve [--port 8080]          HTTP 200 with the Pod name on every path
 //!   testpod resolve NAME                 the addresses of NAME, one a line
 //!                                        (the Pod's /etc/resolv.conf: search, ndots)
+//!   testpod count PREFIX [--every 1s]    "PREFIX N" on stdout every interval, N = 1, 2, ...
+//!                                        (log shipping tests find every N once)
+//!   testpod burn                         keep one CPU busy (resource metrics tests)
 //!   testpod get URL [--ca F] [--token-file F] [--body]
 //!                                        the HTTP status of a GET (exit 0 if < 400)
 //!
@@ -39,6 +42,14 @@ enum Command {
         #[arg(long, default_value = "/etc/resolv.conf")]
         resolv_conf: PathBuf,
     },
+    /// Print "PREFIX N" (N = 1, 2, ...) on stdout every interval, until SIGTERM.
+    Count {
+        prefix: String,
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+    },
+    /// Keep one CPU busy until SIGTERM (the Pod's CPU limit bounds it).
+    Burn,
     /// GET URL and print the HTTP status code (then the body with --body).
     Get {
         url: url::Url,
@@ -84,6 +95,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Count { prefix, every } => {
+            tokio::select! {
+                () = count(&prefix, every) => {}
+                _ = serve::terminated() => println!("terminated"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Burn => {
+            println!("burning one CPU");
+            // A plain thread: the spinning must not starve the runtime that
+            // waits for SIGTERM.
+            std::thread::spawn(|| loop {
+                std::hint::black_box(std::hint::spin_loop());
+            });
+            serve::terminated().await;
+            println!("terminated");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Resolve { name, resolv_conf } => {
             let resolver = resolve::from_resolv_conf(&resolv_conf)?;
             let addrs = resolve::resolve(&resolver, &name).await?;
@@ -126,5 +155,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
+    }
+}
+
+/// Prints `prefix N` for N = 1, 2, ... every `every`, each line written and
+/// flushed whole (the container runtime's log sees complete lines).
+async fn count(prefix: &str, every: std::time::Duration) {
+    use std::io::Write as _;
+    let mut tick = tokio::time::interval(every);
+    for n in 1u64.. {
+        tick.tick().await;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{prefix} {n}");
+        let _ = out.flush();
     }
 }

@@ -4,6 +4,8 @@
 //! Booting VMs is the `provision` crate's (shared with `cairnctl cluster`);
 //! its modules are re-exported here under their old names.
 
+pub mod addons;
+pub mod browser;
 pub mod cairnctl;
 pub mod checks;
 pub mod kube;

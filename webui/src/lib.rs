@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod cluster;
 pub mod html;
+pub mod logsearch;
 pub mod pages;
 pub mod routes;
 pub mod session;

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use crate::cluster::{ClusterError, Overview, PodPage, Workloads};
 use crate::html::{action, age, badge, esc, seg, table};
+use crate::logsearch::{Record, Search};
 use crate::{chart, usage};
 
 fn created<
@@ -547,6 +548,7 @@ pub fn pod(
     p: &PodPage,
     log: &Result<String, ClusterError>,
     container: &str,
+    (search, found): (&Search, &Result<Vec<Record>, ClusterError>),
     csrf: &str,
     now: i64,
 ) -> String {
@@ -650,7 +652,70 @@ pub fn pod(
             }
         )
     });
+    out += &log_search(container, search, found);
     out
+}
+
+/// Time ranges the log search offers (the store's `since`).
+const SINCE: [(&str, &str); 5] = [
+    ("", "any time"),
+    ("15m", "15 minutes"),
+    ("1h", "1 hour"),
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+];
+
+/// The Pod's past logs from the cluster's log store: a search form (GET,
+/// so it changes nothing) and the newest matching lines.
+fn log_search(
+    container: &str,
+    search: &Search,
+    found: &Result<Vec<Record>, ClusterError>,
+) -> String {
+    let since = search.since.as_deref().unwrap_or("");
+    let options: String = SINCE
+        .iter()
+        .map(|(v, label)| {
+            format!(
+                r#"<option value="{v}"{}>{label}</option>"#,
+                if *v == since { " selected" } else { "" }
+            )
+        })
+        .collect();
+    let form = format!(
+        r#"<form method="get" class="log-search" id="log-search-form"><input type="hidden" name="container" value="{}"><input type="search" name="q" id="log-query" value="{}" placeholder="words, &quot;a phrase&quot;, stream:stderr"><select name="since">{options}</select><button type="submit">Search</button></form>"#,
+        esc(container),
+        esc(&search.text),
+    );
+    let results = match found {
+        Ok(records) => {
+            let rows: Vec<Vec<String>> = records
+                .iter()
+                .map(|r| {
+                    vec![
+                        format!(r#"<span class="muted">{}</span>"#, esc(&r.time)),
+                        esc(&r.container),
+                        esc(&r.stream),
+                        format!(r#"<code>{}</code>"#, esc(&r.message)),
+                    ]
+                })
+                .collect();
+            format!(
+                r#"<p class="muted">Container {}: the newest {} matching lines, newest first.</p>{}"#,
+                esc(container),
+                crate::logsearch::LIMIT,
+                table(
+                    "log-search-table",
+                    &["Time", "Container", "Stream", "Message"],
+                    &rows
+                )
+            )
+        }
+        Err(e) => format!(r#"<p class="error">{}</p>"#, esc(&e.to_string())),
+    };
+    format!(
+        r#"<section id="log-search"><h2>Past logs (cluster log store)</h2>{form}{results}</section>"#
+    )
 }
 
 /// "250m (12%)", or "-" without figures.
@@ -875,16 +940,36 @@ mod tests {
                 vec![],
             )),
         };
+        let search = crate::logsearch::Search {
+            text: "<b>".into(),
+            since: Some("1h".into()),
+        };
+        let found = Ok(vec![Record {
+            time: "2026-12-07T03:00:00Z".into(),
+            container: "web".into(),
+            stream: "stdout".into(),
+            message: "served <x>".into(),
+        }]);
         let html = pod(
             "default",
             "web-0",
             &page,
             &Ok(String::new()),
             "web",
+            (&search, &found),
             "tok",
             0,
         );
         assert!(html.contains(r#"<section id="usage">"#));
+        assert!(
+            html.contains(r#"value="&lt;b&gt;""#),
+            "the search is kept, escaped"
+        );
+        assert!(html.contains(r#"<option value="1h" selected>"#));
+        assert!(
+            html.contains("<td><code>served &lt;x&gt;</code></td>"),
+            "{html}"
+        );
         assert!(
             html.contains(r#"<svg id="cpu-chart""#) && html.contains(r#"<svg id="memory-chart""#)
         );
@@ -897,15 +982,20 @@ mod tests {
             usage: Err(ClusterError::Refused("forbidden".into())),
             ..page
         };
+        let refused = Err(ClusterError::BadInput(
+            "the log store: q: Syntax Error: (unclosed".into(),
+        ));
         let html = pod(
             "default",
             "web-0",
             &page,
             &Ok(String::new()),
             "web",
+            (&search, &refused),
             "tok",
             0,
         );
+        assert!(html.contains("the log store: q: Syntax Error: (unclosed"));
         assert!(html.contains(
             "History unavailable (Prometheus): services &quot;cairn-prometheus&quot; not found"
         ));

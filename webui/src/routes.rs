@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use crate::cluster::{self, ClusterError};
 use crate::html::{self, Frame};
-use crate::pages;
 use crate::session::{self, Session, Sessions};
+use crate::{logsearch, pages};
 
 pub struct AppState {
     pub sessions: Sessions,
@@ -299,6 +299,9 @@ async fn workloads(
 #[derive(Deserialize)]
 struct ContainerQuery {
     container: Option<String>,
+    /// The Pod page's log search: its text and time range.
+    q: Option<String>,
+    since: Option<String>,
 }
 
 const LOG_LINES: i64 = 200;
@@ -323,16 +326,25 @@ async fn pod(
             .and_then(|s| s.containers.first())
             .map(|c| c.name.clone())
     });
-    let log = match &container {
-        Some(c) => cluster::pod_log(client, &ns, &name, Some(c.clone()), LOG_LINES).await,
-        None => Err(ClusterError::BadInput("the Pod has no containers".into())),
+    let search = logsearch::Search {
+        text: q.q.unwrap_or_default(),
+        since: q.since.filter(|s| !s.is_empty()),
     };
+    let log = async {
+        match &container {
+            Some(c) => cluster::pod_log(client, &ns, &name, Some(c.clone()), LOG_LINES).await,
+            None => Err(ClusterError::BadInput("the Pod has no containers".into())),
+        }
+    };
+    let found = logsearch::search(client, &ns, &name, container.as_deref(), &search);
+    let (log, found) = tokio::join!(log, found);
     let body = pages::pod(
         &ns,
         &name,
         &p,
         &log,
         container.as_deref().unwrap_or(""),
+        (&search, &found),
         &s.session.csrf,
         now(),
     );
