@@ -15,7 +15,7 @@
 #
 # Heavy parts have their own caches, so changing one input does not redo the
 # others: the Kubernetes binaries (images/payload/build-kubernetes.sh, keyed by
-# that script and the KUBERNETES_* lines) and the Debian packages (keyed by the
+# that script, its patches in images/payload/patches and the KUBERNETES_* lines) and the Debian packages (keyed by the
 # package versions). Layout of the payload: images/payload/README.md.
 set -euo pipefail
 # One compound command: bash parses it whole before running it, so editing
@@ -53,7 +53,7 @@ rust_crates+=(metrics-server webui)
 rust_crates+=(logstore logcollector)
 
 libc_version=$(dpkg-query -W -f='${Version}' libc6)
-kube_key=$({ cat "$P/build-kubernetes.sh"; grep '^KUBERNETES_' "$P/versions.env"; } | hash_of)
+kube_key=$({ cat "$P/build-kubernetes.sh" "$P"/patches/*.patch; grep '^KUBERNETES_' "$P/versions.env"; } | hash_of)
 debs_key=$({ grep -v '^KUBERNETES_\|^#' "$P/versions.env"; sed -n '/^# --- debs/,/^# --- end debs/p' "$0"; echo "$libc_version"; } | hash_of)
 key=$({
   echo "kube $kube_key debs $debs_key"

@@ -35,6 +35,11 @@ log "apt-get source kubernetes=$KUBERNETES_DEB_VERSION"
 dsc=$(ls "$work"/kubernetes_*.dsc 2>/dev/null | head -n 1)
 [ -n "$dsc" ] || { echo "kubernetes source package $KUBERNETES_DEB_VERSION not downloaded (is the deb-src entry there? run images/install-deps.sh)" >&2; exit 1; }
 dpkg-source --no-check -x "$dsc" "$work/src" >/dev/null
+# Cairn's own fixes to the vendored code (images/payload/patches, each says why).
+for p in "$HERE"/patches/*.patch; do
+  log "patch $(basename "$p")"
+  patch -s -p1 -d "$work/src" <"$p"
+done
 
 # --- GOPATH ------------------------------------------------------------------
 export GOPATH=$work/gopath GO111MODULE=off CGO_ENABLED=0 GOFLAGS=-trimpath

@@ -364,16 +364,33 @@ async fn keep_static_pods(node: Runtime, pods: crate::staticpods::StaticPods) {
         id: None,
     };
     let mut watch = Watch::new(&node.store, filter, false);
+    // Whether the API server answered this boot (the controller-manager and
+    // the scheduler wait for it, StaticPods::sync); once is enough.
+    let (answered, mut api_ready) = tokio::sync::watch::channel(false);
+    let control_plane = node
+        .running_config()
+        .is_some_and(|c| c.machine.machine_type == config::spec::MachineType::Controlplane);
+    if control_plane {
+        tokio::spawn(async move {
+            crate::manifests::local_api_answering(Path::new(k8s::ADMIN_KUBECONFIG)).await;
+            let _ = answered.send(true);
+        });
+    }
     loop {
         if let Some(cfg) = node.running_config() {
             let input = crate::staticpods::input_for(
                 node_ip(&node.store, Some(&cfg)),
                 Path::new(k8s::SECRETS_DIR),
+                *api_ready.borrow(),
             );
             if let Err(e) = pods.sync(&cfg, &input) {
                 runtime::console!("kubernetes: static pods: {e}");
             }
         }
-        let _ = tokio::time::timeout(RERENDER_EVERY, watch.next()).await;
+        tokio::select! {
+            _ = tokio::time::timeout(RERENDER_EVERY, watch.next()) => {}
+            // Once: a closed channel (the waiter is done) is not a change.
+            Ok(()) = api_ready.changed() => {}
+        }
     }
 }

@@ -149,8 +149,14 @@ pub fn resource_metrics(kubectl: &Kubectl, node: &str) -> anyhow::Result<String>
                 .find(|l| l.split_whitespace().next() == Some(node))
                 .with_context(|| format!("{node} is not in:\n{out}"))?;
             let cells: Vec<&str> = line.split_whitespace().collect();
+            // A node that runs a control plane is never idle: zero is a
+            // broken figure (cAdvisor on cgroup v2's root gave 0m 0% 0Mi).
             ensure!(
-                cells.len() == 5 && millicores(cells[1]).is_some() && cells[2].ends_with('%'),
+                cells.len() == 5
+                    && millicores(cells[1]).is_some_and(|m| m > 0)
+                    && cells[2].ends_with('%')
+                    && cells[3].ends_with("Mi")
+                    && cells[3] != "0Mi",
                 "no figures: {line}"
             );
             Ok(line.to_string())
@@ -371,7 +377,7 @@ pub fn collector_restart_loses_nothing(kubectl: &Kubectl, marker: &str) -> anyho
         "delete",
         "pod",
         old_name,
-        "--wait=true",
+        "--wait=false",
     ])?;
     let new_name = eventually(
         "a new log collector Ready",
@@ -640,6 +646,8 @@ async fn drive(
         .find(Locator::Css("#log-search-form button"))
         .await?
         .click()
+        .await?;
+    b.wait_for_url("the search's page", |u| u.contains("q="))
         .await?;
     let found = b.text("#log-search").await?;
     ensure!(

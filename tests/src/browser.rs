@@ -108,6 +108,26 @@ impl Browser {
         }
     }
 
+    /// Waits until the browser is at an address `wanted` accepts (a form
+    /// sent by a click navigates after the click returns).
+    pub async fn wait_for_url(
+        &self,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let by = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = self.client.current_url().await?;
+            if wanted(url.as_str()) {
+                return Ok(());
+            }
+            if Instant::now() > by {
+                return Err(anyhow!("{what}: still at {url} after 30 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The current address and the page's text, for errors.
     pub async fn page(&self) -> String {
         let url = self

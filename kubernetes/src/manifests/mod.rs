@@ -168,15 +168,9 @@ pub async fn wait_for_api(client: &Client) {
     }
 }
 
-/// Applies every bootstrap object with the admin kubeconfig once the API
-/// answers; objects that fail are tried again with backoff until all went
-/// in (e.g. while the API server's RBAC bootstrap is still running).
-/// Returns the client, for what follows on the same API server.
-pub async fn apply_bootstrap(
-    cfg: &config::MachineConfig,
-    kubeconfig: &Path,
-    api_ready: impl FnOnce(),
-) -> Client {
+/// A client of this node's API server with `kubeconfig` (waiting for the
+/// file), once the server answers.
+pub async fn local_api_answering(kubeconfig: &Path) -> Client {
     let client = loop {
         match client_at(kubeconfig, Some(&local_api_server())).await {
             Ok(c) => break c,
@@ -187,6 +181,19 @@ pub async fn apply_bootstrap(
         }
     };
     wait_for_api(&client).await;
+    client
+}
+
+/// Applies every bootstrap object with the admin kubeconfig once the API
+/// answers; objects that fail are tried again with backoff until all went
+/// in (e.g. while the API server's RBAC bootstrap is still running).
+/// Returns the client, for what follows on the same API server.
+pub async fn apply_bootstrap(
+    cfg: &config::MachineConfig,
+    kubeconfig: &Path,
+    api_ready: impl FnOnce(),
+) -> Client {
+    let client = local_api_answering(kubeconfig).await;
     api_ready();
     apply_until_done(&client, objects::core(cfg)).await;
     runtime::console!(

@@ -73,12 +73,17 @@ impl StaticPods {
 
     /// Makes the directory and the resources match `cfg`: the control
     /// plane's manifests on a control-plane node, none on a worker.
+    /// Until `input.api_ready`, only the API server's: the controller-manager
+    /// and the scheduler started with it took CPU from its start (under
+    /// emulation, minutes), and the controller-manager exited on an API
+    /// server that was not healthy yet, then waited out its own lease.
     /// Returns whether any file changed.
     pub fn sync(&self, cfg: &MachineConfig, input: &RenderInput) -> Result<bool, StaticPodsError> {
-        let manifests = match cfg.machine.machine_type {
+        let mut manifests = match cfg.machine.machine_type {
             MachineType::Controlplane => render::control_plane(cfg, input),
             MachineType::Worker => Vec::new(),
         };
+        manifests.retain(|m| input.api_ready || m.component == "kube-apiserver");
         std::fs::create_dir_all(&self.dir).map_err(|source| StaticPodsError::Dir {
             path: self.dir.display().to_string(),
             source,
@@ -128,12 +133,17 @@ impl StaticPods {
     }
 }
 
-/// The render input for this node now: its address and the digest of the
-/// Kubernetes secrets.
-pub fn input_for(node_ip: Option<std::net::IpAddr>, secrets_dir: &Path) -> RenderInput {
+/// The render input for this node now: its address, the digest of the
+/// Kubernetes secrets and whether the API server has answered this boot.
+pub fn input_for(
+    node_ip: Option<std::net::IpAddr>,
+    secrets_dir: &Path,
+    api_ready: bool,
+) -> RenderInput {
     RenderInput {
         node_ip,
         secrets_digest: render::dir_digest(secrets_dir),
+        api_ready,
     }
 }
 
@@ -149,11 +159,28 @@ mod tests {
         let pods = StaticPods::in_dir(&store, dir.path().join("manifests")).unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         std::fs::write(dir.path().join("manifests/user.yaml"), "kind: Pod\n").unwrap();
-        let input = RenderInput {
+        let cfg = testutil::machine_config();
+        // Before the API server answered: its manifest only.
+        let early = RenderInput {
             node_ip: None,
             secrets_digest: "d1".into(),
+            api_ready: false,
         };
-        let cfg = testutil::machine_config();
+        assert!(pods.sync(&cfg, &early).unwrap());
+        let ids = |store: &Store| -> Vec<String> {
+            store
+                .specs::<StaticPodSpec>()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        assert_eq!(ids(&store), ["kube-apiserver"]);
+        assert!(!dir.path().join("manifests/kube-scheduler.yaml").exists());
+
+        let input = RenderInput {
+            api_ready: true,
+            ..early
+        };
         assert!(pods.sync(&cfg, &input).unwrap());
         assert!(
             !pods.sync(&cfg, &input).unwrap(),
@@ -172,6 +199,7 @@ mod tests {
         let input2 = RenderInput {
             node_ip: None,
             secrets_digest: "d2".into(),
+            api_ready: true,
         };
         assert!(pods.sync(&cfg, &input2).unwrap());
         assert!(

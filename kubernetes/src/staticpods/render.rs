@@ -24,6 +24,9 @@ pub struct RenderInput {
     pub node_ip: Option<IpAddr>,
     /// Digest of the files in the Kubernetes secrets directory.
     pub secrets_digest: String,
+    /// Whether this boot's API server has answered: the controller-manager
+    /// and the scheduler are written only then (see [`super::StaticPods::sync`]).
+    pub api_ready: bool,
 }
 
 /// One rendered manifest.
@@ -315,6 +318,7 @@ mod tests {
         RenderInput {
             node_ip: Some("10.5.0.2".parse().unwrap()),
             secrets_digest: "0123456789abcdef".into(),
+            api_ready: true,
         }
     }
 
