@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // A plain thread: the spinning must not starve the runtime that
             // waits for SIGTERM.
             std::thread::spawn(|| loop {
-                std::hint::black_box(std::hint::spin_loop());
+                std::hint::spin_loop();
             });
             serve::terminated().await;
             println!("terminated");

@@ -18,8 +18,8 @@ use anyhow::{bail, ensure, Context as _};
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::browser::Browser;
 use crate::kube::{eventually, Kubectl, Node, TESTPOD_IMAGE};
+use webui::browser::Browser;
 
 /// The add-on Pods every Cairn cluster runs with its default config, by
 /// name prefix in kube-system.
@@ -250,6 +250,42 @@ pub fn prometheus_cpu(kubectl: &Kubectl) -> anyhow::Result<f64> {
                 .with_context(|| format!("no sample yet: {raw}"))?;
             ensure!(cores >= 0.05, "{cores} cores: {raw}");
             Ok(cores)
+        },
+    )
+}
+
+/// Prometheus scrapes every job of its config: the kubelet's cAdvisor and
+/// resource metrics, the API server, etcd and machined (`up` is 1 for each).
+/// Returns the jobs seen up.
+pub fn prometheus_targets_up(kubectl: &Kubectl) -> anyhow::Result<Vec<String>> {
+    const JOBS: [&str; 6] = [
+        "prometheus",
+        "kubelet-cadvisor",
+        "kubelet-resource",
+        "apiserver",
+        "etcd",
+        "machined",
+    ];
+    eventually(
+        "Prometheus: every target up",
+        Duration::from_secs(180),
+        Duration::from_secs(10),
+        || {
+            let raw = kubectl.ok(&["get", "--raw", &with_query(PROMETHEUS, &[("query", "up")])])?;
+            let v: Value = serde_json::from_str(&raw)?;
+            let up: Vec<String> = v["data"]["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["value"][1] == "1")
+                .filter_map(|r| r["metric"]["job"].as_str().map(str::to_string))
+                .collect();
+            let down: Vec<&&str> = JOBS
+                .iter()
+                .filter(|j| !up.iter().any(|u| u == **j))
+                .collect();
+            ensure!(down.is_empty(), "not up: {down:?}; {raw}");
+            Ok(up)
         },
     )
 }
@@ -530,7 +566,6 @@ fn base64_decode(s: &str) -> anyhow::Result<String> {
 /// The rows of the table `css` on the current page, as text.
 async fn rows(b: &Browser, css: &str) -> anyhow::Result<Vec<String>> {
     let v = b
-        .client
         .execute(
             &format!(
                 "return Array.from(document.querySelectorAll('{css} tbody tr')).map(r => r.innerText)"
@@ -605,8 +640,7 @@ async fn drive(
         .await?;
     input.clear().await?;
     input.send_keys("2").await?;
-    b.client
-        .find(Locator::Css(&format!("{scale_form} button")))
+    b.find(Locator::Css(&format!("{scale_form} button")))
         .await?
         .click()
         .await?;
@@ -642,8 +676,7 @@ async fn drive(
     ensure!(tail.contains(&format!("{marker} ")), "the live log: {tail}");
     let query = b.find_wait(Locator::Id("log-query")).await?;
     query.send_keys(&format!("\"{marker} 3\"")).await?;
-    b.client
-        .find(Locator::Css("#log-search-form button"))
+    b.find(Locator::Css("#log-search-form button"))
         .await?
         .click()
         .await?;
@@ -669,15 +702,14 @@ async fn drive(
         button.attr("disabled").await?.is_some(),
         "Scale is enabled for a read-only user"
     );
-    b.client
-        .execute(
-            &format!(
-                r#"const f = document.querySelector('{scale_form}');
+    b.execute(
+        &format!(
+            r#"const f = document.querySelector('{scale_form}');
                    f.querySelector("input.replicas").value = "3"; f.submit();"#
-            ),
-            vec![],
-        )
-        .await?;
+        ),
+        vec![],
+    )
+    .await?;
     let refused = b.text("#flash.error").await?;
     ensure!(
         refused.contains("forbidden")

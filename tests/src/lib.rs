@@ -5,7 +5,6 @@
 //! its modules are re-exported here under their old names.
 
 pub mod addons;
-pub mod browser;
 pub mod cairnctl;
 pub mod checks;
 pub mod kube;

@@ -16,16 +16,24 @@
 //! the image with IMAGE_CACHE=, tests/image-cache/build.sh): an OCI archive
 //! and a docker-archive made into a cache by `cairnctl image cache-create`
 //! are imported at boot and run in Pods with pull policy Always.
+//! The add-ons (issues 14 and 15, `cairn_tests::addons`): `kubectl top`,
+//! a HorizontalPodAutoscaler scaling a CPU-bound Deployment out, its CPU in
+//! Prometheus, a Pod's lines in the log store within 30 s and once each
+//! across a restart of the log collector, machined's own log there, and
+//! the Web UI in a real headless Chromium through `cairnctl dashboard
+//! --web` (admin and read-only tokens; screenshots in
+//! `<target>/vm-webui-screenshots/`).
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cairn_tests::cairnctl;
 use cairn_tests::kube::{self, Kubectl, Node, SYSTEM_PODS};
 use cairn_tests::timeline;
+use cairn_tests::{addons, cairnctl};
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
+use webui::browser;
 
 /// How long the first bring-up may take under TCG on a loaded 2-core host.
 const BRING_UP: Duration = Duration::from_secs(1500);
@@ -141,10 +149,25 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         "apply the test workload",
         kubectl.apply(&kube::test_workload()),
     );
+    let marker = addons::marker();
+    or_panic(
+        &vm,
+        "apply the add-ons' test workload",
+        kubectl.apply(&addons::workload(&marker)),
+    );
     let pods = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
     or_panic(&vm, "test Pods", pods);
     check_pod_networking(&vm, &kubectl, &mut say);
     check_image_cache(&vm, &node, &kubectl, dir.path(), &mut say);
+    check_addons(
+        &vm,
+        &node,
+        &kubectl,
+        &nodes[0],
+        &marker,
+        dir.path(),
+        &mut say,
+    );
 
     // kubelet restarted through the API: a new process, which renews the
     // node's Lease (the old one is gone, so a renewal is the new one's).
@@ -208,6 +231,79 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     or_panic(&vm, "test Pods after the reboot", workload);
     check_pod_networking(&vm, &kubectl, &mut say);
     say("done");
+}
+
+/// The add-ons (issues 14 and 15) on this cluster, with the workload of
+/// `addons::workload` running: `kubectl top`, autoscaling on CPU, the
+/// burning Pod in Prometheus, the ticker's lines in the log store within
+/// 30 s and once each across a restart of the collector, machined's log
+/// there, then the Web UI in a real browser. The add-ons' test workload is
+/// deleted afterwards, so the restarts below run without it.
+fn check_addons(
+    vm: &Vm,
+    node: &Node,
+    kubectl: &Kubectl,
+    node_name: &str,
+    marker: &str,
+    dir: &Path,
+    say: &mut dyn FnMut(&str),
+) {
+    let ready = kubectl.wait_pods_ready("kube-system", addons::ADDON_PODS, RECOVERY, say);
+    or_panic(vm, "add-on Pods", ready);
+    let ready = kubectl.wait_pods_ready("default", &["ticker", "burn-", "hello-"], RECOVERY, say);
+    or_panic(vm, "the add-ons' test Pods", ready);
+    let top = addons::resource_metrics(kubectl, node_name);
+    say(&format!(
+        "kubectl top: {}",
+        or_panic(vm, "kubectl top", top)
+    ));
+    let scaled = or_panic(vm, "autoscaling on CPU", addons::autoscaled(kubectl));
+    say(&format!("HorizontalPodAutoscaler burn: {scaled}"));
+    let up = or_panic(
+        vm,
+        "Prometheus targets",
+        addons::prometheus_targets_up(kubectl),
+    );
+    say(&format!("Prometheus scrapes: {}", up.join(", ")));
+    let cores = or_panic(vm, "Prometheus", addons::prometheus_cpu(kubectl));
+    say(&format!("Prometheus: the burn Pods used {cores:.3} cores"));
+    // Give the CPU back before the rest.
+    or_panic(
+        vm,
+        "delete burn",
+        kubectl.ok(&["delete", "hpa,deployment", "burn", "--wait=false"]),
+    );
+    let took = addons::line_found_within_30s(kubectl, marker);
+    let took = or_panic(vm, "a Pod's line in the log store", took);
+    say(&format!(
+        "the ticker's newest line was in the log store after {took:.1?}"
+    ));
+    let line = or_panic(
+        vm,
+        "machined's log in the store",
+        addons::node_log_in_store(kubectl, node),
+    );
+    say(&format!("machined's log line in the store: {line}"));
+    let restart = addons::collector_restart_loses_nothing(kubectl, marker);
+    say(&or_panic(vm, "log collector restart", restart));
+    if let Some(why) = browser::missing() {
+        panic!("the Web UI check needs a browser: {why}");
+    }
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("vm-webui-screenshots");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let web = runtime.block_on(addons::web_ui(
+        kubectl, node, node_name, marker, dir, &shots, say,
+    ));
+    or_panic(vm, "the Web UI in a browser", web);
+    say(&format!("Web UI screenshots in {}", shots.display()));
+    or_panic(
+        vm,
+        "delete the add-ons' test workload",
+        kubectl.ok(&["delete", "pod/ticker", "deployment/hello", "--wait=false"]),
+    );
 }
 
 /// A Deployment with `:latest`, `imagePullPolicy: Always`

@@ -2,6 +2,8 @@
 //! the Kubernetes API, every request made with the signed-in user's own
 //! bearer token so Kubernetes RBAC decides what they see and do.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod chart;
 pub mod cluster;
 pub mod html;

@@ -542,16 +542,17 @@ pub fn workloads(ns: &str, w: &Workloads, csrf: &str, now: i64) -> String {
     out
 }
 
-pub fn pod(
-    ns: &str,
-    name: &str,
-    p: &PodPage,
-    log: &Result<String, ClusterError>,
-    container: &str,
-    (search, found): (&Search, &Result<Vec<Record>, ClusterError>),
-    csrf: &str,
-    now: i64,
-) -> String {
+/// A Pod page's logs: its container's last lines (the kubelet's) and a
+/// search of its past lines (the cluster log store).
+pub struct PodLogs<'a> {
+    pub container: &'a str,
+    pub tail: &'a Result<String, ClusterError>,
+    pub search: &'a Search,
+    pub found: &'a Result<Vec<Record>, ClusterError>,
+}
+
+pub fn pod(ns: &str, name: &str, p: &PodPage, logs: &PodLogs, csrf: &str, now: i64) -> String {
+    let container = logs.container;
     let mut out = format!(
         r#"<h1>Pod <span class="name">{}</span> <span class="muted">in {}</span></h1>"#,
         esc(name),
@@ -640,7 +641,7 @@ pub fn pod(
         seg(name),
         seg(container)
     );
-    out += &section("Log", "log", log, |text| {
+    out += &section("Log", "log", logs.tail, |text| {
         format!(
             r#"<p class="muted">Container {}: the last 200 lines, refreshed every 3 s.</p><pre id="log-tail" data-src="{}">{}</pre>"#,
             esc(container),
@@ -652,7 +653,7 @@ pub fn pod(
             }
         )
     });
-    out += &log_search(container, search, found);
+    out += &log_search(container, logs.search, logs.found);
     out
 }
 
@@ -954,9 +955,12 @@ mod tests {
             "default",
             "web-0",
             &page,
-            &Ok(String::new()),
-            "web",
-            (&search, &found),
+            &PodLogs {
+                container: "web",
+                tail: &Ok(String::new()),
+                search: &search,
+                found: &found,
+            },
             "tok",
             0,
         );
@@ -989,9 +993,12 @@ mod tests {
             "default",
             "web-0",
             &page,
-            &Ok(String::new()),
-            "web",
-            (&search, &refused),
+            &PodLogs {
+                container: "web",
+                tail: &Ok(String::new()),
+                search: &search,
+                found: &refused,
+            },
             "tok",
             0,
         );

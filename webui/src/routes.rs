@@ -338,16 +338,13 @@ async fn pod(
     };
     let found = logsearch::search(client, &ns, &name, container.as_deref(), &search);
     let (log, found) = tokio::join!(log, found);
-    let body = pages::pod(
-        &ns,
-        &name,
-        &p,
-        &log,
-        container.as_deref().unwrap_or(""),
-        (&search, &found),
-        &s.session.csrf,
-        now(),
-    );
+    let logs = pages::PodLogs {
+        container: container.as_deref().unwrap_or(""),
+        tail: &log,
+        search: &search,
+        found: &found,
+    };
+    let body = pages::pod(&ns, &name, &p, &logs, &s.session.csrf, now());
     frame_page(&s, &format!("Pod {name}"), Some(&ns), &body).await
 }
 

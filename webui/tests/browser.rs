@@ -29,13 +29,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use fantoccini::Locator;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::json;
+use webui::browser::Browser;
 
 const ADMIN_TOKEN: &str = "cairn-webui-test-admin-token-0123456789";
 
@@ -291,75 +292,6 @@ async fn viewer_token(admin: &kube::Client) -> String {
     v["status"]["token"].as_str().unwrap().to_string()
 }
 
-/// The element `loc`, once it is on the page; on a timeout the error
-/// carries the page's text.
-async fn find_wait(b: &Browser, loc: Locator<'_>) -> Result<fantoccini::elements::Element, String> {
-    match b
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(loc)
-        .await
-    {
-        Ok(e) => Ok(e),
-        Err(e) => {
-            let url = b
-                .current_url()
-                .await
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            let page = match b.find(Locator::Css("body")).await {
-                Ok(body) => body.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            Err(format!("{loc:?} not found ({e}) on {url}:\n{page}"))
-        }
-    }
-}
-
-async fn sign_in(b: &Browser, base: &str, token: &str) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    b.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    b.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    find_wait(b, Locator::Css("nav .user")).await.unwrap();
-}
-
-async fn sign_out(b: &Browser) {
-    b.find(Locator::Css("nav form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    find_wait(b, Locator::Id("token")).await.unwrap();
-}
-
-async fn screenshot(b: &Browser, dir: &Path, name: &str) {
-    let png = b.screenshot().await.unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, png).unwrap();
-    eprintln!("screenshot: {}", path.display());
-}
-
-/// The text of the element `css` on the current page.
-async fn text(b: &Browser, css: &str) -> String {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// This host's first global IPv4 address.
 fn host_ip() -> Option<std::net::IpAddr> {
     let out = Command::new("ip")
@@ -602,15 +534,13 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
         eprintln!("SKIP: no kube-apiserver (run `make payload`, or set CAIRN_KUBE_BIN_DIR)");
         return;
     };
-    for tool in [
-        "/usr/bin/etcd",
-        "/usr/bin/chromium",
-        "/usr/bin/chromedriver",
-    ] {
-        if !Path::new(tool).exists() {
-            eprintln!("SKIP: {tool} is not installed (images/install-deps.sh installs it)");
-            return;
-        }
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("SKIP: /usr/bin/etcd is not installed (images/install-deps.sh installs it)");
+        return;
+    }
+    if let Some(why) = webui::browser::missing() {
+        eprintln!("SKIP: {why}");
+        return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let started = Instant::now();
@@ -769,42 +699,11 @@ async fn the_web_ui_in_a_real_browser_against_a_real_apiserver() {
             .arg(format!("--apiserver-ca={}", ca.display())),
         &dir.join("cairn-webui.log"),
     );
-    let driver_port = free_port();
-    children.spawn(
-        "chromedriver",
-        Command::new("/usr/bin/chromedriver").arg(format!("--port={driver_port}")),
-        &dir.join("chromedriver.log"),
-    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     children.alive(dir);
-
-    let mut caps = serde_json::Map::new();
-    caps.insert("acceptInsecureCerts".into(), json!(true));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,800",
-                format!("--user-data-dir={}", dir.join("chromium").display())]
-        }),
-    );
-    let connect_by = Instant::now() + Duration::from_secs(60);
-    let b = loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            Ok(b) => break b,
-            Err(e) if Instant::now() > connect_by => panic!("chromedriver gave no session: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
+    let b = Browser::start(dir).await.expect("a browser session");
     let result = drive(&b, &base, &admin, &viewer, &shots, usage).await;
-    let _ = b.close().await;
+    b.close().await;
     children.alive(dir);
     if let Some((_, ui)) = children.0.iter().find(|(n, _)| n == "cairn-webui") {
         let status =
@@ -844,7 +743,7 @@ async fn drive(
 ) {
     // Signed out: every page goes to the sign-in form; a bad token is refused.
     b.goto(&format!("{base}/")).await.unwrap();
-    find_wait(b, Locator::Id("token")).await.unwrap();
+    b.find_wait(Locator::Id("token")).await.unwrap();
     b.find(Locator::Id("token"))
         .await
         .unwrap()
@@ -857,7 +756,8 @@ async fn drive(
         .click()
         .await
         .unwrap();
-    let refused = find_wait(b, Locator::Id("login-error"))
+    let refused = b
+        .find_wait(Locator::Id("login-error"))
         .await
         .unwrap()
         .text()
@@ -866,8 +766,8 @@ async fn drive(
     assert!(refused.contains("did not accept this token"), "{refused}");
 
     // Admin: the overview lists the node as Ready with its role and version.
-    sign_in(b, base, ADMIN_TOKEN).await;
-    let nodes = text(b, "#node-table").await;
+    b.sign_in(base, ADMIN_TOKEN).await.unwrap();
+    let nodes = b.text("#node-table").await.unwrap();
     assert!(
         nodes.contains("cp-1")
             && nodes.contains("Ready")
@@ -884,18 +784,19 @@ async fn drive(
             "the node's usage (metrics API): {nodes}"
         );
     }
-    let health = text(b, "#health").await;
+    let health = b.text("#health").await.unwrap();
     assert!(health.contains("API server ready"), "{health}");
     let cookies = b.execute("return document.cookie", vec![]).await.unwrap();
     assert!(
         !cookies.as_str().unwrap_or("").contains("cairn_session"),
         "the session cookie is HttpOnly: {cookies}"
     );
-    screenshot(b, shots, "overview.png").await;
+    b.screenshot(shots, "overview.png").await.unwrap();
 
     // Scale web from 1 to 2.
     b.goto(&format!("{base}/ns/default")).await.unwrap();
-    let input = find_wait(b, Locator::Css("#deployment-table input.replicas"))
+    let input = b
+        .find_wait(Locator::Css("#deployment-table input.replicas"))
         .await
         .unwrap();
     input.clear().await.unwrap();
@@ -908,7 +809,8 @@ async fn drive(
     .click()
     .await
     .unwrap();
-    let flash = find_wait(b, Locator::Id("flash"))
+    let flash = b
+        .find_wait(Locator::Id("flash"))
         .await
         .unwrap()
         .text()
@@ -929,9 +831,9 @@ async fn drive(
         Some(2),
         "the API server has the new replica count"
     );
-    let pods = text(b, "#pod-table").await;
+    let pods = b.text("#pod-table").await.unwrap();
     assert!(pods.contains("hello") && pods.contains("Pending"), "{pods}");
-    screenshot(b, shots, "workloads.png").await;
+    b.screenshot(shots, "workloads.png").await.unwrap();
 
     // A change without the session's CSRF token is refused.
     let status = b
@@ -951,7 +853,8 @@ async fn drive(
     b.goto(&format!("{base}/ns/default/pods/hello"))
         .await
         .unwrap();
-    let containers = find_wait(b, Locator::Id("container-table"))
+    let containers = b
+        .find_wait(Locator::Id("container-table"))
         .await
         .unwrap()
         .text()
@@ -964,7 +867,7 @@ async fn drive(
     // No kubelet runs it, so the API server answers the log request with
     // its reason, which the page shows in place of the log.
     if usage {
-        let current = text(b, "#usage-table").await;
+        let current = b.text("#usage-table").await.unwrap();
         assert!(
             current.contains("50m") && current.contains("20Mi"),
             "the container's usage: {current}"
@@ -990,18 +893,19 @@ async fn drive(
         b.execute("document.getElementById('usage').scrollIntoView()", vec![])
             .await
             .unwrap();
-        screenshot(b, shots, "pod-usage.png").await;
+        b.screenshot(shots, "pod-usage.png").await.unwrap();
     }
-    let log = text(b, "#log").await;
+    let log = b.text("#log").await.unwrap();
     eprintln!("the Pod page's log section: {log:?}");
     assert!(log.trim().len() > "Log".len(), "the log section is empty");
-    screenshot(b, shots, "pod.png").await;
+    b.screenshot(shots, "pod.png").await.unwrap();
 
     // The Deployment's YAML, sent back through the server-side dry run.
     b.goto(&format!("{base}/yaml/deployments/default/web"))
         .await
         .unwrap();
-    let yaml = find_wait(b, Locator::Id("yaml"))
+    let yaml = b
+        .find_wait(Locator::Id("yaml"))
         .await
         .unwrap()
         .prop("value")
@@ -1020,7 +924,8 @@ async fn drive(
         .click()
         .await
         .unwrap();
-    let flash = find_wait(b, Locator::Id("flash"))
+    let flash = b
+        .find_wait(Locator::Id("flash"))
         .await
         .unwrap()
         .text()
@@ -1042,20 +947,20 @@ async fn drive(
         overflow.as_i64().unwrap_or(1) <= 0,
         "the page scrolls sideways at 390 px: {overflow}"
     );
-    screenshot(b, shots, "workloads-phone.png").await;
+    b.screenshot(shots, "workloads-phone.png").await.unwrap();
     b.set_window_size(1280, 800).await.unwrap();
-    sign_out(b).await;
+    b.sign_out().await.unwrap();
 
     // Read-only ServiceAccount: Scale is disabled; forcing it is refused by
     // the API server, whose message is shown.
-    sign_in(b, base, viewer).await;
+    b.sign_in(base, viewer).await.unwrap();
     b.goto(&format!("{base}/ns/default")).await.unwrap();
-    let button = find_wait(
-        b,
-        Locator::Css(r#"form[action="/ns/default/deployments/web/scale"] button"#),
-    )
-    .await
-    .unwrap();
+    let button = b
+        .find_wait(Locator::Css(
+            r#"form[action="/ns/default/deployments/web/scale"] button"#,
+        ))
+        .await
+        .unwrap();
     assert!(
         button.attr("disabled").await.unwrap().is_some(),
         "Scale is disabled for a read-only user"
@@ -1069,7 +974,8 @@ async fn drive(
     )
     .await
     .unwrap();
-    let flash = find_wait(b, Locator::Css("#flash.error"))
+    let flash = b
+        .find_wait(Locator::Css("#flash.error"))
         .await
         .unwrap()
         .text()
@@ -1088,14 +994,14 @@ async fn drive(
         .spec
         .and_then(|s| s.replicas);
     assert_eq!(replicas, Some(2), "the refused scale changed nothing");
-    screenshot(b, shots, "refused.png").await;
+    b.screenshot(shots, "refused.png").await.unwrap();
     if usage {
         // The read-only user may not read metrics nor proxy to Prometheus:
         // the page says so, with the API server's refusals.
         b.goto(&format!("{base}/ns/default/pods/hello"))
             .await
             .unwrap();
-        let section = text(b, "#usage").await;
+        let section = b.text("#usage").await.unwrap();
         assert!(
             section.contains("Current figures unavailable")
                 && section.contains("History unavailable")

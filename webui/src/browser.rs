@@ -1,6 +1,8 @@
-//! A real headless Chromium driven over WebDriver (Debian's `chromium` and
-//! `chromedriver`, through fantoccini), for the Web UI checks: what a user
-//! sees and clicks, not what the server renders.
+//! The Web UI in a real headless Chromium, driven over WebDriver (Debian's
+//! `chromium` and `chromedriver`, through fantoccini): what a user sees and
+//! clicks, not what the server renders. For tests (feature `browser`): this
+//! crate's own against a host API server, and the Kubernetes VM test's
+//! against the add-on in a cluster. It knows this UI's sign-in form.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,12 +37,22 @@ impl Drop for Browser {
     }
 }
 
+/// The session's WebDriver calls (find, execute, screenshot, ...).
+impl std::ops::Deref for Browser {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium at 1280×800 that accepts
     /// the server's certificate (the cluster CA is not the host's), with
     /// its profile and chromedriver's log in `dir`.
     pub async fn start(dir: &Path) -> anyhow::Result<Browser> {
-        let port = crate::ports::free_port()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let log = dir.join("chromedriver.log");
         let out = std::fs::File::create(&log)?;
         let driver = Command::new(CHROMEDRIVER)
