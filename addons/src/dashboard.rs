@@ -8,7 +8,9 @@
 //! TLS: a serving certificate from the cluster CA in the Secret
 //! [`TLS_SECRET`] (see [`crate::tls`]), for the Service's names and for
 //! `localhost` / `127.0.0.1`, where `cairnctl dashboard --web` forwards it.
-//! Reached with `cairnctl dashboard --web` (a port-forward); no NodePort.
+//! Reached with `cairnctl dashboard --web` (a port-forward), and on every
+//! node's `cluster.addons.dashboard.nodePort` when the config sets one (the
+//! certificate names the Service, not the nodes: a browser warns there).
 
 use config::MachineConfig;
 use serde_json::{json, Value};
@@ -36,7 +38,7 @@ pub fn serving_cert(cfg: &MachineConfig) -> ServingCert {
     }
 }
 
-pub fn objects(_cfg: &MachineConfig) -> Vec<Value> {
+pub fn objects(cfg: &MachineConfig) -> Vec<Value> {
     let labels = json!({"k8s-app": NAME});
     vec![
         service_account(NAME, false),
@@ -84,10 +86,36 @@ pub fn objects(_cfg: &MachineConfig) -> Vec<Value> {
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-            "spec": {
-                "selector": labels,
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"}],
-            },
+            "spec": service_spec(cfg.cluster.addons.dashboard.node_port, &labels),
         }),
     ]
+}
+
+/// A ClusterIP Service, or a NodePort one on `node_port`.
+fn service_spec(node_port: Option<u16>, labels: &Value) -> Value {
+    let mut port = json!({"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"});
+    let kind = match node_port {
+        Some(p) => {
+            port["nodePort"] = json!(p);
+            "NodePort"
+        }
+        None => "ClusterIP",
+    };
+    json!({"type": kind, "selector": labels, "ports": [port]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_port_when_the_config_asks() {
+        let labels = json!({"k8s-app": NAME});
+        let plain = service_spec(None, &labels);
+        assert_eq!(plain["type"], "ClusterIP");
+        assert!(plain["ports"][0].get("nodePort").is_none());
+        let exposed = service_spec(Some(30443), &labels);
+        assert_eq!(exposed["type"], "NodePort");
+        assert_eq!(exposed["ports"][0]["nodePort"], 30443);
+    }
 }

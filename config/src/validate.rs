@@ -271,11 +271,26 @@ fn check_ca(path: &str, ca: &CertAndKey, mut report: impl FnMut(String, String))
     }
 }
 
+/// The API server's default `--service-node-port-range`.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
 fn cluster_checks(config: &MachineConfig, p: &mut Problems) {
     let c = &config.cluster;
     let controlplane = config.machine.machine_type == MachineType::Controlplane;
 
     check_ca("cluster.ca", &c.ca, |path, msg| p.cluster(path, msg));
+    if let Some(port) = c.addons.dashboard.node_port {
+        if !NODE_PORTS.contains(&port) {
+            p.cluster(
+                "cluster.addons.dashboard.nodePort",
+                format!(
+                    "{port} is outside the API server's NodePort range {}-{}",
+                    NODE_PORTS.start(),
+                    NODE_PORTS.end()
+                ),
+            );
+        }
+    }
     if let Some(agg) = &c.aggregator_ca {
         check_ca("cluster.aggregatorCa", agg, |path, msg| {
             p.cluster(path, msg)

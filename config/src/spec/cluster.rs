@@ -154,7 +154,7 @@ pub enum CniName {
 pub struct Addons {
     /// The Web UI (`cairn-webui`).
     #[serde(default, skip_serializing_if = "is_default")]
-    pub dashboard: Addon,
+    pub dashboard: DashboardAddon,
     /// The resource metrics API (`metrics.k8s.io`, `kubectl top`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub metrics_server: Addon,
@@ -178,6 +178,29 @@ pub struct Addon {
 impl Default for Addon {
     fn default() -> Self {
         Addon { enabled: true }
+    }
+}
+
+/// The Web UI's switch, and how it is reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DashboardAddon {
+    /// Deploy it. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Also serve it on this port of every node (a NodePort Service,
+    /// 30000-32767). Default: none; `cairnctl dashboard --web` forwards it
+    /// to 127.0.0.1 through the API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
+}
+
+impl Default for DashboardAddon {
+    fn default() -> Self {
+        DashboardAddon {
+            enabled: true,
+            node_port: None,
+        }
     }
 }
 
