@@ -11,7 +11,7 @@ IMAGE_CACHE ?=
 TEST_IMAGE_CACHE := $(abspath $(OUT))/test-image-cache
 export CAIRN_CACHE OUT IMAGE_CACHE
 
-.PHONY: help deps lint kernel payload image image-upgrade test-image-cache test unit-test vm-test vm-test-multinode bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
+.PHONY: help deps lint kernel payload image image-upgrade test-image-cache test unit-test vm-test vm-test-multinode vm-test-addons bench fuzz fuzz-smoke cluster cluster-down cairnctl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ vm-test: test-image-cache image image-upgrade ## Run the QEMU tests against the 
 
 vm-test-multinode: image ## Run the multi-node test (a control plane and a worker from cairnctl cluster create; 15+ min under TCG, not in make test yet)
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test multinode -- --ignored --nocapture
+
+vm-test-addons: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
+vm-test-addons: test-image-cache image ## The Kubernetes VM test with the add-on checks (kubectl top, HPA, Prometheus, log store, Web UI in Chromium; not in make test yet)
+	CAIRN_OUT=$(abspath $(OUT)) CAIRN_TEST_ADDONS=1 cargo test -p cairn-tests --test kubernetes -- --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors, over the workspace
 	cargo fmt --all --check

@@ -48,10 +48,7 @@ pub fn marker() -> String {
 }
 
 /// The test's workloads in `default`: `ticker` prints `<marker> N` every
-/// second; Deployment `burn` keeps a CPU busy (limit 200m, request 100m)
-/// under a HorizontalPodAutoscaler (50 % of the request, 1 to 2 replicas),
-/// so it must scale out; Deployment `hello` (1 replica) is for the Web UI
-/// to scale.
+/// second; Deployment `hello` (1 replica) is for the Web UI to scale.
 pub fn workload(marker: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -68,38 +65,6 @@ spec:
     resources:
       requests: {{cpu: 10m, memory: 16Mi}}
       limits: {{cpu: 50m, memory: 32Mi}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: burn
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: burn}}
-  template:
-    metadata:
-      labels: {{app: burn}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: burn
-        image: {TESTPOD_IMAGE}
-        imagePullPolicy: Never
-        args: [burn]
-        resources:
-          requests: {{cpu: 100m, memory: 16Mi}}
-          limits: {{cpu: 200m, memory: 32Mi}}
----
-apiVersion: autoscaling/v1
-kind: HorizontalPodAutoscaler
-metadata:
-  name: burn
-spec:
-  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burn}}
-  minReplicas: 1
-  maxReplicas: 2
-  targetCPUUtilizationPercentage: 50
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -126,6 +91,48 @@ spec:
     )
 }
 
+/// Deployment `burn` keeps a CPU busy within a small limit (50m, request
+/// 20m: two emulated CPUs running a control plane and the add-ons have
+/// little to spare; at 200m the API server stopped answering) under a
+/// HorizontalPodAutoscaler (50 % of the request, 1 to 2 replicas), so it
+/// must scale out.
+pub fn burner() -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burn
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: burn}}
+  template:
+    metadata:
+      labels: {{app: burn}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: burn
+        image: {TESTPOD_IMAGE}
+        imagePullPolicy: Never
+        args: [burn]
+        resources:
+          requests: {{cpu: 20m, memory: 16Mi}}
+          limits: {{cpu: 50m, memory: 32Mi}}
+---
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: burn
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burn}}
+  minReplicas: 1
+  maxReplicas: 2
+  targetCPUUtilizationPercentage: 50
+"#
+    )
+}
+
 /// Millicores of a `kubectl top` CPU cell (`250m`, or `1` core).
 fn millicores(cell: &str) -> Option<u64> {
     match cell.strip_suffix('m') {
@@ -136,7 +143,7 @@ fn millicores(cell: &str) -> Option<u64> {
 
 /// `kubectl top nodes` lists `node` with figures; `kubectl top pods -A`
 /// lists the control plane's Pods with figures; a `burn` Pod uses at least
-/// 50m. Returns the node's and the burning Pod's lines.
+/// 20m (its limit is 50m). Returns the node's and the burning Pod's lines.
 pub fn resource_metrics(kubectl: &Kubectl, node: &str) -> anyhow::Result<String> {
     let nodes = eventually(
         "kubectl top nodes",
@@ -185,7 +192,7 @@ pub fn resource_metrics(kubectl: &Kubectl, node: &str) -> anyhow::Result<String>
                 .nth(2)
                 .and_then(millicores)
                 .with_context(|| format!("no CPU figure: {line}"))?;
-            ensure!(cpu >= 50, "the burning Pod uses {cpu}m: {line}");
+            ensure!(cpu >= 20, "the burning Pod uses {cpu}m: {line}");
             Ok(line.to_string())
         },
     )?;
@@ -248,7 +255,7 @@ pub fn prometheus_cpu(kubectl: &Kubectl) -> anyhow::Result<f64> {
                 .as_str()
                 .and_then(|c| c.parse::<f64>().ok())
                 .with_context(|| format!("no sample yet: {raw}"))?;
-            ensure!(cores >= 0.05, "{cores} cores: {raw}");
+            ensure!(cores >= 0.02, "{cores} cores: {raw}");
             Ok(cores)
         },
     )

