@@ -31,9 +31,12 @@ pub const ADDON_PODS: &[&str] = &[
     "cairn-webui-",
 ];
 
-/// The store's query API through the API server's service proxy.
-const STORE: &str =
-    "/api/v1/namespaces/kube-system/services/cairn-logstore:http/proxy/api/v1/query";
+/// The store's query API through the API server's service proxy (the
+/// path `cairnctl logs --cluster` builds from the same constants).
+fn store_query() -> String {
+    use config::constants::logging::{NAMESPACE, SERVICE};
+    format!("/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:http/proxy/api/v1/query")
+}
 /// Prometheus's query API through the API server's service proxy.
 const PROMETHEUS: &str =
     "/api/v1/namespaces/kube-system/services/cairn-prometheus:http/proxy/api/v1/query";
@@ -307,7 +310,7 @@ pub fn store_records(kubectl: &Kubectl, pairs: &[(&str, &str)]) -> anyhow::Resul
         if let Some(c) = &cursor {
             p.push(("cursor", c));
         }
-        let raw = kubectl.ok(&["get", "--raw", &with_query(STORE, &p)])?;
+        let raw = kubectl.ok(&["get", "--raw", &with_query(&store_query(), &p)])?;
         let v: Value =
             serde_json::from_str(&raw).with_context(|| format!("the store said: {raw}"))?;
         records.extend(v["records"].as_array().cloned().unwrap_or_default());
