@@ -65,6 +65,12 @@ pub fn control_plane_tolerations() -> Value {
     ])
 }
 
+/// `probe` that starts `seconds` after the container.
+pub fn delayed(mut probe: Value, seconds: u32) -> Value {
+    probe["initialDelaySeconds"] = json!(seconds);
+    probe
+}
+
 /// An HTTP(S) GET probe.
 pub fn probe(scheme: &str, path: &str, port: u16, period: u32, failures: u32) -> Value {
     json!({

@@ -18,7 +18,7 @@ use config::MachineConfig;
 use serde_json::{json, Value};
 
 use crate::common::{
-    cluster_role, cluster_role_binding, control_plane_tolerations, locked_down, probe,
+    cluster_role, cluster_role_binding, control_plane_tolerations, delayed, locked_down, probe,
     role_binding, service_account,
 };
 use crate::tls::{service_names, ServingCert};
@@ -110,7 +110,11 @@ pub fn objects(cfg: &MachineConfig) -> Vec<Value> {
                                 "--metric-resolution=15s",
                             ],
                             "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
-                            "livenessProbe": probe("HTTPS", "/livez", PORT, 10, 3),
+                            // It listens once it has read the request-header
+                            // ConfigMap, which needs kube-proxy's Service rules
+                            // (up to a minute or two after a fresh start under
+                            // emulation): killing it meanwhile only restarts the wait.
+                            "livenessProbe": delayed(probe("HTTPS", "/livez", PORT, 10, 3), 120),
                             "readinessProbe": probe("HTTPS", "/readyz", PORT, 5, 3),
                             "resources": {"requests": {"cpu": "20m", "memory": "24Mi"}, "limits": {"memory": "64Mi"}},
                             "securityContext": locked_down(UID),

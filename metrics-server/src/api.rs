@@ -392,6 +392,7 @@ mod tests {
             NodeEntry {
                 labels: BTreeMap::from([("role".into(), "cp".into())]),
                 window: w,
+                answered_ms: 11_000,
             },
         );
         // A node without two samples yet is not listed.

@@ -3,9 +3,12 @@
 //! and publish a new [`Snapshot`] that the API handlers read without
 //! locking out the next scrape.
 //!
-//! A kubelet that does not answer loses its window (no stale figures are
-//! served); the error is logged with the node's name. A failed Node or Pod
-//! list keeps the previous snapshot.
+//! A kubelet that does not answer keeps its window for a few rounds
+//! ([`KEEP_ROUNDS`]: a busy or emulated node that misses one scrape does
+//! not drop out of `kubectl top` and the autoscalers, and the next answer
+//! has a point to make a rate with); after that its figures are gone, so
+//! nothing older than that is served. The error is logged with the node's
+//! name. A failed Node or Pod list keeps the previous snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -21,11 +24,28 @@ use crate::store::NodeWindow;
 /// The kubelet path of the resource metrics (Kubernetes 1.18 and later).
 pub const RESOURCE_PATH: &str = "/metrics/resource";
 
+/// How many scrape intervals a node's last answer is served for while its
+/// kubelet does not answer.
+pub const KEEP_ROUNDS: i64 = 3;
+
 /// What the API serves for one node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeEntry {
     pub labels: BTreeMap<String, String>,
     pub window: NodeWindow,
+    /// When the kubelet last answered (ms since the epoch; 0: never).
+    pub answered_ms: i64,
+}
+
+/// A node's window after its kubelet did not answer at `now_ms`: the last
+/// one while it is younger than `keep_ms`, else none.
+fn window_after_failure(prev: Option<&NodeEntry>, now_ms: i64, keep_ms: i64) -> (NodeWindow, i64) {
+    match prev {
+        Some(p) if p.answered_ms > 0 && now_ms - p.answered_ms <= keep_ms => {
+            (p.window.clone(), p.answered_ms)
+        }
+        _ => (NodeWindow::default(), 0),
+    }
 }
 
 /// A pod's identity and labels.
@@ -111,23 +131,34 @@ impl Scraper {
             scraped: true,
             ..Default::default()
         };
+        let keep_ms = self.interval.as_millis() as i64 * KEEP_ROUNDS;
         for (name, labels, result) in results {
-            let window = match result
+            let last = prev.nodes.get(&name);
+            let (window, answered_ms) = match result
                 .and_then(|text| prom_text::parse(&text).map_err(|e| e.to_string()))
             {
-                Ok(samples) => prev
-                    .nodes
-                    .get(&name)
-                    .map(|e| &e.window)
-                    .cloned()
-                    .unwrap_or_default()
-                    .update(&samples, now),
+                Ok(samples) => (
+                    last.map(|e| &e.window)
+                        .cloned()
+                        .unwrap_or_default()
+                        .update(&samples, now),
+                    now,
+                ),
                 Err(e) => {
-                    tracing::warn!(node = %name, error = %e, "cannot read the kubelet's resource metrics");
-                    NodeWindow::default()
+                    let kept = window_after_failure(last, now, keep_ms);
+                    tracing::warn!(node = %name, error = %e, serving_last = kept.1 > 0,
+                        "cannot read the kubelet's resource metrics");
+                    kept
                 }
             };
-            next.nodes.insert(name, NodeEntry { labels, window });
+            next.nodes.insert(
+                name,
+                NodeEntry {
+                    labels,
+                    window,
+                    answered_ms,
+                },
+            );
         }
         let mut where_: BTreeMap<(String, String), String> = BTreeMap::new();
         for (node, entry) in &next.nodes {
@@ -169,5 +200,42 @@ impl Scraper {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Point, Series};
+
+    fn answered(at_ms: i64) -> NodeEntry {
+        let mut window = NodeWindow::default();
+        window.node = Series {
+            cpu: None,
+            memory: Some(Point {
+                value: 1.0,
+                at_ms,
+            }),
+        };
+        NodeEntry {
+            labels: BTreeMap::new(),
+            window,
+            answered_ms: at_ms,
+        }
+    }
+
+    #[test]
+    fn a_missed_scrape_keeps_the_last_window_for_a_while_only() {
+        let last = answered(100_000);
+        let (w, at) = window_after_failure(Some(&last), 130_000, 45_000);
+        assert_eq!(w, last.window, "one missed scrape keeps the figures");
+        assert_eq!(at, 100_000, "and does not make them newer");
+        let (w, at) = window_after_failure(Some(&last), 146_000, 45_000);
+        assert_eq!(w, NodeWindow::default(), "too old: nothing is served");
+        assert_eq!(at, 0);
+        let (w, _) = window_after_failure(None, 146_000, 45_000);
+        assert_eq!(w, NodeWindow::default(), "a node never answered has nothing");
+        let never = NodeEntry::default();
+        assert_eq!(window_after_failure(Some(&never), 1, 45_000).1, 0);
     }
 }
