@@ -134,23 +134,22 @@ impl Scraper {
         let keep_ms = self.interval.as_millis() as i64 * KEEP_ROUNDS;
         for (name, labels, result) in results {
             let last = prev.nodes.get(&name);
-            let (window, answered_ms) = match result
-                .and_then(|text| prom_text::parse(&text).map_err(|e| e.to_string()))
-            {
-                Ok(samples) => (
-                    last.map(|e| &e.window)
-                        .cloned()
-                        .unwrap_or_default()
-                        .update(&samples, now),
-                    now,
-                ),
-                Err(e) => {
-                    let kept = window_after_failure(last, now, keep_ms);
-                    tracing::warn!(node = %name, error = %e, serving_last = kept.1 > 0,
+            let (window, answered_ms) =
+                match result.and_then(|text| prom_text::parse(&text).map_err(|e| e.to_string())) {
+                    Ok(samples) => (
+                        last.map(|e| &e.window)
+                            .cloned()
+                            .unwrap_or_default()
+                            .update(&samples, now),
+                        now,
+                    ),
+                    Err(e) => {
+                        let kept = window_after_failure(last, now, keep_ms);
+                        tracing::warn!(node = %name, error = %e, serving_last = kept.1 > 0,
                         "cannot read the kubelet's resource metrics");
-                    kept
-                }
-            };
+                        kept
+                    }
+                };
             next.nodes.insert(
                 name,
                 NodeEntry {
@@ -212,10 +211,7 @@ mod tests {
         let mut window = NodeWindow::default();
         window.node = Series {
             cpu: None,
-            memory: Some(Point {
-                value: 1.0,
-                at_ms,
-            }),
+            memory: Some(Point { value: 1.0, at_ms }),
         };
         NodeEntry {
             labels: BTreeMap::new(),
@@ -234,7 +230,11 @@ mod tests {
         assert_eq!(w, NodeWindow::default(), "too old: nothing is served");
         assert_eq!(at, 0);
         let (w, _) = window_after_failure(None, 146_000, 45_000);
-        assert_eq!(w, NodeWindow::default(), "a node never answered has nothing");
+        assert_eq!(
+            w,
+            NodeWindow::default(),
+            "a node never answered has nothing"
+        );
         let never = NodeEntry::default();
         assert_eq!(window_after_failure(Some(&never), 1, 45_000).1, 0);
     }
