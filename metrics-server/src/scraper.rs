@@ -208,10 +208,12 @@ mod tests {
     use crate::store::{Point, Series};
 
     fn answered(at_ms: i64) -> NodeEntry {
-        let mut window = NodeWindow::default();
-        window.node = Series {
-            cpu: None,
-            memory: Some(Point { value: 1.0, at_ms }),
+        let window = NodeWindow {
+            node: Series {
+                cpu: None,
+                memory: Some(Point { value: 1.0, at_ms }),
+            },
+            ..Default::default()
         };
         NodeEntry {
             labels: BTreeMap::new(),
