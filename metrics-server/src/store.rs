@@ -186,8 +186,13 @@ impl NodeWindow {
     }
 
     /// The node's figures, once it has two CPU points and a memory figure.
+    /// A node whose kubelet reports no CPU time and no memory at all is
+    /// not measured (a kubelet that cannot read the root cgroup says 0),
+    /// and is left out rather than served as idle.
     pub fn node_figures(&self) -> Option<Figures> {
-        figures(&self.node)
+        let f = figures(&self.node)?;
+        let unmeasured = f.memory_bytes == 0 && self.node.cpu.is_some_and(|c| c.last.value == 0.0);
+        (!unmeasured).then_some(f)
     }
 
     /// Every pod of this node with its containers' figures. A pod one of
@@ -295,6 +300,14 @@ mod tests {
             (n.nanocores, n.window_ms, n.memory_bytes),
             (500_000_000, 2_000, 7)
         );
+    }
+
+    #[test]
+    fn a_node_reported_as_all_zero_is_left_out() {
+        let w = NodeWindow::default().update(&scrape(0.0, 0.0, 1.0, 1_000), 0);
+        let w = w.update(&scrape(0.0, 0.0, 2.0, 11_000), 0);
+        assert_eq!(w.node_figures(), None, "not measured is not idle");
+        assert_eq!(w.pods().len(), 1, "its pods are still served");
     }
 
     #[test]
