@@ -215,13 +215,32 @@ impl Kubectl {
         let out = self.run(args);
         if !out.status.success() {
             bail!(
-                "kubectl {} failed ({}): {}",
+                "kubectl {} failed ({}): {}{}",
                 args.join(" "),
                 out.status,
-                text(&out).trim()
+                text(&out).trim(),
+                self.unknown_reason(args, &out)
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// kubectl hides the body of an error that is not a Kubernetes Status
+    /// ("rejected our request for an unknown reason": a service behind
+    /// the API server's proxy said no); the same request at -v=8 shows it.
+    fn unknown_reason(&self, args: &[&str], out: &Output) -> String {
+        if !text(out).contains("for an unknown reason") {
+            return String::new();
+        }
+        let mut verbose = args.to_vec();
+        verbose.push("-v=8");
+        let again = self.run(&verbose);
+        let bodies: Vec<&str> = std::str::from_utf8(&again.stderr)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Response Body") || l.contains("Response Status"))
+            .collect();
+        format!(" (asked again at -v=8: {})", bodies.join(" | "))
     }
 
     pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
