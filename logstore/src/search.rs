@@ -131,6 +131,10 @@ impl Request {
                         param("after_seq", format!("{v:?} is not a sequence number"))
                     })?)
                 }
+                // kubectl (--request-timeout) and client-go add `timeout`
+                // to every request, and the API server's service proxy
+                // passes it on; the API server enforces it, not the store.
+                "timeout" => {}
                 f if FILTER_FIELDS.contains(&f) => {
                     if f == "stream" && Stream::parse(v).is_none() {
                         return Err(param(

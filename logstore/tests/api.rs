@@ -167,6 +167,10 @@ async fn bad_queries_and_bad_lines_get_400_naming_the_problem() {
     }
     let (status, v) = s.get("/api/v1/tail?q=(").await;
     assert_eq!(status, 400, "{v}");
+    // kubectl --request-timeout adds `timeout`; the API server's proxy
+    // passes it on (the add-on checks got 400s for it).
+    let (status, v) = s.get("/api/v1/query?q=fine&timeout=30s").await;
+    assert_eq!(status, 200, "{v}");
 
     let (status, v) = s
         .ingest(
