@@ -36,12 +36,11 @@ use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
 use webui::browser;
 
 /// Set to run the add-on checks (issues 14 and 15). Off in `make test`
-/// until a run here passes them all: on 2026-12-07 `kubectl top`, the
-/// autoscaler and Prometheus passed (after the cgroup v2 root-stats fix),
-/// then a query of the log store through the API server's service proxy
-/// answered 400 for 30 s under the burn load (the same query passes on an
-/// idle cluster). Earlier runs: kubelet scrapes over 10 s, the
-/// controller-manager losing its lease.
+/// until a run here passes them all: on 2026-12-07 every metrics and
+/// logging check passed (after the cgroup v2 root-stats fix and the log
+/// store accepting kubectl's `timeout` parameter), then `cairnctl
+/// dashboard --web` failed to trust the API server's certificate
+/// (UnknownIssuer) against this test's node.
 const ADDONS_ENV: &str = "CAIRN_TEST_ADDONS";
 
 /// How long the first bring-up may take under TCG on a loaded 2-core host.
