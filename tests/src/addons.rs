@@ -362,6 +362,31 @@ pub fn line_found_within_30s(kubectl: &Kubectl, marker: &str) -> anyhow::Result<
     wait_tick_stored(kubectl, marker, n, Duration::from_secs(30))
 }
 
+/// `cairnctl logs --cluster` finds the ticker's lines as a user searches
+/// them (the host's kubeconfig, since the node's names the guest address);
+/// returns the newest line it printed.
+pub fn cairnctl_search_finds(node: &Node, marker: &str) -> anyhow::Result<String> {
+    let kubeconfig = node.kubeconfig.to_str().context("kubeconfig path")?;
+    let phrase = format!("\"{marker}\"");
+    let out = node.ctl(&[
+        "logs",
+        "--cluster",
+        &phrase,
+        "--pod",
+        "ticker",
+        "--tail",
+        "3",
+        "--kubeconfig",
+        kubeconfig,
+    ])?;
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(marker)).collect();
+    ensure!(
+        (1..=3).contains(&lines.len()),
+        "expected 1 to 3 of the ticker's lines, got:\n{out}"
+    );
+    Ok(lines.last().unwrap_or(&"").trim().to_string())
+}
+
 /// The numbers of the ticker's lines in the store, each with its count.
 fn stored_ticks(kubectl: &Kubectl, marker: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
     let mut ticks = BTreeMap::new();
@@ -502,7 +527,10 @@ impl WebForward {
         let mut child = Command::new(crate::cairnctl::path())
             .arg("--cairnconfig")
             .arg(&node.cairnconfig)
-            .args(["dashboard", "--web", "--port", "0"])
+            .args(["dashboard", "--web", "--port", "0", "--kubeconfig"])
+            // The node's kubeconfig names the guest's address; the host
+            // reaches the API server through the forwarded port.
+            .arg(&node.kubeconfig)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -339,13 +339,40 @@ pub async fn fetch(session: &Session) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A Kubernetes client and where it came from, so that a verb can say
+/// which API server it could not reach and what to do about it.
+pub struct Cluster {
+    pub client: kube::Client,
+    /// The API server's URL, from the kubeconfig.
+    pub server: String,
+    /// Whether the kubeconfig was fetched from the node (not `--kubeconfig`).
+    pub from_node: bool,
+}
+
+impl Cluster {
+    /// The error for a request that did not get an answer from the API
+    /// server. The node's kubeconfig names the cluster endpoint as the nodes
+    /// see it; behind NAT or a port forward that address is not this
+    /// machine's way in, and only a kubeconfig of the user's own fixes that.
+    pub fn unreachable(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        let hint = if self.from_node {
+            "; the address comes from the node's admin kubeconfig (the cluster endpoint): \
+             if this machine reaches the API server another way, pass --kubeconfig with a \
+             kubeconfig that names that address"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "cannot reach the Kubernetes API server at {}: {e}{hint}",
+            self.server
+        )
+    }
+}
+
 /// A Kubernetes client with `kubeconfig`, or with the admin kubeconfig of
 /// the (single) target node, fetched as [`fetch`] does (used by the verbs
 /// that talk to the API server: `dashboard --web`, `logs --cluster`).
-pub async fn client(
-    kubeconfig: Option<&Path>,
-    global: &GlobalArgs,
-) -> anyhow::Result<kube::Client> {
+pub async fn client(kubeconfig: Option<&Path>, global: &GlobalArgs) -> anyhow::Result<Cluster> {
     let kc = match kubeconfig {
         Some(p) => kube::config::Kubeconfig::read_from(p)
             .with_context(|| format!("reading the kubeconfig {}", p.display()))?,
@@ -362,7 +389,13 @@ pub async fn client(
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .context("the kubeconfig cannot be used")?;
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    Ok(Cluster {
+        client,
+        server: server.trim_end_matches('/').to_string(),
+        from_node: kubeconfig.is_none(),
+    })
 }
 
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {

@@ -123,16 +123,17 @@ pub fn explain(status: u16, body: &str) -> String {
 }
 
 async fn get(
-    client: &kube::Client,
+    cluster: &crate::commands::kubeconfig::Cluster,
     path: &str,
 ) -> anyhow::Result<http::Response<kube::client::Body>> {
     let req = http::Request::get(path)
         .body(kube::client::Body::from(Vec::new()))
         .context("building the request")?;
-    let res = client
+    let res = cluster
+        .client
         .send(req)
         .await
-        .context("cannot reach the Kubernetes API server")?;
+        .map_err(|e| cluster.unreachable(e))?;
     if !res.status().is_success() {
         let status = res.status().as_u16();
         let body = res.into_body().collect_bytes().await.unwrap_or_default();
@@ -221,9 +222,13 @@ pub async fn run(
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
-    let client = crate::commands::kubeconfig::client(search.kubeconfig.as_deref(), global).await?;
+    let cluster = crate::commands::kubeconfig::client(search.kubeconfig.as_deref(), global).await?;
     let limit = tail.unwrap_or(DEFAULT_TAIL).clamp(1, MAX_PAGE);
-    let res = get(&client, &proxy_path("query", &params(query, search, limit))).await?;
+    let res = get(
+        &cluster,
+        &proxy_path("query", &params(query, search, limit)),
+    )
+    .await?;
     let body = res
         .into_body()
         .collect_bytes()
@@ -252,7 +257,7 @@ pub async fn run(
     let mut p = params(query, search, limit);
     p.retain(|(k, _)| *k != "limit" && *k != "since");
     p.push(("after_seq", last_seq.to_string()));
-    let res = get(&client, &proxy_path("tail", &p)).await?;
+    let res = get(&cluster, &proxy_path("tail", &p)).await?;
     let mut body = res.into_body();
     let mut pending: Vec<u8> = Vec::new();
     loop {

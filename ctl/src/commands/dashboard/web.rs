@@ -92,11 +92,21 @@ pub async fn run(
     kubeconfig: Option<&Path>,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    let client = crate::commands::kubeconfig::client(kubeconfig, global).await?;
+    let cluster = crate::commands::kubeconfig::client(kubeconfig, global).await?;
+    let client = cluster.client.clone();
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
-    let ep = endpoints.get(SERVICE).await.with_context(|| {
-        format!("Service {NAMESPACE}/{SERVICE} (the Web UI add-on, cluster.addons.dashboard.enabled) is not there")
-    })?;
+    let ep = match endpoints.get(SERVICE).await {
+        Ok(ep) => ep,
+        Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
+            "Service {NAMESPACE}/{SERVICE} is not there: is the Web UI add-on on (cluster.addons.dashboard.enabled)?"
+        ),
+        Err(kube::Error::Api(s)) => anyhow::bail!(
+            "reading Service {NAMESPACE}/{SERVICE}: the API server answered {}: {}",
+            s.code,
+            s.message
+        ),
+        Err(e) => return Err(cluster.unreachable(e)),
+    };
     let (pod, pod_port) = backend(&ep).with_context(|| {
         format!("no ready Pod behind Service {NAMESPACE}/{SERVICE}: kubectl -n {NAMESPACE} get pods -l k8s-app={SERVICE}")
     })?;
