@@ -346,6 +346,15 @@ impl MachineService for MachineApi {
         Ok(Response::new(()))
     }
 
+    async fn generate_client_configuration(
+        &self,
+        req: Request<GenerateClientConfigurationRequest>,
+    ) -> Result<Response<GenerateClientConfigurationResponse>, Status> {
+        crate::role_certs::generate(&self.node, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     type KubeconfigStream = Stream_<Data>;
     async fn kubeconfig(&self, _: Request<()>) -> Result<Response<Self::KubeconfigStream>, Status> {
         let bytes = kubernetes::k8s_pki::admin_kubeconfig(&self.node)

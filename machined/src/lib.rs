@@ -22,6 +22,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod pid1;
 pub mod reset;
+pub mod role_certs;
 pub mod secure;
 pub mod shutdown;
 pub mod state;

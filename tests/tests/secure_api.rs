@@ -904,8 +904,51 @@ fn roles_certificates_and_bad_input() {
         }
     }
 
-    // cairnctl with a reader certificate.
-    let reader = node.role_config(Role::Reader);
+    // cairnctl with a reader certificate the node mints itself, as an
+    // admin hands out read-only access (`cairnctl config new`).
+    let reader = node.path("reader-minted");
+    let minted = node.admin(&[
+        "config",
+        "new",
+        reader.to_str().unwrap(),
+        "--roles",
+        "os:reader",
+        "--crt-ttl",
+        "1h",
+        "--name",
+        "test-reader",
+    ]);
+    c.ok("admin: config new --roles os:reader", &minted, &[]);
+    c.check(
+        "config new: the node issued an os:reader certificate, written 0600",
+        is(
+            stderr(&minted).contains("role os:reader")
+                && std::fs::metadata(&reader)
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                    .ok()
+                    == Some(0o600),
+            || text(&minted),
+        ),
+    );
+    c.ok(
+        "events: the node logged the certificate it issued",
+        &node.admin(&["events"]),
+        &["issued a client certificate to \"test-reader\""],
+    );
+    c.fails(
+        "reader: config new (admin only) is refused",
+        &node.ctl(
+            &reader,
+            &[
+                "config",
+                "new",
+                node.path("escalate").to_str().unwrap(),
+                "--roles",
+                "os:admin",
+            ],
+        ),
+        &["role os:reader may not call GenerateClientConfiguration"],
+    );
     let operator = node.role_config(Role::Operator);
     c.ok(
         "reader: version",

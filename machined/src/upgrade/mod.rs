@@ -59,6 +59,13 @@ pub enum UpgradeError {
         expected: u64,
         got: u64,
     },
+    #[error("{asset}: {size} bytes do not fit in the {free} bytes free on BOOT; slot {slot} was not changed")]
+    NoSpace {
+        asset: String,
+        size: u64,
+        free: u64,
+        slot: &'static str,
+    },
     #[error("{asset}: {source}; slot {slot} was not changed")]
     Signature {
         asset: String,
@@ -90,6 +97,7 @@ pub fn to_status(e: &UpgradeError) -> Status {
         | UpgradeError::Size { .. }
         | UpgradeError::Missing(_) => Status::invalid_argument(msg),
         UpgradeError::Stream(..) => Status::aborted(msg),
+        UpgradeError::NoSpace { .. } => Status::resource_exhausted(msg),
         UpgradeError::Signature { .. } => Status::permission_denied(msg),
         UpgradeError::Slot(_) | UpgradeError::Meta(_) => Status::internal(msg),
     }

@@ -113,6 +113,17 @@ where
                     })?;
                 }
                 received.stage |= h.stage;
+                // Refused before a byte is written, rather than when BOOT
+                // fills up halfway through.
+                let free = free_bytes(&staging);
+                if h.size > free {
+                    return Err(UpgradeError::NoSpace {
+                        asset: h.asset,
+                        size: h.size,
+                        free,
+                        slot: target,
+                    });
+                }
                 let path = staging.join(name);
                 let file = File::create(&path).map_err(io("creating", &path))?;
                 open = Some(Open {
@@ -129,6 +140,16 @@ where
                 let o = open
                     .as_mut()
                     .ok_or_else(|| UpgradeError::Protocol("data before any header".into()))?;
+                // Checked as it streams: a client cannot fill BOOT by
+                // sending more than its header announced.
+                let after = o.written + bytes.len() as u64;
+                if after > o.expected {
+                    return Err(UpgradeError::Size {
+                        asset: o.asset.clone(),
+                        expected: o.expected,
+                        got: after,
+                    });
+                }
                 o.file.write_all(&bytes).map_err(io("writing", &o.path))?;
                 o.hasher.update(&bytes);
                 o.written += bytes.len() as u64;
@@ -199,6 +220,15 @@ where
     })?;
     slots.try_once(target)?;
     Ok(received)
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem of `dir`
+/// (0 when it cannot be read, which refuses the upgrade rather than
+/// risking a full BOOT).
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+        .unwrap_or(0)
 }
 
 /// The Upgrade RPC on this node.
@@ -449,6 +479,34 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, UpgradeError::Size { .. }), "{e}");
+        // More bytes than the header said: refused at the chunk that
+        // overflows, before its digest (and before it is written).
+        let msgs = vec![header("kernel", 3), chunk(b"kk"), chunk(b"kk")];
+        let e = write_slot(&slots, &meta, "A", &[], stream(msgs))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                UpgradeError::Size {
+                    expected: 3,
+                    got: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // More than BOOT can hold: refused at the header.
+        let msgs = vec![header("kernel", 1 << 62), chunk(b"k")];
+        let e = write_slot(&slots, &meta, "A", &[], stream(msgs))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, UpgradeError::NoSpace { .. }), "{e}");
+        assert!(e.to_string().contains("free on BOOT"), "{e}");
+        assert_eq!(
+            super::super::to_status(&e).code(),
+            tonic::Code::ResourceExhausted
+        );
 
         assert!(!slots.dir("B").exists());
         let env = slots.env();

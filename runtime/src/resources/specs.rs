@@ -307,6 +307,8 @@ pub enum EventType {
     Join,
     /// A phase of the Kubernetes bring-up reached (the timeline).
     Bringup,
+    /// A client certificate minted for a person (`cairnctl config new`).
+    Certificate,
 }
 
 impl EventType {
@@ -319,6 +321,7 @@ impl EventType {
             EventType::Kubernetes => "kubernetes",
             EventType::Join => "join",
             EventType::Bringup => "bringup",
+            EventType::Certificate => "certificate",
         }
     }
 }
