@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::machine::upgrade_request::Part;
 use api::machine::{UpgradeRequest, UpgradeResponse};
@@ -22,6 +23,11 @@ use crate::lifecycle::Action;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
 use host::meta::{keys, Meta};
+
+/// How long the stream may send nothing while the upgrade holds the
+/// node's lifecycle (no apply, reboot or other upgrade meanwhile): a
+/// client that stalls gives the node back after this.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a complete stream wrote.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,7 +89,17 @@ where
         stage: false,
         files: Vec::new(),
     };
-    while let Some(msg) = stream.next().await {
+    loop {
+        let msg = match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(UpgradeError::Stream(
+                    format!("nothing arrived for {} s", IDLE_TIMEOUT.as_secs()),
+                    target,
+                ))
+            }
+        };
         let msg = msg.map_err(|s| UpgradeError::Stream(s.message().to_string(), target))?;
         match msg.part {
             Some(Part::Header(h)) => {
@@ -516,6 +532,19 @@ mod tests {
             Some(keys::state::WRITING)
         );
         assert_eq!(meta.get(keys::UPGRADE_VERSION).as_deref(), Some("v9"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_stalls_is_ended_and_the_slot_left_alone() {
+        let (_d, slots, meta) = setup();
+        let stalled =
+            stream(vec![header("kernel", 10), chunk(b"12345")]).chain(futures::stream::pending());
+        let e = write_slot(&slots, &meta, "A", &[], Box::pin(stalled))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, UpgradeError::Stream(..)), "{e}");
+        assert!(e.to_string().contains("nothing arrived for 60 s"), "{e}");
+        assert_eq!(slots.env().next_slot(), None);
     }
 
     #[tokio::test]
