@@ -42,6 +42,13 @@ pub const CONFIG_VOLUME_LABEL: &str = "CAIRNCFG";
 pub mod cmdline {
     /// `cairn.config=<url>`: fetch the machine config from this URL.
     pub const CONFIG: &str = "cairn.config";
+    /// `cairn.config.sha256=<hex>`: the SHA-256 the fetched config must
+    /// have (required for a plain `http://` URL).
+    pub const CONFIG_SHA256: &str = "cairn.config.sha256";
+    /// `cairn.config.fingerprint=<hex>`: the SHA-256 of the `https://`
+    /// server's certificate (required for `https://`: no CA is known at
+    /// boot, and the config holds the cluster's keys).
+    pub const CONFIG_FINGERPRINT: &str = "cairn.config.fingerprint";
     /// `cairn.hostname=<name>`: hostname before any config is applied.
     pub const HOSTNAME: &str = "cairn.hostname";
 }

@@ -55,14 +55,14 @@ pub async fn acquire(
         return Some(a);
     }
     if let Some(url) = cmdline.config_url() {
-        if let Some(a) = from_url(
-            url,
-            URL_ATTEMPTS,
-            Backoff::new(Duration::from_secs(2), Duration::from_secs(8)),
-        )
-        .await
-        {
-            return Some(a);
+        match cmdline.config_pins() {
+            Ok(pins) => {
+                let backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(8));
+                if let Some(a) = from_url(url, &pins, URL_ATTEMPTS, backoff).await {
+                    return Some(a);
+                }
+            }
+            Err(e) => runtime::console!("config: {url} not fetched: {e}"),
         }
     }
     from_volume(sys, devices, &Path::new(SYSTEM_RUN_DIR).join("cairncfg"))
@@ -82,14 +82,23 @@ pub fn from_state(path: &Path) -> Option<Acquired> {
     }
 }
 
-pub async fn from_url(url: &str, attempts: u32, mut backoff: Backoff) -> Option<Acquired> {
+pub async fn from_url(
+    url: &str,
+    pins: &crate::http::Pins,
+    attempts: u32,
+    mut backoff: Backoff,
+) -> Option<Acquired> {
     for attempt in 1..=attempts {
-        match crate::http::get(url, Duration::from_secs(20)).await {
+        match crate::http::fetch_config(url, pins, Duration::from_secs(20)).await {
             Ok(bytes) => {
                 return Some(Acquired {
                     source: Source::Url(url.to_string()),
                     bytes,
                 })
+            }
+            Err(e) if e.is_permanent() => {
+                runtime::console!("config: {e}");
+                return None;
             }
             Err(e) => {
                 runtime::console!("config: attempt {attempt}/{attempts}: {e}");
@@ -175,8 +184,10 @@ mod tests {
             .port();
         let url = format!("http://127.0.0.1:{port}/c.yaml");
         let t = std::time::Instant::now();
+        let pins = crate::http::Pins::new(Some(&"0".repeat(64)), None).unwrap();
         let got = from_url(
             &url,
+            &pins,
             3,
             Backoff::new(Duration::from_millis(50), Duration::from_millis(100)),
         )

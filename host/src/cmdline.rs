@@ -95,6 +95,14 @@ impl Cmdline {
             .filter(|s| !s.is_empty())
     }
 
+    /// What a config fetched from [`Self::config_url`] is checked against:
+    /// `cairn.config.sha256=` and `cairn.config.fingerprint=`.
+    pub fn config_pins(&self) -> Result<crate::http::Pins, crate::http::HttpError> {
+        use config::constants::cmdline::{CONFIG_FINGERPRINT, CONFIG_SHA256};
+        let value = |k| self.get(k).filter(|s| !s.is_empty());
+        crate::http::Pins::new(value(CONFIG_SHA256), value(CONFIG_FINGERPRINT))
+    }
+
     /// `cairn.hostname=<name>`.
     pub fn hostname(&self) -> Option<&str> {
         self.get(config::constants::cmdline::HOSTNAME)
