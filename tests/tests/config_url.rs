@@ -4,7 +4,8 @@
 //! http without `cairn.config.sha256=` is refused, a config whose hash
 //! does not match is refused (both nodes stay in maintenance mode, saying
 //! why on the console), and the pinned one is used (the node answers
-//! mutual TLS as configured). https with `cairn.config.fingerprint=` is
+//! mutual TLS as configured; it boots the kernel directly with a disk
+//! made from the raw image, so it counts as installed). https with `cairn.config.fingerprint=` is
 //! covered by host's unit tests (a real TLS server there).
 
 use std::io::{Read, Write};
@@ -44,17 +45,33 @@ fn serve(body: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
     (port, served)
 }
 
-fn boot(name: &str, append: &str) -> (Vm, VmConfig) {
-    let config =
+fn boot(name: &str, append: &str, disk: Option<&Path>) -> (Vm, VmConfig) {
+    let mut config =
         VmConfig::direct(name, &Images::locate(), append).unwrap_or_else(|e| panic!("{e}"));
+    config.disks.extend(disk.map(Path::to_path_buf));
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     (vm, config)
+}
+
+/// A copy-on-write disk over the raw image, in `dir`: with its STATE the
+/// node counts as installed, so the config needs no install disk.
+fn disk_over_raw(dir: &Path) -> std::path::PathBuf {
+    let raw = Images::locate().raw().unwrap_or_else(|e| panic!("{e}"));
+    let disk = dir.join("disk.qcow2");
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&raw)
+        .arg(&disk)
+        .output()
+        .expect("running qemu-img");
+    assert!(out.status.success(), "qemu-img: {out:?}");
+    disk
 }
 
 /// Boots with `append`, expects the console to say `refusal` and the node
 /// to come up in maintenance mode.
 fn refused(name: &str, append: &str, refusal: &str) {
-    let (mut vm, config) = boot(name, append);
+    let (mut vm, config) = boot(name, append, None);
     vm.expect(refusal, config.boot_timeout() + Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
     vm.expect(MAINTENANCE_BANNER, Duration::from_secs(60))
@@ -105,9 +122,11 @@ fn a_config_from_a_url_is_used_only_as_pinned() {
         r"config: attempt 4/4: .* SHA-256 is [0-9a-f]{64}, not 0{64}",
     );
 
+    let disk = disk_over_raw(dir.path());
     let (mut vm, config) = boot(
         "config-url-pinned",
         &format!("{url} cairn.config.sha256=sha256:{}", sha.to_uppercase()),
+        Some(&disk),
     );
     vm.expect(
         r"config: using the machine config from http://10\.0\.2\.2:\d+/controlplane\.yaml",
