@@ -204,9 +204,21 @@ impl Tracker {
     }
 
     /// Raises offsets from a buffered batch's header (recovery at start).
+    ///
+    /// A key is an inode, which the filesystem gives to a new file once the
+    /// old one is deleted: a header written before a rotation can name the
+    /// inode of a file gone since, now the new `0.log`'s. Only a record with
+    /// the same first line (or one that has none yet) is the same file;
+    /// merging another's offset would skip that many bytes of the new file.
     pub fn recover(&mut self, files: &[FileState]) {
+        let same_file = |t: &FileState, f: &FileState| {
+            t.key() == f.key()
+                && (t.fingerprint == f.fingerprint
+                    || t.fingerprint.is_none()
+                    || f.fingerprint.is_none())
+        };
         for f in files {
-            match self.tombstones.iter_mut().find(|t| t.key() == f.key()) {
+            match self.tombstones.iter_mut().find(|t| same_file(t, f)) {
                 Some(t) => {
                     t.offset = t.offset.max(f.offset);
                     t.size = t.size.max(f.size);
@@ -789,6 +801,38 @@ mod tests {
         assert_eq!(lines[0]["truncated"], "true");
         assert_eq!(lines[1]["message"], "short");
         assert_eq!(t.counters.truncated, 1);
+    }
+
+    #[test]
+    fn a_buffered_header_of_a_deleted_file_does_not_move_the_offset_of_a_new_file_on_its_inode() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("ns_pod_uid/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        append(&log, "t stdout F new-1\nt stdout F new-2\n");
+        let mut t = Tracker::new(d.path(), "n", 1 << 20, Vec::new());
+        assert_eq!(messages(&step(&mut t)), ["new-1", "new-2"]);
+        let saved = t.files();
+        // A header buffered before the rotation: the deleted file that had
+        // this inode before, read much further.
+        let old = FileState {
+            fingerprint: Some(fnv(b"t stdout F old-1")),
+            offset: 5000,
+            size: 5000,
+            ..saved[0].clone()
+        };
+        let mut again = Tracker::new(d.path(), "n", 1 << 20, saved.clone());
+        again.recover(std::slice::from_ref(&old));
+        append(&log, "t stdout F new-3\n");
+        assert_eq!(messages(&step(&mut again)), ["new-3"]);
+        // The same file's header still raises its offset.
+        let mut third = Tracker::new(d.path(), "n", 1 << 20, saved.clone());
+        let further = FileState {
+            offset: std::fs::metadata(&log).unwrap().len(),
+            ..saved[0].clone()
+        };
+        third.recover(&[further]);
+        assert!(messages(&step(&mut third)).is_empty());
     }
 
     #[test]

@@ -160,6 +160,7 @@ fn a_collector_killed_mid_stream_and_restarted_delivers_every_line_once() {
     // Small batches, so a crash lands between many of them.
     let flags = ["--batch-lines=50"];
     let (mut c, _) = start_collector(&pods, &state, store, &flags);
+    let mut logs_of_collectors = vec![c.log.clone()];
     let mut expected = Vec::new();
     let total = 12_000;
     let mut crashes = 0;
@@ -182,12 +183,19 @@ fn a_collector_killed_mid_stream_and_restarted_delivers_every_line_once() {
             c.crash();
             crashes += 1;
             c = start_collector(&pods, &state, store, &flags).0;
+            logs_of_collectors.push(c.log.clone());
         } else {
             std::thread::sleep(Duration::from_millis(60));
         }
     }
     assert_eq!(expected.len(), total);
-    let records = wait_for_records(store, "q=", total, 60);
+    let records = try_wait_for_records(store, "q=", total, 60).unwrap_or_else(|got| {
+        panic!(
+            "only {} of {total} records arrived in 60 s; missing {:?}; the collectors' logs: {logs_of_collectors:?}",
+            got.len(),
+            missing_runs(&got, &expected),
+        )
+    });
     assert_exactly_once(&records, &expected);
     assert!(crashes >= 4);
     c.stop();

@@ -248,20 +248,50 @@ pub fn counts(records: &[Value]) -> BTreeMap<String, usize> {
 /// Waits until the store holds `n` records matching `params`; then checks
 /// for a while that no more arrive (a late duplicate would).
 pub fn wait_for_records(store: SocketAddr, params: &str, n: usize, secs: u64) -> Vec<Value> {
+    try_wait_for_records(store, params, n, secs)
+        .unwrap_or_else(|got| panic!("only {} of {n} records arrived in {secs} s", got.len()))
+}
+
+/// As [`wait_for_records`], but a timeout returns what did arrive, so the
+/// caller can say which lines are missing.
+pub fn try_wait_for_records(
+    store: SocketAddr,
+    params: &str,
+    n: usize,
+    secs: u64,
+) -> Result<Vec<Value>, Vec<Value>> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let got = all_records(store, params);
         if got.len() >= n {
             std::thread::sleep(Duration::from_millis(800));
-            return all_records(store, params);
+            return Ok(all_records(store, params));
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} records arrived in {secs} s",
-            got.len()
-        );
+        if Instant::now() >= deadline {
+            return Err(got);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The `expected` messages not among `records`, as runs `first..=last`.
+pub fn missing_runs(records: &[Value], expected: &[String]) -> Vec<String> {
+    let c = counts(records);
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let mut open = false;
+    for m in expected {
+        if c.contains_key(m) {
+            open = false;
+        } else if open {
+            runs.last_mut().unwrap().1 = m.clone();
+        } else {
+            runs.push((m.clone(), m.clone()));
+            open = true;
+        }
+    }
+    runs.into_iter()
+        .map(|(a, b)| format!("{a}..={b}"))
+        .collect()
 }
 
 /// Asserts that every one of `expected` is there exactly once.
