@@ -323,8 +323,16 @@ pub fn store_records(kubectl: &Kubectl, pairs: &[(&str, &str)]) -> anyhow::Resul
 
 /// The number of the ticker's newest line, from the kubelet (not the store).
 fn newest_tick(kubectl: &Kubectl, marker: &str) -> anyhow::Result<u64> {
+    // `--tail=1` now and then answers two lines (the kubelet finds where
+    // the last line starts, then reads to the end, by which time the
+    // ticker may have written the next): the last one counts.
     let out = kubectl.ok(&["logs", "ticker", "--tail=1"])?;
-    out.trim()
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim()
         .strip_prefix(marker)
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("the ticker's last line: {out:?}"))
