@@ -144,25 +144,26 @@ async fn get_inner(url: &str, pins: Option<&Pins>) -> Result<Vec<u8>, HttpError>
     let uri: hyper::Uri = url
         .parse()
         .map_err(|_| HttpError::BadUrl(url.to_string()))?;
-    let none = Pins::default();
-    let tls = match (uri.scheme_str(), pins) {
-        (Some("http"), None) => false,
+    // The pinned server certificate, for https.
+    let tls: Option<&str> = match (uri.scheme_str(), pins) {
+        (Some("http"), None) => None,
         (Some("http"), Some(p)) if p.body_sha256.is_none() => {
             return Err(HttpError::UnpinnedHttp(url.to_string()))
         }
-        (Some("http"), Some(_)) => false,
-        (Some("https"), Some(p)) if p.server_fingerprint.is_none() => {
-            return Err(HttpError::UnpinnedHttps(url.to_string()))
-        }
-        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(_)) => None,
+        (Some("https"), Some(p)) => match p.server_fingerprint.as_deref() {
+            Some(fingerprint) => Some(fingerprint),
+            None => return Err(HttpError::UnpinnedHttps(url.to_string())),
+        },
         _ => return Err(HttpError::UnsupportedScheme(url.to_string())),
     };
-    let pins = pins.unwrap_or(&none);
     let authority = uri
         .authority()
         .ok_or_else(|| HttpError::BadUrl(url.to_string()))?
         .clone();
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let port = authority
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -175,7 +176,7 @@ async fn get_inner(url: &str, pins: Option<&Pins>) -> Result<Vec<u8>, HttpError>
             source,
         })?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let body = if let Some(fingerprint) = pins.server_fingerprint.as_deref().filter(|_| tls) {
+    let body = if let Some(fingerprint) = tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls_err = |e: &dyn std::fmt::Display| HttpError::Tls {
             authority: authority.to_string(),
@@ -203,7 +204,7 @@ async fn get_inner(url: &str, pins: Option<&Pins>) -> Result<Vec<u8>, HttpError>
     } else {
         request(stream, url, authority.as_str(), path).await?
     };
-    if let Some(want) = &pins.body_sha256 {
+    if let Some(want) = pins.and_then(|p| p.body_sha256.as_ref()) {
         let got = hex::encode(Sha256::digest(&body));
         if &got != want {
             return Err(HttpError::Mismatch {
