@@ -291,11 +291,12 @@ impl Checks {
     }
 
     fn finish(self) {
-        let failed: Vec<&str> = self
+        // Each failure with its detail: CI shows only the tail of the
+        // output, where the PASS/FAIL lines above may already be cut.
+        let failed: Vec<String> = self
             .0
             .iter()
-            .filter(|(_, r)| r.is_err())
-            .map(|(n, _)| n.as_str())
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
             .collect();
         eprintln!(
             "{} of {} checks passed",
