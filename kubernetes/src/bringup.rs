@@ -39,6 +39,7 @@ use runtime::supervisor::Status;
 use runtime::Runtime;
 
 use crate::addresses::node_ip;
+use crate::payload::PayloadSpec;
 use crate::specs;
 use crate::timeline::{self, Phase};
 
@@ -59,7 +60,13 @@ pub fn start(node: &Runtime) {
     tokio::spawn(async move {
         let progress = Arc::new(tokio::sync::Mutex::new(Progress::default()));
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
-        let attempts = retry(&mut backoff, |attempt| {
+        // A payload that is mounted ends the wait between attempts at once:
+        // the commonest cause of a failed start is one not found yet.
+        let mut payload_mounted = PayloadMounted {
+            watch: Watch::new(&node.store, Filter::kind(kind::PAYLOAD), false),
+            store: node.store.clone(),
+        };
+        let attempts = retry(&mut backoff, &mut payload_mounted, |attempt| {
             let (node, progress) = (node.clone(), progress.clone());
             Box::pin(async move {
                 let mut done = progress.lock().await;
@@ -78,10 +85,38 @@ pub fn start(node: &Runtime) {
     });
 }
 
-/// Runs `step` until it succeeds, waiting `backoff`'s delays in between;
-/// returns how many attempts it took. The step gets the attempt's number.
+/// Something whose happening makes a failed step worth trying again before
+/// its backoff delay is over.
+pub trait Wake: Send {
+    fn wait(&mut self) -> futures::future::BoxFuture<'_, ()>;
+}
+
+/// The payload resource turning `mounted`.
+struct PayloadMounted {
+    watch: Watch,
+    store: Arc<runtime::resources::Store>,
+}
+
+impl Wake for PayloadMounted {
+    fn wait(&mut self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                self.watch.next().await;
+                let spec = self.store.spec::<PayloadSpec>(PayloadSpec::ID);
+                if spec.is_some_and(|s| s.state == PayloadSpec::MOUNTED) {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// Runs `step` until it succeeds, waiting `backoff`'s delays in between, or
+/// until `wake` resolves (a cause of failure went away); returns how many
+/// attempts it took. The step gets the attempt's number.
 pub async fn retry<E: std::fmt::Display>(
     backoff: &mut Backoff,
+    wake: &mut dyn Wake,
     mut step: impl FnMut(u32) -> futures::future::BoxFuture<'static, Result<(), E>>,
 ) -> u32 {
     let mut attempt = 1;
@@ -94,7 +129,10 @@ pub async fn retry<E: std::fmt::Display>(
                     "kubernetes: {e}; trying again in {} s",
                     delay.as_secs().max(1)
                 );
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = wake.wait() => {}
+                }
                 attempt += 1;
             }
         }
@@ -392,5 +430,87 @@ async fn keep_static_pods(node: Runtime, pods: crate::staticpods::StaticPods) {
             // Once: a closed channel (the waiter is done) is not a change.
             Ok(()) = api_ready.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Never wakes: only the backoff delay ends a wait.
+    struct Never;
+    impl Wake for Never {
+        fn wait(&mut self) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// Wakes when told to.
+    struct Told(Arc<tokio::sync::Notify>);
+    impl Wake for Told {
+        fn wait(&mut self) -> futures::future::BoxFuture<'_, ()> {
+            let n = self.0.clone();
+            Box::pin(async move { n.notified().await })
+        }
+    }
+
+    /// Fails until `fixed` is set; counts its attempts.
+    fn step_until(
+        fixed: Arc<std::sync::atomic::AtomicBool>,
+        tries: Arc<AtomicU32>,
+    ) -> impl FnMut(u32) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        move |_| {
+            let (fixed, tries) = (fixed.clone(), tries.clone());
+            Box::pin(async move {
+                tries.fetch_add(1, Ordering::SeqCst);
+                if fixed.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("no payload".to_string())
+                }
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_step_is_retried_with_backoff_until_its_cause_goes_away() {
+        let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tries = Arc::new(AtomicU32::new(0));
+        let f = fixed.clone();
+        // The cause goes away after 100 s of failures: 2+4+8+16+32 = 62 s,
+        // then 60 s waits, so attempt 7 (at 122 s) is the first to succeed.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            f.store(true, Ordering::SeqCst);
+        });
+        let started = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let attempts = retry(&mut backoff, &mut Never, step_until(fixed, tries.clone())).await;
+        assert_eq!(attempts, 7);
+        assert_eq!(tries.load(Ordering::SeqCst), 7);
+        assert_eq!(started.elapsed().as_secs(), 122);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wake_ends_a_long_backoff_at_once() {
+        let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tries = Arc::new(AtomicU32::new(0));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (f, n) = (fixed.clone(), notify.clone());
+        // Well into the 60 s waits, the payload appears.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(200)).await;
+            f.store(true, Ordering::SeqCst);
+            n.notify_waiters();
+        });
+        let started = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        retry(&mut backoff, &mut Told(notify), step_until(fixed, tries)).await;
+        assert_eq!(
+            started.elapsed().as_secs(),
+            200,
+            "the next attempt must run when the wake fires, not at the end of its 60 s wait"
+        );
     }
 }

@@ -321,9 +321,19 @@ fn with_image_cache(mut spec: PayloadSpec, payload: &PayloadPaths) -> PayloadSpe
 /// How long the payload waits for apid to answer before mounting anyway.
 const APID_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Between attempts to find the payload: 5 s doubling to 30 s. A medium
+/// that appears later (a disc put in the drive, a disk attached) is found
+/// within half a minute, and a node without one probes its devices twice a
+/// minute, which costs nothing that matters.
+const LOOK_AGAIN_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+const LOOK_AGAIN_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Mounts the payload in the background, once apid is healthy, and keeps the
 /// `payload` resource current. Called by the boot sequence after apid has
-/// started; nothing in it delays the API.
+/// started; nothing in it delays the API. A payload that cannot be mounted
+/// is looked for again, on a fresh device list, until it is: the resource
+/// says `failed` with the reason meanwhile, and Kubernetes' bring-up (which
+/// retries too) starts once it is mounted, without a reboot.
 pub fn spawn(node: &Runtime, slot: Option<&str>, devices: Vec<BlockDevice>) {
     let writer = match node.store.writer("payload", &[kind::PAYLOAD]) {
         Ok(w) => w,
@@ -351,50 +361,77 @@ pub fn spawn(node: &Runtime, slot: Option<&str>, devices: Vec<BlockDevice>) {
             let healthy = rx.wait_for(|s| s.health == runtime::supervisor::Health::Ok);
             let _ = tokio::time::timeout(APID_WAIT, healthy).await;
         }
-        let started = std::time::Instant::now();
-        let s = slot.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let paths = mount(&system::syscall::Real, &devices, &s, &Layout::node())?;
-            Ok::<_, PayloadError>(with_image_cache(describe(&paths, &s), &paths))
-        })
-        .await
-        .unwrap_or_else(|e| Err(PayloadError::Task(e.to_string())));
-        let spec = match result {
-            Ok(spec) => {
-                runtime::console!(
-                    "payload: Kubernetes {} mounted at {} from {} ({} images, {} ms)",
-                    spec.kubernetes_version,
-                    spec.path,
-                    spec.medium,
-                    spec.images.len(),
-                    started.elapsed().as_millis()
-                );
-                if !spec.image_cache.is_empty() {
-                    runtime::console!(
-                        "payload: image cache mounted at {} from {} ({} images)",
-                        payload::IMAGE_CACHE_DIR,
-                        spec.image_cache,
-                        spec.cached_images.len()
+        let mut backoff =
+            runtime::supervisor::backoff::Backoff::new(LOOK_AGAIN_FIRST, LOOK_AGAIN_MAX);
+        let mut devices = Some(devices);
+        let mut reported = String::new();
+        loop {
+            let started = std::time::Instant::now();
+            let s = slot.clone();
+            // The boot's device list first; a fresh one on every retry.
+            let listed = devices.take();
+            let result = tokio::task::spawn_blocking(move || {
+                let devices = listed.unwrap_or_else(host::disks::list);
+                let paths = mount(&system::syscall::Real, &devices, &s, &Layout::node())?;
+                Ok::<_, PayloadError>(with_image_cache(describe(&paths, &s), &paths))
+            })
+            .await
+            .unwrap_or_else(|e| Err(PayloadError::Task(e.to_string())));
+            match result {
+                Ok(spec) => {
+                    report_mounted(&spec, started.elapsed());
+                    let _ = writer.put(PayloadSpec::ID, spec);
+                    return;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    let reason = e.to_string();
+                    // Said once per reason, not every half minute.
+                    if reason != reported {
+                        runtime::console!(
+                            "payload: {reason}; looking again every {} s at most",
+                            LOOK_AGAIN_MAX.as_secs()
+                        );
+                        reported = reason.clone();
+                    }
+                    let _ = writer.put(
+                        PayloadSpec::ID,
+                        PayloadSpec {
+                            state: PayloadSpec::FAILED.into(),
+                            message: format!("{reason}; looking again in {} s", delay.as_secs()),
+                            ..pending.clone()
+                        },
                     );
-                }
-                spec
-            }
-            Err(e) => {
-                runtime::console!("payload: {e}");
-                PayloadSpec {
-                    state: PayloadSpec::FAILED.into(),
-                    message: e.to_string(),
-                    ..pending
+                    tokio::time::sleep(delay).await;
                 }
             }
-        };
-        let _ = writer.put(PayloadSpec::ID, spec);
+        }
     });
 }
 
-/// Waits until the payload is mounted: its resource, or the reason it
-/// cannot be (no payload on the medium, a mount error). Never waits long:
-/// mounting takes well under a second once the boot sequence started it.
+fn report_mounted(spec: &PayloadSpec, took: std::time::Duration) {
+    runtime::console!(
+        "payload: Kubernetes {} mounted at {} from {} ({} images, {} ms)",
+        spec.kubernetes_version,
+        spec.path,
+        spec.medium,
+        spec.images.len(),
+        took.as_millis()
+    );
+    if !spec.image_cache.is_empty() {
+        runtime::console!(
+            "payload: image cache mounted at {} from {} ({} images)",
+            payload::IMAGE_CACHE_DIR,
+            spec.image_cache,
+            spec.cached_images.len()
+        );
+    }
+}
+
+/// Waits until the payload is mounted: its resource, or the reason it is
+/// not yet (no payload on any medium, a mount error; [`spawn`] keeps
+/// looking). Never waits long: mounting takes well under a second once the
+/// boot sequence started it.
 pub async fn wait_mounted(node: &Runtime) -> Result<PayloadSpec, String> {
     let store = &node.store;
     let mut watch = Watch::new(store, Filter::kind(kind::PAYLOAD), false);

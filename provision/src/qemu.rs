@@ -29,6 +29,10 @@ pub const FIRMWARE_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lines of console shown when a wait fails.
 const TAIL_LINES: usize = 40;
+/// Files in a guest's state directory.
+const OVERLAY: &str = "disk.qcow2";
+const VARS: &str = "OVMF_VARS.fd";
+const MONITOR: &str = "monitor.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -111,6 +115,9 @@ pub struct VmConfig {
     /// image: EPHEMERAL (/var) grows to the end of the disk on first boot,
     /// and a Kubernetes node needs more than the raw image's ~0.8 GiB.
     pub disk_gib: Option<u32>,
+    /// An empty CD-ROM drive (`cd0`) beside the boot medium, for a disc
+    /// put in later with [`Vm::insert_disc`].
+    pub empty_cdrom: bool,
 }
 
 impl VmConfig {
@@ -128,6 +135,7 @@ impl VmConfig {
             guest_addr: None,
             extra_args: Vec::new(),
             disk_gib: None,
+            empty_cdrom: false,
         }
     }
 
@@ -183,8 +191,8 @@ impl VmConfig {
         console: &Path,
         apid_port: u16,
     ) -> Result<Vec<OsString>, VmError> {
-        let overlay = state.join("disk.qcow2");
-        let vars = state.join("OVMF_VARS.fd");
+        let overlay = state.join(OVERLAY);
+        let vars = state.join(VARS);
         if let Boot::Disk(raw) = &self.boot {
             if !overlay.exists() {
                 create_overlay(raw, &overlay, self.disk_gib)?;
@@ -193,23 +201,28 @@ impl VmConfig {
         if self.firmware == Firmware::Ovmf && !vars.exists() {
             fs::copy(OVMF_VARS, &vars).map_err(io_err(format!("copying {OVMF_VARS}")))?;
         }
-        Ok(self.args(console, apid_port, &overlay, &vars))
+        Ok(self.args(console, apid_port, state))
     }
 
-    /// QEMU's command line (without the program name).
-    pub fn args(
-        &self,
-        console: &Path,
-        apid_port: u16,
-        overlay: &Path,
-        vars: &Path,
-    ) -> Vec<OsString> {
+    /// QEMU's command line (without the program name); `state` holds the
+    /// disk overlay, the UEFI variables and the monitor's socket.
+    pub fn args(&self, console: &Path, apid_port: u16, state: &Path) -> Vec<OsString> {
+        let (overlay, vars) = (&state.join(OVERLAY), &state.join(VARS));
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         let mem = self.memory_mib.to_string();
         let cpus = self.cpus.to_string();
         push(&["-accel", "tcg", "-m", &mem, "-smp", &cpus]);
-        push(&["-display", "none", "-monitor", "none", "-no-user-config"]);
+        push(&["-display", "none", "-no-user-config"]);
+        // The human monitor on a socket, for what a test does to the
+        // hardware while the guest runs (a disc put in a drive).
+        push(&[
+            "-monitor",
+            &format!(
+                "unix:{},server=on,wait=off",
+                qemu_path(&state.join(MONITOR))
+            ),
+        ]);
         push(&["-serial", &format!("file:{}", qemu_path(console))]);
         let mut netdev = format!(
             "user,id=net0,hostfwd=tcp:127.0.0.1:{apid_port}-{}:{}",
@@ -267,6 +280,10 @@ impl VmConfig {
                 ]);
             }
             Boot::Disks => {}
+        }
+        if self.empty_cdrom {
+            a.push("-drive".into());
+            a.push("if=ide,media=cdrom,id=cd0,readonly=on".into());
         }
         for d in &self.disks {
             let format = if d.extension().is_some_and(|e| e == "qcow2") {
@@ -375,6 +392,53 @@ impl Vm {
             cursor: 0,
             _state: state,
         })
+    }
+
+    /// Puts the disc image `iso` in the empty drive of
+    /// [`VmConfig::empty_cdrom`], as a person would while the guest runs.
+    pub fn insert_disc(&self, iso: &Path) -> Result<(), VmError> {
+        let reply = self.monitor(&format!("change cd0 {}", iso.display()))?;
+        if reply.contains("rror") || reply.contains("Could not") {
+            return Err(VmError::Tool {
+                what: format!("putting {} in drive cd0", iso.display()),
+                detail: reply,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one command on QEMU's human monitor; returns what it printed.
+    pub fn monitor(&self, command: &str) -> Result<String, VmError> {
+        use std::io::{Read, Write};
+        let path = self._state.path().join(MONITOR);
+        let what = || format!("QEMU's monitor ({})", path.display());
+        let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(io_err(what()))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(io_err(what()))?;
+        // Everything up to the next prompt: the banner, then the reply.
+        let until_prompt = |s: &mut std::os::unix::net::UnixStream| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"(qemu) ") {
+                let n = s.read(&mut buf).map_err(io_err(what()))?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Ok::<_, VmError>(String::from_utf8_lossy(&got).into_owned())
+        };
+        until_prompt(&mut s)?;
+        s.write_all(format!("{command}\n").as_bytes())
+            .map_err(io_err(what()))?;
+        let reply = until_prompt(&mut s)?;
+        // The monitor echoes the command (with terminal escapes) first.
+        Ok(reply
+            .trim_end_matches("(qemu) ")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 
     /// The console so far, with `\r` removed.
@@ -551,13 +615,7 @@ mod tests {
     #[test]
     fn every_vm_uses_tcg_2g_2cpus_serial_file_and_forwards_apid() {
         let c = config(Boot::Iso("/o/metal-amd64.iso".into()), Firmware::SeaBios);
-        let a = strings(&c.args(
-            Path::new("/l/console.log"),
-            40000,
-            Path::new("/s/d"),
-            Path::new("/s/v"),
-        ))
-        .join(" ");
+        let a = strings(&c.args(Path::new("/l/console.log"), 40000, Path::new("/s"))).join(" ");
         assert!(a.contains("-accel tcg -m 2048 -smp 2"), "{a}");
         assert!(a.contains("-serial file:/l/console.log"), "{a}");
         assert!(a.contains("hostfwd=tcp:127.0.0.1:40000-:50000"), "{a}");
@@ -571,13 +629,7 @@ mod tests {
         let mut c = config(Boot::Disk("/o/metal-amd64.raw".into()), Firmware::Ovmf);
         c.no_reboot = true;
         c.forwards.push((6443, 6443));
-        let a = strings(&c.args(
-            Path::new("/l/c"),
-            1,
-            Path::new("/s/disk.qcow2"),
-            Path::new("/s/vars.fd"),
-        ))
-        .join(" ");
+        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s"))).join(" ");
         assert!(
             a.contains("file=/s/disk.qcow2,format=qcow2,if=virtio"),
             "{a}"
@@ -587,7 +639,10 @@ mod tests {
             "the raw image is never opened: {a}"
         );
         assert!(a.contains(&format!("readonly=on,file={OVMF_CODE}")), "{a}");
-        assert!(a.contains("if=pflash,format=raw,file=/s/vars.fd"), "{a}");
+        assert!(
+            a.contains("if=pflash,format=raw,file=/s/OVMF_VARS.fd"),
+            "{a}"
+        );
         assert!(a.contains("hostfwd=tcp:127.0.0.1:6443-:6443"), "{a}");
         assert!(a.contains("-no-reboot"));
     }
@@ -602,7 +657,7 @@ mod tests {
             },
             Firmware::SeaBios,
         );
-        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v")));
+        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s")));
         let at = a.iter().position(|x| x == "-append").unwrap();
         assert_eq!(a[at + 1], "console=ttyS0 cairn.debug.panic=5");
         assert_eq!(
@@ -615,8 +670,7 @@ mod tests {
     fn extra_disks_are_writable_virtio_drives_after_the_medium() {
         let mut c = config(Boot::Iso("/o/metal-amd64.iso".into()), Firmware::SeaBios);
         c.disks = vec!["/t/blank.qcow2".into(), "/t/used.raw".into()];
-        let a =
-            strings(&c.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        let a = strings(&c.args(Path::new("/l/c"), 1, Path::new("/s"))).join(" ");
         let iso = a.find("metal-amd64.iso").unwrap();
         let blank = a
             .find("file=/t/blank.qcow2,format=qcow2,if=virtio")
@@ -624,8 +678,7 @@ mod tests {
         let used = a.find("file=/t/used.raw,format=raw,if=virtio").unwrap();
         assert!(iso < blank && blank < used, "{a}");
         let d = VmConfig::from_disks("d", vec!["/t/blank.qcow2".into()], Firmware::SeaBios);
-        let a =
-            strings(&d.args(Path::new("/l/c"), 1, Path::new("/s/d"), Path::new("/s/v"))).join(" ");
+        let a = strings(&d.args(Path::new("/l/c"), 1, Path::new("/s"))).join(" ");
         assert!(
             a.contains("file=/t/blank.qcow2,format=qcow2,if=virtio") && !a.contains("-boot"),
             "{a}"
