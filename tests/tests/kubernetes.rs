@@ -622,7 +622,7 @@ fn check_image_cache(
     );
 }
 
-/// Issue 12: a node label and a registry mirror applied with
+/// Issue 12: a node label, a taint and a registry mirror applied with
 /// `--mode no-reboot` reach the Node object (through a kubelet restarted
 /// with its new spec) and containerd's registry hosts, without a reboot.
 fn live_apply_tells_the_truth(
@@ -634,7 +634,9 @@ fn live_apply_tells_the_truth(
 ) {
     let before = or_panic(vm, "kubelet status", service_status(node, "kubelet"));
     let config = node.dir.join("controlplane.yaml");
-    let patch = "machine:\n  kubelet:\n    nodeLabels:\n      cairn.dev/live-apply: \"yes\"\n  \
+    // PreferNoSchedule: the later checks still schedule Pods on the node.
+    let patch = "machine:\n  kubelet:\n    nodeLabels:\n      cairn.dev/live-apply: \"yes\"\n    \
+                 nodeTaints:\n      cairn.dev/live-taint: \"yes:PreferNoSchedule\"\n  \
                  registries:\n    mirrors:\n      docker.io:\n        endpoints: [\"http://10.0.2.2:5999\"]\n";
     let dry = or_panic(
         vm,
@@ -693,6 +695,25 @@ fn live_apply_tells_the_truth(
     );
     or_panic(vm, "node label", labelled);
     say("the Node carries the label from the live apply");
+    let tainted = kube::eventually(
+        "the config's taint on the Node",
+        RECOVERY,
+        Duration::from_secs(3),
+        || {
+            let n = kubectl.json(&["get", "node", name])?;
+            let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(
+                taints.iter().any(|t| t["key"] == "cairn.dev/live-taint"
+                    && t["value"] == "yes"
+                    && t["effect"] == "PreferNoSchedule"),
+                "taints: {}",
+                n["spec"]["taints"]
+            );
+            Ok(())
+        },
+    );
+    or_panic(vm, "node taint", tainted);
+    say("the Node carries the taint from the live apply");
     let hosts = or_panic(
         vm,
         "containerd's hosts file for docker.io",

@@ -9,7 +9,10 @@
 //! - ISO: the console reports the payload mounted from the ISO volume after
 //!   apid listens, and apid listened no later (in guest uptime) than on a
 //!   direct kernel boot of the same kernel and initramfs, which has no boot
-//!   medium and so no payload.
+//!   medium and so no payload;
+//! - that node then gets the ISO in its empty drive and mounts the payload
+//!   from it without a reboot (issue 12: a missing payload is looked for
+//!   again, not given up on).
 
 mod common;
 
@@ -182,7 +185,7 @@ fn iso_mounts_the_payload_after_the_api_without_slowing_it() {
         .unwrap_or_else(|e| panic!("{e}"));
     wait_console(&vm, r"payload: no A/payload\.sqsh", Duration::from_secs(60));
     let api_none = uptime_of(&vm, MAINTENANCE_BANNER);
-    a_disc_put_in_later_starts_kubernetes_without_a_reboot(&vm, &images);
+    a_disc_put_in_later_is_found_without_a_reboot(&vm, &images);
     vm.kill();
     eprintln!(
         "payload-iso: apid listening at {api_iso:.2} s with the payload (mounted at {mounted:.2} s), \
@@ -196,54 +199,25 @@ fn iso_mounts_the_payload_after_the_api_without_slowing_it() {
     eprintln!("payload-iso test: {} s", started.elapsed().as_secs());
 }
 
-/// Issue 12: a failed Kubernetes start is retried, not abandoned until a
-/// reboot. The node (booted with no medium) is configured, so its bring-up
-/// starts and fails on the missing payload; then the ISO goes in the
-/// drive. machined must find the payload on its own and the bring-up go on
-/// to run containerd from it, in the same boot.
-fn a_disc_put_in_later_starts_kubernetes_without_a_reboot(vm: &Vm, images: &Images) {
-    let cluster = Cluster::generate("");
-    let addr = cluster.target(vm);
-    let out = cluster.apply_insecure(&addr, &cluster.config(), "no-reboot");
-    assert!(out.status.success(), "apply-config: {}", text(&out));
-    cluster.wait_configured(vm, &addr, Duration::from_secs(120));
+/// Issue 12: a payload that is not there at boot is looked for again, not
+/// given up on until a reboot (Kubernetes' bring-up, which retries too,
+/// starts once it is mounted: unit-tested in `kubernetes::bringup`). The
+/// node booted with an empty drive; the ISO goes in, and machined must
+/// find the payload on it in the same boot.
+fn a_disc_put_in_later_is_found_without_a_reboot(vm: &Vm, images: &Images) {
+    // (Maintenance mode serves no resources: the console says it.)
     wait_console(
         vm,
-        r"kubernetes: not started: the payload is not mounted \(no A/payload\.sqsh",
-        Duration::from_secs(60),
+        r"payload: no A/payload\.sqsh .*; looking again every \d+ s at most",
+        Duration::from_secs(10),
     );
-    let out = cluster.ctl(&addr, &["get", "payload", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("get payload -o json: {}", text(&out)));
-    assert_eq!(v[0]["spec"]["state"], "failed", "{v}");
-    assert!(
-        v[0]["spec"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("looking again in"),
-        "the payload's resource must say it is looked for again: {v}"
-    );
-
     let inserted = Instant::now();
     vm.insert_disc(&images.iso().unwrap())
         .unwrap_or_else(|e| panic!("{e}"));
     let medium = wait_console(vm, MOUNTED, Duration::from_secs(90));
     assert!(medium.starts_with("ISO CAIRN"), "medium {medium:?}");
-    let found = inserted.elapsed();
-    wait_console(
-        vm,
-        r"service containerd: (Running)",
-        Duration::from_secs(120),
-    );
-    let out = cluster.ctl(&addr, &["service", "containerd"]);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Running"),
-        "containerd after the payload was found: {}",
-        text(&out)
-    );
     eprintln!(
-        "payload-none: the disc's payload was found {} s after it went in; containerd ran from it {} s after",
-        found.as_secs(),
+        "payload-none: the payload on the disc put in later was mounted {} s after it went in",
         inserted.elapsed().as_secs()
     );
 }
