@@ -1,6 +1,7 @@
-//! Specs, then services: the spec controller derives what containerd and
-//! the kubelet run with ([`ContainerdSpec`], [`KubeletSpec`]) from the
-//! running machine config and the node's hostname and address; each
+//! Specs, then services: the spec controller derives what containerd, the
+//! kubelet and etcd run with ([`ContainerdSpec`], [`KubeletSpec`],
+//! [`EtcdSpec`]) from the running machine config and the node's hostname
+//! and addresses; each
 //! service's runner reads its spec every time it starts, and
 //! [`restart_on_change`] restarts a service whose spec changed since its
 //! process started. So `apply-config --mode no-reboot` changing registry
@@ -20,6 +21,8 @@ use runtime::resources::{
     Writer, REDACTED,
 };
 use runtime::supervisor::{State, Supervisor};
+
+pub use crate::etcd::EtcdSpec;
 
 /// containerd's settings: the text of its config file (id `containerd`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -129,10 +132,30 @@ pub fn services_changed(
     if KubeletSpec::of(old, &facts_for(old)) != KubeletSpec::of(new, &facts_for(new)) {
         out.push(crate::kubelet::SERVICE);
     }
+    let etcd_of = |cfg: &MachineConfig| {
+        let f = facts_for(cfg);
+        etcd_spec(
+            cfg,
+            &crate::k8s_pki::NodeFacts {
+                hostname: f.hostname,
+                addresses: f.node_ip.into_iter().collect(),
+            },
+        )
+    };
+    if etcd_of(old) != etcd_of(new) {
+        out.push(crate::etcd::SERVICE_ID);
+    }
     out
 }
 
-/// Derives [`ContainerdSpec`] and [`KubeletSpec`] whenever the running
+/// etcd's spec on a control plane; workers run no etcd.
+fn etcd_spec(cfg: &MachineConfig, facts: &crate::k8s_pki::NodeFacts) -> Option<EtcdSpec> {
+    (cfg.machine.machine_type == config::spec::MachineType::Controlplane)
+        .then(|| EtcdSpec::of(cfg, facts))
+}
+
+/// Derives [`ContainerdSpec`], [`KubeletSpec`] and (control planes)
+/// [`EtcdSpec`] whenever the running
 /// config, the hostname or the addresses change; without a running config
 /// there are none (and the services wait for them).
 #[derive(Default, Clone)]
@@ -152,7 +175,7 @@ impl Controller for SpecController {
     }
 
     fn outputs(&self) -> Vec<&'static Kind> {
-        vec![kind::CONTAINERD_SPEC, kind::KUBELET_SPEC]
+        vec![kind::CONTAINERD_SPEC, kind::KUBELET_SPEC, kind::ETCD_SPEC]
     }
 
     fn run(self, writer: Writer) -> BoxFuture<'static, Result<(), ControllerError>> {
@@ -186,10 +209,17 @@ pub fn derive(store: &Store, writer: &Writer) {
         ),
         None => (Vec::new(), Vec::new()),
     };
+    let etcd: Vec<(String, EtcdSpec)> = cfg
+        .as_ref()
+        .and_then(|cfg| etcd_spec(cfg, &crate::k8s_pki::NodeFacts::of_store(store)))
+        .map(|spec| (EtcdSpec::ID.to_string(), spec))
+        .into_iter()
+        .collect();
     // Writes fail only for undeclared outputs, which the controller's
     // outputs() rules out.
     let _ = writer.reconcile(containerd);
     let _ = writer.reconcile(kubelet);
+    let _ = writer.reconcile(etcd);
 }
 
 /// The spec a service's process last started with, set by its runner.

@@ -622,8 +622,8 @@ fn check_image_cache(
     );
 }
 
-/// Issue 12: a node label, a taint and a registry mirror applied with
-/// `--mode no-reboot` reach the Node object (through a kubelet restarted
+/// Issue 12: a node label, a taint, a registry mirror and an etcd flag
+/// applied with `--mode no-reboot` reach the Node object (through a kubelet restarted
 /// with its new spec) and containerd's registry hosts, without a reboot.
 fn live_apply_tells_the_truth(
     vm: &Vm,
@@ -633,11 +633,14 @@ fn live_apply_tells_the_truth(
     say: &mut dyn FnMut(&str),
 ) {
     let before = or_panic(vm, "kubelet status", service_status(node, "kubelet"));
+    let etcd_before = or_panic(vm, "etcd status", service_status(node, "etcd"));
     let config = node.dir.join("controlplane.yaml");
     // PreferNoSchedule: the later checks still schedule Pods on the node.
+    // etcd's snapshot-count overrides Cairn's own 10000.
     let patch = "machine:\n  kubelet:\n    nodeLabels:\n      cairn.dev/live-apply: \"yes\"\n    \
                  nodeTaints:\n      cairn.dev/live-taint: \"yes:PreferNoSchedule\"\n  \
-                 registries:\n    mirrors:\n      docker.io:\n        endpoints: [\"http://10.0.2.2:5999\"]\n";
+                 registries:\n    mirrors:\n      docker.io:\n        endpoints: [\"http://10.0.2.2:5999\"]\n\
+                 cluster:\n  etcd:\n    extraArgs:\n      snapshot-count: \"5000\"\n";
     let dry = or_panic(
         vm,
         "apply-config --dry-run",
@@ -652,7 +655,10 @@ fn live_apply_tells_the_truth(
             "--dry-run",
         ]),
     );
-    assert!(dry.contains("kubelet"), "dry run names the kubelet:\n{dry}");
+    assert!(
+        dry.contains("kubelet") && dry.contains("etcd"),
+        "dry run names the kubelet and etcd:\n{dry}"
+    );
     let applied = or_panic(
         vm,
         "apply-config --mode no-reboot",
@@ -668,11 +674,29 @@ fn live_apply_tells_the_truth(
     );
     say(&format!("applied live: {}", applied.trim()));
     assert!(
-        applied.contains("restarting with their new specs: kubelet"),
+        applied.contains("restarting with their new specs: kubelet, etcd"),
         "{applied}"
     );
     let after = wait_service_back(vm, node, "kubelet", &before, false);
     say(&format!("kubelet runs its new spec as pid {:?}", after.pid));
+    let etcd = wait_service_back(vm, node, "etcd", &etcd_before, false);
+    let processes = or_panic(vm, "processes", node.ctl(&["processes", "-o", "json"]));
+    let etcd_args = serde_json::from_str::<serde_json::Value>(&processes)
+        .ok()
+        .and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|p| p["pid"].as_i64() == etcd.pid)
+                .map(|p| p["args"].as_str().unwrap_or_default().to_string())
+        })
+        .unwrap_or_default();
+    assert!(
+        etcd_args.contains("--snapshot-count=5000"),
+        "etcd (pid {:?}) runs without the new flag: {etcd_args:?}\n{processes}",
+        etcd.pid
+    );
+    say(&format!("etcd runs its new spec as pid {:?}", etcd.pid));
+    wait_recovered(vm, kubectl, say);
     let spec = or_panic(
         vm,
         "kubelet spec",

@@ -10,10 +10,12 @@
 //!   itself when /var/lib/etcd/member exists: [`start_if_bootstrapped`].
 //!
 //! Public surface:
-//! - [`service`]`(&cfg, &facts) -> Service`: the supervisor service (id
-//!   `etcd`), restarted with backoff, healthy when etcd answers a status
-//!   request with a leader. [`EtcdSettings`] and [`service_with`] for other
-//!   paths (tests).
+//! - [`service_from_store`]: the supervisor service (id `etcd`), restarted
+//!   with backoff, healthy when etcd answers a status request with a
+//!   leader; it runs with the [`EtcdSpec`] the store has at each start, and
+//!   [`start`] restarts it when that spec changes (`cluster.etcd.extraArgs`
+//!   applied live). [`EtcdSettings`] and [`service_with`] for fixed
+//!   settings (tests).
 //! - [`start`]: waits (bounded) for time sync with `host::time::wait_synced`
 //!   (certificates and raft leases need a sane clock), issues the PKI,
 //!   registers the service (`NodeFacts::of(&node)` gives the facts).
@@ -35,6 +37,7 @@ use config::spec::MachineType;
 use config::MachineConfig;
 
 use crate::k8s_pki::{self, K8sPkiError, NodeFacts};
+use runtime::supervisor::prepared::{Prepare, PreparedRunner};
 use runtime::supervisor::process::ProcessRunner;
 use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
 use runtime::supervisor::{Condition, HealthCheck, Service, ServiceHandle, SupervisorError};
@@ -138,13 +141,24 @@ impl Layout {
     }
 }
 
-impl EtcdSettings {
-    /// The settings of this node's etcd.
-    pub fn for_node(cfg: &MachineConfig, facts: &NodeFacts) -> EtcdSettings {
-        Self::new(cfg, facts, &Layout::node())
-    }
+/// What etcd runs with that the config and the node decide (id `etcd`,
+/// control planes only): its member name, the address it advertises, the
+/// cluster token and `cluster.etcd.extraArgs`. Derived by the spec
+/// controller (`crate::specs`); etcd's runner reads it at every start, and
+/// a changed spec restarts etcd. Sensitive: extra args may carry secrets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSpec {
+    pub name: String,
+    pub advertise: IpAddr,
+    pub cluster_token: String,
+    pub extra_args: BTreeMap<String, String>,
+}
 
-    pub fn new(cfg: &MachineConfig, facts: &NodeFacts, layout: &Layout) -> EtcdSettings {
+impl EtcdSpec {
+    pub const ID: &'static str = "etcd";
+
+    pub fn of(cfg: &MachineConfig, facts: &NodeFacts) -> EtcdSpec {
         let advertise = facts
             .addresses
             .iter()
@@ -152,19 +166,13 @@ impl EtcdSettings {
             .or(facts.addresses.first())
             .copied()
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        EtcdSettings {
-            binary: layout.binary.clone(),
-            lib_dir: layout.lib_dir.clone(),
-            data_dir: layout.data_dir.clone(),
-            secrets_dir: layout.secrets.etcd.clone(),
+        EtcdSpec {
             name: if facts.hostname.is_empty() {
                 "cairn".into()
             } else {
                 facts.hostname.clone()
             },
             advertise,
-            client_port: layout.client_port,
-            peer_port: layout.peer_port,
             cluster_token: cfg.cluster.cluster_name.to_string(),
             extra_args: cfg
                 .cluster
@@ -173,6 +181,51 @@ impl EtcdSettings {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+        }
+    }
+}
+
+impl runtime::resources::Spec for EtcdSpec {
+    const KIND: &'static runtime::resources::Kind = runtime::resources::kind::ETCD_SPEC;
+    fn to_yaml(&self, secrets: runtime::resources::Secrets) -> String {
+        match secrets {
+            runtime::resources::Secrets::Show => runtime::resources::yaml_of(self),
+            runtime::resources::Secrets::Redact => runtime::resources::yaml_of(&EtcdSpec {
+                extra_args: self
+                    .extra_args
+                    .keys()
+                    .map(|k| (k.clone(), runtime::resources::REDACTED.to_string()))
+                    .collect(),
+                ..self.clone()
+            }),
+        }
+    }
+}
+
+impl EtcdSettings {
+    /// The settings of this node's etcd.
+    pub fn for_node(cfg: &MachineConfig, facts: &NodeFacts) -> EtcdSettings {
+        Self::new(cfg, facts, &Layout::node())
+    }
+
+    pub fn new(cfg: &MachineConfig, facts: &NodeFacts, layout: &Layout) -> EtcdSettings {
+        Self::from_spec(&EtcdSpec::of(cfg, facts), layout)
+    }
+
+    /// The settings of `spec` (what the config and the node decide) at
+    /// `layout`'s paths.
+    pub fn from_spec(spec: &EtcdSpec, layout: &Layout) -> EtcdSettings {
+        EtcdSettings {
+            binary: layout.binary.clone(),
+            lib_dir: layout.lib_dir.clone(),
+            data_dir: layout.data_dir.clone(),
+            secrets_dir: layout.secrets.etcd.clone(),
+            name: spec.name.clone(),
+            advertise: spec.advertise,
+            client_port: layout.client_port,
+            peer_port: layout.peer_port,
+            cluster_token: spec.cluster_token.clone(),
+            extra_args: spec.extra_args.clone(),
             cgroup: layout.cgroup.clone(),
         }
     }
@@ -249,15 +302,52 @@ impl EtcdSettings {
     }
 }
 
-/// The etcd service for this node (see [`EtcdSettings::for_node`]).
-pub fn service(cfg: &MachineConfig, facts: &NodeFacts) -> Service {
-    service_with(EtcdSettings::for_node(cfg, facts))
-}
-
 /// The etcd service with explicit settings: restarted with backoff, data
 /// directory created 0700 first, healthy when a status request over
 /// mutual TLS finds a leader.
 pub fn service_with(settings: EtcdSettings) -> Service {
+    let fixed = settings.clone();
+    service_prepared(&settings, Arc::new(move || Ok(process(&fixed))))
+}
+
+/// etcd at `layout`'s paths with the [`EtcdSpec`] the store has at each
+/// start (derived from the running config and the node's facts while the
+/// spec controller has written none, as in tests); `started` records which
+/// one that was, for [`crate::specs::restart_on_change`].
+pub fn service_from_store(
+    store: &Arc<runtime::resources::Store>,
+    layout: &Layout,
+    started: crate::specs::StartedWith<EtcdSpec>,
+) -> Result<Service, String> {
+    let current = {
+        let store = store.clone();
+        move || -> Result<EtcdSpec, String> {
+            if let Some(spec) = store.spec::<EtcdSpec>(EtcdSpec::ID) {
+                return Ok(spec);
+            }
+            let cfg = store
+                .spec::<runtime::resources::machineconfig::MachineConfigSpec>(
+                    runtime::resources::machineconfig::MachineConfigSpec::RUNNING,
+                )
+                .map(|s| s.0)
+                .ok_or("no etcd spec yet (the node has no running config)")?;
+            Ok(EtcdSpec::of(&cfg, &NodeFacts::of_store(&store)))
+        }
+    };
+    let first = EtcdSettings::from_spec(&current()?, layout);
+    let layout = layout.clone();
+    Ok(service_prepared(
+        &first,
+        Arc::new(move || {
+            let spec = current()?;
+            started.set(spec.clone());
+            Ok(process(&EtcdSettings::from_spec(&spec, &layout)))
+        }),
+    ))
+}
+
+/// etcd's process with `settings`.
+fn process(settings: &EtcdSettings) -> ProcessRunner {
     let mut runner = ProcessRunner::new(&settings.binary).args(settings.args());
     if let Some(lib) = &settings.lib_dir {
         runner
@@ -267,6 +357,12 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     // etcd writes its WAL on stop; give it time before SIGKILL.
     runner.stop_timeout = Duration::from_secs(15);
     runner.cgroup = settings.cgroup.clone();
+    runner
+}
+
+/// The service around `prepare`'s process; `settings` gives what does not
+/// change from one start to the next (paths, ports).
+fn service_prepared(settings: &EtcdSettings, prepare: Prepare) -> Service {
     let data_dir = settings.data_dir.clone();
     let pre: runtime::supervisor::Hook = Arc::new(move || {
         let data_dir = data_dir.clone();
@@ -293,7 +389,7 @@ pub fn service_with(settings: EtcdSettings) -> Service {
     let binary = Condition::file_exists(&settings.binary, PAYLOAD_WAIT);
     Service::new(
         SERVICE_ID,
-        RestartRunner::new(runner, RestartPolicy::Always),
+        RestartRunner::new(PreparedRunner::new(prepare), RestartPolicy::Always),
     )
     .condition(binary)
     .pre(pre)
@@ -326,12 +422,21 @@ pub async fn start_in(
     tokio::task::spawn_blocking(move || k8s_pki::issue_into(&c, &f, &secrets))
         .await
         .map_err(|e| EtcdError::Client(format!("the PKI task failed: {e}")))??;
-    node.supervisor
-        .start(service_with(EtcdSettings::new(cfg, facts, layout)))
-        .map_err(|e| match e {
-            SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
-            other => EtcdError::Supervisor(other),
-        })
+    let started = crate::specs::StartedWith::default();
+    let service = service_from_store(&node.store, layout, started.clone())
+        .map_err(|_| EtcdError::NoConfig)?;
+    let handle = node.supervisor.start(service).map_err(|e| match e {
+        SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
+        other => EtcdError::Supervisor(other),
+    })?;
+    tokio::spawn(crate::specs::restart_on_change::<EtcdSpec>(
+        node.store.clone(),
+        Arc::downgrade(&node.supervisor),
+        SERVICE_ID,
+        EtcdSpec::ID,
+        started,
+    ));
+    Ok(handle)
 }
 
 /// Waits (bounded) for the clock to be synchronized: certificates and raft

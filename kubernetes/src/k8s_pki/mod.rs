@@ -56,10 +56,24 @@ impl NodeFacts {
     /// resources, on node links only), the node's Kubernetes address first
     /// (see [`crate::addresses::node_addresses`]).
     pub fn of(node: &runtime::Runtime) -> NodeFacts {
-        let cfg = node.running_config();
+        Self::of_store(&node.store)
+    }
+
+    /// [`NodeFacts::of`] from the resource store alone.
+    pub fn of_store(store: &runtime::resources::Store) -> NodeFacts {
+        let cfg = store
+            .spec::<runtime::resources::machineconfig::MachineConfigSpec>(
+                runtime::resources::machineconfig::MachineConfigSpec::RUNNING,
+            )
+            .map(|s| s.0);
         NodeFacts {
-            hostname: node.hostname(),
-            addresses: crate::addresses::node_addresses(&node.store, cfg.as_ref()),
+            hostname: store
+                .spec::<runtime::resources::specs::HostnameSpec>(
+                    runtime::resources::specs::HostnameSpec::ID,
+                )
+                .map(|h| h.hostname)
+                .unwrap_or_default(),
+            addresses: crate::addresses::node_addresses(store, cfg.as_ref()),
         }
     }
 }

@@ -118,9 +118,13 @@ pub fn merged_taints(
         .iter()
         .filter(|t| {
             let id = id_of(t);
-            // Ours and no longer asked for, or asked for with another value.
-            !(owned.contains(&id) && !wanted.contains_key(&id))
-                && !(wanted.contains_key(&id) && !is_current(t))
+            match wanted.get(&id) {
+                // Asked for: kept as it is, or replaced below when its
+                // value changed.
+                Some(_) => is_current(t),
+                // Not asked for: gone if we set it, else someone else's.
+                None => !owned.contains(&id),
+            }
         })
         .cloned()
         .collect();

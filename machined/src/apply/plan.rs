@@ -2,7 +2,7 @@
 //! whether the node must reboot, and which services restart. One table,
 //! [`RULES`]; a field it does not name needs a reboot (the safe answer).
 //!
-//! containerd and the kubelet are not in the table: they run from specs
+//! containerd, the kubelet and etcd are not in the table: they run from specs
 //! derived from the config (`kubernetes::specs`), restart when their spec
 //! changes, and the apply reports them by comparing the specs of the old
 //! and the new config.
@@ -36,6 +36,7 @@ pub const RULES: &[(&str, Impact)] = &[
     // In the kubelet's and containerd's specs: a changed spec restarts them.
     ("machine.kubelet", Impact::Live(&[])),
     ("machine.registries", Impact::Live(&[])),
+    ("cluster.etcd.extraArgs", Impact::Live(&[])),
     // The time and network controllers follow the running config.
     ("machine.time", Impact::Live(&[])),
     ("machine.network", Impact::Live(&[])),

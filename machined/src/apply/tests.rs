@@ -436,3 +436,47 @@ fn kubelet_and_registry_fields_change_the_services_specs() {
     assert!(plan::plan(Some(&cfg), &mirrored).services.is_empty());
     assert!(!plan::plan(Some(&cfg), &mirrored).reboot_required());
 }
+
+/// etcd runs from its spec too: `cluster.etcd.extraArgs` applies live on a
+/// control plane, restarting etcd (dry run names it); a worker runs none.
+#[test]
+fn etcd_extra_args_change_etcds_spec_live_on_control_planes_only() {
+    use kubernetes::specs::services_changed;
+    let (cfg, _) = generated();
+    assert_eq!(
+        cfg.machine.machine_type,
+        config::spec::MachineType::Controlplane
+    );
+    let facts = kubernetes::kubelet::NodeFacts {
+        hostname: "cp1".into(),
+        node_ip: Some("10.5.0.2".parse().unwrap()),
+    };
+    let mut tuned = cfg.clone();
+    tuned.cluster.etcd.extra_args.insert(
+        "heartbeat-interval".parse().unwrap(),
+        config::types::ScalarString::new("250"),
+    );
+    assert_eq!(services_changed(&cfg, &tuned, &facts), vec!["etcd"]);
+    let p = plan::plan(Some(&cfg), &tuned);
+    assert!(!p.reboot_required(), "{p:?}");
+    assert_eq!(p.changed, vec!["cluster.etcd.extraArgs.heartbeat-interval"]);
+    let spec = kubernetes::specs::EtcdSpec::of(
+        &tuned,
+        &kubernetes::k8s_pki::NodeFacts {
+            hostname: "cp1".into(),
+            addresses: vec!["10.5.0.2".parse().unwrap()],
+        },
+    );
+    let args =
+        kubernetes::etcd::EtcdSettings::from_spec(&spec, &kubernetes::etcd::Layout::node()).args();
+    assert!(
+        args.contains(&"--heartbeat-interval=250".to_string()),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--name=cp1".to_string()), "{args:?}");
+
+    let (mut worker, mut worker_tuned) = (cfg.clone(), tuned.clone());
+    worker.machine.machine_type = config::spec::MachineType::Worker;
+    worker_tuned.machine.machine_type = config::spec::MachineType::Worker;
+    assert!(services_changed(&worker, &worker_tuned, &facts).is_empty());
+}
