@@ -167,6 +167,68 @@ impl Lifecycle {
     }
 }
 
+/// After a power signal is refused, the same signal again within this
+/// long forces the action: whoever pressed Ctrl-Alt-Del twice means it.
+pub const SIGNAL_CONFIRM: Duration = Duration::from_secs(10);
+
+/// What became of a power signal to PID 1.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignalOutcome {
+    Taken,
+    /// Taken although another action runs (`SIGPWR`, or a repeat).
+    Forced,
+    /// Refused; the same signal within [`SIGNAL_CONFIRM`] forces it.
+    Refused(LifecycleError),
+    /// A reboot or shutdown is under way already.
+    AlreadyPowering,
+}
+
+impl Lifecycle {
+    /// A reboot or power-off asked by a signal to PID 1, taken like the
+    /// Reboot and Shutdown RPCs: refused while another action runs (an
+    /// install, an upgrade writing a slot) unless `force` (power failing:
+    /// `SIGPWR`) or the same signal was refused less than
+    /// [`SIGNAL_CONFIRM`] ago (`last_refused`, kept by the caller).
+    pub fn power_signal(
+        self: &Arc<Self>,
+        action: PowerAction,
+        why: &str,
+        force: bool,
+        last_refused: &mut Option<Instant>,
+    ) -> SignalOutcome {
+        if self.powering_off() {
+            return SignalOutcome::AlreadyPowering;
+        }
+        match self.power(action, why) {
+            Ok(()) => SignalOutcome::Taken,
+            Err(e) => {
+                let repeated = last_refused.is_some_and(|t| t.elapsed() < SIGNAL_CONFIRM);
+                if force || repeated {
+                    self.force_power(action, why);
+                    SignalOutcome::Forced
+                } else {
+                    *last_refused = Some(Instant::now());
+                    SignalOutcome::Refused(e)
+                }
+            }
+        }
+    }
+
+    /// Takes `action` whatever runs: nothing starts after it.
+    fn force_power(self: &Arc<Self>, action: PowerAction, why: &str) {
+        let action_of = match action {
+            PowerAction::Reboot => Action::Reboot,
+            PowerAction::PowerOff => Action::Shutdown,
+        };
+        self.lock().powering = Some(action_of);
+        Guard {
+            owner: self.clone(),
+            action: action_of,
+        }
+        .power(action, why);
+    }
+}
+
 impl Guard {
     pub fn action(&self) -> Action {
         self.action
@@ -292,5 +354,52 @@ mod tests {
         );
         let sent = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         assert_eq!(sent.unwrap(), Some(PowerAction::Reboot));
+    }
+    #[tokio::test]
+    async fn ctrl_alt_del_during_an_install_is_refused_once_then_forced_and_sigpwr_at_once() {
+        let (l, mut rx) = lifecycle();
+        let install = l.begin(Action::Install).unwrap();
+        let mut last = None;
+        let first = l.power_signal(PowerAction::Reboot, "SIGINT", false, &mut last);
+        assert!(
+            matches!(
+                first,
+                SignalOutcome::Refused(LifecycleError::Busy {
+                    running: Action::Install,
+                    ..
+                })
+            ),
+            "{first:?}"
+        );
+        assert!(!l.powering_off());
+        assert_eq!(
+            l.power_signal(PowerAction::Reboot, "SIGINT", false, &mut last),
+            SignalOutcome::Forced
+        );
+        assert!(l.powering_off());
+        assert_eq!(
+            l.power_signal(PowerAction::Reboot, "SIGINT", false, &mut last),
+            SignalOutcome::AlreadyPowering
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(sent.unwrap(), Some(PowerAction::Reboot));
+        drop(install);
+
+        // Power failing: at once, whatever runs.
+        let (l, mut rx) = lifecycle();
+        let _upgrade = l.begin(Action::Upgrade).unwrap();
+        assert_eq!(
+            l.power_signal(PowerAction::PowerOff, "SIGPWR", true, &mut None),
+            SignalOutcome::Forced
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(sent.unwrap(), Some(PowerAction::PowerOff));
+
+        // An idle node takes it at once.
+        let (l, _rx) = lifecycle();
+        assert_eq!(
+            l.power_signal(PowerAction::Reboot, "SIGINT", false, &mut None),
+            SignalOutcome::Taken
+        );
     }
 }

@@ -172,28 +172,52 @@ fn report_state_cleanup(done: &apply::store::BootCleanup) {
     }
 }
 
-/// SIGTERM and SIGPWR power off, SIGINT (Ctrl-Alt-Del) reboots.
-fn spawn_signal_handlers(power: mpsc::Sender<PowerAction>) {
-    for (kind, action, name) in [
-        (SignalKind::terminate(), PowerAction::PowerOff, "SIGTERM"),
+/// SIGTERM powers off and SIGINT (Ctrl-Alt-Del) reboots, through the
+/// lifecycle: refused while an install, upgrade or reset runs unless the
+/// same signal comes again within `SIGNAL_CONFIRM`. SIGPWR (power failing)
+/// powers off at once.
+fn spawn_signal_handlers(lifecycle: Arc<crate::lifecycle::Lifecycle>) {
+    use crate::lifecycle::{SignalOutcome, SIGNAL_CONFIRM};
+    for (kind, action, name, force) in [
+        (
+            SignalKind::terminate(),
+            PowerAction::PowerOff,
+            "SIGTERM",
+            false,
+        ),
         (
             SignalKind::interrupt(),
             PowerAction::Reboot,
             "SIGINT (Ctrl-Alt-Del)",
+            false,
         ),
         (
             SignalKind::from_raw(libc::SIGPWR),
             PowerAction::PowerOff,
             "SIGPWR",
+            true,
         ),
     ] {
-        let power = power.clone();
+        let lifecycle = lifecycle.clone();
         match signal(kind) {
             Ok(mut s) => {
                 tokio::spawn(async move {
+                    let mut last_refused = None;
                     while s.recv().await.is_some() {
-                        runtime::console!("received {name}");
-                        let _ = power.send(action).await;
+                        let why = format!("received {name}");
+                        match lifecycle.power_signal(action, &why, force, &mut last_refused) {
+                            SignalOutcome::Taken => runtime::console!("{why}"),
+                            SignalOutcome::Forced => {
+                                runtime::console!("{why}: going ahead over what runs")
+                            }
+                            SignalOutcome::Refused(e) => runtime::console!(
+                                "{why}: not now, {e}; send it again within {} s to go ahead anyway",
+                                SIGNAL_CONFIRM.as_secs()
+                            ),
+                            SignalOutcome::AlreadyPowering => {
+                                runtime::console!("{why}: already shutting down")
+                            }
+                        }
                     }
                 });
             }
@@ -309,7 +333,6 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
     let listing = tokio::task::spawn_blocking(disks::list);
     early_system_setup(&sys);
     let (power_tx, mut power_rx) = mpsc::channel(4);
-    spawn_signal_handlers(power_tx.clone());
     let supervisor = Supervisor::new();
     let node = Arc::new(Node::new(
         cmdline.clone(),
@@ -317,6 +340,7 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         ring,
         power_tx,
     ));
+    spawn_signal_handlers(node.lifecycle.clone());
 
     // The internal API first, so apid can reach machined as soon as it runs.
     let sock = Path::new(config::constants::MACHINED_SOCKET);

@@ -115,19 +115,27 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
         for (target, problem) in system::mounts::unmount_all(&system::syscall::Real) {
             runtime::console!("reset: {}: {problem}", target.display());
         }
-        for d in &targets {
-            let name = d.partname.as_deref().unwrap_or_default();
-            let r = if name == partition::META {
-                host::meta::MetaStore::open(&d.node)
-                    .and_then(|mut m| m.erase())
-                    .map_err(|e| e.to_string())
-            } else {
-                crate::install::disk::zero(&d.node, 0, d.size_bytes).map_err(|e| e.to_string())
-            };
-            match r {
-                Ok(()) => runtime::console!("reset: wiped {name} ({})", d.node.display()),
-                Err(e) => runtime::console!("reset: cannot wipe {name}: {e}"),
+        // Zeroing takes minutes on a large partition: on a blocking
+        // thread, so PID 1's runtime (the reaper, the console) goes on.
+        let wiped = tokio::task::spawn_blocking(move || {
+            for d in &targets {
+                let name = d.partname.as_deref().unwrap_or_default();
+                let r = if name == partition::META {
+                    host::meta::MetaStore::open(&d.node)
+                        .and_then(|mut m| m.erase())
+                        .map_err(|e| e.to_string())
+                } else {
+                    crate::install::disk::zero(&d.node, 0, d.size_bytes).map_err(|e| e.to_string())
+                };
+                match r {
+                    Ok(()) => runtime::console!("reset: wiped {name} ({})", d.node.display()),
+                    Err(e) => runtime::console!("reset: cannot wipe {name}: {e}"),
+                }
             }
+        })
+        .await;
+        if let Err(e) = wiped {
+            runtime::console!("reset: the wipe stopped: {e}");
         }
         guard.power(action, "reset done");
     });
