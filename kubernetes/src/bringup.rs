@@ -206,7 +206,10 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     crate::k8s_pki::issue(&cfg, &facts).await?;
     timeline::mark(node, Phase::PkiIssued, "the Kubernetes PKI is on disk");
     if !done.pki_keeper {
-        tokio::spawn(crate::k8s_pki::keep_issued(node.clone()));
+        let n = node.clone();
+        runtime::keep::keep("kubernetes: the PKI keeper", move || {
+            crate::k8s_pki::keep_issued(n.clone())
+        });
         done.pki_keeper = true;
     }
 
@@ -266,7 +269,10 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     if !done.static_pods {
         let pods = crate::staticpods::StaticPods::new(&node.store)
             .map_err(|e| KubernetesError::StaticPods(e.to_string()))?;
-        tokio::spawn(keep_static_pods(node.clone(), pods));
+        let (n, pods) = (node.clone(), Arc::new(pods));
+        runtime::keep::keep("kubernetes: the static Pods keeper", move || {
+            keep_static_pods(n.clone(), pods.clone())
+        });
         done.static_pods = true;
     }
     if !done.kubelet {
@@ -295,11 +301,17 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     // 6. Bootstrap objects, the role label, the config's node labels and
     // the CNI config.
     if !done.node_labels {
-        tokio::spawn(crate::manifests::node_labels::follow(node.clone()));
+        let n = node.clone();
+        runtime::keep::keep("kubernetes: the Node labels and taints keeper", move || {
+            crate::manifests::node_labels::follow(n.clone())
+        });
         done.node_labels = true;
     }
     if !done.podnet {
-        tokio::spawn(crate::podnet::run(node.clone()));
+        let n = node.clone();
+        runtime::keep::keep("kubernetes: the Pod network keeper", move || {
+            crate::podnet::run(n.clone())
+        });
         done.podnet = true;
     }
     if control_plane {
@@ -322,7 +334,10 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             "node bootstrap RBAC, kube-proxy and cluster DNS applied",
         );
         if !done.csr_approver {
-            tokio::spawn(crate::manifests::csr_approver::run(client.clone()));
+            let c = client.clone();
+            runtime::keep::keep("kubernetes: the CSR approver", move || {
+                crate::manifests::csr_approver::run(c.clone())
+            });
             tokio::spawn(crate::manifests::apply_addons(client.clone(), cfg.clone()));
             done.csr_approver = true;
         }
@@ -396,7 +411,7 @@ async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
 
 /// Renders the static pods now and again whenever the config or the
 /// addresses change, or the secrets on disk do (checked every few seconds).
-async fn keep_static_pods(node: Runtime, pods: crate::staticpods::StaticPods) {
+async fn keep_static_pods(node: Runtime, pods: Arc<crate::staticpods::StaticPods>) {
     let filter = Filter {
         kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES],
         id: None,

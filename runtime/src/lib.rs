@@ -14,6 +14,7 @@
 #[macro_use]
 pub mod logging;
 pub mod exec;
+pub mod keep;
 pub mod reaper;
 pub mod resources;
 pub mod supervisor;
