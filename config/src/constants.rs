@@ -140,6 +140,10 @@ pub mod k8s {
     /// etcd's secrets and runtime paths.
     pub mod etcd {
         pub const SECRETS_DIR: &str = "/system/secrets/etcd";
+        /// etcd runs as this unprivileged user and group (as Talos's does),
+        /// owning its secrets and its data directory.
+        pub const UID: u32 = 60;
+        pub const GID: u32 = 60;
         pub const CA_CERT: &str = "/system/secrets/etcd/ca.crt";
         /// Serving certificate for clients (port 2379).
         pub const SERVER_CERT: &str = "/system/secrets/etcd/server.crt";

@@ -19,6 +19,17 @@ pub enum WriteError {
 /// Write `contents` to `path` with mode 0600. With `overwrite` false an
 /// existing file is left alone and [`WriteError::Exists`] returned.
 pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), WriteError> {
+    write_private_as(path, contents, overwrite, None)
+}
+
+/// [`write_private`], the file owned by `owner` (uid, gid) from before it
+/// gets its name, so its reader never meets it as root's.
+pub fn write_private_as(
+    path: &Path,
+    contents: &[u8],
+    overwrite: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<(), WriteError> {
     let shown = path.display().to_string();
     let io = |source| WriteError::Io {
         path: shown.clone(),
@@ -34,6 +45,9 @@ pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<()
         .tempfile_in(dir)
         .map_err(io)?;
     tmp.write_all(contents).map_err(io)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).map_err(io)?;
+    }
     tmp.as_file().sync_all().map_err(io)?;
     if overwrite {
         tmp.persist(path).map_err(|e| io(e.error))?;

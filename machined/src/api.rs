@@ -211,6 +211,7 @@ fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
 
 pub fn service_info(h: &ServiceHandle) -> ServiceInfo {
     let s = h.snapshot();
+    let privileges = s.pid.and_then(Privileges::of);
     ServiceInfo {
         id: h.id.clone(),
         state: s.state.to_string(),
@@ -233,6 +234,57 @@ pub fn service_info(h: &ServiceHandle) -> ServiceInfo {
         restarts: s.restarts,
         pid: s.pid.unwrap_or(0),
         depends_on: h.depends_on.clone(),
+        uid: privileges.as_ref().map(|p| p.uid),
+        capabilities: privileges.map(|p| p.capabilities).unwrap_or_default(),
+    }
+}
+
+/// Who a running process is: its real user id and its effective
+/// capabilities.
+#[derive(Debug, PartialEq)]
+pub struct Privileges {
+    pub uid: u32,
+    pub capabilities: String,
+}
+
+impl Privileges {
+    /// From `/proc/<pid>/status`.
+    pub fn of(pid: i32) -> Option<Privileges> {
+        // "all" means every capability this kernel has.
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        Self::parse(
+            &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+            last_cap,
+        )
+    }
+
+    pub fn parse(status: &str, last_cap: u32) -> Option<Privileges> {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+        };
+        let uid = field("Uid:")?.parse().ok()?;
+        let eff = u64::from_str_radix(field("CapEff:")?, 16).ok()?;
+        let all: u64 = u64::MAX >> (63 - last_cap.min(63));
+        let capabilities = if eff == 0 {
+            "none".to_string()
+        } else if eff & all == all {
+            "all".to_string()
+        } else {
+            let mut names: Vec<String> = caps::all()
+                .into_iter()
+                .filter(|c| eff & c.bitmask() != 0)
+                .map(|c| c.to_string())
+                .collect();
+            names.sort();
+            names.join(",")
+        };
+        Some(Privileges { uid, capabilities })
     }
 }
 
@@ -843,6 +895,38 @@ fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn privileges_name_the_user_and_the_effective_capabilities() {
+        use super::Privileges;
+        let status = |uid: &str, eff: &str| {
+            format!("Name:\tetcd\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nCapInh:\t0000000000000000\nCapEff:\t{eff}\n")
+        };
+        let p = |uid, eff| Privileges::parse(&status(uid, eff), 40).unwrap();
+        let p_ = |eff, last| {
+            Privileges::parse(&status("0", eff), last)
+                .unwrap()
+                .capabilities
+        };
+        assert_eq!(
+            p("60", "0000000000000000"),
+            Privileges {
+                uid: 60,
+                capabilities: "none".into()
+            }
+        );
+        assert_eq!(p("0", "000001ffffffffff").capabilities, "all");
+        // CAP_NET_BIND_SERVICE (10) and CAP_NET_ADMIN (12).
+        assert_eq!(
+            p("0", "0000000000001400").capabilities,
+            "CAP_NET_ADMIN,CAP_NET_BIND_SERVICE"
+        );
+        assert_eq!(Privileges::parse("Name:\tx\n", 40), None);
+        // A kernel without CAP_CHECKPOINT_RESTORE (40): 0..=39 is all.
+        assert_eq!(p_("000000ffffffffff", 39), "all");
+        // This test's own process.
+        assert!(Privileges::of(std::process::id() as i32).is_some());
+    }
+
     #[test]
     fn api_statuses_say_what_to_do() {
         use super::{to_status, ApiError};

@@ -884,6 +884,44 @@ fn services_run_in_their_cgroups(vm: &Vm, node: &Node, say: &mut impl FnMut(&str
         "kube-apiserver runs in {got}"
     );
     say("containerd, etcd and the kubelet run in podruntime/, apid in system/, Pods in kubepods/");
+
+    // Least privilege (issue 16): etcd and apid run as their own users with
+    // no capabilities; containerd and the kubelet stay root, as everywhere.
+    let wide = or_panic(
+        vm,
+        "services -o wide",
+        node.ctl(&["services", "-o", "wide"]),
+    );
+    assert!(wide.contains("CAPABILITIES"), "{wide}");
+    let json = or_panic(
+        vm,
+        "services -o json",
+        node.ctl(&["services", "-o", "json"]),
+    );
+    let services: serde_json::Value = or_panic(
+        vm,
+        "services as JSON",
+        serde_json::from_str(&json).map_err(anyhow::Error::from),
+    );
+    for (service, uid, caps) in [
+        ("etcd", 60, "none"),
+        ("apid", 50, "none"),
+        ("containerd", 0, "all"),
+        ("kubelet", 0, "all"),
+    ] {
+        let s = services
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["id"] == service)
+            .unwrap_or_else(|| panic!("no {service} in {json}"));
+        assert_eq!(
+            (s["uid"].as_u64(), s["capabilities"].as_str()),
+            (Some(uid), Some(caps)),
+            "{service}'s user and capabilities:\n{wide}"
+        );
+    }
+    say("etcd runs as uid 60 and apid as uid 50, both without capabilities (services -o wide)");
 }
 
 fn service_status(node: &Node, id: &str) -> anyhow::Result<ServiceStatus> {

@@ -13,16 +13,41 @@ use crate::session::{self, Session};
 #[command(after_help = "\
 Examples:
   cairnctl -n 10.5.0.2 services
+  cairnctl -n 10.5.0.2 services -o wide
   cairnctl -n 10.5.0.2,10.5.0.3 services -o json
 
 Columns: the service, its state (Waiting, Preparing, Running, Finished, Failed,
 Stopped, Skipped), its health check (ok, failing, unknown), how long ago its
-state last changed, and its last event. `cairnctl service <id>` shows all of a
-service's events.")]
+state last changed, and its last event. `-o wide` adds the user id the running
+process has and its effective capabilities (none, all, or their names).
+`cairnctl service <id>` shows all of a service's events.")]
 pub struct Args {
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    #[arg(short = 'o', long, value_enum, default_value_t = ServicesFormat::Table)]
+    pub output: ServicesFormat,
+}
+
+/// `-o`: the common formats, and `wide`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServicesFormat {
+    /// Aligned columns with a header.
+    Table,
+    /// The table, with each process's user id and capabilities.
+    Wide,
+    /// JSON (an array).
+    Json,
+    /// YAML (one document per record).
+    Yaml,
+}
+
+impl ServicesFormat {
+    fn common(self) -> Format {
+        match self {
+            ServicesFormat::Table | ServicesFormat::Wide => Format::Table,
+            ServicesFormat::Json => Format::Json,
+            ServicesFormat::Yaml => Format::Yaml,
+        }
+    }
 }
 
 /// One service on one node, for `-o json|yaml`.
@@ -39,6 +64,11 @@ pub struct ServiceRecord {
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// The running process's user id and effective capabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub capabilities: String,
     pub events: Vec<EventRecord>,
     /// When the state last changed (seconds since the epoch), for the table.
     #[serde(skip)]
@@ -67,6 +97,8 @@ impl ServiceRecord {
             restarts: s.restarts,
             pid: (s.pid > 0).then_some(s.pid),
             depends_on: s.depends_on.clone(),
+            uid: s.uid,
+            capabilities: s.capabilities.clone(),
             events: s
                 .events
                 .iter()
@@ -85,19 +117,18 @@ impl ServiceRecord {
     }
 }
 
-/// The table: one row per service per node.
-pub fn table(records: &[ServiceRecord], now: i64) -> Table {
-    let mut t = Table::new([
-        "NODE",
-        "SERVICE",
-        "STATE",
-        "HEALTH",
-        "LAST CHANGE",
-        "LAST EVENT",
-    ]);
+/// The table: one row per service per node; `wide` adds the process's
+/// user id and capabilities before the last event.
+pub fn table(records: &[ServiceRecord], now: i64, wide: bool) -> Table {
+    let mut header = vec!["NODE", "SERVICE", "STATE", "HEALTH", "LAST CHANGE"];
+    if wide {
+        header.extend(["UID", "CAPABILITIES"]);
+    }
+    header.push("LAST EVENT");
+    let mut t = Table::new(header);
     for r in records {
         let last = r.events.last();
-        t.row([
+        let mut row = vec![
             r.node.clone(),
             r.id.clone(),
             r.state.clone(),
@@ -105,8 +136,18 @@ pub fn table(records: &[ServiceRecord], now: i64) -> Table {
             r.last_change
                 .map(|w| format!("{} ago", output::age(w, now)))
                 .unwrap_or_default(),
-            last.map(|e| e.message.clone()).unwrap_or_default(),
-        ]);
+        ];
+        if wide {
+            let dash = || "-".to_string();
+            row.push(r.uid.map_or_else(dash, |u| u.to_string()));
+            row.push(if r.capabilities.is_empty() {
+                dash()
+            } else {
+                r.capabilities.clone()
+            });
+        }
+        row.push(last.map(|e| e.message.clone()).unwrap_or_default());
+        t.row(row);
     }
     t
 }
@@ -136,7 +177,12 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .map(move |s| ServiceRecord::new(node, s))
         })
         .collect();
-    output::print_records(args.output, || table(&records, now()), &records)?;
+    let wide = args.output == ServicesFormat::Wide;
+    output::print_records(
+        args.output.common(),
+        || table(&records, now(), wide),
+        &records,
+    )?;
     Ok(session::report_errors(&results))
 }
 
@@ -172,6 +218,8 @@ mod tests {
             restarts: 0,
             pid: 42,
             depends_on: vec![],
+            uid: Some(50),
+            capabilities: "none".into(),
         }
     }
 
@@ -188,12 +236,39 @@ mod tests {
                 },
             ),
         ];
-        let text = table(&records, 1010 + 180).render();
+        let text = table(&records, 1010 + 180, false).render();
         assert_eq!(
             text,
             "NODE              SERVICE        STATE     HEALTH    LAST CHANGE   LAST EVENT\n\
              127.0.0.1:50000   apid           Running   ok        3m ago        process started (pid 42)\n\
              127.0.0.1:50000   machined-api   Waiting   unknown\n"
+        );
+    }
+
+    #[test]
+    fn the_wide_table_adds_the_user_and_the_capabilities() {
+        let records = vec![
+            ServiceRecord::new("n1", &info()),
+            ServiceRecord::new(
+                "n1",
+                &ServiceInfo {
+                    id: "etcd".into(),
+                    state: "Waiting".into(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let text = table(&records, 1010 + 180, true).render();
+        assert_eq!(
+            text,
+            "NODE   SERVICE   STATE     HEALTH    LAST CHANGE   UID   CAPABILITIES   LAST EVENT\n\
+             n1     apid      Running   ok        3m ago        50    none           process started (pid 42)\n\
+             n1     etcd      Waiting   unknown                 -     -\n"
+        );
+        let json = serde_json::to_value(&records[0]).unwrap();
+        assert_eq!(
+            (json["uid"].clone(), json["capabilities"].clone()),
+            (50.into(), "none".into())
         );
     }
 

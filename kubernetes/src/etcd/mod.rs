@@ -108,6 +108,7 @@ pub struct EtcdSettings {
     /// `cluster.etcd.extraArgs`: override Cairn's flags.
     pub extra_args: BTreeMap<String, String>,
     pub cgroup: Option<PathBuf>,
+    pub user: Option<(u32, u32)>,
 }
 
 /// Where etcd's pieces are: the node's paths, or temporary ones in tests.
@@ -123,6 +124,9 @@ pub struct Layout {
     pub time_sync_timeout: Duration,
     /// etcd's cgroup (the node's `podruntime/etcd`); `None` in tests.
     pub cgroup: Option<PathBuf>,
+    /// The user and group etcd runs as (no capabilities, `no_new_privs`),
+    /// owning its data directory; `None` runs it as machined (tests).
+    pub user: Option<(u32, u32)>,
 }
 
 impl Layout {
@@ -137,6 +141,7 @@ impl Layout {
             peer_port: k8s::etcd::PEER_PORT,
             time_sync_timeout: TIME_SYNC_TIMEOUT,
             cgroup: Some(system::cgroups::Group::PodRuntime.node_service(SERVICE_ID)),
+            user: Some((k8s::etcd::UID, k8s::etcd::GID)),
         }
     }
 }
@@ -227,6 +232,7 @@ impl EtcdSettings {
             cluster_token: spec.cluster_token.clone(),
             extra_args: spec.extra_args.clone(),
             cgroup: layout.cgroup.clone(),
+            user: layout.user,
         }
     }
 
@@ -346,6 +352,18 @@ pub fn service_from_store(
     ))
 }
 
+/// Gives `dir` and everything under it to `uid`:`gid` (symlinks themselves,
+/// never what they point at).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// etcd's process with `settings`.
 fn process(settings: &EtcdSettings) -> ProcessRunner {
     let mut runner = ProcessRunner::new(&settings.binary).args(settings.args());
@@ -357,13 +375,20 @@ fn process(settings: &EtcdSettings) -> ProcessRunner {
     // etcd writes its WAL on stop; give it time before SIGKILL.
     runner.stop_timeout = Duration::from_secs(15);
     runner.cgroup = settings.cgroup.clone();
+    // Its own user: the kernel clears every capability at the switch, and
+    // no_new_privs keeps it so.
+    if let Some((uid, gid)) = settings.user {
+        runner.uid = Some(uid);
+        runner.gid = Some(gid);
+        runner.no_new_privs = true;
+    }
     runner
 }
 
 /// The service around `prepare`'s process; `settings` gives what does not
 /// change from one start to the next (paths, ports).
 fn service_prepared(settings: &EtcdSettings, prepare: Prepare) -> Service {
-    let data_dir = settings.data_dir.clone();
+    let (data_dir, user) = (settings.data_dir.clone(), settings.user);
     let pre: runtime::supervisor::Hook = Arc::new(move || {
         let data_dir = data_dir.clone();
         Box::pin(async move {
@@ -374,6 +399,14 @@ fn service_prepared(settings: &EtcdSettings, prepare: Prepare) -> Service {
                 .create(&data_dir)?;
             // etcd refuses a data directory readable by others.
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
+            // Data an older Cairn's etcd wrote as root, or a join restored:
+            // its user's, whole.
+            if let Some((uid, gid)) = user {
+                let dir = data_dir.clone();
+                tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
             Ok(())
         })
     });

@@ -22,16 +22,37 @@ fn node() -> Runtime {
     node
 }
 
+/// etcd's own user, as on a node, when the tests run as root (they do in
+/// CI); the directory above the test's files is then opened to it.
+fn etcd_user(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some((k8s::etcd::UID, k8s::etcd::GID))
+}
+
 fn layout(root: &Path) -> Layout {
+    let user = etcd_user(root);
+    let mut secrets = k8s_pki::SecretDirs::under(&root.join("secrets"));
+    secrets.etcd_owner = user;
+    if user.is_some() {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(root.join("secrets")).unwrap();
+        std::fs::set_permissions(root.join("secrets"), std::fs::Permissions::from_mode(0o711))
+            .unwrap();
+    }
     Layout {
         binary: HOST_ETCD.into(),
         lib_dir: None,
         data_dir: root.join("etcd-data"),
-        secrets: k8s_pki::SecretDirs::under(&root.join("secrets")),
+        secrets,
         client_port: free_port(),
         peer_port: free_port(),
         time_sync_timeout: Duration::ZERO,
         cgroup: None,
+        user,
     }
 }
 
@@ -139,6 +160,26 @@ async fn real_etcd_bootstraps_once_lists_members_and_snapshots() {
     bootstrap_in(&n, &l).await.unwrap();
     let h = n.supervisor.handle(SERVICE_ID).unwrap();
     wait_healthy(&h, Duration::from_secs(60)).await;
+    if let Some((uid, _)) = l.user {
+        // Least privilege: its own user, no capabilities, its data its own.
+        let pid = h.snapshot().pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().next().unwrap_or_default().to_string())
+                .unwrap()
+        };
+        assert_eq!(field("Uid:"), uid.to_string(), "{status}");
+        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        use std::os::unix::fs::MetadataExt as _;
+        let member = std::fs::metadata(l.data_dir.join("member")).unwrap();
+        assert_eq!(member.uid(), uid);
+        let key = std::fs::metadata(l.secrets.etcd.join("server.key")).unwrap();
+        assert_eq!((key.uid(), key.mode() & 0o777), (uid, 0o600));
+    }
     let again = bootstrap_in(&n, &l).await.unwrap_err();
     assert!(
         matches!(

@@ -87,6 +87,7 @@ async fn the_real_apiserver_accepts_the_pki() {
         peer_port: free_port(),
         time_sync_timeout: Duration::ZERO,
         cgroup: None,
+        user: None,
     };
     let (cfg, _) = generated();
     let facts = NodeFacts {

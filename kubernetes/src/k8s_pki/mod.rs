@@ -84,6 +84,9 @@ impl NodeFacts {
 pub struct SecretDirs {
     pub kubernetes: PathBuf,
     pub etcd: PathBuf,
+    /// Who owns `etcd` and its files (uid, gid): etcd's own user on a
+    /// node; `None` leaves them machined's.
+    pub etcd_owner: Option<(u32, u32)>,
 }
 
 impl SecretDirs {
@@ -91,6 +94,7 @@ impl SecretDirs {
         SecretDirs {
             kubernetes: k8s::SECRETS_DIR.into(),
             etcd: k8s::etcd::SECRETS_DIR.into(),
+            etcd_owner: Some((k8s::etcd::UID, k8s::etcd::GID)),
         }
     }
 
@@ -99,6 +103,7 @@ impl SecretDirs {
         SecretDirs {
             kubernetes: root.join("kubernetes"),
             etcd: root.join("etcd"),
+            etcd_owner: None,
         }
     }
 }
@@ -229,7 +234,10 @@ pub fn issue_into(
     facts: &NodeFacts,
     dirs: &SecretDirs,
 ) -> Result<Issued, K8sPkiError> {
-    let mut w = Writer::default();
+    let mut w = Writer {
+        owned: dirs.etcd_owner.map(|o| (dirs.etcd.clone(), o)),
+        ..Writer::default()
+    };
     let c = &cfg.cluster;
     let cluster = c.cluster_name.to_string();
     let endpoint = c.control_plane.endpoint.to_string();
@@ -494,9 +502,18 @@ pub fn encryption_config(secretbox_key_base64: &str) -> String {
 #[derive(Default)]
 struct Writer {
     done: Issued,
+    /// A directory whose files (and itself) belong to a service's user.
+    owned: Option<(PathBuf, (u32, u32))>,
 }
 
 impl Writer {
+    fn owner_of(&self, path: &Path) -> Option<(u32, u32)> {
+        self.owned
+            .as_ref()
+            .filter(|(dir, _)| path.starts_with(dir))
+            .map(|(_, owner)| *owner)
+    }
+
     fn dir(&self, path: &Path) -> Result<(), K8sPkiError> {
         let err = |source| K8sPkiError::Dir {
             path: path.to_path_buf(),
@@ -507,15 +524,29 @@ impl Writer {
             .mode(0o700)
             .create(path)
             .map_err(err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        if let Some((uid, gid)) = self.owner_of(path) {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(err)?;
+        }
+        Ok(())
     }
 
     fn file(&mut self, path: &Path, content: &str) -> Result<(), K8sPkiError> {
+        let owner = self.owner_of(path);
         if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
+            // Written by an older Cairn as machined's own: hand it over.
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| {
+                    K8sPkiError::Dir {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+            }
             self.done.unchanged.push(path.to_path_buf());
             return Ok(());
         }
-        config::fsutil::write_private(path, content.as_bytes(), true)?;
+        config::fsutil::write_private_as(path, content.as_bytes(), true, owner)?;
         self.done.written.push(path.to_path_buf());
         Ok(())
     }
