@@ -153,7 +153,10 @@ pub fn early_table() -> Vec<MountPoint> {
             nosuid_nodev(),
             "mode=0755",
         ),
-        MountPoint::tmpfs(config::constants::SECRETS_DIR, nse, "mode=0700"),
+        // Searchable, not listable: a service running as its own user
+        // (etcd) reaches its own directory; every directory in it is 0700
+        // and its owner's.
+        MountPoint::tmpfs(config::constants::SECRETS_DIR, nse, "mode=0711"),
         MountPoint::tmpfs("/system/etc", nse, "mode=0755"),
         MountPoint::tmpfs("/tmp", nosuid_nodev(), "mode=1777"),
         MountPoint::new(
@@ -493,7 +496,9 @@ mod tests {
             .iter()
             .find(|m| m.target == Path::new(config::constants::SECRETS_DIR))
             .unwrap();
-        assert_eq!(s.data.as_deref(), Some("mode=0700"));
+        // Not listable by anyone but root; each service's directory below
+        // is 0700 and its own.
+        assert_eq!(s.data.as_deref(), Some("mode=0711"));
     }
 
     #[test]
