@@ -521,9 +521,12 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
                         let n = node.clone();
                         tokio::spawn(async move {
                             let addresses = network_ready.wait().await;
+                            // The name the network configuration gave the
+                            // node (on an installed node, a suffix kept on
+                            // STATE), not the early one from the MAC.
                             maintenance::banner_when_ready(
                                 apid,
-                                hostname,
+                                n.hostname(),
                                 addresses,
                                 cert.fingerprint,
                             )

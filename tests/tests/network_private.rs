@@ -44,6 +44,7 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
     let mut vm2 = Vm::start(&c2).unwrap_or_else(|e| panic!("{e}"));
     wait_maintenance(&mut vm1, c1.boot_timeout() * 2);
     wait_maintenance(&mut vm2, c2.boot_timeout() * 2);
+    let unconfigured = two_unconfigured_nodes_have_their_own_hostnames(&vm1, &vm2);
 
     let cluster = Cluster::generate();
     let n1 = Node::configure(
@@ -63,6 +64,10 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
          {interface: eth1, addresses: [192.168.77.2/24]}]}",
     );
     let mut c = Checks::default();
+    c.check(
+        "two unconfigured nodes with QEMU's default MAC have hostnames of their own",
+        unconfigured,
+    );
 
     let has_addr = |n: &Node, a: &str| {
         n.specs("addresses")
@@ -186,4 +191,21 @@ fn two_nodes_on_a_private_network_reach_each_others_apid() {
     );
     eprintln!("network_private: {:?} in all", started.elapsed());
     c.finish();
+}
+
+/// Issue 18: both nodes' eth0 has QEMU's default MAC (52:54:00:12:34:56),
+/// which once named every node `cairn-123456`; an unconfigured node's name
+/// must be its own (a random suffix kept on STATE). Read from the
+/// maintenance banner on each console.
+fn two_unconfigured_nodes_have_their_own_hostnames(vm1: &Vm, vm2: &Vm) -> Result<(), String> {
+    let re = regex::Regex::new(r"cairn: hostname: (\S+)").unwrap();
+    let name = |vm: &Vm| {
+        re.captures(&vm.console())
+            .map(|c| c[1].to_string())
+            .ok_or_else(|| format!("no hostname in the banner:\n{}", vm.console_tail(20)))
+    };
+    let (a, b) = (name(vm1)?, name(vm2)?);
+    is(a != b && a != "cairn-123456" && b != "cairn-123456", || {
+        format!("the two nodes are named {a} and {b}")
+    })
 }

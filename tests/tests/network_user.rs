@@ -100,7 +100,7 @@ fn dhcp_time_and_a_try_that_removes_the_only_address() {
     );
     let hostname = node.specs("hostname").unwrap_or_default();
     c.check(
-        "get hostname: the default cairn-<mac>",
+        "get hostname: the default cairn-<suffix>",
         is(
             hostname.first().is_some_and(|h| {
                 h["hostname"]
