@@ -401,8 +401,10 @@ fn dashboard_in_a_terminal(node: &Node) -> Result<(), String> {
             format!("the dashboard is not on the alternate screen ({alternate}):\n{drawn}")
         })?;
         tmux(&["send-keys", "-t", session, "q"]).map_err(|e| e.to_string())?;
-        let after = wait_for("the dashboard quit on q", &|s| {
-            s.contains("dashboard exited")
+        // Until stty has printed too: the pane can be captured between
+        // the echo and stty's output (CI's one failure of this check).
+        let after = wait_for("the dashboard quit on q and stty printed", &|s| {
+            s.contains("dashboard exited") && s.contains("baud")
         })?;
         is(after.contains("dashboard exited 0"), || {
             format!("exit status:\n{after}")
