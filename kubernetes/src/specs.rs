@@ -100,10 +100,7 @@ impl Spec for KubeletSpec {
 /// kubelet registers with, as the store has them now.
 pub fn node_facts(store: &Store, cfg: Option<&MachineConfig>) -> crate::kubelet::NodeFacts {
     crate::kubelet::NodeFacts {
-        hostname: store
-            .spec::<HostnameSpec>(HostnameSpec::ID)
-            .map(|h| h.hostname)
-            .unwrap_or_default(),
+        hostname: HostnameSpec::current(store),
         node_ip: super::node_ip(store, cfg),
     }
 }
@@ -196,9 +193,7 @@ impl Controller for SpecController {
 
 /// One pass of the spec controller.
 pub fn derive(store: &Store, writer: &Writer) {
-    let cfg = store
-        .spec::<MachineConfigSpec>(MachineConfigSpec::RUNNING)
-        .map(|s| s.0);
+    let cfg = MachineConfigSpec::running(store);
     let (containerd, kubelet) = match &cfg {
         Some(cfg) => (
             vec![(ContainerdSpec::ID.to_string(), ContainerdSpec::of(cfg))],

@@ -250,11 +250,15 @@ pub struct Privileges {
 impl Privileges {
     /// From `/proc/<pid>/status`.
     pub fn of(pid: i32) -> Option<Privileges> {
-        // "all" means every capability this kernel has.
-        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(40);
+        // "all" means every capability this kernel has; the kernel's
+        // count does not change while it runs, so it is read once.
+        static LAST_CAP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let last_cap = *LAST_CAP.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40)
+        });
         Self::parse(
             &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
             last_cap,

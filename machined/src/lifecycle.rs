@@ -40,6 +40,16 @@ pub enum Action {
     Shutdown,
 }
 
+impl Action {
+    /// The action a reboot or power-off is.
+    fn of_power(action: PowerAction) -> Action {
+        match action {
+            PowerAction::Reboot => Action::Reboot,
+            PowerAction::PowerOff => Action::Shutdown,
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -158,11 +168,7 @@ impl Lifecycle {
     /// A reboot or shutdown on its own (the Reboot and Shutdown RPCs, a
     /// signal to PID 1): refused while another action runs.
     pub fn power(self: &Arc<Self>, action: PowerAction, why: &str) -> Result<(), LifecycleError> {
-        let as_action = match action {
-            PowerAction::Reboot => Action::Reboot,
-            PowerAction::PowerOff => Action::Shutdown,
-        };
-        self.begin(as_action)?.power(action, why);
+        self.begin(Action::of_power(action))?.power(action, why);
         Ok(())
     }
 }
@@ -214,16 +220,12 @@ impl Lifecycle {
         }
     }
 
-    /// Takes `action` whatever runs: nothing starts after it.
+    /// Takes `action` whatever runs: nothing starts after it. The running
+    /// action keeps its guard; the power action's own guard ends it all.
     fn force_power(self: &Arc<Self>, action: PowerAction, why: &str) {
-        let action_of = match action {
-            PowerAction::Reboot => Action::Reboot,
-            PowerAction::PowerOff => Action::Shutdown,
-        };
-        self.lock().powering = Some(action_of);
         Guard {
             owner: self.clone(),
-            action: action_of,
+            action: Action::of_power(action),
         }
         .power(action, why);
     }
@@ -250,13 +252,7 @@ impl Guard {
     /// now. From here on nothing else starts.
     pub fn power(self, action: PowerAction, why: &str) {
         let owner = self.owner.clone();
-        {
-            let mut inner = owner.lock();
-            inner.powering = Some(match action {
-                PowerAction::Reboot => Action::Reboot,
-                PowerAction::PowerOff => Action::Shutdown,
-            });
-        }
+        owner.lock().powering = Some(Action::of_power(action));
         drop(self);
         let what = match action {
             PowerAction::Reboot => "reboot",

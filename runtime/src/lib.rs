@@ -60,9 +60,7 @@ impl Runtime {
 
     /// The running machine config, if the node has one.
     pub fn running_config(&self) -> Option<config::MachineConfig> {
-        self.store
-            .spec::<MachineConfigSpec>(MachineConfigSpec::RUNNING)
-            .map(|s| s.0)
+        MachineConfigSpec::running(&self.store)
     }
 
     /// Makes `config` the running machine config (resource
@@ -77,10 +75,7 @@ impl Runtime {
 
     /// The node's hostname (empty before the boot sequence set one).
     pub fn hostname(&self) -> String {
-        self.store
-            .spec::<HostnameSpec>(HostnameSpec::ID)
-            .map(|h| h.hostname)
-            .unwrap_or_default()
+        HostnameSpec::current(&self.store)
     }
 
     pub fn set_hostname(&self, name: &str) {

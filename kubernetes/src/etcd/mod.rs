@@ -331,11 +331,7 @@ pub fn service_from_store(
             if let Some(spec) = store.spec::<EtcdSpec>(EtcdSpec::ID) {
                 return Ok(spec);
             }
-            let cfg = store
-                .spec::<runtime::resources::machineconfig::MachineConfigSpec>(
-                    runtime::resources::machineconfig::MachineConfigSpec::RUNNING,
-                )
-                .map(|s| s.0)
+            let cfg = runtime::resources::machineconfig::MachineConfigSpec::running(&store)
                 .ok_or("no etcd spec yet (the node has no running config)")?;
             Ok(EtcdSpec::of(&cfg, &NodeFacts::of_store(&store)))
         }

@@ -61,18 +61,9 @@ impl NodeFacts {
 
     /// [`NodeFacts::of`] from the resource store alone.
     pub fn of_store(store: &runtime::resources::Store) -> NodeFacts {
-        let cfg = store
-            .spec::<runtime::resources::machineconfig::MachineConfigSpec>(
-                runtime::resources::machineconfig::MachineConfigSpec::RUNNING,
-            )
-            .map(|s| s.0);
+        let cfg = runtime::resources::machineconfig::MachineConfigSpec::running(store);
         NodeFacts {
-            hostname: store
-                .spec::<runtime::resources::specs::HostnameSpec>(
-                    runtime::resources::specs::HostnameSpec::ID,
-                )
-                .map(|h| h.hostname)
-                .unwrap_or_default(),
+            hostname: runtime::resources::specs::HostnameSpec::current(store),
             addresses: crate::addresses::node_addresses(store, cfg.as_ref()),
         }
     }

@@ -17,6 +17,11 @@ pub struct MachineConfigSpec(pub config::MachineConfig);
 impl MachineConfigSpec {
     /// The id of the config the node runs with.
     pub const RUNNING: &'static str = "running";
+
+    /// The running machine config in `store`, if the node has one.
+    pub fn running(store: &super::Store) -> Option<config::MachineConfig> {
+        store.spec::<Self>(Self::RUNNING).map(|s| s.0)
+    }
 }
 
 impl Spec for MachineConfigSpec {

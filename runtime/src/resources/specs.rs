@@ -36,6 +36,15 @@ impl HostnameSpec {
             hostname: name.to_string(),
         }
     }
+
+    /// The node's hostname in `store` (empty before the boot sequence set
+    /// one).
+    pub fn current(store: &super::Store) -> String {
+        store
+            .spec::<Self>(Self::ID)
+            .map(|h| h.hostname)
+            .unwrap_or_default()
+    }
 }
 plain_spec!(HostnameSpec, kind::HOSTNAME);
 
