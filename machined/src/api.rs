@@ -396,6 +396,11 @@ impl MachineService for MachineApi {
     }
 
     async fn bootstrap(&self, _: Request<BootstrapRequest>) -> Result<Response<()>, Status> {
+        // Under the lifecycle: no bootstrap beside a reset wiping etcd's
+        // data, an install or another bootstrap.
+        let _bootstrap = (self.node.lifecycle)
+            .begin(crate::lifecycle::Action::Bootstrap)
+            .map_err(|e| to_status(e.into()))?;
         kubernetes::etcd::bootstrap(&self.node)
             .await
             .map_err(|e| to_status(e.into()))?;

@@ -4,13 +4,13 @@
 //! through a control plane works once the worker's Node exists, and stops
 //! working for a node that was deleted.
 
-use std::path::PathBuf;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use config::MachineConfig;
 use kubernetes::members::MemberSpec;
 use runtime::resources::{kind, Filter, Store, Watch};
 
+use crate::secure::ApidSettingsFile;
 use crate::state::Node;
 
 /// The hosts apid may forward to besides its own names, sorted.
@@ -36,7 +36,7 @@ pub fn hosts(store: &Store, config: &MachineConfig) -> Vec<String> {
 
 /// Keeps the members in apid's settings (in `dir`) current while the node
 /// runs a config.
-pub async fn follow(node: Weak<Node>, dir: PathBuf, owner: Option<(u32, u32)>) {
+pub async fn follow(node: Weak<Node>, file: Arc<ApidSettingsFile>) {
     let Some(store) = node.upgrade().map(|n| n.store.clone()) else {
         return;
     };
@@ -51,10 +51,10 @@ pub async fn follow(node: Weak<Node>, dir: PathBuf, owner: Option<(u32, u32)>) {
             .and_then(|n| n.running_config())
             .map(|c| hosts(&store, &c));
         if let Some(want) = want {
-            let dir = dir.clone();
+            let file = file.clone();
             let count = want.len();
             let written = tokio::task::spawn_blocking(move || {
-                crate::secure::update_settings(&dir, owner, |s| {
+                file.update(|s| {
                     let changed = s.members != want;
                     s.members = want;
                     changed

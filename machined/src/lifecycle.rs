@@ -1,6 +1,8 @@
 //! The one owner of the machine's lifecycle: install, upgrade, rollback,
-//! marking a tried slot good, reset, reboot, shutdown, and apply while it
-//! writes STATE. Each action holds the [`Lifecycle`] for as long as it runs
+//! marking a tried slot good, reset, reboot, shutdown, bootstrap, and
+//! apply and confirm while they write STATE. It also holds what they
+//! share: the installed system (BOOT, META, the booted slot) and whether
+//! that slot is on trial. Each action holds the [`Lifecycle`] for as long as it runs
 //! (an install's guard moves into its background task); a second action is
 //! refused at once, naming the one that runs, never queued behind a
 //! minutes-long install. A power action is the last one: once taken,
@@ -13,12 +15,13 @@
 //! one place) and Talos's sequencer lock are the anchors.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::shutdown::PowerAction;
+use crate::upgrade::System;
 use runtime::resources::events::EventLog;
 use runtime::resources::specs::EventType;
 
@@ -30,6 +33,10 @@ pub const REPLY_FIRST: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Apply,
+    /// Keeping a config applied with `--mode try` (it writes STATE).
+    Confirm,
+    /// Starting etcd as a new cluster.
+    Bootstrap,
     Install,
     Upgrade,
     Rollback,
@@ -54,6 +61,8 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Action::Apply => "an apply-config",
+            Action::Confirm => "confirming a tried config",
+            Action::Bootstrap => "a bootstrap",
             Action::Install => "an install",
             Action::Upgrade => "an upgrade",
             Action::Rollback => "a rollback",
@@ -94,6 +103,9 @@ struct Inner {
 
 pub struct Lifecycle {
     inner: Mutex<Inner>,
+    /// The installed system (BOOT, META, the booted slot) once the boot
+    /// sequence found it; never on a live boot.
+    system: OnceLock<Arc<System>>,
     power: mpsc::Sender<PowerAction>,
     events: Option<Arc<EventLog>>,
 }
@@ -111,6 +123,7 @@ impl Lifecycle {
     pub fn new(power: mpsc::Sender<PowerAction>, events: Option<Arc<EventLog>>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
+            system: OnceLock::new(),
             power,
             events,
         })
@@ -154,6 +167,17 @@ impl Lifecycle {
     /// Whether a reboot or shutdown has been taken.
     pub fn powering_off(&self) -> bool {
         self.lock().powering.is_some()
+    }
+
+    /// Records the installed system the boot sequence found (first call
+    /// wins: it is found once per boot).
+    pub fn set_system(&self, system: Arc<System>) {
+        let _ = self.system.set(system);
+    }
+
+    /// The installed system, `None` on a live boot.
+    pub fn system(&self) -> Option<Arc<System>> {
+        self.system.get().cloned()
     }
 
     /// Records that the booted slot is on trial (`None`: decided).
@@ -308,6 +332,31 @@ mod tests {
         drop(install);
         assert_eq!(l.running(), None);
         drop(l.begin(Action::Apply).unwrap());
+    }
+
+    #[test]
+    fn bootstrap_and_confirm_wait_for_a_reset_and_each_other() {
+        let (l, _rx) = lifecycle();
+        let reset = l.begin(Action::Reset).unwrap();
+        for asked in [Action::Bootstrap, Action::Confirm] {
+            assert_eq!(
+                l.begin(asked)
+                    .err()
+                    .map(|e| e.to_string().starts_with("a reset")),
+                Some(true)
+            );
+        }
+        drop(reset);
+        let bootstrap = l.begin(Action::Bootstrap).unwrap();
+        assert!(matches!(
+            l.begin(Action::Bootstrap),
+            Err(LifecycleError::Busy {
+                running: Action::Bootstrap,
+                ..
+            })
+        ));
+        drop(bootstrap);
+        drop(l.begin(Action::Confirm).unwrap());
     }
 
     #[test]

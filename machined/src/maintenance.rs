@@ -4,7 +4,6 @@
 //! with the node's addresses and the certificate's fingerprint.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use config::constants::APID_PORT;
@@ -63,14 +62,13 @@ pub fn generate_certificate(
 }
 
 /// Writes apid's maintenance-mode settings (the self-signed certificate,
-/// no client certificates) to `dir`, owned by apid's user.
+/// no client certificates).
 pub fn install_settings(
     cert: &Certificate,
-    dir: &Path,
-    owner: Option<(u32, u32)>,
+    file: &crate::secure::ApidSettingsFile,
 ) -> Result<(), MaintenanceError> {
     let settings = crate::secure::maintenance_settings(cert).map_err(MaintenanceError::Settings)?;
-    crate::secure::write_settings(dir, &settings, owner).map_err(MaintenanceError::Settings)
+    file.write(&settings).map_err(MaintenanceError::Settings)
 }
 
 /// Prints the maintenance banner once apid is healthy for the first time.
@@ -145,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = generate_certificate("n", &[]).unwrap();
         let d = dir.path().join("apid");
-        install_settings(&c, &d, None).unwrap();
+        install_settings(&c, &crate::secure::ApidSettingsFile::new(d.clone(), None)).unwrap();
         let s = config::apid::ApidSettings::parse(
             &std::fs::read(d.join(config::apid::SETTINGS_FILE)).unwrap(),
         )

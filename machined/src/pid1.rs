@@ -318,8 +318,7 @@ fn start_observers(node: &Arc<Node>) {
     tokio::spawn(crate::metrics::serve(Arc::downgrade(node)));
     tokio::spawn(crate::apid_members::follow(
         Arc::downgrade(node),
-        crate::secure::settings_dir(),
-        Some((crate::maintenance::APID_UID, crate::maintenance::APID_GID)),
+        node.apid_settings.clone(),
     ));
     tokio::spawn(console::block_loop(node.store.clone()));
 }
@@ -509,14 +508,13 @@ async fn boot(cmdline: Cmdline, ring: Arc<LogRing>) -> ! {
         // Maintenance mode.
         None => {
             node.set_maintenance(true);
-            let dir = secure::settings_dir();
-            let owner = Some((maintenance::APID_UID, maintenance::APID_GID));
+            let file = node.apid_settings.clone();
             let made = match maintenance_cert.await {
                 Ok(made) => made,
                 Err(_) => maintenance::generate_certificate(&hostname, &[]),
             };
-            match made.and_then(|c| maintenance::install_settings(&c, &dir, owner).map(|()| c)) {
-                Ok(cert) => match supervisor.start(secure::apid_service(&dir)) {
+            match made.and_then(|c| maintenance::install_settings(&c, &file).map(|()| c)) {
+                Ok(cert) => match supervisor.start(secure::apid_service(&file.dir)) {
                     Ok(apid) => {
                         let n = node.clone();
                         tokio::spawn(async move {

@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use config::apid::{ApidMode, ApidSettings, SETTINGS_FILE};
@@ -155,43 +156,63 @@ pub fn maintenance_settings(
     })
 }
 
-/// Writes `settings` into `dir` atomically: a 0600 temp file owned by
-/// `owner`, fsync, rename, fsync of the directory. The directory is made
-/// 0700 and owned by `owner` too.
-pub fn write_settings(
-    dir: &Path,
-    settings: &ApidSettings,
-    owner: Option<(u32, u32)>,
-) -> Result<(), SecureError> {
-    let _one_writer = SETTINGS_WRITER.lock().unwrap_or_else(|e| e.into_inner());
-    write_unlocked(dir, settings, owner)
+/// apid's settings file: where it is, who owns it, and the one lock its
+/// writers take. New certificates (apply, join) and new members are
+/// written by different tasks, and a read-modify-write must not put back
+/// certificates just replaced. The node holds one (`Node::apid_settings`).
+pub struct ApidSettingsFile {
+    pub dir: PathBuf,
+    /// apid's uid/gid; `None` in tests.
+    pub owner: Option<(u32, u32)>,
+    writer: std::sync::Mutex<()>,
 }
 
-/// Serialises writes of apid's settings: new certificates (apply, join)
-/// and new members ([`update_settings`]) are written by different tasks,
-/// and a read-modify-write must not put back certificates just replaced.
-static SETTINGS_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Changes the settings in `dir` with `change` (which says whether it
-/// changed anything) and writes them back; nothing when there are no
-/// settings yet or they do not parse (the next full write replaces them).
-pub fn update_settings(
-    dir: &Path,
-    owner: Option<(u32, u32)>,
-    change: impl FnOnce(&mut ApidSettings) -> bool,
-) -> Result<bool, SecureError> {
-    let _one_writer = SETTINGS_WRITER.lock().unwrap_or_else(|e| e.into_inner());
-    let Ok(bytes) = std::fs::read(dir.join(SETTINGS_FILE)) else {
-        return Ok(false);
-    };
-    let Ok(mut settings) = ApidSettings::parse(&bytes) else {
-        return Ok(false);
-    };
-    if !change(&mut settings) {
-        return Ok(false);
+impl ApidSettingsFile {
+    /// The node's: apid's secrets directory, owned by apid's user.
+    pub fn node() -> Arc<Self> {
+        Self::new(settings_dir(), Some((APID_UID, APID_GID)))
     }
-    write_unlocked(dir, &settings, owner)?;
-    Ok(true)
+
+    pub fn new(dir: PathBuf, owner: Option<(u32, u32)>) -> Arc<Self> {
+        Arc::new(Self {
+            dir,
+            owner,
+            writer: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `settings` atomically: a 0600 temp file owned by the owner,
+    /// fsync, rename, fsync of the directory. The directory is made 0700
+    /// and owned by the owner too.
+    pub fn write(&self, settings: &ApidSettings) -> Result<(), SecureError> {
+        let _one_writer = self.lock();
+        write_unlocked(&self.dir, settings, self.owner)
+    }
+
+    /// Changes the settings with `change` (which says whether it changed
+    /// anything) and writes them back; nothing when there are no settings
+    /// yet or they do not parse (the next full write replaces them).
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut ApidSettings) -> bool,
+    ) -> Result<bool, SecureError> {
+        let _one_writer = self.lock();
+        let Ok(bytes) = std::fs::read(self.dir.join(SETTINGS_FILE)) else {
+            return Ok(false);
+        };
+        let Ok(mut settings) = ApidSettings::parse(&bytes) else {
+            return Ok(false);
+        };
+        if !change(&mut settings) {
+            return Ok(false);
+        }
+        write_unlocked(&self.dir, &settings, self.owner)?;
+        Ok(true)
+    }
 }
 
 fn write_unlocked(
@@ -334,7 +355,8 @@ mod tests {
         let m = maintenance_settings(&cert).unwrap();
         // Owned by uid/gid 50 when root can chown (as machined is).
         let owner = nix::unistd::Uid::effective().is_root().then_some((50, 50));
-        write_settings(&d, &m, owner).unwrap();
+        let settings = ApidSettingsFile::new(d.clone(), owner);
+        settings.write(&m).unwrap();
         let file = d.join(SETTINGS_FILE);
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -351,7 +373,7 @@ mod tests {
         );
         let (cfg, _) = generated();
         let s = secure_settings(&cfg, "n", &[]).unwrap();
-        write_settings(&d, &s, owner).unwrap();
+        settings.write(&s).unwrap();
         assert_eq!(
             ApidSettings::parse(&std::fs::read(&file).unwrap()).unwrap(),
             s

@@ -24,7 +24,6 @@ use crate::shutdown::PowerAction;
 pub struct Node {
     rt: Runtime,
     pub cmdline: Cmdline,
-    maintenance: AtomicBool,
     /// machined's own log ring (`cairnctl logs machined`).
     pub logs: Arc<LogRing>,
     /// Asks the boot sequence to shut down or reboot.
@@ -38,9 +37,11 @@ pub struct Node {
     /// Applies machine configs (ApplyConfiguration, ConfirmConfiguration);
     /// set by the boot sequence once STATE is known.
     pub configurator: std::sync::OnceLock<Arc<crate::apply::Configurator>>,
-    /// Writes the machine status.
-    writer: Writer,
-    status: Mutex<MachineStatusSpec>,
+    /// apid's settings file and the lock its writers take.
+    pub apid_settings: Arc<crate::secure::ApidSettingsFile>,
+    /// Writes the machine status, which lives only in the store; the
+    /// mutex makes each read-modify-write whole.
+    writer: Mutex<Writer>,
 }
 
 impl Deref for Node {
@@ -65,18 +66,16 @@ impl Node {
             .store
             .writer("machinestatus", &[kind::MACHINE_STATUS])
             .expect("a fresh store has no machinestatus writer yet");
-        let status = MachineStatusSpec::default();
-        let _ = writer.put(MachineStatusSpec::ID, status.clone());
+        let _ = writer.put(MachineStatusSpec::ID, MachineStatusSpec::default());
         Self {
             cmdline,
-            maintenance: AtomicBool::new(false),
             logs,
             lifecycle: crate::lifecycle::Lifecycle::new(power.clone(), Some(rt.events.clone())),
             power,
             kubernetes_started: AtomicBool::new(false),
             configurator: std::sync::OnceLock::new(),
-            writer,
-            status: Mutex::new(status),
+            apid_settings: crate::secure::ApidSettingsFile::node(),
+            writer: Mutex::new(writer),
             rt,
         }
     }
@@ -96,21 +95,22 @@ impl Node {
     /// Changes the machine status resource; records a stage event when
     /// the stage changes.
     pub fn update_status(&self, change: impl FnOnce(&mut MachineStatusSpec)) {
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut status = self.status();
         let before = status.stage;
         change(&mut status);
         if status.stage != before {
             self.events
                 .record(EventType::Stage, format!("stage {}", status.stage.as_str()));
         }
-        let _ = self.writer.put(MachineStatusSpec::ID, status.clone());
+        let _ = writer.put(MachineStatusSpec::ID, status);
     }
 
+    /// The machine status resource.
     pub fn status(&self) -> MachineStatusSpec {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.store
+            .spec::<MachineStatusSpec>(MachineStatusSpec::ID)
+            .unwrap_or_default()
     }
 
     pub fn set_stage(&self, stage: Stage) {
@@ -123,13 +123,13 @@ impl Node {
         self.update_status(|s| s.config_source = source.to_string());
     }
 
+    /// Whether apid serves maintenance mode (the status resource says).
     pub fn maintenance(&self) -> bool {
-        self.maintenance.load(Ordering::SeqCst)
+        self.status().apid == ApidMode::Maintenance
     }
 
     /// Enters or leaves maintenance mode: the stage and apid's mode follow.
     pub fn set_maintenance(&self, on: bool) {
-        self.maintenance.store(on, Ordering::SeqCst);
         self.update_status(|s| {
             if on {
                 s.stage = Stage::Maintenance;

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -234,13 +234,6 @@ pub struct Meta {
     writer: Option<runtime::resources::Writer>,
 }
 
-static NODE_META: OnceLock<Arc<Meta>> = OnceLock::new();
-
-/// META of the system disk, once the boot sequence found it.
-pub fn node_meta() -> Option<Arc<Meta>> {
-    NODE_META.get().cloned()
-}
-
 impl Meta {
     /// Opens META at `path` and publishes it in `store` (when given).
     pub fn open(
@@ -264,11 +257,6 @@ impl Meta {
         });
         meta.publish();
         Ok(meta)
-    }
-
-    /// Makes `meta` the node's (first call wins).
-    pub fn install_global(meta: &Arc<Meta>) {
-        let _ = NODE_META.set(meta.clone());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MetaStore> {

@@ -40,7 +40,7 @@ use crate::k8s_pki::{self, K8sPkiError, NodeFacts};
 use runtime::supervisor::prepared::{Prepare, PreparedRunner};
 use runtime::supervisor::process::ProcessRunner;
 use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
-use runtime::supervisor::{Condition, HealthCheck, Service, ServiceHandle, SupervisorError};
+use runtime::supervisor::{Condition, HealthCheck, Service, ServiceHandle, State, SupervisorError};
 use runtime::Runtime;
 
 /// etcd's plain-HTTP metrics port (as kubeadm's).
@@ -425,8 +425,8 @@ fn service_prepared(settings: &EtcdSettings, prepare: Prepare) -> Service {
     .health(health)
 }
 
-/// Starts etcd on this node: waits (bounded) for the clock, issues the
-/// PKI, registers the service. Refuses when etcd is registered already.
+/// Starts etcd on this node: issues the PKI and registers the service.
+/// Refuses when etcd is registered already.
 pub async fn start(
     node: &Runtime,
     cfg: &MachineConfig,
@@ -436,6 +436,14 @@ pub async fn start(
 }
 
 /// [`start`] with explicit paths.
+///
+/// Certificates and raft leases need a sane clock. With the clock
+/// synchronized (or no wait configured) the PKI is issued before this
+/// returns, so its errors reach the caller. Otherwise the service is
+/// registered at once and its first start waits (bounded) for the clock
+/// and then issues the PKI: the caller does not hang for minutes with no
+/// time server in reach, and the registered service (`cairnctl services`:
+/// "preparing") is what refuses a second Bootstrap meanwhile.
 pub async fn start_in(
     node: &Runtime,
     cfg: &MachineConfig,
@@ -445,15 +453,34 @@ pub async fn start_in(
     if node.supervisor.handle(SERVICE_ID).is_some() {
         return Err(EtcdError::AlreadyRunning);
     }
-    wait_for_clock(node, layout.time_sync_timeout).await;
-    let secrets = layout.secrets.clone();
-    let (c, f) = (cfg.clone(), facts.clone());
-    tokio::task::spawn_blocking(move || k8s_pki::issue_into(&c, &f, &secrets))
-        .await
-        .map_err(|e| EtcdError::Client(format!("the PKI task failed: {e}")))??;
+    let synced =
+        layout.time_sync_timeout.is_zero() || host::time::wait_synced(node, Duration::ZERO).await;
+    let issue = {
+        let (cfg, facts, secrets) = (cfg.clone(), facts.clone(), layout.secrets.clone());
+        move || {
+            let (c, f, s) = (cfg.clone(), facts.clone(), secrets.clone());
+            async move {
+                tokio::task::spawn_blocking(move || k8s_pki::issue_into(&c, &f, &s))
+                    .await
+                    .map_err(|e| EtcdError::Client(format!("the PKI task failed: {e}")))??;
+                Ok::<(), EtcdError>(())
+            }
+        }
+    };
+    if synced {
+        issue().await?;
+    }
     let started = crate::specs::StartedWith::default();
-    let service = service_from_store(&node.store, layout, started.clone())
+    let mut service = service_from_store(&node.store, layout, started.clone())
         .map_err(|_| EtcdError::NoConfig)?;
+    if !synced {
+        service.pre = Some(clock_then_pki(
+            node.clone(),
+            layout.time_sync_timeout,
+            Arc::new(move || Box::pin(issue())),
+            service.pre.take(),
+        ));
+    }
     let handle = node.supervisor.start(service).map_err(|e| match e {
         SupervisorError::AlreadyRegistered(_) => EtcdError::AlreadyRunning,
         other => EtcdError::Supervisor(other),
@@ -468,8 +495,46 @@ pub async fn start_in(
     Ok(handle)
 }
 
-/// Waits (bounded) for the clock to be synchronized: certificates and raft
-/// leases need a sane clock. On timeout it warns and goes on.
+type IssueFn =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), EtcdError>> + Send + Sync>;
+
+/// etcd's pre hook when the PKI waits for the clock: until the PKI is
+/// issued once, each start waits (bounded) for the clock and issues it;
+/// then `then` (the data directory's hook) runs as always. A failed issue
+/// fails this start; a second Bootstrap starts it again.
+fn clock_then_pki(
+    node: Runtime,
+    timeout: Duration,
+    issue: IssueFn,
+    then: Option<runtime::supervisor::Hook>,
+) -> runtime::supervisor::Hook {
+    let issued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Arc::new(move || {
+        let (node, issue, then, issued) =
+            (node.clone(), issue.clone(), then.clone(), issued.clone());
+        Box::pin(async move {
+            if !issued.load(Ordering::SeqCst) {
+                runtime::console!(
+                    "etcd: starts once the clock is synchronized (at most {}s)",
+                    timeout.as_secs()
+                );
+                wait_for_clock(&node, timeout).await;
+                issue().await.map_err(|e| {
+                    runtime::console!("etcd: {e}; call Bootstrap again");
+                    std::io::Error::other(e.to_string())
+                })?;
+                issued.store(true, Ordering::SeqCst);
+            }
+            match then {
+                Some(hook) => hook().await,
+                None => Ok(()),
+            }
+        })
+    })
+}
+
+/// Waits (bounded) for the clock to be synchronized. On timeout it warns
+/// and goes on.
 async fn wait_for_clock(node: &Runtime, timeout: Duration) {
     if !host::time::wait_synced(node, timeout).await {
         runtime::console!(
@@ -497,17 +562,15 @@ pub async fn start_if_bootstrapped(
     Some(start(node, cfg, facts).await)
 }
 
-/// Serializes bootstraps: two concurrent calls must not both start etcd.
-static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The Bootstrap RPC: starts etcd as a new one-member cluster, once.
+/// machined takes it under its lifecycle, so two never run at once; were
+/// they to, the supervisor registers etcd once and the other is refused.
 pub async fn bootstrap(node: &Runtime) -> Result<(), EtcdError> {
     bootstrap_in(node, &Layout::node()).await
 }
 
 /// [`bootstrap`] with explicit paths.
 pub async fn bootstrap_in(node: &Runtime, layout: &Layout) -> Result<(), EtcdError> {
-    let _once = BOOTSTRAP.lock().await;
     let cfg = node.running_config().ok_or(EtcdError::NoConfig)?;
     if cfg.machine.machine_type != MachineType::Controlplane {
         return Err(EtcdError::NotControlPlane);
@@ -517,52 +580,26 @@ pub async fn bootstrap_in(node: &Runtime, layout: &Layout) -> Result<(), EtcdErr
             layout.data_dir.display().to_string(),
         ));
     }
-    if node.supervisor.handle(SERVICE_ID).is_some() {
+    if let Some(etcd) = node.supervisor.handle(SERVICE_ID) {
+        // An earlier Bootstrap whose start failed (its PKI, after waiting
+        // for the clock): this one starts it again.
+        if etcd.snapshot().state == State::Failed {
+            node.supervisor
+                .start_again(SERVICE_ID)
+                .map_err(EtcdError::Supervisor)?;
+            runtime::console!("etcd: bootstrap requested again over the API");
+            return Ok(());
+        }
         return Err(EtcdError::AlreadyRunning);
     }
-    if BOOTSTRAP_PENDING.load(Ordering::SeqCst) {
-        return Err(EtcdError::AlreadyBootstrapped(
-            layout.data_dir.display().to_string(),
-        ));
-    }
     let facts = NodeFacts::of(node);
-    // With the clock synchronized (or no wait configured) etcd starts
-    // before the call returns, so its errors reach the caller. Otherwise
-    // the call must not hang for the whole clock wait (minutes with no
-    // time server in reach): etcd starts in the background once the clock
-    // is synchronized or the wait ends, and a second Bootstrap meanwhile
-    // is refused.
-    if layout.time_sync_timeout.is_zero() || host::time::wait_synced(node, Duration::ZERO).await {
-        start_in(node, &cfg, &facts, layout).await?;
-        runtime::console!(
-            "etcd: bootstrapping a new cluster (member {}), requested over the API",
-            facts.hostname
-        );
-        return Ok(());
-    }
-    BOOTSTRAP_PENDING.store(true, Ordering::SeqCst);
+    start_in(node, &cfg, &facts, layout).await?;
     runtime::console!(
-        "etcd: bootstrap requested over the API; etcd starts once the clock is synchronized (at most {}s)",
-        layout.time_sync_timeout.as_secs()
+        "etcd: bootstrapping a new cluster (member {}), requested over the API",
+        facts.hostname
     );
-    let (node, layout) = (node.clone(), layout.clone());
-    tokio::spawn(async move {
-        match start_in(&node, &cfg, &facts, &layout).await {
-            Ok(_) => runtime::console!(
-                "etcd: bootstrapping a new cluster (member {})",
-                facts.hostname
-            ),
-            Err(e) => {
-                runtime::console!("etcd: the requested bootstrap failed: {e}; call Bootstrap again")
-            }
-        }
-        BOOTSTRAP_PENDING.store(false, Ordering::SeqCst);
-    });
     Ok(())
 }
-
-/// A Bootstrap accepted whose etcd waits for the clock.
-static BOOTSTRAP_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The members of the cluster, asked from this node's etcd.
 pub async fn members(node: &Runtime) -> Result<Vec<api::machine::EtcdMember>, EtcdError> {

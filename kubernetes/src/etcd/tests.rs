@@ -125,6 +125,59 @@ async fn bootstrap_refuses_without_a_config_and_on_workers() {
     assert!(n.supervisor.handle(SERVICE_ID).is_none());
 }
 
+/// With the clock not synchronized, Bootstrap returns at once; etcd is
+/// registered (so a second Bootstrap is refused) and its PKI is issued
+/// only once the clock is synchronized.
+#[tokio::test]
+async fn a_bootstrap_waiting_for_the_clock_is_registered_and_issues_the_pki_once_synced() {
+    use host::resources::time::TimeStatusSpec;
+    runtime::reaper::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut l = layout(tmp.path());
+    // Nothing of etcd's runs in this test: the process is `true`.
+    l.binary = "/bin/true".into();
+    l.time_sync_timeout = Duration::from_secs(60);
+    let n = node();
+    let (cfg, _) = generated();
+    n.set_running_config(cfg, "test");
+
+    tokio::time::timeout(Duration::from_secs(5), bootstrap_in(&n, &l))
+        .await
+        .expect("Bootstrap does not wait for the clock")
+        .unwrap();
+    let etcd = n.supervisor.handle(SERVICE_ID).expect("etcd is registered");
+    assert!(matches!(
+        bootstrap_in(&n, &l).await,
+        Err(EtcdError::AlreadyRunning)
+    ));
+    let server_cert = l.secrets.etcd.join("server.crt");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server_cert.exists(),
+        "PKI issued before the clock is synced"
+    );
+    assert_eq!(etcd.snapshot().state, State::Preparing);
+
+    let time = n
+        .store
+        .writer("time", &[runtime::resources::kind::TIME_STATUS])
+        .unwrap();
+    time.put(
+        TimeStatusSpec::ID,
+        TimeStatusSpec {
+            synced: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !server_cert.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no PKI once synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n.supervisor.stop(SERVICE_ID).await.unwrap();
+}
+
 async fn wait_healthy(h: &ServiceHandle, within: Duration) {
     let mut rx = h.status.subscribe();
     let ok = tokio::time::timeout(within, rx.wait_for(|s| s.health == Health::Ok)).await;

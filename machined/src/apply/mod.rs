@@ -474,6 +474,7 @@ impl Configurator {
 
     /// Keeps the config on trial: it becomes the config the node boots with.
     pub async fn confirm(&self) -> Result<String, ApplyError> {
+        let _confirm = self.lifecycle.begin(Action::Confirm)?;
         let mut inner = self.inner.lock().await;
         if inner.pending.is_none() {
             return Err(ApplyError::NothingToConfirm);

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use super::{live, Effects};
 use crate::lifecycle::Guard;
-use crate::maintenance::{APID_GID, APID_UID};
+use crate::secure::ApidSettingsFile;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
 use host::network::Network;
@@ -21,9 +21,7 @@ pub struct NodeEffects {
     node: Weak<Node>,
     network: Option<Network>,
     roots: live::Roots,
-    apid_dir: PathBuf,
-    /// Owner of apid's settings (apid's uid/gid); `None` in tests.
-    apid_owner: Option<(u32, u32)>,
+    apid: Arc<ApidSettingsFile>,
     /// Start apid when it is not supervised yet (tests run their own).
     start_apid: bool,
     /// Set once the task that asks a control plane for apid's certificate
@@ -38,8 +36,7 @@ impl NodeEffects {
             node: Arc::downgrade(node),
             network,
             roots: live::Roots::node(),
-            apid_dir: crate::secure::settings_dir(),
-            apid_owner: Some((APID_UID, APID_GID)),
+            apid: node.apid_settings.clone(),
             start_apid: true,
             joining: Default::default(),
         })
@@ -51,8 +48,7 @@ impl NodeEffects {
             node: Arc::downgrade(node),
             network: None,
             roots,
-            apid_dir,
-            apid_owner: None,
+            apid: ApidSettingsFile::new(apid_dir, None),
             start_apid: false,
             joining: Default::default(),
         })
@@ -79,11 +75,10 @@ impl NodeEffects {
         let mut settings = crate::secure::secure_settings(config, &node.hostname(), &addresses)
             .map_err(|e| e.to_string())?;
         settings.members = crate::apid_members::hosts(&node.store, config);
-        crate::secure::write_settings(&self.apid_dir, &settings, self.apid_owner)
-            .map_err(|e| e.to_string())?;
+        self.apid.write(&settings).map_err(|e| e.to_string())?;
         if self.start_apid && node.supervisor.handle("apid").is_none() {
             node.supervisor
-                .start(crate::secure::apid_service(&self.apid_dir))
+                .start(crate::secure::apid_service(&self.apid.dir))
                 .map_err(|e| format!("cannot start apid: {e}"))?;
         }
         Ok(())
@@ -104,18 +99,16 @@ impl NodeEffects {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            crate::maintenance::install_settings(&cert, &self.apid_dir, self.apid_owner)
-                .map_err(|e| e.to_string())?;
+            crate::maintenance::install_settings(&cert, &self.apid).map_err(|e| e.to_string())?;
             node.supervisor
-                .start(crate::secure::apid_service(&self.apid_dir))
+                .start(crate::secure::apid_service(&self.apid.dir))
                 .map_err(|e| format!("cannot start apid: {e}"))?;
         }
         if !self.joining.swap(true, Ordering::SeqCst) {
-            let files = crate::join::requester::ApidFiles {
-                dir: self.apid_dir.clone(),
-                owner: self.apid_owner,
-            };
-            tokio::spawn(crate::join::requester::run(Arc::downgrade(node), files));
+            tokio::spawn(crate::join::requester::run(
+                Arc::downgrade(node),
+                self.apid.clone(),
+            ));
         }
         Ok(())
     }

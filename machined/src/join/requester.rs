@@ -9,8 +9,7 @@
 //! `machinestatus` resource say what the join waits for.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use api::security::security_client::SecurityClient;
@@ -26,6 +25,7 @@ use runtime::resources::{kind, Filter, Watch};
 use runtime::supervisor::backoff::Backoff;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+use crate::secure::ApidSettingsFile;
 use crate::state::Node;
 
 /// Between failed requests: 2 s doubling to a minute.
@@ -52,13 +52,6 @@ pub enum RequestError {
     BadAnswer(String, String),
     #[error("cannot write apid's settings: {0}")]
     Write(#[from] crate::secure::SecureError),
-}
-
-/// Where apid's settings go, and who owns them.
-#[derive(Clone)]
-pub struct ApidFiles {
-    pub dir: PathBuf,
-    pub owner: Option<(u32, u32)>,
 }
 
 /// Whether `cfg` makes this machine ask a control plane for its apid
@@ -186,7 +179,7 @@ struct Held {
 
 /// Keeps this machine's apid certificate for as long as its config needs
 /// one from a control plane. Runs for the life of machined.
-pub async fn run(node: Weak<Node>, files: ApidFiles) {
+pub async fn run(node: Weak<Node>, files: Arc<ApidSettingsFile>) {
     let Some(store) = node.upgrade().map(|n| n.store.clone()) else {
         return;
     };
@@ -224,7 +217,7 @@ pub async fn run(node: Weak<Node>, files: ApidFiles) {
 async fn step(
     node: &Node,
     cfg: &MachineConfig,
-    files: &ApidFiles,
+    files: &ApidSettingsFile,
     held: &mut Option<Held>,
     backoff: &mut Backoff,
 ) -> Option<Duration> {
@@ -257,7 +250,7 @@ async fn step(
                 join: false,
                 members: crate::apid_members::hosts(&node.store, cfg),
             };
-            if let Err(e) = crate::secure::write_settings(&files.dir, &settings, files.owner) {
+            if let Err(e) = files.write(&settings) {
                 return Some(failed(node, &RequestError::Write(e), backoff));
             }
             backoff.reset();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::mount::MsFlags;
 
 use super::slots::{self, Slots};
-use super::{System, BOOT_MOUNT, SYSTEM};
+use super::{System, BOOT_MOUNT};
 use crate::lifecycle::{Action, LifecycleError};
 use crate::shutdown::PowerAction;
 use crate::state::Node;
@@ -74,14 +74,13 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
             return;
         }
     };
-    Meta::install_global(&meta);
     let booted = node.cmdline.slot().and_then(slots::parse);
     let system = Arc::new(System {
         slots: Slots::new(BOOT_MOUNT),
         meta: meta.clone(),
         booted,
     });
-    let _ = SYSTEM.set(system.clone());
+    node.lifecycle.set_system(system.clone());
     let Some(slot) = booted else {
         runtime::console!("upgrade: no cairn.slot= on the kernel command line; upgrades are off");
         return;

@@ -17,7 +17,7 @@ pub mod grubenv;
 pub mod receive;
 pub mod slots;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use api::machine::{UpgradeRequest, UpgradeResponse};
 use tonic::{Response, Status, Streaming};
@@ -111,13 +111,6 @@ pub struct System {
     pub booted: Option<&'static str>,
 }
 
-static SYSTEM: OnceLock<Arc<System>> = OnceLock::new();
-
-/// The installed system, `None` on a live boot.
-pub fn system() -> Option<Arc<System>> {
-    SYSTEM.get().cloned()
-}
-
 impl System {
     fn booted(&self) -> Result<&'static str, UpgradeError> {
         self.booted.ok_or(UpgradeError::NoSlot)
@@ -140,7 +133,7 @@ pub async fn handle_upgrade(
 
 /// Rollback: the other slot becomes the default, then reboot.
 pub async fn rollback(node: &Arc<Node>) -> Result<&'static str, UpgradeError> {
-    let sys = system().ok_or(UpgradeError::Live)?;
+    let sys = node.lifecycle.system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
     let guard = node.lifecycle.begin(Action::Rollback)?;
     let target = slots::other(booted);

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 
 use super::slots::{self, Slots};
-use super::{system, UpgradeError};
+use super::UpgradeError;
 use crate::lifecycle::Action;
 use crate::shutdown::PowerAction;
 use crate::state::Node;
@@ -252,7 +252,7 @@ pub async fn receive<S>(node: &Arc<Node>, stream: S) -> Result<UpgradeResponse, 
 where
     S: Stream<Item = Result<UpgradeRequest, Status>> + Unpin,
 {
-    let sys = system().ok_or(UpgradeError::Live)?;
+    let sys = node.lifecycle.system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
     let guard = node.lifecycle.begin(Action::Upgrade)?;
     runtime::console!(
