@@ -40,7 +40,14 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let settings = dir.path().join("apid");
     let cert = machined::maintenance::generate_certificate("maint", &[]).unwrap();
-    machined::maintenance::install_settings(&cert, &settings, Some((50, 50))).unwrap();
+    machined::maintenance::install_settings(
+        &cert,
+        &machined::secure::ApidSettingsFile::new(
+            std::path::PathBuf::from(&settings),
+            Some((50, 50)),
+        ),
+    )
+    .unwrap();
     let dirfd = std::fs::File::open(&settings).unwrap();
     let raw = dirfd.as_raw_fd();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -120,7 +127,9 @@ async fn runs_unprivileged_from_a_descriptor_and_reloads_its_settings() {
     // machined replaces the settings: mutual TLS from the next connection.
     let cfg = generated("demo");
     let secure = machined::secure::secure_settings(&cfg, "node", &[]).unwrap();
-    machined::secure::write_settings(&settings, &secure, Some((50, 50))).unwrap();
+    machined::secure::ApidSettingsFile::new(std::path::PathBuf::from(&settings), Some((50, 50)))
+        .write(&secure)
+        .unwrap();
     let ca = os_ca(&cfg);
     let admin = pki::issue_client_cert(&ca, "a", Role::Admin, pki::LEAF_VALIDITY).unwrap();
     assert!(

@@ -124,7 +124,9 @@ async fn a_node_without_the_ca_key_does_not_serve_the_join_port() {
     // Settings of a node that does not sign (as a joined worker's are).
     let mut s = machined::secure::secure_settings(&cp, "w", &[]).unwrap();
     s.join = false;
-    machined::secure::write_settings(&apid_dir, &s, None).unwrap();
+    machined::secure::ApidSettingsFile::new(std::path::PathBuf::from(&apid_dir), None)
+        .write(&s)
+        .unwrap();
     let m = start_machined(dir.path(), "w", Some(&worker_of(&cp)));
     let port = start_join(&apid_dir, &m.socket).await;
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -46,8 +46,6 @@ use crate::timeline::{self, Phase};
 /// How long the kubelet waits for containerd's first health before the
 /// images are imported anyway (the import reports its own errors).
 const CONTAINERD_UP: Duration = Duration::from_secs(120);
-/// How often the static pods are compared with the secrets on disk.
-const RERENDER_EVERY: Duration = Duration::from_secs(15);
 /// Between attempts of a failed bring-up: 2 s doubling to a minute.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -207,8 +205,15 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
     timeline::mark(node, Phase::PkiIssued, "the Kubernetes PKI is on disk");
     if !done.pki_keeper {
         let n = node.clone();
+        let writer = match node.store.writer("pki", &[kind::SECRETS]) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                runtime::console!("kubernetes: the secrets cannot be published: {e}");
+                None
+            }
+        };
         runtime::keep::keep("kubernetes: the PKI keeper", move || {
-            crate::k8s_pki::keep_issued(n.clone())
+            crate::k8s_pki::keep_issued(n.clone(), writer.clone())
         });
         done.pki_keeper = true;
     }
@@ -409,11 +414,12 @@ async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
     Ok(summary.join(", "))
 }
 
-/// Renders the static pods now and again whenever the config or the
-/// addresses change, or the secrets on disk do (checked every few seconds).
+/// Renders the static pods now and again whenever the config, the
+/// addresses or the secrets on disk change (the PKI keeper publishes
+/// those as the `secrets` resource): no polling.
 async fn keep_static_pods(node: Runtime, pods: Arc<crate::staticpods::StaticPods>) {
     let filter = Filter {
-        kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES],
+        kinds: vec![kind::MACHINE_CONFIG, kind::ADDRESSES, kind::SECRETS],
         id: None,
     };
     let mut watch = Watch::new(&node.store, filter, false);
@@ -441,7 +447,7 @@ async fn keep_static_pods(node: Runtime, pods: Arc<crate::staticpods::StaticPods
             }
         }
         tokio::select! {
-            _ = tokio::time::timeout(RERENDER_EVERY, watch.next()) => {}
+            _ = watch.next() => {}
             // Once: a closed channel (the waiter is done) is not a change.
             Ok(()) = api_ready.changed() => {}
         }

@@ -50,16 +50,16 @@ pub enum PayloadError {
     Task(String),
 }
 
-/// Where things are; [`Layout::NODE`] on a node, temporary directories in tests.
+/// Where things are; [`MountPoints::NODE`] on a node, temporary directories in tests.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct MountPoints {
     pub payload_dir: PathBuf,
     pub image_cache_dir: PathBuf,
     pub medium_dir: PathBuf,
     pub boot_mount: PathBuf,
 }
 
-impl Layout {
+impl MountPoints {
     pub fn node() -> Self {
         Self {
             payload_dir: payload::PAYLOAD_DIR.into(),
@@ -136,7 +136,7 @@ pub fn mount(
     sys: &dyn Syscalls,
     devices: &[BlockDevice],
     slot: &str,
-    layout: &Layout,
+    layout: &MountPoints,
 ) -> Result<PayloadPaths, PayloadError> {
     let rel = Path::new(slot).join(payload::FILE_NAME);
     let (file, medium) =
@@ -153,7 +153,7 @@ pub fn mount(
 pub fn mount_image_cache(
     sys: &dyn Syscalls,
     payload: &PayloadPaths,
-    layout: &Layout,
+    layout: &MountPoints,
 ) -> Result<Option<PayloadPaths>, PayloadError> {
     // The payload is <medium>/<slot>/payload.sqsh.
     let file = payload
@@ -219,7 +219,7 @@ fn find_file(
     sys: &dyn Syscalls,
     devices: &[BlockDevice],
     rel: &Path,
-    layout: &Layout,
+    layout: &MountPoints,
 ) -> Result<Option<(PathBuf, String)>, PayloadError> {
     // 1. BOOT, mounted by the slot logic.
     if mounts::is_mounted(sys, &layout.boot_mount)? && layout.boot_mount.join(rel).is_file() {
@@ -305,7 +305,7 @@ fn image_refs(refs_txt: &str) -> Vec<String> {
 /// medium has one; a cache that cannot be mounted is reported and left out
 /// (Kubernetes runs without it).
 fn with_image_cache(mut spec: PayloadSpec, payload: &PayloadPaths) -> PayloadSpec {
-    let layout = Layout::node();
+    let layout = MountPoints::node();
     match mount_image_cache(&system::syscall::Real, payload, &layout) {
         Ok(Some(cache)) => {
             let refs = std::fs::read_to_string(cache.root.join("refs.txt")).unwrap_or_default();
@@ -372,7 +372,7 @@ pub fn spawn(node: &Runtime, slot: Option<&str>, devices: Vec<BlockDevice>) {
             let listed = devices.take();
             let result = tokio::task::spawn_blocking(move || {
                 let devices = listed.unwrap_or_else(host::disks::list);
-                let paths = mount(&system::syscall::Real, &devices, &s, &Layout::node())?;
+                let paths = mount(&system::syscall::Real, &devices, &s, &MountPoints::node())?;
                 Ok::<_, PayloadError>(with_image_cache(describe(&paths, &s), &paths))
             })
             .await
@@ -450,8 +450,8 @@ mod tests {
     use super::*;
     use system::syscall::{Call, Recording};
 
-    fn layout(dir: &Path) -> Layout {
-        Layout {
+    fn layout(dir: &Path) -> MountPoints {
+        MountPoints {
             payload_dir: dir.join("payload"),
             image_cache_dir: dir.join("image-cache"),
             medium_dir: dir.join("medium"),

@@ -38,7 +38,7 @@ impl ContainerdSpec {
         let settings = crate::containerd::Settings::from_config(cfg);
         Self {
             config: crate::containerd::config::render(
-                &crate::containerd::Layout::node(),
+                &crate::containerd::ContainerdPaths::node(),
                 &settings,
             ),
         }
@@ -65,7 +65,7 @@ pub struct KubeletSpec {
 impl KubeletSpec {
     pub const ID: &'static str = "kubelet";
 
-    pub fn of(cfg: &MachineConfig, facts: &crate::kubelet::NodeFacts) -> Self {
+    pub fn of(cfg: &MachineConfig, facts: &crate::kubelet::NodeRegistration) -> Self {
         Self {
             flags: crate::kubelet::flags(cfg, facts),
             configuration: crate::kubelet::kubelet_configuration(cfg),
@@ -98,8 +98,8 @@ impl Spec for KubeletSpec {
 
 /// What the node is, beyond its config: the hostname and the address the
 /// kubelet registers with, as the store has them now.
-pub fn node_facts(store: &Store, cfg: Option<&MachineConfig>) -> crate::kubelet::NodeFacts {
-    crate::kubelet::NodeFacts {
+pub fn node_facts(store: &Store, cfg: Option<&MachineConfig>) -> crate::kubelet::NodeRegistration {
+    crate::kubelet::NodeRegistration {
         hostname: HostnameSpec::current(store),
         node_ip: super::node_ip(store, cfg),
     }
@@ -110,14 +110,14 @@ pub fn node_facts(store: &Store, cfg: Option<&MachineConfig>) -> crate::kubelet:
 pub fn services_changed(
     old: &MachineConfig,
     new: &MachineConfig,
-    facts: &crate::kubelet::NodeFacts,
+    facts: &crate::kubelet::NodeRegistration,
 ) -> Vec<&'static str> {
     let mut out = Vec::new();
     if ContainerdSpec::of(old) != ContainerdSpec::of(new) {
         out.push(crate::containerd::SERVICE);
     }
     // The hostname a config sets is the one the kubelet registers with.
-    let facts_for = |cfg: &MachineConfig| crate::kubelet::NodeFacts {
+    let facts_for = |cfg: &MachineConfig| crate::kubelet::NodeRegistration {
         hostname: cfg
             .machine
             .network

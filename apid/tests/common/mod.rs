@@ -214,13 +214,19 @@ pub fn serve_apid(
 /// Writes apid settings for mutual TLS with `config`'s OS CA.
 pub fn write_secure(dir: &Path, config: &MachineConfig, hostname: &str) {
     let s = machined::secure::secure_settings(config, hostname, &[]).unwrap();
-    machined::secure::write_settings(dir, &s, None).unwrap();
+    machined::secure::ApidSettingsFile::new(std::path::PathBuf::from(dir), None)
+        .write(&s)
+        .unwrap();
 }
 
 /// Writes maintenance-mode settings (self-signed certificate).
 pub fn write_maintenance(dir: &Path) -> String {
     let cert = machined::maintenance::generate_certificate("maint", &[]).unwrap();
-    machined::maintenance::install_settings(&cert, dir, None).unwrap();
+    machined::maintenance::install_settings(
+        &cert,
+        &machined::secure::ApidSettingsFile::new(std::path::PathBuf::from(dir), None),
+    )
+    .unwrap();
     cert.fingerprint
 }
 

@@ -54,7 +54,7 @@ struct Owned {
     told: BTreeSet<String>,
 }
 
-pub struct Configurator {
+pub struct NetworkConfigurator {
     rt: Runtime,
     /// `hostname=` on the kernel command line.
     cmdline_hostname: Option<String>,
@@ -87,7 +87,7 @@ pub fn start(rt: &Runtime, cmdline: &Cmdline, net: Network) -> Ready {
     };
     let leases = Arc::new(Leases::default());
     let ready = Ready(leases.first.subscribe());
-    let c = Configurator {
+    let c = NetworkConfigurator {
         rt: rt.clone(),
         cmdline_hostname: cmdline.hostname().map(str::to_string),
         net,
@@ -111,7 +111,7 @@ fn kernel_bond_mode(m: config::spec::BondMode) -> KernelBondMode {
     }
 }
 
-impl Configurator {
+impl NetworkConfigurator {
     async fn run(self) {
         let store = self.rt.store.clone();
         let mut configs = Watch::new(&store, Filter::kind(kind::MACHINE_CONFIG), false);

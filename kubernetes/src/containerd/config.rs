@@ -22,7 +22,7 @@ use toml::Value;
 /// Where containerd keeps its files and finds its helpers; the node's paths
 /// by default, a temporary root in tests.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub struct ContainerdPaths {
     pub root: PathBuf,
     pub state: PathBuf,
     pub socket: PathBuf,
@@ -35,9 +35,9 @@ pub struct Layout {
     pub cgroup: Option<PathBuf>,
 }
 
-impl Layout {
-    pub fn node() -> Layout {
-        Layout {
+impl ContainerdPaths {
+    pub fn node() -> ContainerdPaths {
+        ContainerdPaths {
             root: k8s::CONTAINERD_ROOT.into(),
             state: super::STATE_DIR.into(),
             socket: k8s::CONTAINERD_SOCKET.into(),
@@ -166,7 +166,7 @@ fn table<const N: usize>(entries: [(&str, Value); N]) -> Value {
 }
 
 /// The config file's text.
-pub fn render(layout: &Layout, settings: &Settings) -> String {
+pub fn render(layout: &ContainerdPaths, settings: &Settings) -> String {
     let runc = table([
         (
             "runtime_type",
@@ -257,13 +257,13 @@ mod tests {
 
     #[test]
     fn config_matches_golden_file() {
-        let text = render(&Layout::node(), &settings());
+        let text = render(&ContainerdPaths::node(), &settings());
         crate::testutil::golden("containerd/config.toml", &text);
     }
 
     #[test]
     fn config_is_containerd_shaped() {
-        let text = render(&Layout::node(), &settings());
+        let text = render(&ContainerdPaths::node(), &settings());
         let v: Table = toml::from_str(&text).unwrap();
         assert_eq!(v["version"].as_integer(), Some(2));
         let cri = &v["plugins"]["io.containerd.grpc.v1.cri"];

@@ -88,8 +88,8 @@ fn oci_archive(path: &Path, name: &str, content: &[u8]) -> String {
     manifest_digest
 }
 
-fn test_layout(root: &Path) -> Layout {
-    Layout {
+fn test_layout(root: &Path) -> ContainerdPaths {
+    ContainerdPaths {
         root: root.join("lib"),
         state: root.join("run"),
         socket: root.join("run/containerd.sock"),

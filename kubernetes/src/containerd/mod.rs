@@ -24,7 +24,7 @@ use runtime::supervisor::process::ProcessRunner;
 use runtime::supervisor::restart::{RestartPolicy, RestartRunner};
 use runtime::supervisor::{HealthCheck, Service};
 
-pub use self::config::{Layout, Settings};
+pub use self::config::{ContainerdPaths, Settings};
 
 /// The service's id.
 pub const SERVICE: &str = "containerd";
@@ -112,7 +112,11 @@ pub async fn version(socket: &Path) -> Result<String, ContainerdError> {
 }
 
 /// Writes the config text and creates the directories containerd needs.
-pub fn prepare(config_path: &Path, layout: &Layout, text: &str) -> Result<(), ContainerdError> {
+pub fn prepare(
+    config_path: &Path,
+    layout: &ContainerdPaths,
+    text: &str,
+) -> Result<(), ContainerdError> {
     for dir in [
         config_path.parent(),
         Some(layout.root.as_path()),
@@ -145,7 +149,7 @@ pub type ConfigSource = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 pub fn service_with(
     binary: PathBuf,
     config_path: PathBuf,
-    layout: Layout,
+    layout: ContainerdPaths,
     config: ConfigSource,
 ) -> Service {
     let socket = layout.socket.clone();
@@ -181,7 +185,7 @@ pub fn service(store: &Arc<Store>, started: StartedWith<ContainerdSpec>) -> Serv
     service_with(
         PathBuf::from(PAYLOAD_BIN).join("containerd"),
         k8s::CONTAINERD_CONFIG.into(),
-        Layout::node(),
+        ContainerdPaths::node(),
         Arc::new(move || {
             let spec = current::<ContainerdSpec>(&store, ContainerdSpec::ID)?;
             started.set(spec.clone());

@@ -113,7 +113,7 @@ pub struct EtcdSettings {
 
 /// Where etcd's pieces are: the node's paths, or temporary ones in tests.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct EtcdPaths {
     pub binary: PathBuf,
     pub lib_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
@@ -129,9 +129,9 @@ pub struct Layout {
     pub user: Option<(u32, u32)>,
 }
 
-impl Layout {
-    pub fn node() -> Layout {
-        Layout {
+impl EtcdPaths {
+    pub fn node() -> EtcdPaths {
+        EtcdPaths {
             // Debian's etcd from the payload, with the payload's libraries.
             binary: Path::new(config::constants::payload::BIN_DIR).join("etcd"),
             lib_dir: Some(config::constants::payload::LIB_DIR.into()),
@@ -210,16 +210,16 @@ impl runtime::resources::Spec for EtcdSpec {
 impl EtcdSettings {
     /// The settings of this node's etcd.
     pub fn for_node(cfg: &MachineConfig, facts: &NodeFacts) -> EtcdSettings {
-        Self::new(cfg, facts, &Layout::node())
+        Self::new(cfg, facts, &EtcdPaths::node())
     }
 
-    pub fn new(cfg: &MachineConfig, facts: &NodeFacts, layout: &Layout) -> EtcdSettings {
+    pub fn new(cfg: &MachineConfig, facts: &NodeFacts, layout: &EtcdPaths) -> EtcdSettings {
         Self::from_spec(&EtcdSpec::of(cfg, facts), layout)
     }
 
     /// The settings of `spec` (what the config and the node decide) at
     /// `layout`'s paths.
-    pub fn from_spec(spec: &EtcdSpec, layout: &Layout) -> EtcdSettings {
+    pub fn from_spec(spec: &EtcdSpec, layout: &EtcdPaths) -> EtcdSettings {
         EtcdSettings {
             binary: layout.binary.clone(),
             lib_dir: layout.lib_dir.clone(),
@@ -322,7 +322,7 @@ pub fn service_with(settings: EtcdSettings) -> Service {
 /// one that was, for [`crate::specs::restart_on_change`].
 pub fn service_from_store(
     store: &Arc<runtime::resources::Store>,
-    layout: &Layout,
+    layout: &EtcdPaths,
     started: crate::specs::StartedWith<EtcdSpec>,
 ) -> Result<Service, String> {
     let current = {
@@ -432,7 +432,7 @@ pub async fn start(
     cfg: &MachineConfig,
     facts: &NodeFacts,
 ) -> Result<Arc<ServiceHandle>, EtcdError> {
-    start_in(node, cfg, facts, &Layout::node()).await
+    start_in(node, cfg, facts, &EtcdPaths::node()).await
 }
 
 /// [`start`] with explicit paths.
@@ -448,7 +448,7 @@ pub async fn start_in(
     node: &Runtime,
     cfg: &MachineConfig,
     facts: &NodeFacts,
-    layout: &Layout,
+    layout: &EtcdPaths,
 ) -> Result<Arc<ServiceHandle>, EtcdError> {
     if node.supervisor.handle(SERVICE_ID).is_some() {
         return Err(EtcdError::AlreadyRunning);
@@ -566,11 +566,11 @@ pub async fn start_if_bootstrapped(
 /// machined takes it under its lifecycle, so two never run at once; were
 /// they to, the supervisor registers etcd once and the other is refused.
 pub async fn bootstrap(node: &Runtime) -> Result<(), EtcdError> {
-    bootstrap_in(node, &Layout::node()).await
+    bootstrap_in(node, &EtcdPaths::node()).await
 }
 
 /// [`bootstrap`] with explicit paths.
-pub async fn bootstrap_in(node: &Runtime, layout: &Layout) -> Result<(), EtcdError> {
+pub async fn bootstrap_in(node: &Runtime, layout: &EtcdPaths) -> Result<(), EtcdError> {
     let cfg = node.running_config().ok_or(EtcdError::NoConfig)?;
     if cfg.machine.machine_type != MachineType::Controlplane {
         return Err(EtcdError::NotControlPlane);

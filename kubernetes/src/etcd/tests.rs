@@ -33,7 +33,7 @@ fn etcd_user(root: &Path) -> Option<(u32, u32)> {
     Some((k8s::etcd::UID, k8s::etcd::GID))
 }
 
-fn layout(root: &Path) -> Layout {
+fn layout(root: &Path) -> EtcdPaths {
     let user = etcd_user(root);
     let mut secrets = k8s_pki::SecretDirs::under(&root.join("secrets"));
     secrets.etcd_owner = user;
@@ -43,7 +43,7 @@ fn layout(root: &Path) -> Layout {
         std::fs::set_permissions(root.join("secrets"), std::fs::Permissions::from_mode(0o711))
             .unwrap();
     }
-    Layout {
+    EtcdPaths {
         binary: HOST_ETCD.into(),
         lib_dir: None,
         data_dir: root.join("etcd-data"),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::etcd::{self, Layout};
+use crate::etcd::{self, EtcdPaths};
 use config::generate::sample_controlplane as generated;
 use runtime::supervisor::process::ProcessRunner;
 use runtime::supervisor::{Health, HealthCheck, Service, Supervisor};
@@ -78,7 +78,7 @@ async fn the_real_apiserver_accepts_the_pki() {
     }
     runtime::reaper::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = Layout {
+    let layout = EtcdPaths {
         binary: "/usr/bin/etcd".into(),
         lib_dir: None,
         data_dir: tmp.path().join("etcd"),
@@ -189,7 +189,7 @@ async fn the_real_apiserver_accepts_the_pki() {
 
 async fn checks(
     bin: &Path,
-    layout: &Layout,
+    layout: &EtcdPaths,
     server: &str,
     etcd: &runtime::supervisor::ServiceHandle,
     api: &runtime::supervisor::ServiceHandle,

@@ -177,16 +177,72 @@ pub async fn admin_kubeconfig(node: &runtime::Runtime) -> Result<Vec<u8>, K8sPki
     })
 }
 
+/// The secret files on disk as the PKI keeper last left them (id
+/// `secrets`): what the static Pods follow to be rendered again when a
+/// certificate they mount changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsSpec {
+    /// Digest of the Kubernetes secrets directory's files.
+    pub kubernetes_digest: String,
+    pub kubernetes_files: usize,
+    /// Digest of etcd's secrets directory's files (control planes).
+    pub etcd_digest: String,
+    pub etcd_files: usize,
+}
+
+impl SecretsSpec {
+    pub const ID: &'static str = "secrets";
+
+    /// The secrets in `dirs` now.
+    pub fn of(dirs: &SecretDirs) -> SecretsSpec {
+        let count = |d: &Path| {
+            std::fs::read_dir(d)
+                .map(|rd| {
+                    rd.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        SecretsSpec {
+            kubernetes_digest: crate::staticpods::render::dir_digest(&dirs.kubernetes),
+            kubernetes_files: count(&dirs.kubernetes),
+            etcd_digest: crate::staticpods::render::dir_digest(&dirs.etcd),
+            etcd_files: count(&dirs.etcd),
+        }
+    }
+}
+
+impl runtime::resources::Spec for SecretsSpec {
+    const KIND: &'static runtime::resources::Kind = runtime::resources::kind::SECRETS;
+    fn to_yaml(&self, _: runtime::resources::Secrets) -> String {
+        runtime::resources::yaml_of(self)
+    }
+}
+
 /// Keeps the secrets current for as long as machined runs: re-issues them
 /// whenever the running config, the hostname or the node's addresses
-/// change (a new DHCP lease, a new config). The Kubernetes sequence spawns
-/// it after its first [`issue`].
-pub async fn keep_issued(node: runtime::Runtime) {
-    keep_issued_in(node, SecretDirs::node()).await
+/// change (a new DHCP lease, a new config), and publishes what is on disk
+/// as the [`SecretsSpec`] through `writer` (when given). The Kubernetes
+/// sequence spawns it after its first [`issue`].
+pub async fn keep_issued(node: runtime::Runtime, writer: Option<runtime::resources::Writer>) {
+    keep_issued_in(node, SecretDirs::node(), writer).await
 }
 
 /// [`keep_issued`] into `dirs`.
-pub async fn keep_issued_in(node: runtime::Runtime, dirs: SecretDirs) {
+pub async fn keep_issued_in(
+    node: runtime::Runtime,
+    dirs: SecretDirs,
+    writer: Option<runtime::resources::Writer>,
+) {
+    let publish = |dirs: &SecretDirs| {
+        if let Some(w) = &writer {
+            // Fails only for an undeclared output; the writer is SECRETS'.
+            let _ = w.put(SecretsSpec::ID, SecretsSpec::of(dirs));
+        }
+    };
+    // What the first issue (before this keeper) wrote.
+    publish(&dirs);
     use runtime::resources::{kind, Filter, Watch};
     let filter = Filter {
         kinds: vec![kind::ADDRESSES, kind::HOSTNAME, kind::MACHINE_CONFIG],
@@ -211,6 +267,7 @@ pub async fn keep_issued_in(node: runtime::Runtime, dirs: SecretDirs) {
         match issue_async(cfg, facts, &dirs).await {
             Ok(done) if done.changed() => {
                 runtime::console!("pki: {} Kubernetes/etcd secret file(s) re-issued for the new config or addresses", done.written.len());
+                publish(&dirs);
                 last = now;
             }
             Ok(_) => last = now,

@@ -344,13 +344,18 @@ fn facts_come_from_the_address_resources_without_pod_links() {
     );
 }
 
-/// The running config arrives, then a new address: the secrets follow.
+/// The running config arrives, then a new address: the secrets follow,
+/// and so does the `secrets` resource the static Pods watch.
 #[tokio::test]
 async fn keep_issued_follows_config_and_addresses() {
     let node = test_node();
     let tmp = tempfile::tempdir().unwrap();
     let dirs = SecretDirs::under(tmp.path());
-    tokio::spawn(keep_issued_in(node.clone(), dirs.clone()));
+    let writer = node
+        .store
+        .writer("pki", &[runtime::resources::kind::SECRETS])
+        .unwrap();
+    tokio::spawn(keep_issued_in(node.clone(), dirs.clone(), Some(writer)));
     tokio::task::yield_now().await;
     let (cfg, _) = generated();
     node.set_running_config(cfg, "test");
@@ -366,6 +371,22 @@ async fn keep_issued_follows_config_and_addresses() {
     };
     let p = api.clone();
     until("issue after the config", Box::new(move || p.exists())).await;
+    let published = |node: &runtime::Runtime| {
+        node.store
+            .spec::<SecretsSpec>(SecretsSpec::ID)
+            .expect("the keeper publishes the secrets")
+    };
+    let (n, d) = (node.clone(), dirs.clone());
+    until(
+        "the secrets resource after the first issue",
+        Box::new(move || published(&n) == SecretsSpec::of(&d)),
+    )
+    .await;
+    let first = published(&node);
+    assert!(
+        first.kubernetes_files > 5 && first.etcd_files > 3,
+        "{first:?}"
+    );
     let w = node
         .store
         .writer("test", &[runtime::resources::kind::ADDRESSES])
@@ -381,4 +402,11 @@ async fn keep_issued_follows_config_and_addresses() {
         }),
     )
     .await;
+    let (n, d) = (node.clone(), dirs.clone());
+    until(
+        "the secrets resource after the re-issue",
+        Box::new(move || published(&n) == SecretsSpec::of(&d)),
+    )
+    .await;
+    assert_ne!(published(&node).kubernetes_digest, first.kubernetes_digest);
 }

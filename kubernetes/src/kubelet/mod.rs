@@ -30,7 +30,7 @@ pub const HEALTHZ_PORT: u16 = 10248;
 
 /// What the kubelet needs to know about the node beyond the config.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeFacts {
+pub struct NodeRegistration {
     pub hostname: String,
     /// The address the node registers with (`--node-ip`).
     pub node_ip: Option<IpAddr>,
@@ -78,7 +78,7 @@ pub fn kubelet_configuration(cfg: &MachineConfig) -> String {
 
 /// The kubelet's flags, `--name=value`, sorted; `machine.kubelet.extraArgs`
 /// override Cairn's.
-pub fn flags(cfg: &MachineConfig, facts: &NodeFacts) -> Vec<String> {
+pub fn flags(cfg: &MachineConfig, facts: &NodeRegistration) -> Vec<String> {
     let mut f: BTreeMap<String, String> = BTreeMap::new();
     let mut set = |k: &str, v: String| {
         f.insert(k.to_string(), v);
@@ -216,8 +216,8 @@ mod tests {
     use super::*;
     use crate::testutil;
 
-    fn facts() -> NodeFacts {
-        NodeFacts {
+    fn facts() -> NodeRegistration {
+        NodeRegistration {
             hostname: "cp1".into(),
             node_ip: Some("10.5.0.2".parse().unwrap()),
         }
@@ -257,7 +257,7 @@ mod tests {
         );
         let f = flags(
             &cfg,
-            &NodeFacts {
+            &NodeRegistration {
                 hostname: "w1".into(),
                 node_ip: Some("10.5.0.3".parse().unwrap()),
             },

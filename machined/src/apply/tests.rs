@@ -403,7 +403,7 @@ async fn no_anonymous_apply_while_a_slot_is_on_trial() {
 fn kubelet_and_registry_fields_change_the_services_specs() {
     use kubernetes::specs::services_changed;
     let (cfg, _) = generated();
-    let facts = kubernetes::kubelet::NodeFacts {
+    let facts = kubernetes::kubelet::NodeRegistration {
         hostname: "cp1".into(),
         node_ip: Some("10.5.0.2".parse().unwrap()),
     };
@@ -447,7 +447,7 @@ fn etcd_extra_args_change_etcds_spec_live_on_control_planes_only() {
         cfg.machine.machine_type,
         config::spec::MachineType::Controlplane
     );
-    let facts = kubernetes::kubelet::NodeFacts {
+    let facts = kubernetes::kubelet::NodeRegistration {
         hostname: "cp1".into(),
         node_ip: Some("10.5.0.2".parse().unwrap()),
     };
@@ -468,7 +468,8 @@ fn etcd_extra_args_change_etcds_spec_live_on_control_planes_only() {
         },
     );
     let args =
-        kubernetes::etcd::EtcdSettings::from_spec(&spec, &kubernetes::etcd::Layout::node()).args();
+        kubernetes::etcd::EtcdSettings::from_spec(&spec, &kubernetes::etcd::EtcdPaths::node())
+            .args();
     assert!(
         args.contains(&"--heartbeat-interval=250".to_string()),
         "{args:?}"

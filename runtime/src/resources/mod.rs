@@ -90,6 +90,7 @@ kinds! {
     CONTAINERD_SPEC = "containerdspec" in KUBERNETES: "containerd's config, derived from the machine config";
     MEMBERS = "members" in KUBERNETES: "the cluster's nodes as the API server lists them: addresses, role, readiness";
     KUBELET_SPEC = "kubeletspec" in KUBERNETES, sensitive: "the kubelet's flags and configuration, derived from the machine config";
+    SECRETS = "secrets" in KUBERNETES: "the Kubernetes and etcd secret files on disk: a digest of each directory and how many files (never their content)";
     ETCD_SPEC = "etcdspec" in KUBERNETES, sensitive: "etcd's member name, advertised address, cluster token and extra args, derived from the machine config (control planes)";
     EVENTS = "events" in RUNTIME: "the node's event log";
     META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";

@@ -334,7 +334,7 @@ fn bench() -> anyhow::Result<()> {
     let admin = pki::issue_client_cert(&ca, "bench", Role::Admin, pki::LEAF_VALIDITY)?;
     let settings = machined::secure::secure_settings(&cp, "bench", &[])?;
     let settings_dir = dir.path().join("apid");
-    machined::secure::write_settings(&settings_dir, &settings, None)?;
+    machined::secure::ApidSettingsFile::new(settings_dir.clone(), None).write(&settings)?;
     let certs = dir.path().join("baseline");
     std::fs::create_dir_all(&certs)?;
     std::fs::write(certs.join("server.crt"), settings.server.crt.pem())?;
