@@ -156,29 +156,131 @@ pub fn maintenance_settings(
     })
 }
 
+/// apid's settings as the `apidspec` resource shows them: everything but
+/// the keys. apid runs from the settings file; this is its readable copy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApidSpec {
+    pub mode: String,
+    /// The server certificate's names (subject CN, then its SANs).
+    pub names: Vec<String>,
+    /// Its expiry, RFC 3339.
+    pub not_after: String,
+    /// `sha256:<hex>` of its DER, as clients pin it.
+    pub fingerprint: String,
+    /// Client certificates must be signed by the OS CA.
+    pub client_certificates: bool,
+    pub rbac: bool,
+    /// apid holds a certificate to forward calls to other nodes.
+    pub forwarding: bool,
+    /// apid signs joining machines' certificates (control planes).
+    pub join: bool,
+    pub members: Vec<String>,
+}
+
+impl ApidSpec {
+    pub const ID: &'static str = "apid";
+
+    pub fn of(s: &ApidSettings) -> ApidSpec {
+        let der = s.server.crt.der();
+        let (mut names, mut not_after) = (Vec::new(), String::new());
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+            names.extend(
+                cert.subject()
+                    .iter_common_name()
+                    .filter_map(|cn| cn.as_str().ok().map(str::to_string)),
+            );
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                for n in &san.value.general_names {
+                    match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => {
+                            names.push(d.to_string())
+                        }
+                        x509_parser::extensions::GeneralName::IPAddress(b) => {
+                            let ip = match b.len() {
+                                4 => <[u8; 4]>::try_from(*b).ok().map(IpAddr::from),
+                                16 => <[u8; 16]>::try_from(*b).ok().map(IpAddr::from),
+                                _ => None,
+                            };
+                            names.extend(ip.map(|ip| ip.to_string()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let expiry = cert.validity().not_after.timestamp();
+            not_after = u64::try_from(expiry)
+                .map(|secs| {
+                    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+                    humantime::format_rfc3339_seconds(at).to_string()
+                })
+                .unwrap_or_default();
+        }
+        ApidSpec {
+            mode: match s.mode {
+                ApidMode::Maintenance => "maintenance",
+                ApidMode::Secure => "secure",
+            }
+            .to_string(),
+            names,
+            not_after,
+            fingerprint: format!("sha256:{}", pki::fingerprint(der)),
+            client_certificates: s.ca.is_some(),
+            rbac: s.rbac,
+            forwarding: s.forwarding.is_some(),
+            join: s.join,
+            members: s.members.clone(),
+        }
+    }
+}
+
+impl runtime::resources::Spec for ApidSpec {
+    const KIND: &'static runtime::resources::Kind = runtime::resources::kind::APID_SPEC;
+    fn to_yaml(&self, _: runtime::resources::Secrets) -> String {
+        runtime::resources::yaml_of(self)
+    }
+}
+
 /// apid's settings file: where it is, who owns it, and the one lock its
 /// writers take. New certificates (apply, join) and new members are
 /// written by different tasks, and a read-modify-write must not put back
-/// certificates just replaced. The node holds one (`Node::apid_settings`).
+/// certificates just replaced. The node holds one (`Node::apid_settings`);
+/// every write is published as the [`ApidSpec`] through its store writer.
 pub struct ApidSettingsFile {
     pub dir: PathBuf,
     /// apid's uid/gid; `None` in tests.
     pub owner: Option<(u32, u32)>,
     writer: std::sync::Mutex<()>,
+    publish: Option<runtime::resources::Writer>,
 }
 
 impl ApidSettingsFile {
-    /// The node's: apid's secrets directory, owned by apid's user.
-    pub fn node() -> Arc<Self> {
-        Self::new(settings_dir(), Some((APID_UID, APID_GID)))
+    /// The node's: apid's secrets directory, owned by apid's user,
+    /// published through `publish`.
+    pub fn node(publish: Option<runtime::resources::Writer>) -> Arc<Self> {
+        Arc::new(Self {
+            dir: settings_dir(),
+            owner: Some((APID_UID, APID_GID)),
+            writer: std::sync::Mutex::new(()),
+            publish,
+        })
     }
 
+    /// A file in `dir`, published nowhere (tests, benches).
     pub fn new(dir: PathBuf, owner: Option<(u32, u32)>) -> Arc<Self> {
         Arc::new(Self {
             dir,
             owner,
             writer: std::sync::Mutex::new(()),
+            publish: None,
         })
+    }
+
+    fn written(&self, settings: &ApidSettings) {
+        if let Some(w) = &self.publish {
+            // Fails only for an undeclared output: the writer is apidspec's.
+            let _ = w.put(ApidSpec::ID, ApidSpec::of(settings));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -190,7 +292,9 @@ impl ApidSettingsFile {
     /// and owned by the owner too.
     pub fn write(&self, settings: &ApidSettings) -> Result<(), SecureError> {
         let _one_writer = self.lock();
-        write_unlocked(&self.dir, settings, self.owner)
+        write_unlocked(&self.dir, settings, self.owner)?;
+        self.written(settings);
+        Ok(())
     }
 
     /// Changes the settings with `change` (which says whether it changed
@@ -211,6 +315,7 @@ impl ApidSettingsFile {
             return Ok(false);
         }
         write_unlocked(&self.dir, &settings, self.owner)?;
+        self.written(&settings);
         Ok(true)
     }
 }
@@ -344,6 +449,53 @@ mod tests {
             secure_settings(&worker, "n", &[]),
             Err(SecureError::NoCaKey)
         ));
+    }
+
+    /// Every write of the node's settings file shows in `apidspec`, with
+    /// the certificate's names and fingerprint and without its key.
+    #[test]
+    fn written_settings_are_published_without_the_key() {
+        let store = runtime::resources::Store::new();
+        let dir = tempfile::tempdir().unwrap();
+        let file = ApidSettingsFile {
+            dir: dir.path().join("apid"),
+            owner: None,
+            writer: std::sync::Mutex::new(()),
+            publish: Some(
+                store
+                    .writer("apid", &[runtime::resources::kind::APID_SPEC])
+                    .unwrap(),
+            ),
+        };
+        let cert = crate::maintenance::generate_certificate("n", &[]).unwrap();
+        file.write(&maintenance_settings(&cert).unwrap()).unwrap();
+        let spec = store.spec::<ApidSpec>(ApidSpec::ID).unwrap();
+        assert_eq!(spec.mode, "maintenance");
+        assert_eq!(spec.fingerprint, format!("sha256:{}", cert.fingerprint));
+        assert!(!spec.client_certificates && spec.members.is_empty());
+
+        let (cfg, _) = generated();
+        let secure = secure_settings(&cfg, "node-1", &["10.0.2.15".parse().unwrap()]).unwrap();
+        file.write(&secure).unwrap();
+        assert!(file
+            .update(|s| {
+                s.members = vec!["10.0.2.16".into()];
+                true
+            })
+            .unwrap());
+        let spec = store.spec::<ApidSpec>(ApidSpec::ID).unwrap();
+        assert_eq!(spec.mode, "secure");
+        assert!(spec.client_certificates && spec.forwarding && spec.rbac);
+        assert_eq!(spec.members, ["10.0.2.16"]);
+        for name in ["node-1", "10.0.2.15"] {
+            assert!(spec.names.iter().any(|n| n == name), "{name}: {spec:?}");
+        }
+        assert!(
+            spec.not_after.ends_with('Z') && spec.not_after.len() == 20,
+            "{spec:?}"
+        );
+        let yaml = runtime::resources::Spec::to_yaml(&spec, runtime::resources::Secrets::Show);
+        assert!(!yaml.contains("PRIVATE KEY"), "{yaml}");
     }
 
     #[test]

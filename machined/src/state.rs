@@ -74,7 +74,9 @@ impl Node {
             power,
             kubernetes_started: AtomicBool::new(false),
             configurator: std::sync::OnceLock::new(),
-            apid_settings: crate::secure::ApidSettingsFile::node(),
+            apid_settings: crate::secure::ApidSettingsFile::node(
+                rt.store.writer("apid", &[kind::APID_SPEC]).ok(),
+            ),
             writer: Mutex::new(writer),
             rt,
         }
