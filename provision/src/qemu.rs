@@ -162,6 +162,12 @@ impl VmConfig {
         Ok(Self::new(name, Boot::Disk(images.raw()?), firmware))
     }
 
+    /// Boots from `raw`, a disk image other than the built one (a test's
+    /// altered copy); the guest writes to an overlay, as with [`Self::disk`].
+    pub fn disk_image(name: &str, raw: PathBuf, firmware: Firmware) -> Self {
+        Self::new(name, Boot::Disk(raw), firmware)
+    }
+
     /// Boots from `disks` alone (the first one), e.g. an installed disk.
     pub fn from_disks(name: &str, disks: Vec<PathBuf>, firmware: Firmware) -> Self {
         let mut c = Self::new(name, Boot::Disks, firmware);
@@ -278,6 +284,8 @@ impl VmConfig {
                     "-drive",
                     &format!("file={},format=qcow2,if=virtio", qemu_path(overlay)),
                 ]);
+                // The disk first, also when a bootable disc is in a drive.
+                push(&["-boot", "order=c"]);
             }
             Boot::Disks => {}
         }
