@@ -48,6 +48,39 @@ pub enum Action {
 }
 
 impl Action {
+    /// The named phases of the sequences that run long enough to follow,
+    /// in order (see [`Guard::phase`]); empty for the others.
+    pub fn phases(self) -> &'static [&'static str] {
+        match self {
+            Action::Install => &[
+                "wiping",
+                "partitioning",
+                "EFI system partition",
+                "BOOT, slot A",
+                "META",
+                "STATE, with the machine config",
+            ],
+            Action::Upgrade => &["receiving the new system", "switching slots"],
+            Action::Reset => &["stopping services", "wiping"],
+            _ => &[],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Apply => "apply",
+            Action::Confirm => "confirm",
+            Action::Bootstrap => "bootstrap",
+            Action::Install => "install",
+            Action::Upgrade => "upgrade",
+            Action::Rollback => "rollback",
+            Action::MarkGood => "mark-good",
+            Action::Reset => "reset",
+            Action::Reboot => "reboot",
+            Action::Shutdown => "shutdown",
+        }
+    }
+
     /// The action a reboot or power-off is.
     fn of_power(action: PowerAction) -> Action {
         match action {
@@ -92,9 +125,40 @@ pub enum LifecycleError {
     OnTrial { slot: &'static str, asked: Action },
 }
 
+/// The `lifecycle` resource: what [`Lifecycle`] holds, readable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSpec {
+    /// The action under way (`install`, `upgrade`...), empty when idle.
+    pub action: String,
+    /// Its phase, as `k/n name`, when it has named phases.
+    pub phase: String,
+    /// When it started, RFC 3339.
+    pub since: String,
+    /// The booted slot while it is on trial after an upgrade.
+    pub trial_slot: String,
+    /// The reboot or shutdown taken, if any: the end of this boot.
+    pub powering: String,
+}
+
+impl LifecycleSpec {
+    pub const ID: &'static str = "machine";
+}
+
+impl runtime::resources::Spec for LifecycleSpec {
+    const KIND: &'static runtime::resources::Kind = runtime::resources::kind::LIFECYCLE;
+    fn to_yaml(&self, _: runtime::resources::Secrets) -> String {
+        runtime::resources::yaml_of(self)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     running: Option<(Action, Instant)>,
+    /// When the running action started (wall clock, for the resource).
+    since: Option<std::time::SystemTime>,
+    /// The running action's phase (one of [`Action::phases`]).
+    phase: Option<&'static str>,
     /// The power action taken, if any: the end of this boot.
     powering: Option<Action>,
     /// The booted slot while it is on trial.
@@ -108,6 +172,8 @@ pub struct Lifecycle {
     system: OnceLock<Arc<System>>,
     power: mpsc::Sender<PowerAction>,
     events: Option<Arc<EventLog>>,
+    /// Publishes the `lifecycle` resource (none in tests that do not look).
+    publish: OnceLock<runtime::resources::Writer>,
 }
 
 /// Holds the lifecycle for one action; dropping it ends the action.
@@ -126,11 +192,59 @@ impl Lifecycle {
             system: OnceLock::new(),
             power,
             events,
+            publish: OnceLock::new(),
         })
+    }
+
+    /// From now on every change shows in the `lifecycle` resource.
+    pub fn publish_to(&self, writer: runtime::resources::Writer) {
+        if self.publish.set(writer).is_ok() {
+            self.publish(&self.lock());
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the lifecycle holds now, as the resource shows it.
+    fn spec_of(inner: &Inner) -> LifecycleSpec {
+        let (action, phase) = match inner.running {
+            Some((action, _)) => {
+                let phases = action.phases();
+                let phase = inner
+                    .phase
+                    .map(|p| {
+                        let k = phases.iter().position(|q| *q == p).map_or(0, |i| i + 1);
+                        format!("{k}/{} {p}", phases.len())
+                    })
+                    .unwrap_or_default();
+                (action.name().to_string(), phase)
+            }
+            None => (String::new(), String::new()),
+        };
+        LifecycleSpec {
+            action,
+            phase,
+            since: inner
+                .since
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                .unwrap_or_default(),
+            trial_slot: inner.trial.unwrap_or_default().to_string(),
+            powering: inner
+                .powering
+                .map(|a| a.name().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Writes the resource; called with the lock held, so writes land in
+    /// the order of the changes.
+    fn publish(&self, inner: &Inner) {
+        if let Some(w) = self.publish.get() {
+            // Fails only for an undeclared output: the writer is LIFECYCLE's.
+            let _ = w.put(LifecycleSpec::ID, Self::spec_of(inner));
+        }
     }
 
     /// Starts `action`, or says why it cannot start now.
@@ -153,6 +267,9 @@ impl Lifecycle {
             });
         }
         inner.running = Some((action, Instant::now()));
+        inner.since = Some(std::time::SystemTime::now());
+        inner.phase = None;
+        self.publish(&inner);
         Ok(Guard {
             owner: self.clone(),
             action,
@@ -182,7 +299,9 @@ impl Lifecycle {
 
     /// Records that the booted slot is on trial (`None`: decided).
     pub fn set_trial(&self, slot: Option<&'static str>) {
-        self.lock().trial = slot;
+        let mut inner = self.lock();
+        inner.trial = slot;
+        self.publish(&inner);
     }
 
     pub fn trial(&self) -> Option<&'static str> {
@@ -267,16 +386,45 @@ impl Guard {
         if let Some((running, _)) = &mut inner.running {
             *running = action;
         }
+        inner.phase = None;
+        self.owner.publish(&inner);
         drop(inner);
         self.action = action;
         self
+    }
+
+    /// Enters `phase`, one of this action's [`Action::phases`]: the
+    /// `lifecycle` resource and the event log show it.
+    pub fn phase(&self, phase: &'static str) {
+        debug_assert!(
+            self.action.phases().contains(&phase),
+            "{phase:?} is not a phase of {}",
+            self.action
+        );
+        let mut inner = self.owner.lock();
+        if inner.running.map(|(a, _)| a) != Some(self.action) {
+            return;
+        }
+        inner.phase = Some(phase);
+        self.owner.publish(&inner);
+        drop(inner);
+        if let Some(events) = &self.owner.events {
+            events.record(
+                EventType::Lifecycle,
+                format!("{}: {phase}", self.action.name()),
+            );
+        }
     }
 
     /// Ends this action with a reboot or power-off, [`REPLY_FIRST`] from
     /// now. From here on nothing else starts.
     pub fn power(self, action: PowerAction, why: &str) {
         let owner = self.owner.clone();
-        owner.lock().powering = Some(Action::of_power(action));
+        {
+            let mut inner = owner.lock();
+            inner.powering = Some(Action::of_power(action));
+            owner.publish(&inner);
+        }
         drop(self);
         let what = match action {
             PowerAction::Reboot => "reboot",
@@ -298,6 +446,9 @@ impl Drop for Guard {
         let mut inner = self.owner.lock();
         if inner.running.map(|(a, _)| a) == Some(self.action) {
             inner.running = None;
+            inner.since = None;
+            inner.phase = None;
+            self.owner.publish(&inner);
         }
     }
 }
@@ -332,6 +483,42 @@ mod tests {
         drop(install);
         assert_eq!(l.running(), None);
         drop(l.begin(Action::Apply).unwrap());
+    }
+
+    /// The `lifecycle` resource follows the action, its named phase, the
+    /// trial slot and the power action.
+    #[tokio::test]
+    async fn the_resource_shows_the_action_its_phase_and_the_power_state() {
+        let (l, _rx) = lifecycle();
+        let store = runtime::resources::Store::new();
+        l.publish_to(
+            store
+                .writer("lifecycle", &[runtime::resources::kind::LIFECYCLE])
+                .unwrap(),
+        );
+        let spec = || store.spec::<LifecycleSpec>(LifecycleSpec::ID).unwrap();
+        assert_eq!(spec(), LifecycleSpec::default());
+        let install = l.begin(Action::Install).unwrap();
+        assert_eq!(
+            (spec().action.as_str(), spec().phase.as_str()),
+            ("install", "")
+        );
+        assert!(spec().since.ends_with('Z'), "{:?}", spec());
+        install.phase("partitioning");
+        assert_eq!(spec().phase, "2/6 partitioning");
+        install.phase("STATE, with the machine config");
+        assert_eq!(spec().phase, "6/6 STATE, with the machine config");
+        drop(install);
+        assert_eq!(spec(), LifecycleSpec::default());
+        l.set_trial(Some("B"));
+        assert_eq!(spec().trial_slot, "B");
+        l.begin(Action::Rollback)
+            .unwrap()
+            .power(PowerAction::Reboot, "rollback");
+        assert_eq!(
+            (spec().action.as_str(), spec().powering.as_str()),
+            ("", "reboot")
+        );
     }
 
     #[test]

@@ -110,11 +110,13 @@ fn start(node: &Arc<Node>, req: ResetRequest) -> Result<(), ResetError> {
     let node = node.clone();
     tokio::spawn(async move {
         tokio::time::sleep(crate::lifecycle::REPLY_FIRST).await;
+        guard.phase("stopping services");
         runtime::console!("reset: stopping services, then wiping {}", names.join(", "));
         node.supervisor.stop_all().await;
         for (target, problem) in system::mounts::unmount_all(&system::syscall::Real) {
             runtime::console!("reset: {}: {problem}", target.display());
         }
+        guard.phase("wiping");
         // Zeroing takes minutes on a large partition: on a blocking
         // thread, so PID 1's runtime (the reaper, the console) goes on.
         let wiped = tokio::task::spawn_blocking(move || {

@@ -67,10 +67,14 @@ impl Node {
             .writer("machinestatus", &[kind::MACHINE_STATUS])
             .expect("a fresh store has no machinestatus writer yet");
         let _ = writer.put(MachineStatusSpec::ID, MachineStatusSpec::default());
+        let lifecycle = crate::lifecycle::Lifecycle::new(power.clone(), Some(rt.events.clone()));
+        if let Ok(w) = rt.store.writer("lifecycle", &[kind::LIFECYCLE]) {
+            lifecycle.publish_to(w);
+        }
         Self {
             cmdline,
             logs,
-            lifecycle: crate::lifecycle::Lifecycle::new(power.clone(), Some(rt.events.clone())),
+            lifecycle,
             power,
             kubernetes_started: AtomicBool::new(false),
             configurator: std::sync::OnceLock::new(),

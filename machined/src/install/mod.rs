@@ -194,7 +194,7 @@ pub fn start(target: Target, config: Vec<u8>, guard: crate::lifecycle::Guard) ->
     );
     off_runtime(async move {
         let started = std::time::Instant::now();
-        match install(&target, &config).await {
+        match install(&target, &config, &guard).await {
             Ok(()) => {
                 runtime::console!(
                     "install: done in {} s; rebooting into the installed system",
@@ -334,7 +334,11 @@ async fn mkfs_fat(device: &Path, label: &str) -> Result<(), InstallError> {
 }
 
 /// The whole install, step by step, with a console line each.
-pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
+pub async fn install(
+    t: &Target,
+    config: &[u8],
+    guard: &crate::lifecycle::Guard,
+) -> Result<(), InstallError> {
     let work = Path::new(WORK_DIR);
     let (medium, efi, boot, state) = (
         work.join("medium"),
@@ -351,6 +355,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
     mount_medium(&medium)?;
     let result = async {
         if t.wipe {
+            guard.phase("wiping");
             runtime::console!(
                 "install: wiping {} ({} MiB)",
                 t.node.display(),
@@ -358,6 +363,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
             );
             disk::zero(&t.node, 0, t.size)?;
         }
+        guard.phase("partitioning");
         runtime::console!(
             "install: partitioning {} (GPT: EFI, BIOS, BOOT, META, STATE, EPHEMERAL)",
             t.node.display()
@@ -377,6 +383,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
             disk::zero(&part(&parts, name)?.node, 0, MIB)?;
         }
 
+        guard.phase("EFI system partition");
         runtime::console!("install: EFI system partition (GRUB for UEFI)");
         let p = &part(&parts, partition::EFI)?.node;
         mkfs_fat(p, partition::EFI).await?;
@@ -386,6 +393,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         unmount(&efi);
         r?;
 
+        guard.phase("BOOT, slot A");
         runtime::console!("install: BOOT, slot A");
         let p = &part(&parts, partition::BOOT)?.node;
         host::partitions::format_ext4(p, partition::BOOT).await?;
@@ -394,6 +402,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         unmount(&boot);
         r?;
 
+        guard.phase("META");
         let p = &part(&parts, partition::META)?.node;
         let mut meta = MetaStore::open(p)?;
         let mut v = Values::new();
@@ -404,6 +413,7 @@ pub async fn install(t: &Target, config: &[u8]) -> Result<(), InstallError> {
         );
         meta.write(&v)?;
 
+        guard.phase("STATE, with the machine config");
         runtime::console!("install: STATE, with the machine config");
         let p = &part(&parts, partition::STATE)?.node;
         host::partitions::format_ext4(p, partition::STATE).await?;

@@ -255,6 +255,7 @@ where
     let sys = node.lifecycle.system().ok_or(UpgradeError::Live)?;
     let booted = sys.booted()?;
     let guard = node.lifecycle.begin(Action::Upgrade)?;
+    guard.phase("receiving the new system");
     runtime::console!(
         "upgrade: receiving a new system for slot {}",
         slots::other(booted)
@@ -275,6 +276,7 @@ where
             return Err(e);
         }
     };
+    guard.phase("switching slots");
     let version = if r.version.is_empty() {
         "a new version".to_string()
     } else {

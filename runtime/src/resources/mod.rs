@@ -92,6 +92,7 @@ kinds! {
     KUBELET_SPEC = "kubeletspec" in KUBERNETES, sensitive: "the kubelet's flags and configuration, derived from the machine config";
     SECRETS = "secrets" in KUBERNETES: "the Kubernetes and etcd secret files on disk: a digest of each directory and how many files (never their content)";
     ETCD_SPEC = "etcdspec" in KUBERNETES, sensitive: "etcd's member name, advertised address, cluster token and extra args, derived from the machine config (control planes)";
+    LIFECYCLE = "lifecycle" in RUNTIME: "the machine-level action under way (install, upgrade, reset...), its phase and since when; the slot on trial; a power action taken";
     APID_SPEC = "apidspec" in RUNTIME: "apid's mode, server certificate (names, expiry, fingerprint; never the key), role checks, forwarding and the members it may forward to, as machined last wrote them";
     EVENTS = "events" in RUNTIME: "the node's event log";
     META = "meta" in RUNTIME: "the META partition: upgrade state, boot counts, the last failed boot";

@@ -318,6 +318,8 @@ pub enum EventType {
     Bringup,
     /// A client certificate minted for a person (`cairnctl config new`).
     Certificate,
+    /// A machine-level action entering one of its phases.
+    Lifecycle,
 }
 
 impl EventType {
@@ -331,6 +333,7 @@ impl EventType {
             EventType::Join => "join",
             EventType::Bringup => "bringup",
             EventType::Certificate => "certificate",
+            EventType::Lifecycle => "lifecycle",
         }
     }
 }
