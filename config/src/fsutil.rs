@@ -30,6 +30,19 @@ pub fn write_private_as(
     overwrite: bool,
     owner: Option<(u32, u32)>,
 ) -> Result<(), WriteError> {
+    write_private_with(path, contents, overwrite, owner, &|| {})
+}
+
+/// [`write_private_as`], calling `before_rename` once the temp file is
+/// written and synced and before it takes the name (the power-cut tests'
+/// point between the two).
+pub fn write_private_with(
+    path: &Path,
+    contents: &[u8],
+    overwrite: bool,
+    owner: Option<(u32, u32)>,
+    before_rename: &dyn Fn(),
+) -> Result<(), WriteError> {
     let shown = path.display().to_string();
     let io = |source| WriteError::Io {
         path: shown.clone(),
@@ -49,6 +62,7 @@ pub fn write_private_as(
         std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).map_err(io)?;
     }
     tmp.as_file().sync_all().map_err(io)?;
+    before_rename();
     if overwrite {
         tmp.persist(path).map_err(|e| io(e.error))?;
     } else {

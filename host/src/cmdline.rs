@@ -8,6 +8,9 @@ pub const SLOT: &str = "cairn.slot";
 pub const DEBUG_KILL: &str = "cairn.debug.kill";
 /// `cairn.debug.panic=<secs>`: test hook, panic machined after a delay.
 pub const DEBUG_PANIC: &str = "cairn.debug.panic";
+/// `cairn.debug.cut=<point>`: machined stops for good at that point of a
+/// STATE write, an upgrade or an install, for a test to cut the power.
+pub const DEBUG_CUT: &str = "cairn.debug.cut";
 /// `cairn.log=debug`: more verbose machined logging.
 pub const LOG: &str = "cairn.log";
 
@@ -142,6 +145,11 @@ impl Cmdline {
     /// The `cairn.debug.panic` test hook, if set and well formed.
     pub fn debug_panic(&self) -> Option<Duration> {
         Some(Duration::from_secs(self.get(DEBUG_PANIC)?.parse().ok()?))
+    }
+
+    /// The `cairn.debug.cut` test hook's point, if set.
+    pub fn debug_cut(&self) -> Option<&str> {
+        self.get(DEBUG_CUT)
     }
 
     /// Whether `cairn.log=debug` asks for debug logging.

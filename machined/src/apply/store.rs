@@ -82,7 +82,11 @@ impl StateFiles {
 
     /// Writes `name` atomically (0600).
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        Ok(fsutil::write_private(&self.path(name), bytes, true)?)
+        fsutil::write_private_with(&self.path(name), bytes, true, None, &|| {
+            crate::debug::power_cut("state:temp-written")
+        })?;
+        crate::debug::power_cut("state:written");
+        Ok(())
     }
 
     /// Renames `from` over `to` atomically and makes it durable.

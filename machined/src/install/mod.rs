@@ -372,6 +372,7 @@ pub async fn install(
         disk::install_bios_grub(&t.node, t.size, &boot_img, &core_img)?;
         disk::reread_partitions(&t.node)?;
         let parts = wait_partitions(&t.name).await?;
+        crate::debug::power_cut("install:partitioned");
         // No stale signatures where machined probes (META, EPHEMERAL).
         for name in [
             partition::META,
@@ -401,6 +402,7 @@ pub async fn install(
         let r = fill_boot(&boot, &medium, &menu);
         unmount(&boot);
         r?;
+        crate::debug::power_cut("install:boot-written");
 
         guard.phase("META");
         let p = &part(&parts, partition::META)?.node;
@@ -428,6 +430,7 @@ pub async fn install(
         unmount(&state);
         r?;
         nix::unistd::sync();
+        crate::debug::power_cut("install:done");
         Ok(())
     }
     .await;

@@ -228,13 +228,16 @@ where
             return Err(UpgradeError::Missing(asset));
         }
     }
+    crate::debug::power_cut("upgrade:staged");
     slots.commit_staging(target)?;
+    crate::debug::power_cut("upgrade:committed");
     meta.update(|v| {
         v.insert(keys::UPGRADE_STATE.into(), keys::state::TRYING.into());
         v.insert(keys::UPGRADE_VERSION.into(), received.version.clone());
         v.insert(keys::UPGRADE_TIME.into(), host::meta::now());
     })?;
     slots.try_once(target)?;
+    crate::debug::power_cut("upgrade:switched");
     Ok(received)
 }
 
