@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_tests::{cairnctl, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
-use common::{text, Cluster, REBOOT_TIMEOUT};
+use common::{Cluster, REBOOT_TIMEOUT};
 
 /// Boots the disk with the image's kernel and initramfs (slot A's) and
 /// `append` on the command line.
@@ -56,148 +56,116 @@ fn cut_at(vm: &mut Vm, point: &str, mut client: Child) {
     let _ = client.wait();
 }
 
+/// What a test run shares: the images, the disk every boot uses, the
+/// cluster's configs.
+struct Run {
+    images: Images,
+    second: std::path::PathBuf,
+    disk: std::path::PathBuf,
+    cluster: Cluster,
+    started: Instant,
+}
+
+impl Run {
+    /// A first apply-config to the unconfigured node, cut at `point`.
+    fn apply_cut_at(&self, name: &str, point: &str, before: &str) {
+        let append = format!("cairn.debug.cut={point}");
+        let (mut vm, c) = direct(name, &self.images, &self.disk, &append);
+        if !before.is_empty() {
+            vm.expect(before, c.boot_timeout())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
+            .unwrap_or_else(|e| panic!("the node must boot unconfigured: {e}"));
+        let addr = vm.apid_node();
+        let config = self.cluster.config();
+        let apply = spawn_ctl(&[
+            "apply-config",
+            "--insecure",
+            "-n",
+            &addr,
+            "-f",
+            config.to_str().unwrap(),
+            "--mode",
+            "no-reboot",
+        ]);
+        cut_at(&mut vm, point, apply);
+        self.say(&format!("cut at {point}"));
+    }
+
+    /// An upgrade of the configured node (slot A) cut at `point`; then the
+    /// disk boots through its firmware and must run `slot` with `version`.
+    fn upgrade_cut_at(&self, name: &str, point: &str, slot: &str, version: &str) {
+        let append = format!("cairn.slot=A cairn.debug.cut={point}");
+        let (mut vm, _) = direct(name, &self.images, &self.disk, &append);
+        let addr = self.cluster.target(&vm);
+        self.cluster
+            .wait_configured(&vm, &addr, Duration::from_secs(180));
+        let upgrade = [
+            "--cairnconfig",
+            self.cluster.admin.to_str().unwrap(),
+            "-n",
+            &addr,
+            "upgrade",
+            "--image",
+            self.second.to_str().unwrap(),
+        ];
+        cut_at(&mut vm, point, spawn_ctl(&upgrade));
+        self.say(&format!("cut at {point}"));
+        let boot = VmConfig::from_disks(
+            &format!("{name}-boot"),
+            vec![self.disk.clone()],
+            Firmware::SeaBios,
+        );
+        let mut vm = Vm::start(&boot).unwrap_or_else(|e| panic!("{e}"));
+        vm.expect(&format!(r"cairn: booting slot {slot}"), boot.boot_timeout())
+            .unwrap_or_else(|e| panic!("after a cut at {point}: {e}"));
+        let addr = self.cluster.target(&vm);
+        let v = self.cluster.wait_configured(&vm, &addr, REBOOT_TIMEOUT);
+        assert_eq!(
+            (v["tag"].as_str(), v["slot"].as_str()),
+            (Some(version), Some(slot)),
+            "after a cut at {point}: {v}"
+        );
+        let meta = self.cluster.meta(&addr);
+        self.say(&format!(
+            "slot {slot} runs {version}; upgrade.state {:?}",
+            meta.get("upgrade.state")
+        ));
+        vm.kill();
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("[{:>4}s] {what}", self.started.elapsed().as_secs());
+    }
+}
+
 #[test]
 fn power_cuts_while_writing_the_config_or_switching_slots_leave_a_node_that_boots() {
-    let started = Instant::now();
     let images = Images::locate();
-    let second = common::upgrade_images(&images.dir);
-    let (v1, v2) = (
-        common::image_version(&images.dir),
-        common::image_version(&second),
-    );
+    let (second, v1, v2) = common::upgrade_versions(&images);
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.qcow2");
     common::overlay(&images.raw().unwrap(), &disk);
-    let cluster = Cluster::generate("");
-    let config = cluster.config();
-    let config = config.to_str().unwrap();
-
-    // 1. The temp file written, not renamed: no config after the cut.
-    let (mut vm, c) = direct(
-        "cut-1",
-        &images,
-        &disk,
-        "cairn.debug.cut=state:temp-written",
-    );
-    vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = vm.apid_node();
-    let apply = spawn_ctl(&[
-        "apply-config",
-        "--insecure",
-        "-n",
-        &addr,
-        "-f",
-        config,
-        "--mode",
-        "no-reboot",
-    ]);
-    cut_at(&mut vm, "state:temp-written", apply);
-    eprintln!(
-        "[{:>4}s] cut after the config's temp file",
-        started.elapsed().as_secs()
-    );
-
-    // 2. Renamed and synced: the config after the cut.
-    let (mut vm, c) = direct("cut-2", &images, &disk, "cairn.debug.cut=state:written");
-    vm.expect(
+    let run = Run {
+        images,
+        second,
+        disk,
+        cluster: Cluster::generate(""),
+        started: Instant::now(),
+    };
+    // 1. The temp file written, not renamed: no config after the cut...
+    run.apply_cut_at("cut-1", "state:temp-written", "");
+    // 2. ...the node boots unconfigured and drops the temp file; renamed
+    // and synced: the config after the cut.
+    run.apply_cut_at(
+        "cut-2",
+        "state:written",
         r"config: removed 1 file\(s\) of an interrupted write",
-        c.boot_timeout(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
-        .unwrap_or_else(|e| panic!("the node must boot unconfigured again: {e}"));
-    let addr = vm.apid_node();
-    let apply = spawn_ctl(&[
-        "apply-config",
-        "--insecure",
-        "-n",
-        &addr,
-        "-f",
-        config,
-        "--mode",
-        "no-reboot",
-    ]);
-    cut_at(&mut vm, "state:written", apply);
-    eprintln!(
-        "[{:>4}s] cut after the config's rename",
-        started.elapsed().as_secs()
     );
-
-    // 3. An upgrade cut after slot B is written, before it is set to boot.
-    let (mut vm, _) = direct(
-        "cut-3",
-        &images,
-        &disk,
-        "cairn.slot=A cairn.debug.cut=upgrade:committed",
-    );
-    let addr = cluster.target(&vm);
-    let v = cluster.wait_configured(&vm, &addr, Duration::from_secs(180));
-    assert_eq!(v["tag"].as_str(), Some(v1.as_str()), "{v}");
-    let admin = cluster.admin.to_str().unwrap();
-    let upgrade = [
-        "--cairnconfig",
-        admin,
-        "-n",
-        &addr,
-        "upgrade",
-        "--image",
-        second.to_str().unwrap(),
-    ];
-    cut_at(&mut vm, "upgrade:committed", spawn_ctl(&upgrade));
-    eprintln!(
-        "[{:>4}s] cut after slot B was written",
-        started.elapsed().as_secs()
-    );
-    let disk_boot = VmConfig::from_disks("cut-3-boot", vec![disk.clone()], Firmware::SeaBios);
-    let mut vm = Vm::start(&disk_boot).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(r"cairn: booting slot A", disk_boot.boot_timeout())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = cluster.target(&vm);
-    let v = cluster.wait_configured(&vm, &addr, REBOOT_TIMEOUT);
-    assert_eq!(
-        (v["tag"].as_str(), v["slot"].as_str()),
-        (Some(v1.as_str()), Some("A")),
-        "{v}"
-    );
-    vm.kill();
-
-    // 4. Cut once slot B is set to boot once: it boots, with the new version.
-    let (mut vm, _) = direct(
-        "cut-4",
-        &images,
-        &disk,
-        "cairn.slot=A cairn.debug.cut=upgrade:switched",
-    );
-    let addr = cluster.target(&vm);
-    cluster.wait_configured(&vm, &addr, Duration::from_secs(180));
-    let upgrade = [
-        "--cairnconfig",
-        admin,
-        "-n",
-        &addr,
-        "upgrade",
-        "--image",
-        second.to_str().unwrap(),
-    ];
-    cut_at(&mut vm, "upgrade:switched", spawn_ctl(&upgrade));
-    eprintln!(
-        "[{:>4}s] cut after slot B was set to boot",
-        started.elapsed().as_secs()
-    );
-    let disk_boot = VmConfig::from_disks("cut-4-boot", vec![disk.clone()], Firmware::SeaBios);
-    let mut vm = Vm::start(&disk_boot).unwrap_or_else(|e| panic!("{e}"));
-    vm.expect(r"cairn: booting slot B", disk_boot.boot_timeout())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = cluster.target(&vm);
-    let v = cluster.wait_configured(&vm, &addr, REBOOT_TIMEOUT);
-    assert_eq!(
-        (v["tag"].as_str(), v["slot"].as_str()),
-        (Some(v2.as_str()), Some("B")),
-        "{v}"
-    );
-    let out = cluster.ctl(&addr, &["get", "meta", "-o", "json"]);
-    assert!(out.status.success(), "get meta: {}", text(&out));
-    vm.kill();
-    eprintln!("power-cut test: {} s", started.elapsed().as_secs());
+    // 3. Slot B written, not set to boot: slot A again. 4. Set to boot
+    // once: slot B with the new version.
+    run.upgrade_cut_at("cut-3", "upgrade:committed", "A", &v1);
+    run.upgrade_cut_at("cut-4", "upgrade:switched", "B", &v2);
+    run.say("power-cut test done");
 }

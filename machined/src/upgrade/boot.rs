@@ -76,7 +76,7 @@ pub async fn on_boot(sys: &dyn Syscalls, node: &Arc<Node>, devices: &[BlockDevic
     };
     let booted = node.cmdline.slot().and_then(slots::parse);
     let system = Arc::new(System {
-        slots: Slots::new(BOOT_MOUNT),
+        slots: Slots::boot(BOOT_MOUNT),
         meta: meta.clone(),
         booted,
     });

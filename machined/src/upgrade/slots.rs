@@ -4,9 +4,17 @@
 //!
 //! A new slot is written into `.<slot>.new/` (each file fsynced), then
 //! swapped in with renames and a directory fsync; the GRUB environment is
-//! changed only after that, by an atomic rename of a new grubenv. A power
-//! cut at any point leaves the environment pointing at the slot that
-//! booted before.
+//! changed only after that. A power cut at any point leaves the environment
+//! pointing at the slot that booted before.
+//!
+//! GRUB reads BOOT with its own ext4 driver, which does not replay the
+//! journal: a rename that is durable for Linux (in the journal) can still
+//! be invisible to GRUB after a power cut, and a grubenv replaced by a
+//! rename then reads as the old one (the power-cut VM test found this: a
+//! slot set to boot once booted the old slot). So the environment block is
+//! overwritten in place, as grub-editenv and GRUB's own save_env do, and
+//! after each change on the node's BOOT the journal is checkpointed
+//! (FIFREEZE, FITHAW) so that GRUB reads what Linux does.
 
 use std::path::{Path, PathBuf};
 
@@ -67,11 +75,48 @@ pub fn asset_file(asset: &str) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub struct Slots {
     root: PathBuf,
+    /// `root` is the mounted BOOT that GRUB reads at the next boot: each
+    /// change ends with the journal checkpointed (never in tests, whose
+    /// roots are the host's own filesystems).
+    grub_reads: bool,
 }
 
 impl Slots {
     pub fn new(root: impl Into<PathBuf>) -> Slots {
-        Slots { root: root.into() }
+        Slots {
+            root: root.into(),
+            grub_reads: false,
+        }
+    }
+
+    /// The node's BOOT, mounted at `root`, which GRUB reads at boot.
+    pub fn boot(root: impl Into<PathBuf>) -> Slots {
+        Slots {
+            root: root.into(),
+            grub_reads: true,
+        }
+    }
+
+    /// Makes what Linux wrote to BOOT what GRUB reads too: freezing a
+    /// filesystem flushes its journal into place, thawing it goes on.
+    fn checkpoint_for_grub(&self) -> Result<(), SlotError> {
+        if !self.grub_reads {
+            return Ok(());
+        }
+        use std::os::fd::AsRawFd as _;
+        const FIFREEZE: libc::c_ulong = 0xc004_5877;
+        const FITHAW: libc::c_ulong = 0xc004_5878;
+        let dir = std::fs::File::open(&self.root).map_err(io("opening", &self.root))?;
+        // SAFETY: FIFREEZE and FITHAW take an int argument the kernel
+        // ignores; the descriptor is open for both calls.
+        let frozen = unsafe { libc::ioctl(dir.as_raw_fd(), FIFREEZE as _, 0) };
+        let error = std::io::Error::last_os_error();
+        if frozen == 0 {
+            // SAFETY: as above; thawed whatever happens after the freeze.
+            unsafe { libc::ioctl(dir.as_raw_fd(), FITHAW as _, 0) };
+            return Ok(());
+        }
+        Err(io("checkpointing the journal of", &self.root)(error))
     }
 
     pub fn root(&self) -> &Path {
@@ -114,7 +159,22 @@ impl Slots {
             source,
         })?;
         std::fs::create_dir_all(self.root.join("grub")).map_err(io("creating", &path))?;
-        config::fsutil::write_private(&path, &bytes, true)?;
+        // In place when the block is there (GRUB's way: the same data
+        // blocks, so GRUB reads the new one whatever the journal holds);
+        // created whole otherwise.
+        let in_place = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if in_place {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io("opening", &path))?;
+            f.write_all(&bytes).map_err(io("writing", &path))?;
+            f.sync_all().map_err(io("syncing", &path))?;
+        } else {
+            config::fsutil::write_private(&path, &bytes, true)?;
+        }
+        self.checkpoint_for_grub()?;
         Ok(env)
     }
 
@@ -162,7 +222,7 @@ impl Slots {
         std::fs::rename(&staging, &target).map_err(io("renaming", &staging))?;
         sync_dir(&self.root)?;
         let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        self.checkpoint_for_grub()
     }
 }
 

@@ -175,6 +175,15 @@ pub fn blank_disk(path: &Path, size: &str) {
 /// The second image (another version) the upgrade tests move to:
 /// `$CAIRN_UPGRADE_OUT`, else `upgrade/` in the first image's directory
 /// (`make image-upgrade` builds it there).
+/// The upgrade image (see [`upgrade_images`]) and both images' versions,
+/// which must differ.
+pub fn upgrade_versions(images: &cairn_tests::Images) -> (PathBuf, String, String) {
+    let second = upgrade_images(&images.dir);
+    let (v1, v2) = (image_version(&images.dir), image_version(&second));
+    assert_ne!(v1, v2, "the second image needs another version");
+    (second, v1, v2)
+}
+
 pub fn upgrade_images(first: &Path) -> PathBuf {
     let dir = std::env::var_os("CAIRN_UPGRADE_OUT")
         .map(PathBuf::from)
