@@ -14,8 +14,14 @@
 //! 4. `upgrade:switched` (slot B set to boot once): the disk boots slot B,
 //!    the new version.
 //!
-//! (A cut while the upgrade streams is the upgrade test's; the install's
-//! cut points are exercised by machined's code but not booted here.)
+//!
+//! And an install from the ISO, on blank disks:
+//! 5. `install:boot-written` (GPT, GRUB and slot A on the disk, STATE not
+//!    made yet): the disk boots slot A to maintenance mode, unconfigured;
+//! 6. `install:done` (STATE written and synced, before the reboot): the
+//!    disk boots configured.
+//!
+//! (A cut while the upgrade streams is the upgrade test's.)
 
 mod common;
 
@@ -168,4 +174,74 @@ fn power_cuts_while_writing_the_config_or_switching_slots_leave_a_node_that_boot
     run.upgrade_cut_at("cut-3", "upgrade:committed", "A", &v1);
     run.upgrade_cut_at("cut-4", "upgrade:switched", "B", &v2);
     run.say("power-cut test done");
+}
+
+/// A live boot from the ISO's kernel and initramfs with `append`, the ISO
+/// in a drive (the install's medium) and `disk` to install to; the first
+/// config names it, and the install is cut at `point`.
+fn install_cut_at(images: &Images, cluster: &Cluster, disk: &std::path::Path, point: &str) {
+    let append = format!("cairn.debug.cut={point}");
+    let mut c = VmConfig::direct(&format!("cut-{}", point.replace(':', "-")), images, &append)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let iso = images.iso().unwrap_or_else(|e| panic!("{e}"));
+    c.extra_args = vec![
+        "-drive".into(),
+        format!("file={},media=cdrom,readonly=on", iso.display()),
+    ];
+    c.disks = vec![disk.to_path_buf()];
+    let mut vm = Vm::start(&c).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = vm.apid_node();
+    let config = cluster.config();
+    let apply = spawn_ctl(&[
+        "apply-config",
+        "--insecure",
+        "-n",
+        &addr,
+        "-f",
+        config.to_str().unwrap(),
+    ]);
+    cut_at(&mut vm, point, apply);
+}
+
+/// The disk alone, through its firmware and GRUB: slot A boots.
+fn boot_disk(name: &str, disk: &std::path::Path) -> (Vm, VmConfig) {
+    let c = VmConfig::from_disks(name, vec![disk.to_path_buf()], Firmware::SeaBios);
+    let mut vm = Vm::start(&c).unwrap_or_else(|e| panic!("{e}"));
+    vm.expect(r"cairn: booting slot A", c.boot_timeout())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (vm, c)
+}
+
+#[test]
+fn power_cuts_during_an_install_leave_a_disk_that_boots() {
+    let started = Instant::now();
+    let images = Images::locate();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::generate("install: {disk: /dev/vda}");
+    let say = |what: &str| eprintln!("[{:>4}s] {what}", started.elapsed().as_secs());
+
+    // 5. Cut once BOOT is written: the disk boots, unconfigured.
+    let half = dir.path().join("half.qcow2");
+    common::blank_disk(&half, "4G");
+    install_cut_at(&images, &cluster, &half, "install:boot-written");
+    say("cut at install:boot-written");
+    let (mut vm, c) = boot_disk("cut-install-half", &half);
+    vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
+        .unwrap_or_else(|e| panic!("a half-installed disk must boot to maintenance mode: {e}"));
+    vm.kill();
+    say("the half-installed disk boots to maintenance mode");
+
+    // 6. Cut once STATE is written, before the reboot: configured.
+    let whole = dir.path().join("whole.qcow2");
+    common::blank_disk(&whole, "4G");
+    install_cut_at(&images, &cluster, &whole, "install:done");
+    say("cut at install:done");
+    let (mut vm, _) = boot_disk("cut-install-done", &whole);
+    let addr = cluster.target(&vm);
+    let v = cluster.wait_configured(&vm, &addr, REBOOT_TIMEOUT);
+    assert_eq!(v["slot"], "A", "{v}");
+    vm.kill();
+    say("the installed disk boots configured");
 }
