@@ -50,6 +50,22 @@ fn spawn_ctl(args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// `apply-config --insecure` of the cluster's control-plane config to the
+/// node in maintenance mode at `addr`, in the background.
+fn spawn_insecure_apply(addr: &str, cluster: &Cluster, extra: &[&str]) -> Child {
+    let config = cluster.config();
+    let mut args = vec![
+        "apply-config",
+        "--insecure",
+        "-n",
+        addr,
+        "-f",
+        config.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    spawn_ctl(&args)
+}
+
 /// Waits for machined to reach `point`, then cuts the power.
 fn cut_at(vm: &mut Vm, point: &str, mut client: Child) {
     vm.expect(
@@ -84,17 +100,7 @@ impl Run {
         vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
             .unwrap_or_else(|e| panic!("the node must boot unconfigured: {e}"));
         let addr = vm.apid_node();
-        let config = self.cluster.config();
-        let apply = spawn_ctl(&[
-            "apply-config",
-            "--insecure",
-            "-n",
-            &addr,
-            "-f",
-            config.to_str().unwrap(),
-            "--mode",
-            "no-reboot",
-        ]);
+        let apply = spawn_insecure_apply(&addr, &self.cluster, &["--mode", "no-reboot"]);
         cut_at(&mut vm, point, apply);
         self.say(&format!("cut at {point}"));
     }
@@ -193,15 +199,7 @@ fn install_cut_at(images: &Images, cluster: &Cluster, disk: &std::path::Path, po
     vm.expect(MAINTENANCE_BANNER, c.boot_timeout())
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = vm.apid_node();
-    let config = cluster.config();
-    let apply = spawn_ctl(&[
-        "apply-config",
-        "--insecure",
-        "-n",
-        &addr,
-        "-f",
-        config.to_str().unwrap(),
-    ]);
+    let apply = spawn_insecure_apply(&addr, cluster, &[]);
     cut_at(&mut vm, point, apply);
 }
 
