@@ -238,14 +238,22 @@ pub fn endpoint(nodes: &[NodeState]) -> String {
     format!("https://{ip}:{APISERVER_PORT}")
 }
 
-/// `$CAIRN_CACHE/clusters`, else `~/.cache/cairn/clusters`.
+/// The clusters' directory in a cache directory.
+pub const CLUSTERS: &str = "clusters";
+
+/// `$CAIRN_CACHE/clusters`, else [`default_clusters_dir`].
 pub fn clusters_dir() -> Result<PathBuf, ClusterError> {
     std::env::var_os("CAIRN_CACHE")
         .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("cairn")))
-        .map(|d| d.join("clusters"))
+        .map(|d| PathBuf::from(d).join(CLUSTERS))
+        .or_else(default_clusters_dir)
         .ok_or(ClusterError::NoCacheDir)
+}
+
+/// Where clusters are without `CAIRN_CACHE`: `~/.cache/cairn/clusters`
+/// (`$XDG_CACHE_HOME/cairn/clusters` when that is set).
+pub fn default_clusters_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("cairn").join(CLUSTERS))
 }
 
 /// The paths of one cluster's directory.
@@ -263,6 +271,12 @@ impl Layout {
     pub fn named(name: &str) -> Result<Layout, ClusterError> {
         check_name(name)?;
         Ok(Layout::new(clusters_dir()?.join(name)))
+    }
+
+    /// The cluster `name` when `CAIRN_CACHE` is `cache`.
+    pub fn in_cache(cache: &Path, name: &str) -> Result<Layout, ClusterError> {
+        check_name(name)?;
+        Ok(Layout::new(cache.join(CLUSTERS).join(name)))
     }
 
     pub fn state_file(&self) -> PathBuf {

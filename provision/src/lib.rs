@@ -11,7 +11,8 @@
 //! - [`cluster`]: a cluster's plan and directory: its nodes, their
 //!   addresses and forwarded ports; [`preflight`]: enough memory and disk
 //!   before anything starts; [`launch`]: the daemonized QEMUs and the hub,
-//!   known by pid files, started and stopped.
+//!   known by pid files, started and stopped; [`summary`]: the files and
+//!   the commands to run next that `create` prints, runnable as printed.
 
 pub mod cluster;
 pub mod cpio;
@@ -22,6 +23,7 @@ pub mod ports;
 pub mod preflight;
 pub mod probe;
 pub mod qemu;
+pub mod summary;
 
 pub use images::Images;
 pub use qemu::{Boot, Firmware, Vm, VmConfig, VmError};

@@ -151,7 +151,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match bring_up(&args, &patches, &layout, &images, &mut state, &mut progress).await {
         Ok(()) => {
             progress.finish();
-            super::summary::print_summary(&args, &layout, &state, &images, progress.elapsed());
+            super::summary::print_summary(&layout, &state, &images, progress.elapsed());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
