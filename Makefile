@@ -38,19 +38,22 @@ unit-test: deps ## Run the unit and crate tests (no VMs)
 image-upgrade: image ## Build the second image (another version) the upgrade tests use, into _out/upgrade/
 	@OUT=$(OUT)/upgrade CAIRN_VERSION=$$(cut -d' ' -f1 $(OUT)/version)-upgrade images/build-image.sh
 
-# The VM tests run Pods from the test image cache (tests/image-cache/).
+# The VM tests run Pods from the test image cache (tests/image-cache/); the
+# Kubernetes test runs what `cluster create` prints, with $(OUT)/cairnctl.
 test-image-cache: ## Build the image cache the VM tests boot with (tests/image-cache/build.sh)
 	tests/image-cache/build.sh $(TEST_IMAGE_CACHE)
 
 vm-test: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
-vm-test: test-image-cache image image-upgrade ## Run the QEMU tests against the images in _out/
+vm-test: CAIRNCTL_PROFILE = dev
+vm-test: test-image-cache image image-upgrade cairnctl ## Run the QEMU tests against the images in _out/
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
 vm-test-multinode: image ## Run the multi-node test (a control plane and a worker from cairnctl cluster create; 15+ min under TCG, not in make test yet)
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test multinode -- --ignored --nocapture
 
 vm-test-addons: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
-vm-test-addons: test-image-cache image ## The Kubernetes VM test alone, with its add-on checks (kubectl top, HPA, Prometheus, log store, Web UI in Chromium); CAIRN_TEST_ADDONS=0 leaves them out
+vm-test-addons: CAIRNCTL_PROFILE = dev
+vm-test-addons: test-image-cache image cairnctl ## The Kubernetes VM test alone, with its add-on checks (kubectl top, HPA, Prometheus, log store, Web UI in Chromium); CAIRN_TEST_ADDONS=0 leaves them out
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests --test kubernetes -- --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors, over the workspace
@@ -58,7 +61,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors, over the workspac
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test: IMAGE_CACHE = $(TEST_IMAGE_CACHE)
-test: deps lint test-image-cache image image-upgrade ## Run every test: lint, crate tests, then QEMU tests
+test: CAIRNCTL_PROFILE = dev
+test: deps lint test-image-cache image image-upgrade cairnctl ## Run every test: lint, crate tests, then QEMU tests
 	cargo test --workspace --exclude cairn-tests
 	CAIRN_OUT=$(abspath $(OUT)) cargo test -p cairn-tests -- --test-threads=1
 
@@ -85,9 +89,12 @@ fuzz: ## Run every fuzz target for FUZZ_TIME seconds (default 600), one after an
 fuzz-smoke: ## Run every fuzz target for FUZZ_SMOKE_TIME seconds (default 5): they build, seeds and regressions pass
 	fuzz/run.sh $(FUZZ_SMOKE_TIME)
 
+# CAIRNCTL_PROFILE=dev installs the debug build: `make test` does, since its
+# tests build that one anyway (a release build would add minutes).
+CAIRNCTL_PROFILE ?= release
 cairnctl: ## Build cairnctl into _out/ (beside kubectl)
-	cargo build --release -p ctl
-	@mkdir -p $(OUT) && install -m 0755 $${CARGO_TARGET_DIR:-target}/release/cairnctl $(OUT)/cairnctl
+	cargo build --profile $(CAIRNCTL_PROFILE) -p ctl
+	@mkdir -p $(OUT) && install -m 0755 $${CARGO_TARGET_DIR:-target}/$(if $(filter dev,$(CAIRNCTL_PROFILE)),debug,$(CAIRNCTL_PROFILE))/cairnctl $(OUT)/cairnctl
 	@echo "$(OUT)/cairnctl"
 
 # The cluster's files (disks, consoles, configs, kubeconfig, cairnconfig) are

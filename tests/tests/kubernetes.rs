@@ -17,7 +17,9 @@
 //! import leaves nothing. The boot medium's image cache (`make test` builds
 //! the image with IMAGE_CACHE=, tests/image-cache/build.sh): an OCI archive
 //! and a docker-archive made into a cache by `cairnctl image cache-create`
-//! are imported at boot and run in Pods with pull policy Always.
+//! are imported at boot and run in Pods with pull policy Always. A
+//! newcomer's path (issue 18): the commands `cluster create` prints under
+//! "next:" run as printed against this node.
 //! The add-ons (issues 14 and 15, `cairn_tests::addons`): `kubectl top`,
 //! a HorizontalPodAutoscaler scaling a CPU-bound Deployment out, its CPU in
 //! Prometheus, a Pod's lines in the log store within 30 s and once each
@@ -25,6 +27,8 @@
 //! the Web UI in a real headless Chromium through `cairnctl dashboard
 //! --web` (admin and read-only tokens; screenshots in
 //! `<target>/vm-webui-screenshots/`).
+
+mod newcomer;
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +39,9 @@ use cairn_tests::kube::{self, Kubectl, Node, SYSTEM_PODS};
 use cairn_tests::timeline;
 use cairn_tests::{addons, cairnctl, media};
 use cairn_tests::{ports, Firmware, Images, Vm, VmConfig, MAINTENANCE_BANNER};
+use config::fsutil::write_private;
+use provision::cluster::{ClusterState, Layout, MergedContext, NodeState, Role};
+use provision::summary::{self, Programs};
 use webui::browser;
 
 /// The add-on checks (issues 14 and 15) run by default; set this to `0` to
@@ -188,6 +195,7 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
         },
     );
     or_panic(&vm, "control-plane role label", labelled);
+    newcomer_commands_run_as_printed(&vm, &node, &images, api_port, &nodes[0], &mut say);
     bringup_timeline_in_order(&vm, &node, &mut say);
     services_run_in_their_cgroups(&vm, &node, &mut say);
     live_apply_tells_the_truth(&vm, &node, &kubectl, &nodes[0], &mut say);
@@ -287,6 +295,147 @@ fn a_single_node_cluster_runs_pods_and_survives_restarts() {
     or_panic(&vm, "test Pods after the reboot", workload);
     check_pod_networking(&vm, &kubectl, &mut say);
     say("done");
+}
+
+/// Issue 18, a newcomer's path: this node's files laid out as `cairnctl
+/// cluster create` lays out a cluster's, in a fresh home (never the user's
+/// ~/.cache or ~/.kube), and the text `create` prints once the cluster is
+/// up (`provision::summary`, the same code), read for the commands under
+/// "next:", each run as printed: `kubectl get nodes` shows the node Ready,
+/// `cairnctl ... services` lists its services, `cluster show` the node and
+/// `cluster destroy` removes the files and the merged kube context. The
+/// programs are `_out/cairnctl` (`make cairnctl`, which `make test` runs)
+/// and the kubectl the test uses.
+fn newcomer_commands_run_as_printed(
+    vm: &Vm,
+    node: &Node,
+    images: &Images,
+    api_port: u16,
+    node_name: &str,
+    say: &mut impl FnMut(&str),
+) {
+    let cairnctl = images.dir.join("cairnctl");
+    assert!(
+        cairnctl.is_file(),
+        "no {}: `make cairnctl OUT={}` builds it (`make test` does)",
+        cairnctl.display(),
+        images.dir.display()
+    );
+    let home = tempfile::Builder::new()
+        .prefix("cairn-newcomer-")
+        .tempdir()
+        .unwrap();
+    // Not the newcomer's default cache: the cluster verbs must say where.
+    let cache = home.path().join("cache");
+    let layout = Layout::in_cache(&cache, "local").unwrap();
+    std::fs::create_dir_all(&layout.dir).unwrap();
+    let copy = |from: &Path, to: &Path| {
+        let bytes = std::fs::read(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        write_private(to, &bytes, false).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    };
+    copy(&node.cairnconfig, &layout.cairnconfig());
+    copy(&node.kubeconfig, &layout.kubeconfig());
+    // `create` merges the context into ~/.kube/config; merged into no
+    // file, that is the kubeconfig itself (ctl's kubeconfig tests).
+    let kube_config = home.path().join(".kube").join("config");
+    std::fs::create_dir_all(kube_config.parent().unwrap()).unwrap();
+    copy(&node.kubeconfig, &kube_config);
+    let kubectl = Kubectl::new(&images.dir, &node.kubeconfig);
+    let context = or_panic(
+        vm,
+        "kubectl config current-context",
+        kubectl.ok(&["config", "current-context"]),
+    );
+    let apid_port = node
+        .addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("the node's address names its forwarded apid port");
+    let ip: std::net::Ipv4Addr = kube::GUEST.parse().unwrap();
+    let state = ClusterState {
+        name: "local".into(),
+        network: "10.0.2.0/24".into(),
+        endpoint: format!("https://{}:{}", kube::GUEST, kube::APISERVER_PORT),
+        image_dir: images.dir.clone(),
+        nodes: vec![NodeState {
+            name: node_name.to_string(),
+            role: Role::Controlplane,
+            ip,
+            mac: provision::cluster::mac_for(ip),
+            memory_mib: 4096,
+            cpus: 2,
+            apid_port,
+            api_port: Some(api_port),
+            join_port: None,
+        }],
+        merged_context: Some(MergedContext {
+            path: kube_config.clone(),
+            context: context.trim().to_string(),
+        }),
+    };
+    layout.save(&state).unwrap();
+
+    // Nothing on the newcomer's PATH: the programs by their paths.
+    let programs = Programs::find(None, &cairnctl, &images.dir);
+    let printed = summary::render(&state, &layout, &programs, None);
+    say(&format!("cluster create would print:\n{printed}"));
+    let lines = newcomer::next_lines(&printed);
+    assert_eq!(
+        lines.len(),
+        4,
+        "kubectl, services, show, destroy:\n{printed}"
+    );
+    for line in lines {
+        let program = Path::new(&newcomer::parse(line).argv[0]).to_path_buf();
+        assert!(
+            program == std::path::absolute(&cairnctl).unwrap()
+                || program == std::path::absolute(&kubectl.bin).unwrap_or(kubectl.bin.clone()),
+            "{line}: not {} or {}",
+            cairnctl.display(),
+            kubectl.bin.display()
+        );
+        let ran = kube::eventually(
+            line,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            || {
+                let out = newcomer::run(line, home.path());
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                anyhow::ensure!(
+                    out.status.success(),
+                    "{}\n{stdout}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Ok(stdout)
+            },
+        );
+        let stdout = or_panic(vm, line, ran);
+        say(&format!("$ {line}\n{}", stdout.trim_end()));
+        if line.contains(" get nodes") {
+            assert!(
+                stdout.lines().any(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.first() == Some(&node_name) && w.get(1) == Some(&"Ready")
+                }),
+                "{line}: {node_name} not Ready:\n{stdout}"
+            );
+        } else if line.ends_with(" services") {
+            for service in ["apid", "containerd", "etcd", "kubelet"] {
+                assert!(stdout.contains(service), "{line}: no {service}:\n{stdout}");
+            }
+        } else if line.contains(" cluster show ") {
+            assert!(stdout.contains(node_name), "{line}:\n{stdout}");
+        } else if line.contains(" cluster destroy ") {
+            assert!(!layout.dir.exists(), "{line} left {}", layout.dir.display());
+            let left = std::fs::read_to_string(&kube_config).unwrap_or_default();
+            assert!(
+                !left.contains(&format!("name: {}", context.trim())),
+                "{line} left the context in {}:\n{left}",
+                kube_config.display()
+            );
+        }
+    }
 }
 
 /// The add-ons (issues 14 and 15) on this cluster, with the workload of

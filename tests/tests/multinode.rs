@@ -13,6 +13,8 @@
 //! port and nothing is issued. `cluster show` lists both nodes running and
 //! `cluster destroy` leaves nothing behind.
 
+mod newcomer;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -164,7 +166,7 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
         consoles()
     );
     say(started, "cluster create: done");
-    run_next_commands_as_printed(&printed, cache.path());
+    run_next_commands_as_printed(&printed);
     say(
         started,
         "the commands cluster create printed run as printed",
@@ -406,30 +408,22 @@ fn a_worker_joins_without_ca_keys_and_its_pods_reach_the_control_plane() {
 }
 
 /// A newcomer's path: every command under "next:" in what `cluster
-/// create` printed runs as printed (the words split on spaces, a trailing
-/// `# comment` dropped) and succeeds, except `cluster destroy`, which the
-/// test runs at its end. `kubectl get nodes` lists both nodes and
-/// `services` lists the node's services.
-fn run_next_commands_as_printed(printed: &str, cache: &Path) {
-    let next: Vec<&str> = printed
-        .lines()
-        .skip_while(|l| l.trim() != "next:")
-        .skip(1)
-        .map(|l| l.split(" # ").next().unwrap().trim())
-        .filter(|l| !l.is_empty() && !l.contains("cluster destroy"))
+/// create` printed runs as printed (`newcomer::run`: split as a shell
+/// splits it, in a fresh home) and succeeds, except `cluster destroy`,
+/// which the test runs at its end. `kubectl get nodes` lists both nodes
+/// and `services` lists the node's services.
+fn run_next_commands_as_printed(printed: &str) {
+    let next: Vec<&str> = newcomer::next_lines(printed)
+        .into_iter()
+        .filter(|l| !l.contains("cluster destroy"))
         .collect();
     assert!(
         next.len() >= 4,
         "cluster create printed no next commands:\n{printed}"
     );
+    let home = tempfile::tempdir().unwrap();
     for line in next {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let out = Command::new(words[0])
-            .args(&words[1..])
-            .env("CAIRN_CACHE", cache)
-            .env_remove("CAIRNCONFIG")
-            .output()
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let out = newcomer::run(line, home.path());
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -443,7 +437,7 @@ fn run_next_commands_as_printed(printed: &str, cache: &Path) {
                 "{line}:\n{stdout}"
             );
         }
-        if line.ends_with(" services") {
+        if newcomer::parse(line).argv.last().map(String::as_str) == Some("services") {
             assert!(stdout.contains("kubelet"), "{line}:\n{stdout}");
         }
         eprintln!("$ {line}\n{stdout}");
