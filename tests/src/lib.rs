@@ -8,6 +8,7 @@ pub mod addons;
 pub mod cairnctl;
 pub mod checks;
 pub mod kube;
+pub mod kube_floor;
 pub mod media;
 pub mod netnode;
 pub mod timeline;
