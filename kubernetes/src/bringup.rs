@@ -258,9 +258,13 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
                 );
             }
         }
-        let imported = import_images().await?;
+        // What the kubelet needs first goes in before it starts; the rest
+        // (kube-proxy's, the add-ons', the image cache) goes in beside it,
+        // long before the API server can schedule a Pod that needs it.
+        let imported = import_images(ImageSet::First { control_plane }).await?;
         timeline::mark(node, Phase::ImagesImported, &imported);
         done.images = true;
+        tokio::spawn(import_the_rest(node.clone(), control_plane));
     }
 
     // 4. etcd, when this control plane was bootstrapped before.
@@ -365,12 +369,36 @@ fn prometheus_data_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Imports the payload's OCI archives, and the boot medium's image cache
-/// when it has one, into containerd's `k8s.io` namespace. A failure to
-/// reach containerd is an error (the step is retried); an archive that
+/// Which of the node's image archives an import takes.
+#[derive(Debug, Clone, Copy)]
+enum ImageSet {
+    /// What the kubelet needs before it starts: the sandbox's image and,
+    /// on a control plane, the static Pods'.
+    First { control_plane: bool },
+    /// Everything else: kube-proxy's, the add-ons', the image cache's.
+    Rest { control_plane: bool },
+}
+
+impl ImageSet {
+    fn takes(self, archive: &Path, origin: crate::containerd::import::Origin) -> bool {
+        let (ImageSet::First { control_plane } | ImageSet::Rest { control_plane }) = self;
+        let first = origin == crate::containerd::import::Origin::System
+            && archive
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|name| {
+                    name == "pause" || (control_plane && timeline::STATIC_PODS.contains(&name))
+                });
+        first == matches!(self, ImageSet::First { .. })
+    }
+}
+
+/// Imports `set` of the payload's OCI archives and the boot medium's image
+/// cache (when it has one) into containerd's `k8s.io` namespace. A failure
+/// to reach containerd is an error (the step is retried); an archive that
 /// cannot be imported is reported and skipped.
-async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
-    use crate::containerd::import::{import_dir, Origin, Outcome};
+async fn import_images(set: ImageSet) -> Result<String, crate::containerd::ContainerdError> {
+    use crate::containerd::import::{archives_in, import_archives, Origin, Outcome};
     let socket = Path::new(k8s::CONTAINERD_SOCKET);
     let channel = crate::containerd::connect(socket).await?;
     let mut summary = Vec::new();
@@ -384,9 +412,20 @@ async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
         if origin == Origin::Cache && !dir.join("refs.txt").is_file() {
             continue;
         }
+        let archives: Vec<_> = match archives_in(dir) {
+            Ok(all) => all.into_iter().filter(|a| set.takes(a, origin)).collect(),
+            Err(e) => {
+                runtime::console!("kubernetes: image import: {e}");
+                continue;
+            }
+        };
+        if archives.is_empty() {
+            continue;
+        }
         let started = std::time::Instant::now();
         let (mut imported, mut present) = (0, 0);
-        for result in import_dir(&channel, dir, k8s::CONTAINERD_NAMESPACE, origin).await {
+        for result in import_archives(&channel, &archives, k8s::CONTAINERD_NAMESPACE, origin).await
+        {
             match result {
                 Ok(images) => {
                     for i in images {
@@ -400,18 +439,41 @@ async fn import_images() -> Result<String, crate::containerd::ContainerdError> {
             }
         }
         let took = started.elapsed().as_secs_f64();
+        let which = match set {
+            ImageSet::First { .. } => "needed first",
+            ImageSet::Rest { .. } => "other",
+        };
         runtime::console!(
-            "kubernetes: {} images imported into containerd from {} ({imported} new, {present} present) in {took:.1}s",
+            "kubernetes: {} images {which} imported into containerd from {} ({imported} new, {present} present) in {took:.1}s",
             origin.label(),
             dir.display(),
         );
         summary.push(format!(
-            "{} {} images in {took:.1} s",
+            "{} {} images ({which}) in {took:.1} s",
             imported + present,
             origin.label()
         ));
     }
     Ok(summary.join(", "))
+}
+
+/// Imports the images the kubelet did not need first, trying again while
+/// containerd cannot be reached (it may be restarting).
+async fn import_the_rest(node: Runtime, control_plane: bool) {
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+    loop {
+        match import_images(ImageSet::Rest { control_plane }).await {
+            Ok(summary) => {
+                node.events
+                    .record(EventType::Kubernetes, format!("images imported: {summary}"));
+                return;
+            }
+            Err(e) => {
+                runtime::console!("kubernetes: the other images: {e}; trying again");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
 }
 
 /// Renders the static pods now and again whenever the config, the
@@ -532,6 +594,67 @@ mod tests {
             started.elapsed().as_secs(),
             200,
             "the next attempt must run when the wake fires, not at the end of its 60 s wait"
+        );
+    }
+
+    #[test]
+    fn the_kubelet_needs_the_sandbox_and_the_static_pods_images_first() {
+        use crate::containerd::import::Origin;
+        let payload = [
+            "pause",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+            "cairn-dns",
+        ]
+        .map(|n| std::path::PathBuf::from(format!("/system/payload/images/{n}.tar")));
+        let taken = |set: ImageSet, origin: Origin| -> Vec<String> {
+            payload
+                .iter()
+                .filter(|a| set.takes(a, origin))
+                .map(|a| a.file_stem().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let cp = true;
+        assert_eq!(
+            taken(ImageSet::First { control_plane: cp }, Origin::System),
+            [
+                "pause",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler"
+            ]
+        );
+        assert_eq!(
+            taken(ImageSet::Rest { control_plane: cp }, Origin::System),
+            ["kube-proxy", "cairn-dns"]
+        );
+        // A worker runs no static Pod: only the sandbox comes first.
+        assert_eq!(
+            taken(
+                ImageSet::First {
+                    control_plane: false
+                },
+                Origin::System
+            ),
+            ["pause"]
+        );
+        assert_eq!(
+            taken(
+                ImageSet::Rest {
+                    control_plane: false
+                },
+                Origin::System
+            )
+            .len(),
+            5
+        );
+        // The image cache is never on the critical path, whatever it holds.
+        assert!(taken(ImageSet::First { control_plane: cp }, Origin::Cache).is_empty());
+        assert_eq!(
+            taken(ImageSet::Rest { control_plane: cp }, Origin::Cache).len(),
+            6
         );
     }
 }

@@ -783,22 +783,37 @@ pub async fn import_dir(
     namespace: &str,
     origin: Origin,
 ) -> Vec<Result<Vec<Imported>, ImportError>> {
-    let mut archives: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-            .collect(),
-        Err(source) => {
-            return vec![Err(ImportError::Read {
-                path: dir.display().to_string(),
-                source,
-            })]
-        }
-    };
+    match archives_in(dir) {
+        Ok(archives) => import_archives(channel, &archives, namespace, origin).await,
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// The `*.tar` archives in `dir`, sorted by name.
+pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| ImportError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+        .collect();
     archives.sort();
+    Ok(archives)
+}
+
+/// Imports `archives` one after another, labelled `origin`; an archive
+/// that fails is reported and the others still go in.
+pub async fn import_archives(
+    channel: &Channel,
+    archives: &[PathBuf],
+    namespace: &str,
+    origin: Origin,
+) -> Vec<Result<Vec<Imported>, ImportError>> {
     let mut out = Vec::new();
     for a in archives {
-        out.push(import_archive_as(channel, &a, namespace, origin).await);
+        out.push(import_archive_as(channel, a, namespace, origin).await);
     }
     out
 }
