@@ -347,7 +347,11 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             runtime::keep::keep("kubernetes: the CSR approver", move || {
                 crate::manifests::csr_approver::run(c.clone())
             });
-            tokio::spawn(crate::manifests::apply_addons(client.clone(), cfg.clone()));
+            tokio::spawn(crate::manifests::apply_addons_after_pod_network(
+                client.clone(),
+                cfg.clone(),
+                node.hostname(),
+            ));
             done.csr_approver = true;
         }
         crate::manifests::label_control_plane(&client, &node.hostname()).await;

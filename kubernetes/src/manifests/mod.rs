@@ -202,6 +202,46 @@ pub async fn apply_bootstrap(
     client
 }
 
+/// How long the add-ons wait for this node's podCIDR before going in anyway.
+const ADDONS_WAIT_FOR_POD_NETWORK: Duration = Duration::from_secs(300);
+
+/// Applies the add-ons once the Node `node_name` has its podCIDR (or after
+/// [`ADDONS_WAIT_FOR_POD_NETWORK`]). Their Pods cannot start before the Pod
+/// network, and applying them earlier only takes CPU from the
+/// controller-manager's start, which is what assigns the podCIDR (under
+/// emulation that cost the node's Ready tens of seconds; issue 17).
+pub async fn apply_addons_after_pod_network(
+    client: Client,
+    cfg: config::MachineConfig,
+    node_name: String,
+) {
+    if addons::objects(&cfg).is_empty() {
+        return;
+    }
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let has_cidr = |n: &k8s_openapi::api::core::v1::Node| {
+        n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some()
+    };
+    let waited = tokio::time::timeout(ADDONS_WAIT_FOR_POD_NETWORK, async {
+        loop {
+            if let Ok(Some(n)) = nodes.get_opt(&node_name).await {
+                if has_cidr(&n) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        runtime::console!(
+            "kubernetes: node {node_name} has no podCIDR after {} s; applying the add-ons anyway",
+            ADDONS_WAIT_FOR_POD_NETWORK.as_secs()
+        );
+    }
+    apply_addons(client, cfg).await
+}
+
 /// The add-ons (after the core objects, on their own: an add-on the API
 /// server does not take yet, an APIService say, holds up nothing else):
 /// their serving certificates, then their objects, retried until applied.
