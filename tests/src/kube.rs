@@ -165,16 +165,7 @@ impl Node {
     pub fn fetch_kubeconfig(&self, kubectl: &Kubectl, api_port: u16) -> anyhow::Result<()> {
         let path = self.kubeconfig.to_str().context("kubeconfig path")?;
         self.ctl(&["kubeconfig", path, "--force"])?;
-        let clusters = kubectl.ok(&["config", "get-clusters"])?;
-        for cluster in clusters.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-            kubectl.ok(&[
-                "config",
-                "set-cluster",
-                cluster.trim(),
-                &format!("--server=https://127.0.0.1:{api_port}"),
-            ])?;
-        }
-        Ok(())
+        kubectl.point_at(api_port)
     }
 }
 
@@ -186,6 +177,21 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// Points every cluster of the kubeconfig at 127.0.0.1:`api_port` (a
+    /// guest's API server forwarded to the host).
+    pub fn point_at(&self, api_port: u16) -> anyhow::Result<()> {
+        let clusters = self.ok(&["config", "get-clusters"])?;
+        for cluster in clusters.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            self.ok(&[
+                "config",
+                "set-cluster",
+                cluster.trim(),
+                &format!("--server=https://127.0.0.1:{api_port}"),
+            ])?;
+        }
+        Ok(())
+    }
+
     /// `kubectl` from the images directory (the payload build puts it
     /// there), else from PATH.
     pub fn new(images_dir: &Path, kubeconfig: &Path) -> Kubectl {

@@ -328,15 +328,7 @@ pub fn measure(
     let kc = dir.path().join("kubeconfig");
     std::fs::copy(&kubeconfig, &kc)?;
     let kubectl = Kubectl::new(&images.dir, &kc);
-    let clusters = kubectl.ok(&["config", "get-clusters"])?;
-    for cluster in clusters.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        kubectl.ok(&[
-            "config",
-            "set-cluster",
-            cluster.trim(),
-            &format!("--server=https://127.0.0.1:{api_port}"),
-        ])?;
-    }
+    kubectl.point_at(api_port)?;
 
     let mut vm = Vm::start(&config)?;
     vm.expect("floor: init at", Duration::from_secs(120))?;

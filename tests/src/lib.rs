@@ -19,3 +19,17 @@ pub use provision::{
     Boot, Firmware, Images, Vm, VmConfig, VmError, FINGERPRINT_LINE, MAINTENANCE_BANNER,
     STATUS_LINE,
 };
+
+/// The benchmarks' `--runs N` (default 1): how many times to measure, for
+/// medians (TCG timings vary with the host's load).
+pub fn runs_flag(args: &[String]) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    match args.iter().position(|a| a == "--runs") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .context("--runs takes a positive number"),
+        None => Ok(1),
+    }
+}

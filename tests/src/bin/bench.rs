@@ -25,14 +25,7 @@ fn main() -> anyhow::Result<()> {
     // `--runs N`: boot the floor and the direct boot N times each and show
     // the median (TCG timings vary with the host's load).
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .context("--runs takes a positive number")?,
-        None => 1,
-    };
+    let runs = cairn_tests::runs_flag(&args)?;
     let images = Images::locate();
     for f in [
         images.kernel()?,

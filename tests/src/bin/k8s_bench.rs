@@ -47,14 +47,7 @@ struct CairnRun {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .context("--runs takes a positive number")?,
-        None => 1,
-    };
+    let runs = cairn_tests::runs_flag(&args)?;
     let images = Images::locate();
     // `--floor-only DIR`: the floor alone, from inputs an earlier run kept
     // (`--keep DIR`), to work on the floor without a Cairn run.
