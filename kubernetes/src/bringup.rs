@@ -343,6 +343,11 @@ async fn bring_up(node: &Runtime, done: &mut Progress) -> Result<(), KubernetesE
             "node bootstrap RBAC, kube-proxy and cluster DNS applied",
         );
         if !done.csr_approver {
+            tokio::spawn(crate::manifests::first_pod_cidr::claim(
+                client.clone(),
+                cfg.clone(),
+                node.hostname(),
+            ));
             let c = client.clone();
             runtime::keep::keep("kubernetes: the CSR approver", move || {
                 crate::manifests::csr_approver::run(c.clone())

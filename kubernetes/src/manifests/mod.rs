@@ -5,6 +5,7 @@
 
 pub mod cni;
 pub mod csr_approver;
+pub mod first_pod_cidr;
 pub mod node_labels;
 pub mod objects;
 
