@@ -78,47 +78,6 @@ pub fn eventually<T>(
     }
 }
 
-/// A point a benchmark waits for: its name and a check that says whether
-/// it has been reached.
-pub type Point<'a> = (&'a str, Box<dyn FnMut() -> anyhow::Result<bool> + 'a>);
-
-/// Polls every `every` until each of `points` has been reached once and
-/// returns the seconds since `t0` at which each was first seen. Every point
-/// not reached yet is checked in every round, so a late one does not delay
-/// another's time (a check that fails counts as not reached).
-pub fn times_of(
-    t0: Instant,
-    timeout: Duration,
-    every: Duration,
-    mut points: Vec<Point<'_>>,
-) -> anyhow::Result<Vec<f64>> {
-    let mut seen: Vec<Option<f64>> = vec![None; points.len()];
-    loop {
-        for (i, (_, reached)) in points.iter_mut().enumerate() {
-            if seen[i].is_none() && reached().unwrap_or(false) {
-                seen[i] = Some(t0.elapsed().as_secs_f64());
-            }
-        }
-        if seen.iter().all(Option::is_some) {
-            return Ok(seen.into_iter().flatten().collect());
-        }
-        if t0.elapsed() >= timeout {
-            let missing: Vec<&str> = points
-                .iter()
-                .zip(&seen)
-                .filter(|(_, s)| s.is_none())
-                .map(|((name, _), _)| *name)
-                .collect();
-            bail!(
-                "not reached after {} s: {}",
-                timeout.as_secs(),
-                missing.join(", ")
-            );
-        }
-        std::thread::sleep(every);
-    }
-}
-
 impl Node {
     /// Generates a cluster named `name` into `dir`, points the admin
     /// cairnconfig at `addr`, applies the control-plane config to the node

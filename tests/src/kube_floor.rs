@@ -338,37 +338,44 @@ pub fn measure(
     let every = Duration::from_secs(1);
     let failed =
         |vm: &Vm, e: anyhow::Error| e.context(format!("console:\n{}", vm.console_tail(60)));
-    let static_pods_running = || -> anyhow::Result<bool> {
-        let running = kubectl
-            .pod_phases()?
-            .iter()
-            .filter(|(n, phase, _)| n.starts_with("kube-system/kube-") && phase == "Running")
-            .count();
-        Ok(running >= 3)
-    };
-    let times = kube::times_of(
-        t0,
+    kube::eventually("floor: /readyz", step, every, || {
+        kubectl.ok(&["get", "--raw", "/readyz"]).map(drop)
+    })
+    .map_err(|e| failed(&vm, e))?;
+    let api_ready = t0.elapsed().as_secs_f64();
+    let mut static_pods = None;
+    let mut node_ready = None;
+    kube::eventually(
+        "floor: static Pods running, Node Ready",
         step,
         every,
-        vec![
-            (
-                "/readyz",
-                Box::new(|| kubectl.ok(&["get", "--raw", "/readyz"]).map(|_| true)),
-            ),
-            ("static Pods running", Box::new(static_pods_running)),
-            (
-                "Node Ready",
-                Box::new(|| Ok(!kubectl.ready_nodes()?.is_empty())),
-            ),
-        ],
+        || {
+            if static_pods.is_none() {
+                let running = kubectl
+                    .pod_phases()?
+                    .iter()
+                    .filter(|(n, phase, _)| {
+                        n.starts_with("kube-system/kube-") && phase == "Running"
+                    })
+                    .count();
+                if running >= 3 {
+                    static_pods = Some(t0.elapsed().as_secs_f64());
+                }
+            }
+            if node_ready.is_none() && !kubectl.ready_nodes()?.is_empty() {
+                node_ready = Some(t0.elapsed().as_secs_f64());
+            }
+            anyhow::ensure!(static_pods.is_some() && node_ready.is_some(), "not yet");
+            Ok(())
+        },
     )
     .map_err(|e| failed(&vm, e))?;
     vm.kill();
     Ok(Times {
         kernel,
-        api_ready: times[0],
-        static_pods: times[1],
-        node_ready: times[2],
+        api_ready,
+        static_pods: static_pods.unwrap_or_default(),
+        node_ready: node_ready.unwrap_or_default(),
     })
 }
 
